@@ -86,13 +86,15 @@ impl LineFramer {
         // overflows, before it is buffered or even scanned in full.
         let window = &input[..input.len().min(room.saturating_add(1))];
         let Some(end) = window.iter().position(|&b| b == b'\n') else {
+            // Count before judging the line so that, however the input is split, the first
+            // byte over either limit decides which error is reported.
+            self.count(window.len(), limits)?;
             if window.len() > room {
                 return Err(DecodeError::LineTooLong {
                     len: self.partial.len() + window.len(),
                     limit: limits.max_line_len,
                 });
             }
-            self.count(window.len(), limits)?;
             self.partial.extend_from_slice(window);
             *input = &[];
             return Ok(None);
