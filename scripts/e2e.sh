@@ -1,0 +1,453 @@
+#!/usr/bin/env bash
+# End-to-end suite: spamgate behind a real Postfix, with a real DNSBL server (rbldnsd), a
+# real resolver (dnsmasq) and a real retrying MTA (a second Postfix). It plays the seed's
+# diagram: a proper server's mail arrives; a suspicious server gets "send -> temporary
+# error -> resend" and its mail arrives; a bot that never resends never gets through; a
+# DNSBL-listed host is refused.
+#
+# Usage (as root):  bash scripts/e2e.sh
+#   SPAMGATE_BIN=/path/to/spamgate  use this binary instead of building one
+#   KEEP=1                          keep the temporary directory (logs, mailboxes)
+#
+# Installs what is missing from Debian's packages without starting any system service,
+# builds spamgate, then runs everything inside a private network + mount + PID namespace
+# (unshare): loopback only, the test addresses exist only there, dnsmasq is the
+# namespace's resolver through a bind mount over /etc/resolv.conf (the real file is never
+# written), and every process still alive when the suite ends is killed with the
+# namespace. The machine's resolver, its system Postfix (/etc/postfix) and its port 25 are
+# never touched. Prints one PASS/FAIL line per case and ends with "e2e: N passed, M failed".
+set -Eeuo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FIX=$REPO/tests/e2e
+
+# Seconds; spamgate's greylist min_delay for this run (production default: 5 minutes).
+MIN_DELAY=5
+# Ports inside the private network namespace.
+MX_PORT=2525        # receiving MX, main.cf's TCP policy check
+MX_UNIX_PORT=2526   # receiving MX, the chrooted listener from docs/postfix.md (UNIX socket)
+RELAY_PORT=2625     # sending MTA's submission point for the harness
+POLICY_PORT=10023   # spamgate, as in docs/postfix.md
+RBLDNSD_PORT=5301
+DEAD_PORT=5309      # nothing listens here: dnsmasq forwards the "temporary failure" PTR to it
+# Real source addresses on lo (no XCLIENT): the sending MTA and the bot.
+RELAY_ADDR=198.51.100.25
+BOT_ADDR=198.51.100.66
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "e2e: $*"; exit 2; }
+
+# ---------------------------------------------------------------------------------------
+# Outside the namespace: dependencies and the build.
+
+install_deps() {
+    local missing=()
+    command -v postfix >/dev/null || missing+=(postfix)
+    command -v rbldnsd >/dev/null || missing+=(rbldnsd)
+    command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+    command -v swaks >/dev/null || missing+=(swaks)
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v unshare >/dev/null || missing+=(util-linux)
+    ((${#missing[@]})) || return 0
+    log "e2e: installing ${missing[*]}"
+    # Package scripts must not start system services (Postfix on port 25, dnsmasq on 53,
+    # rbldnsd): policy-rc.d exiting 101 forbids it, and Postfix gets no system config.
+    local own_policy=
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    local rc=0
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; } || rc=$?
+    [[ -z $own_policy ]] || rm -f /usr/sbin/policy-rc.d
+    ((rc == 0)) || die "apt-get failed ($rc)"
+}
+
+build_spamgate() {
+    if [[ -n ${SPAMGATE_BIN:-} ]]; then
+        [[ -x $SPAMGATE_BIN ]] || die "SPAMGATE_BIN=$SPAMGATE_BIN is not executable"
+        return
+    fi
+    command -v cargo >/dev/null || die "cargo not found (install Rust first)"
+    # A debug build: on 2 cores it is minutes faster than --release and fast enough here.
+    (cd "$REPO" && cargo build --quiet -p spamgate) || die "cargo build -p spamgate failed"
+    SPAMGATE_BIN=${CARGO_TARGET_DIR:-$REPO/target}/debug/spamgate
+}
+
+outside() {
+    [[ $(id -u) == 0 ]] || die "run as root (private Postfix instances, namespaces)"
+    install_deps
+    build_spamgate
+    unshare --net --mount --pid --fork --mount-proc true 2>/dev/null ||
+        die "cannot create Linux namespaces (unshare --net --mount --pid); needs root with CAP_SYS_ADMIN"
+    local started=$SECONDS tmp rc=0
+    tmp=$(mktemp -d /tmp/spamgate-e2e.XXXXXX)
+    # Postfix (as "postfix") and virtual(8) (as nobody) must traverse it.
+    chmod 755 "$tmp"
+    unshare --net --mount --pid --fork --mount-proc --kill-child -- \
+        bash "${BASH_SOURCE[0]}" --inside "$tmp" "$SPAMGATE_BIN" || rc=$?
+    if [[ -n ${KEEP:-} ]]; then log "e2e: kept $tmp"; else rm -rf "$tmp"; fi
+    log "e2e: finished in $((SECONDS - started))s (without install/build)"
+    exit "$rc"
+}
+
+# ---------------------------------------------------------------------------------------
+# Inside the namespace.
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); printf 'PASS  %-26s %s\n' "$1" "${2:-}"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %-26s %s\n' "$1" "${2:-}"; }
+
+# fill TEMPLATE OUT: replaces @VARS@ with the suite's values.
+fill() {
+    sed -e "s|@T@|$T|g" -e "s|@MX_PORT@|$MX_PORT|g" -e "s|@MX_UNIX_PORT@|$MX_UNIX_PORT|g" \
+        -e "s|@RELAY_PORT@|$RELAY_PORT|g" -e "s|@POLICY_PORT@|$POLICY_PORT|g" \
+        -e "s|@RBLDNSD_PORT@|$RBLDNSD_PORT|g" -e "s|@DEAD_PORT@|$DEAD_PORT|g" \
+        -e "s|@MIN_DELAY@|$MIN_DELAY|g" "$1" >"$2"
+}
+
+# doc_block NAME: the fenced code block that follows "<!-- e2e:NAME -->" in docs/postfix.md.
+doc_block() {
+    awk -v tag="<!-- e2e:$1 -->" '
+        $0 == tag { want = 1; next }
+        want && /^```/ { if (inside) exit; inside = 1; next }
+        inside { print }' "$REPO/docs/postfix.md"
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 0.2 s.
+wait_for() {
+    local what=$1 limit=$2 i
+    shift 2
+    for ((i = 0; i < limit * 5; i++)); do
+        if "$@" 2>/dev/null; then return 0; fi
+        sleep 0.2
+    done
+    log "e2e: timed out waiting for $what"
+    return 1
+}
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    [[ -n ${SPAMGATE_PID:-} ]] && kill "$SPAMGATE_PID" 2>/dev/null
+    [[ -f $T/mx/etc/main.cf ]] && postfix -c "$T/mx/etc" stop >/dev/null 2>&1
+    [[ -f $T/relay/etc/main.cf ]] && postfix -c "$T/relay/etc" stop >/dev/null 2>&1
+    [[ -n ${DNSMASQ_PID:-} ]] && kill "$DNSMASQ_PID" 2>/dev/null
+    [[ -n ${RBLDNSD_PID:-} ]] && kill "$RBLDNSD_PID" 2>/dev/null
+    wait 2>/dev/null
+    if ((rc != 0 && FAILED == 0)); then
+        log "e2e: aborted (exit $rc); logs under $T (KEEP=1 keeps them)"
+        FAILED=1
+    fi
+    printf 'e2e: %d passed, %d failed\n' "$PASSED" "$FAILED"
+    ((FAILED == 0)) || exit 1
+    exit 0
+}
+
+setup_namespace() {
+    ip link set lo up
+    ip addr add "$RELAY_ADDR/32" dev lo
+    ip addr add "$BOT_ADDR/32" dev lo
+    mkdir -p "$T/etc"
+    printf 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n' >"$T/etc/resolv.conf"
+    printf 'hosts: files dns\n' >"$T/etc/nsswitch.conf"
+    printf '127.0.0.1 localhost\n::1 localhost\n' >"$T/etc/hosts"
+    chmod 644 "$T"/etc/*
+    # Private mount namespace: these bind mounts are invisible outside and vanish with it.
+    local f
+    for f in resolv.conf nsswitch.conf hosts; do mount --bind "$T/etc/$f" "/etc/$f"; done
+}
+
+start_dns() {
+    mkdir -p "$T/dns"
+    cp "$FIX"/dns/*.v4 "$FIX"/dns/*.v6 "$T/dns/"
+    fill "$FIX/dns/dnsmasq.conf" "$T/dns/dnsmasq.conf"
+    chmod -R a+rX "$T/dns"
+    rbldnsd -n -u nobody -b "127.0.0.1/$RBLDNSD_PORT" -w "$T/dns" \
+        bl.test:ip4set:bl.test.v4 bl.test:ip6trie:bl.test.v6 wl.test:ip4set:wl.test.v4 \
+        >"$T/rbldnsd.log" 2>&1 &
+    RBLDNSD_PID=$!
+    dnsmasq --keep-in-foreground --conf-file="$T/dns/dnsmasq.conf" >"$T/dnsmasq.log" 2>&1 &
+    DNSMASQ_PID=$!
+    wait_for "dnsmasq" 10 getent hosts mail.example.org >/dev/null
+    wait_for "rbldnsd" 10 getent ahostsv4 10.2.0.192.bl.test >/dev/null
+}
+
+# check_lookup NAME QUERY EXPECTED: getent goes through libc, as Postfix's lookups do.
+check_lookup() {
+    local got
+    got=$(getent ahosts "$2" 2>/dev/null | awk 'NR == 1 { print $1 }')
+    [[ $got == "$3" ]] || got=$(getent hosts "$2" 2>/dev/null | awk '{ print $2; exit }')
+    if [[ $got == "$3" ]]; then pass "$1" "$2 -> $3"; else fail "$1" "$2 -> '${got}', want $3"; fi
+}
+
+check_dns() {
+    check_lookup dns-fcrdns-ptr 192.0.2.5 mail.example.org
+    check_lookup dns-fcrdns-a mail.example.org 192.0.2.5
+    check_lookup dns-generic-ptr "$RELAY_ADDR" 198-51-100-25.dyn.example.net
+    check_lookup dns-unconfirmed-ptr 203.0.113.21 mail.forged.test
+    check_lookup dns-unconfirmed-a mail.forged.test 192.0.2.99
+    check_lookup dns-bl-v4 10.2.0.192.bl.test 127.0.0.2
+    check_lookup dns-bl-v4-code 11.2.0.192.bl.test 127.0.0.4
+    check_lookup dns-bl-v6 0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.a.b.0.8.b.d.0.1.0.0.2.bl.test 127.0.0.2
+    check_lookup dns-wl 30.113.0.203.wl.test 127.0.10.2
+    if getent hosts 203.0.113.20 >/dev/null; then
+        fail dns-no-ptr "203.0.113.20 has a name"
+    else
+        pass dns-no-ptr "203.0.113.20 -> (none)"
+    fi
+}
+
+start_spamgate() {
+    mkdir -p "$T/spamgate" "$T/mx/queue/spamgate"
+    fill "$FIX/spamgate.toml.in" "$T/spamgate.toml"
+    "$SPAMGATE_BIN" serve --config "$T/spamgate.toml" >"$T/spamgate.log" 2>&1 &
+    SPAMGATE_PID=$!
+    if ! wait_for "spamgate on 127.0.0.1:$POLICY_PORT" 20 tcp_open 127.0.0.1 "$POLICY_PORT" ||
+        ! wait_for "spamgate's UNIX socket" 5 test -S "$T/mx/queue/spamgate/policy.sock"; then
+        tail -n 30 "$T/spamgate.log" >&2
+        die "spamgate did not start"
+    fi
+}
+
+# The receiving MX: test plumbing from tests/e2e/mx plus the blocks of docs/postfix.md.
+setup_mx() {
+    local etc=$T/mx/etc main_block master_block
+    mkdir -p "$etc" "$T/mx/queue" "$T/mx/data" "$T/mail"
+    chown nobody:nogroup "$T/mail"
+    main_block=$(doc_block main.cf)
+    master_block=$(doc_block master.cf)
+    if grep -q 'check_policy_service inet:127.0.0.1:10023' <<<"$main_block" &&
+        grep -q 'check_policy_service unix:spamgate/policy.sock' <<<"$master_block"; then
+        pass docs-postfix-blocks "main.cf and master.cf blocks of docs/postfix.md used verbatim"
+    else
+        fail docs-postfix-blocks "docs/postfix.md lacks the e2e:main.cf / e2e:master.cf blocks"
+    fi
+    fill "$FIX/mx/main.cf.in" "$etc/main.cf"
+    printf '# ---- from docs/postfix.md (e2e:main.cf) ----\n%s\n' "$main_block" >>"$etc/main.cf"
+    fill "$FIX/mx/master.cf.in" "$etc/master.cf"
+    # The documented block configures the "smtp" service (port 25); here the same lines
+    # run on a test port. Nothing else is changed.
+    printf '# ---- from docs/postfix.md (e2e:master.cf), service smtp -> %s ----\n%s\n' \
+        "$MX_UNIX_PORT" "$(sed "1s/^smtp /$MX_UNIX_PORT /" <<<"$master_block")" >>"$etc/master.cf"
+    cp "$FIX/mx/vmailbox" "$etc/vmailbox"
+    # The chrooted listener resolves names inside $queue_directory, as Debian's init script
+    # arranges for the system instance.
+    mkdir -p "$T/mx/queue/etc"
+    cp /etc/resolv.conf /etc/nsswitch.conf /etc/hosts /etc/services "$T/mx/queue/etc/"
+    start_postfix mx
+}
+
+setup_relay() {
+    local etc=$T/relay/etc
+    mkdir -p "$etc" "$T/relay/queue" "$T/relay/data"
+    fill "$FIX/relay/main.cf.in" "$etc/main.cf"
+    fill "$FIX/relay/master.cf.in" "$etc/master.cf"
+    start_postfix relay
+}
+
+start_postfix() {
+    local etc=$T/$1/etc
+    chown postfix:postfix "$T/$1/data"
+    if ! postfix -c "$etc" check >"$T/$1.check.log" 2>&1; then
+        cat "$T/$1.check.log" >&2
+        die "postfix check failed for $1"
+    fi
+    postfix -c "$etc" start >>"$T/$1.check.log" 2>&1 || {
+        cat "$T/$1.check.log" >&2
+        die "postfix start failed for $1"
+    }
+}
+
+# ---------------------------------------------------------------------------------------
+# SMTP cases.
+
+# send OUT PORT XCLIENT FROM TO [swaks args...]: one SMTP transaction; transcript to OUT.
+send() {
+    local out=$1 port=$2 xclient=$3 from=$4 to=$5
+    shift 5
+    local args=(--server 127.0.0.1 --port "$port" --timeout 30 --from "$from" --to "$to"
+        --helo "${HELO:-client.example}" --header "Subject: $(basename "$out")"
+        --body "spamgate e2e message $(basename "$out")")
+    [[ -z $xclient ]] || args+=(--xclient "$xclient")
+    swaks "${args[@]}" "$@" >"$out" 2>&1 || true
+}
+
+# rcpt_reply OUT: the server's reply to RCPT TO in a swaks transcript.
+rcpt_reply() {
+    awk '/^ *-> RCPT TO:/ { getline; sub(/^<[-*~ ]*/, ""); print; exit }' "$1"
+}
+
+delivered() { grep -rqsl -- "$1" "$T"/mail/example.com/*/new/; }
+
+# smtp_case NAME PORT XCLIENT RCPT EXPECT-REGEX [deliver|-]
+# The sender is unique per case so greylist triplets of different cases never meet.
+smtp_case() {
+    local name=$1 port=$2 xclient=$3 rcpt=$4 want=$5 deliver=${6:--}
+    local out=$T/swaks/$name reply
+    HELO=${HELO:-client.example} send "$out" "$port" "$xclient" "$name@sender.example" "$rcpt"
+    reply=$(rcpt_reply "$out")
+    if [[ ! $reply =~ $want ]]; then
+        fail "$name" "RCPT got '${reply:-<no reply, see $out>}', want /$want/"
+        return
+    fi
+    if [[ $deliver == deliver ]] && ! wait_for "delivery of $name" 15 delivered "Subject: $name"; then
+        fail "$name" "$reply, but the message is not in the mailbox"
+        return
+    fi
+    pass "$name" "$reply"
+}
+
+REJECT='^5[0-9][0-9] .*blocked using bl\.test'
+GREY='^4[0-9][0-9] 4\.7\.1 .*greylisted by spamgate'
+OK='^250 '
+
+run_xclient_matrix() {
+    local p=$MX_PORT a=alice@example.com
+    # DNSBL: listed v4 (two return codes) and v6 are refused at RCPT, even with a proper name.
+    smtp_case dnsbl-v4 $p "ADDR=192.0.2.10 NAME=spam-cannon.example.org REVERSE_NAME=spam-cannon.example.org" $a "$REJECT"
+    smtp_case dnsbl-v4-code-4 $p "ADDR=192.0.2.11 NAME=192-0-2-11.dsl.example.net REVERSE_NAME=192-0-2-11.dsl.example.net" $a "$REJECT"
+    smtp_case dnsbl-v6 $p "ADDR=IPV6:2001:db8:bad::10 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" $a "$REJECT"
+    # A return code outside the zone's filter (127.0.0.10) does not count.
+    smtp_case dnsbl-code-filtered $p "ADDR=192.0.2.12 NAME=relay.example.org REVERSE_NAME=relay.example.org" $a "$OK" deliver
+    # Proper, forward-confirmed servers pass at once.
+    smtp_case proper-v4 $p "ADDR=192.0.2.5 NAME=mail.example.org REVERSE_NAME=mail.example.org" $a "$OK" deliver
+    smtp_case proper-v6 $p "ADDR=IPV6:2001:db8:2::25 NAME=mx6.example.org REVERSE_NAME=mx6.example.org" bob@example.com "$OK" deliver
+    # Each suspicious class gets a temporary error.
+    smtp_case no-ptr $p "ADDR=203.0.113.20 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" $a "$GREY"
+    smtp_case ptr-not-confirmed $p "ADDR=203.0.113.21 NAME=[UNAVAILABLE] REVERSE_NAME=mail.forged.test" $a "$GREY"
+    smtp_case dns-tempfail $p "ADDR=203.0.113.22 NAME=[TEMPUNAVAIL] REVERSE_NAME=[TEMPUNAVAIL]" $a "$GREY"
+    smtp_case generic-v6 $p "ADDR=IPV6:2001:db8:3::7 NAME=ip6-2001-db8-3--7.dynamic.example.net REVERSE_NAME=ip6-2001-db8-3--7.dynamic.example.net" $a "$GREY"
+    # Allow-listed: by DNSWL (despite a generic name), by address, and RFC 2142 postmaster.
+    smtp_case allow-dnswl $p "ADDR=203.0.113.30 NAME=203-0-113-30.dsl.example.net REVERSE_NAME=203-0-113-30.dsl.example.net" $a "$OK" deliver
+    smtp_case allow-address $p "ADDR=203.0.113.40 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" $a "$OK" deliver
+    smtp_case allow-postmaster $p "ADDR=203.0.113.41 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" postmaster@example.com "$OK" deliver
+    # The chrooted listener asks spamgate over the UNIX socket (docs/postfix.md master.cf).
+    smtp_case unix-socket-generic $MX_UNIX_PORT "ADDR=203.0.113.8 NAME=203-0-113-8.dyn.example.net REVERSE_NAME=203-0-113-8.dyn.example.net" $a "$GREY"
+    smtp_case unix-socket-proper $MX_UNIX_PORT "ADDR=192.0.2.5 NAME=mail.example.org REVERSE_NAME=mail.example.org" $a "$OK" deliver
+}
+
+# The seed's "send -> temporary error -> resend" with swaks playing the client.
+GENERIC_XCLIENT="ADDR=203.0.113.7 NAME=203-0-113-7.dyn.example.net REVERSE_NAME=203-0-113-7.dyn.example.net"
+retry_first() {
+    RETRY_T0=$SECONDS
+    smtp_case retry-1-first $MX_PORT "$GENERIC_XCLIENT" alice@example.com "$GREY"
+    # Same client, sender and recipient: an immediate resend is still too early.
+    smtp_case retry-2-too-early $MX_PORT "$GENERIC_XCLIENT" alice@example.com "$GREY"
+}
+retry_after_delay() {
+    local wait=$((RETRY_T0 + MIN_DELAY + 1 - SECONDS))
+    ((wait <= 0)) || sleep "$wait"
+    # smtp_case uses the case name as sender: keep the triplet of retry-1-first.
+    local out=$T/swaks/retry-3-after-delay reply
+    send "$out" $MX_PORT "$GENERIC_XCLIENT" retry-1-first@sender.example alice@example.com
+    reply=$(rcpt_reply "$out")
+    if [[ $reply =~ $OK ]] && wait_for "delivery" 15 delivered "Subject: retry-3-after-delay"; then
+        pass retry-3-after-delay "$reply (and delivered)"
+    else
+        fail retry-3-after-delay "RCPT got '${reply:-<none>}' after ${MIN_DELAY}s, want 250 and delivery"
+    fi
+}
+
+# A real MTA from a generic-named source, and a bot from another one.
+relay_and_bot_start() {
+    local out=$T/swaks/relay-inject
+    send "$out" "$RELAY_PORT" "" carol@smallco.test alice@example.com --header "Subject: relay-message"
+    RELAY_QID=$(awk '/queued as/ { print $NF; exit }' "$out")
+    [[ -n $RELAY_QID ]] || fail relay-inject "the sending MTA did not queue the message (see $out)"
+    BOT_T0=$SECONDS
+    out=$T/swaks/bot
+    # The bot connects from its own address; the MX looks its name up through dnsmasq.
+    send "$out" "$MX_PORT" "" bot@spam.example alice@example.com --local-interface "$BOT_ADDR" \
+        --header "Subject: bot-message"
+    BOT_REPLY=$(rcpt_reply "$out")
+}
+
+relay_and_bot_check() {
+    local rl=$T/relay/maillog ml=$T/mx/maillog
+    if [[ -n ${RELAY_QID:-} ]] && wait_for "relay delivery" 60 delivered "Subject: relay-message"; then
+        # Postfix's own retries: at least one deferral with spamgate's text, then sent.
+        local deferred sent
+        deferred=$(grep -c "$RELAY_QID: .*status=deferred.*greylisted by spamgate" "$rl" || true)
+        sent=$(grep -c "$RELAY_QID: .*status=sent" "$rl" || true)
+        if ((deferred >= 1 && sent == 1)) &&
+            grep -q "reject: RCPT from 198-51-100-25.dyn.example.net\[$RELAY_ADDR\]: 45[0-9] 4.7.1 .*greylisted by spamgate" "$ml"; then
+            pass relay-greylisted-then-delivered "$deferred deferral(s) by spamgate, then delivered"
+        else
+            fail relay-greylisted-then-delivered "deferred=$deferred sent=$sent (see $rl, $ml)"
+        fi
+    else
+        fail relay-greylisted-then-delivered "message not delivered within 60s (see $rl)"
+    fi
+    if [[ ! ${BOT_REPLY:-} =~ $GREY ]]; then
+        fail bot-never-delivered "bot's RCPT got '${BOT_REPLY:-<none>}', want /$GREY/"
+        return
+    fi
+    local wait=$((BOT_T0 + MIN_DELAY + 1 - SECONDS))
+    ((wait <= 0)) || sleep "$wait"
+    if delivered "Subject: bot-message"; then
+        fail bot-never-delivered "the bot's message reached the mailbox"
+    elif ! grep -q "reject: RCPT from p198051100066.pool.example.com\[$BOT_ADDR\]" "$ml"; then
+        fail bot-never-delivered "no MX log line for the bot (see $ml)"
+    else
+        pass bot-never-delivered "$BOT_REPLY; not in the mailbox after $((SECONDS - BOT_T0))s"
+    fi
+}
+
+# With spamgate gone, Postfix applies smtpd_policy_service_default_action: never a 5xx.
+spamgate_down() {
+    kill "$SPAMGATE_PID"
+    wait "$SPAMGATE_PID" 2>/dev/null || true
+    SPAMGATE_PID=
+    smtp_case spamgate-down-defers $MX_PORT "ADDR=192.0.2.5 NAME=mail.example.org REVERSE_NAME=mail.example.org" \
+        alice@example.com '^451 4\.3\.5 '
+}
+
+show_logs() {
+    local rl=$T/relay/maillog ml=$T/mx/maillog
+    printf '\n--- greylisted, retried by Postfix, delivered (sending MTA %s, queue id %s) ---\n' "$RELAY_ADDR" "${RELAY_QID:-?}"
+    [[ -z ${RELAY_QID:-} ]] || grep -h -- "$RELAY_QID" "$rl" | grep -E 'status=|from=<' || true
+    local mx_qid
+    mx_qid=$(grep -h "client=198-51-100-25.dyn.example.net\[$RELAY_ADDR\]" "$ml" | awk '{ sub(/:$/, "", $6); print $6; exit }')
+    grep -h "RCPT from 198-51-100-25.dyn.example.net\[$RELAY_ADDR\]" "$ml" || true
+    [[ -z $mx_qid ]] || grep -h -- "$mx_qid" "$ml" | grep -E 'client=|status=' || true
+    grep -h "$RELAY_ADDR" "$T/spamgate.log" | head -n 6 || true
+    printf -- '--- the bot (%s): one attempt, never retried ---\n' "$BOT_ADDR"
+    grep -h "$BOT_ADDR" "$ml" | grep -E 'connect from|reject:' || true
+    grep -h "$BOT_ADDR" "$T/spamgate.log" | head -n 3 || true
+    printf -- '---\n'
+}
+
+inside() {
+    T=$1
+    SPAMGATE_BIN=$2
+    trap cleanup EXIT
+    mkdir -p "$T/swaks"
+    setup_namespace
+    start_dns
+    check_dns
+    start_spamgate
+    setup_mx
+    setup_relay
+    wait_for "MX" 20 tcp_open 127.0.0.1 "$MX_PORT"
+    wait_for "MX UNIX-socket listener" 20 tcp_open 127.0.0.1 "$MX_UNIX_PORT"
+    wait_for "sending MTA" 20 tcp_open 127.0.0.1 "$RELAY_PORT"
+
+    retry_first
+    relay_and_bot_start
+    run_xclient_matrix
+    retry_after_delay
+    relay_and_bot_check
+    spamgate_down
+    show_logs
+}
+
+if [[ ${1:-} == --inside ]]; then
+    inside "$2" "$3"
+else
+    outside
+fi
