@@ -1,0 +1,145 @@
+//! Schema versions. `PRAGMA user_version` counts the migrations applied so far.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Ordered migrations: entry `i` takes the schema from version `i` to `i + 1`.
+/// Append only; never edit a released entry.
+const MIGRATIONS: &[&str] = &[
+    // 1: triplets and the per-address auto-whitelist. Keys are 16-byte hashes, so
+    // WITHOUT ROWID tables keep one B-tree per table. The readable texts serve
+    // `spamgate greylist list` only.
+    "CREATE TABLE triplets (
+        key BLOB PRIMARY KEY,
+        network BLOB NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        passed_at INTEGER,
+        expires_at INTEGER NOT NULL,
+        net_text TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Pending counts per network, ignoring rows that expired but are not deleted yet.
+    CREATE INDEX triplets_pending ON triplets (network, expires_at) WHERE passed_at IS NULL;
+    CREATE INDEX triplets_expires ON triplets (expires_at);
+    CREATE TABLE awl (
+        key BLOB PRIMARY KEY,
+        client TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX awl_expires ON awl (expires_at);",
+];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug)]
+pub(crate) enum MigrateError {
+    /// The file's version is beyond (or below) what `migrations` knows.
+    Unknown {
+        found: i64,
+        supported: i64,
+    },
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(error: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(error)
+    }
+}
+
+/// Brings the file to [`SCHEMA_VERSION`]; returns how many migrations ran.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<usize, MigrateError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<usize, MigrateError> {
+    let supported = migrations.len() as i64;
+    let mut applied = 0;
+    loop {
+        // IMMEDIATE: two processes opening a fresh file must not both run migration 1;
+        // the version is read again under the write lock.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let next = usize::try_from(found)
+            .ok()
+            .filter(|&version| version <= migrations.len())
+            .ok_or(MigrateError::Unknown { found, supported })?;
+        let Some(sql) = migrations.get(next) else {
+            return Ok(applied);
+        };
+        tx.execute_batch(sql)?;
+        // user_version lives in the file header, so it commits with the migration.
+        tx.pragma_update(None, "user_version", found + 1)?;
+        tx.commit()?;
+        applied += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn runs_only_the_missing_migrations_in_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let first = ["CREATE TABLE a (x INTEGER)"];
+        assert_eq!(migrate_with(&mut conn, &first).unwrap(), 1);
+        assert_eq!(version(&conn), 1);
+        conn.execute("INSERT INTO a VALUES (1)", []).unwrap();
+
+        // A later build adds a step that depends on the first one's table.
+        let second = [
+            "CREATE TABLE a (x INTEGER)",
+            "ALTER TABLE a ADD COLUMN y INTEGER",
+        ];
+        assert_eq!(migrate_with(&mut conn, &second).unwrap(), 1);
+        assert_eq!(version(&conn), 2);
+        assert_eq!(migrate_with(&mut conn, &second).unwrap(), 0);
+        let row: (i64, Option<i64>) = conn
+            .query_row("SELECT x, y FROM a", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(row, (1, None));
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_previous_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let broken = ["CREATE TABLE a (x INTEGER)", "CREATE TABLE b (x); NOT SQL"];
+        assert!(matches!(
+            migrate_with(&mut conn, &broken),
+            Err(MigrateError::Sqlite(_))
+        ));
+        assert_eq!(version(&conn), 1);
+        let b_exists: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(b_exists, 0, "the failed step was rolled back as a whole");
+    }
+
+    #[test]
+    fn refuses_unknown_versions() {
+        for found in [2, -1] {
+            let mut conn = Connection::open_in_memory().unwrap();
+            conn.pragma_update(None, "user_version", found).unwrap();
+            let result = migrate_with(&mut conn, &["CREATE TABLE a (x)"]);
+            assert!(
+                matches!(result, Err(MigrateError::Unknown { found: f, supported: 1 }) if f == found),
+                "{found}: {result:?}"
+            );
+        }
+    }
+}
