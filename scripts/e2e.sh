@@ -98,8 +98,8 @@ outside() {
 
 PASSED=0
 FAILED=0
-pass() { PASSED=$((PASSED + 1)); printf 'PASS  %-26s %s\n' "$1" "${2:-}"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %-26s %s\n' "$1" "${2:-}"; }
+pass() { PASSED=$((PASSED + 1)); printf 'PASS  %-32s %s\n' "$1" "${2:-}"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %-32s %s\n' "$1" "${2:-}"; }
 
 # fill TEMPLATE OUT: replaces @VARS@ with the suite's values.
 fill() {
@@ -214,6 +214,27 @@ start_spamgate() {
     fi
 }
 
+# The shipped deployment files: the default config parses, the unit is well-formed.
+check_dist() {
+    local f name
+    for f in dist/spamgate.toml dist/spamgate.example.toml; do
+        name=dist-config-$(basename "$f" .toml); name=${name/spamgate./}
+        if "$SPAMGATE_BIN" config check --config "$REPO/$f" >"$T/$name.log" 2>&1; then
+            pass "$name" "spamgate config check --config $f"
+        else
+            fail "$name" "$(head -n 3 "$T/$name.log" | tr '\n' ' ')"
+        fi
+    done
+    if command -v systemd-analyze >/dev/null; then
+        sed "s|/usr/local/bin/spamgate|$SPAMGATE_BIN|" "$REPO/dist/spamgate.service" >"$T/spamgate.service"
+        if systemd-analyze verify "$T/spamgate.service" >"$T/unit-verify.log" 2>&1; then
+            pass dist-unit-verify "systemd-analyze verify dist/spamgate.service"
+        else
+            fail dist-unit-verify "$(head -n 3 "$T/unit-verify.log" | tr '\n' ' ')"
+        fi
+    fi
+}
+
 # The receiving MX: test plumbing from tests/e2e/mx plus the blocks of docs/postfix.md.
 setup_mx() {
     local etc=$T/mx/etc main_block master_block
@@ -304,6 +325,8 @@ smtp_case() {
 
 REJECT='^5[0-9][0-9] .*blocked using bl\.test'
 GREY='^4[0-9][0-9] 4\.7\.1 .*greylisted by spamgate'
+# grey CLASS: a greylist deferral naming the client class (the test config's reply has {class}).
+grey() { printf '^4[0-9][0-9] 4\\.7\\.1 .*%s: .*greylisted by spamgate' "$1"; }
 OK='^250 '
 
 run_xclient_matrix() {
@@ -318,16 +341,16 @@ run_xclient_matrix() {
     smtp_case proper-v4 $p "ADDR=192.0.2.5 NAME=mail.example.org REVERSE_NAME=mail.example.org" $a "$OK" deliver
     smtp_case proper-v6 $p "ADDR=IPV6:2001:db8:2::25 NAME=mx6.example.org REVERSE_NAME=mx6.example.org" bob@example.com "$OK" deliver
     # Each suspicious class gets a temporary error.
-    smtp_case no-ptr $p "ADDR=203.0.113.20 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" $a "$GREY"
-    smtp_case ptr-not-confirmed $p "ADDR=203.0.113.21 NAME=[UNAVAILABLE] REVERSE_NAME=mail.forged.test" $a "$GREY"
-    smtp_case dns-tempfail $p "ADDR=203.0.113.22 NAME=[TEMPUNAVAIL] REVERSE_NAME=[TEMPUNAVAIL]" $a "$GREY"
-    smtp_case generic-v6 $p "ADDR=IPV6:2001:db8:3::7 NAME=ip6-2001-db8-3--7.dynamic.example.net REVERSE_NAME=ip6-2001-db8-3--7.dynamic.example.net" $a "$GREY"
+    smtp_case no-ptr $p "ADDR=203.0.113.20 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" $a "$(grey no-ptr)"
+    smtp_case ptr-not-confirmed $p "ADDR=203.0.113.21 NAME=[UNAVAILABLE] REVERSE_NAME=mail.forged.test" $a "$(grey ptr-not-confirmed)"
+    smtp_case dns-tempfail $p "ADDR=203.0.113.22 NAME=[TEMPUNAVAIL] REVERSE_NAME=[TEMPUNAVAIL]" $a "$(grey dns-tempfail)"
+    smtp_case generic-v6 $p "ADDR=IPV6:2001:db8:3::7 NAME=ip6-2001-db8-3--7.dynamic.example.net REVERSE_NAME=ip6-2001-db8-3--7.dynamic.example.net" $a "$(grey generic)"
     # Allow-listed: by DNSWL (despite a generic name), by address, and RFC 2142 postmaster.
     smtp_case allow-dnswl $p "ADDR=203.0.113.30 NAME=203-0-113-30.dsl.example.net REVERSE_NAME=203-0-113-30.dsl.example.net" $a "$OK" deliver
     smtp_case allow-address $p "ADDR=203.0.113.40 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" $a "$OK" deliver
     smtp_case allow-postmaster $p "ADDR=203.0.113.41 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]" postmaster@example.com "$OK" deliver
     # The chrooted listener asks spamgate over the UNIX socket (docs/postfix.md master.cf).
-    smtp_case unix-socket-generic $MX_UNIX_PORT "ADDR=203.0.113.8 NAME=203-0-113-8.dyn.example.net REVERSE_NAME=203-0-113-8.dyn.example.net" $a "$GREY"
+    smtp_case unix-socket-generic $MX_UNIX_PORT "ADDR=203.0.113.8 NAME=203-0-113-8.dyn.example.net REVERSE_NAME=203-0-113-8.dyn.example.net" $a "$(grey generic)"
     smtp_case unix-socket-proper $MX_UNIX_PORT "ADDR=192.0.2.5 NAME=mail.example.org REVERSE_NAME=mail.example.org" $a "$OK" deliver
 }
 
@@ -335,9 +358,9 @@ run_xclient_matrix() {
 GENERIC_XCLIENT="ADDR=203.0.113.7 NAME=203-0-113-7.dyn.example.net REVERSE_NAME=203-0-113-7.dyn.example.net"
 retry_first() {
     RETRY_T0=$SECONDS
-    smtp_case retry-1-first $MX_PORT "$GENERIC_XCLIENT" alice@example.com "$GREY"
+    smtp_case retry-1-first $MX_PORT "$GENERIC_XCLIENT" alice@example.com "$(grey generic)"
     # Same client, sender and recipient: an immediate resend is still too early.
-    smtp_case retry-2-too-early $MX_PORT "$GENERIC_XCLIENT" alice@example.com "$GREY"
+    smtp_case retry-2-too-early $MX_PORT "$GENERIC_XCLIENT" alice@example.com "$(grey generic)"
 }
 retry_after_delay() {
     local wait=$((RETRY_T0 + MIN_DELAY + 1 - SECONDS))
@@ -383,7 +406,7 @@ relay_and_bot_check() {
     else
         fail relay-greylisted-then-delivered "message not delivered within 60s (see $rl)"
     fi
-    if [[ ! ${BOT_REPLY:-} =~ $GREY ]]; then
+    if [[ ! ${BOT_REPLY:-} =~ $(grey generic) ]]; then
         fail bot-never-delivered "bot's RCPT got '${BOT_REPLY:-<none>}', want /$GREY/"
         return
     fi
@@ -430,6 +453,7 @@ inside() {
     setup_namespace
     start_dns
     check_dns
+    check_dist
     start_spamgate
     setup_mx
     setup_relay
