@@ -1,1 +1,33 @@
+//! spamgate's decision engine.
+//!
+//! Layout:
+//! - [`envelope`]: what is known about one SMTP transaction (client, sender, recipient).
+//! - [`facts`]: what the DNS layer found out (list answers, reverse DNS), as plain values.
+//! - [`allow`]: operator allow-lists (addresses, host names, senders, recipients).
+//! - [`client`]: classification of the client from its reverse DNS.
+//! - [`greylist`]: keys, stored state and the pure greylist state machine.
+//! - [`verdict`]: the decision as a value, with machine-readable reasons.
+//! - [`Engine`]: ties them together in the order the policy demands.
+//!
+//! **Invariant:** nothing in this crate does I/O or reads a clock. Callers pass the
+//! current time in; stores apply [`greylist::decide`] inside their own transactions.
 #![forbid(unsafe_code)]
+
+pub mod allow;
+pub mod client;
+mod engine;
+pub mod envelope;
+pub mod facts;
+pub mod greylist;
+pub mod names;
+pub mod verdict;
+
+pub use engine::{
+    Engine, EngineConfig, EngineError, Evaluation, GreylistPlan, ListPolicy, StoreFailMode,
+    default_greylist_classes,
+};
+pub use envelope::Envelope;
+pub use verdict::{Action, Reason, Verdict};
+
+/// Seconds since the Unix epoch. The engine never reads a clock: callers pass this in.
+pub type UnixTime = u64;

@@ -1,0 +1,273 @@
+//! The decision, step by step in the policy's order: allow-lists, DNSWL, DNSBL, client
+//! class, selective greylisting.
+
+use serde::{Deserialize, Serialize};
+use spamgate_rdns::{Classifier, ClassifierConfig, ClassifierError};
+
+use crate::allow::{AllowConfig, AllowError, AllowList};
+use crate::client::ClientClass;
+use crate::envelope::Envelope;
+use crate::facts::{ListAnswer, ListFact, RdnsFact};
+use crate::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyPolicy};
+use crate::verdict::{Action, Reason, Verdict};
+
+/// How DNS list answers turn into a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPolicy {
+    /// Reject when the summed weights of listing DNSBLs reach this (postscreen's threshold).
+    pub threshold: i32,
+}
+
+impl Default for ListPolicy {
+    fn default() -> Self {
+        ListPolicy { threshold: 1 }
+    }
+}
+
+/// What to answer when the store cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreFailMode {
+    /// Let the mail through (later restrictions still apply).
+    #[default]
+    Dunno,
+    /// Answer with a temporary error; the client retries.
+    Defer,
+}
+
+/// Everything the engine needs, already parsed; the daemon maps its TOML onto this.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub allow: AllowConfig,
+    pub rdns: ClassifierConfig,
+    pub lists: ListPolicy,
+    pub greylist_enabled: bool,
+    /// Client classes (ids from [`ClientClass::IDS`]) that are greylisted.
+    pub greylist_classes: Vec<String>,
+    pub greylist: GreylistParams,
+    pub keys: KeyPolicy,
+    pub store_fail_mode: StoreFailMode,
+}
+
+impl EngineConfig {
+    /// The defaults the seed describes: greylist every suspicious class.
+    pub fn seed_defaults() -> EngineConfig {
+        EngineConfig {
+            greylist_enabled: true,
+            greylist_classes: default_greylist_classes(),
+            ..EngineConfig::default()
+        }
+    }
+}
+
+pub fn default_greylist_classes() -> Vec<String> {
+    ["no-ptr", "ptr-not-confirmed", "dns-tempfail", "generic"]
+        .map(String::from)
+        .to_vec()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Allow(#[from] AllowError),
+    #[error("rdns: {0}")]
+    Classifier(#[from] ClassifierError),
+    #[error(
+        "greylist.classes: unknown class {0:?} (known: no-ptr, ptr-not-confirmed, dns-tempfail, generic, proper)"
+    )]
+    UnknownClass(String),
+    #[error("greylist: {0}")]
+    Greylist(String),
+}
+
+/// The compiled policy. Cheap to share behind an `Arc`; rebuilt on reload.
+#[derive(Debug)]
+pub struct Engine {
+    allow: AllowList,
+    classifier: Classifier,
+    lists: ListPolicy,
+    greylist_enabled: bool,
+    greylist_classes: Vec<String>,
+    greylist: GreylistParams,
+    keys: KeyPolicy,
+    store_fail_mode: StoreFailMode,
+}
+
+/// The result of the DNS-dependent steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evaluation {
+    /// Decided without the store.
+    Done(Verdict),
+    /// The client is suspicious: ask the store, then call [`Engine::finish`].
+    Greylist(GreylistPlan),
+}
+
+/// A pending greylist check: the keys to look up and the reasons so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GreylistPlan {
+    pub keys: GreylistKeys,
+    pub reasons: Vec<Reason>,
+}
+
+impl Engine {
+    pub fn new(config: &EngineConfig) -> Result<Engine, EngineError> {
+        for class in &config.greylist_classes {
+            if !ClientClass::IDS.contains(&class.as_str()) {
+                return Err(EngineError::UnknownClass(class.clone()));
+            }
+        }
+        let g = &config.greylist;
+        if g.min_delay >= g.retry_window {
+            return Err(EngineError::Greylist(format!(
+                "min_delay ({}s) must be shorter than retry_window ({}s)",
+                g.min_delay.as_secs(),
+                g.retry_window.as_secs()
+            )));
+        }
+        if config.keys.ipv4_prefix > 32 || config.keys.ipv6_prefix > 128 {
+            return Err(EngineError::Greylist(
+                "ipv4_prefix must be 0..=32 and ipv6_prefix 0..=128".into(),
+            ));
+        }
+        Ok(Engine {
+            allow: AllowList::new(&config.allow)?,
+            classifier: Classifier::new(&config.rdns)?,
+            lists: config.lists.clone(),
+            greylist_enabled: config.greylist_enabled,
+            greylist_classes: config.greylist_classes.clone(),
+            greylist: config.greylist.clone(),
+            keys: config.keys.clone(),
+            store_fail_mode: config.store_fail_mode,
+        })
+    }
+
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    pub fn greylist_params(&self) -> &GreylistParams {
+        &self.greylist
+    }
+
+    /// Step 1: allow-lists. Checked before any lookup.
+    pub fn check_allow(&self, envelope: &Envelope) -> Option<Verdict> {
+        self.allow
+            .check(envelope)
+            .map(|reason| Verdict::pass(vec![reason]))
+    }
+
+    pub fn classify(&self, rdns: &RdnsFact) -> ClientClass {
+        ClientClass::classify(rdns, &self.classifier)
+    }
+
+    /// Steps 2–5 up to the store: DNSWL, DNSBL, client class, greylist keys.
+    pub fn evaluate(
+        &self,
+        envelope: &Envelope,
+        dnswl: &[ListFact],
+        dnsbl: &[ListFact],
+        rdns: &RdnsFact,
+    ) -> Evaluation {
+        let mut reasons = Vec::new();
+
+        for fact in dnswl {
+            match &fact.answer {
+                ListAnswer::Listed { answers, .. } => {
+                    reasons.push(Reason::Dnswl {
+                        zone: fact.zone.clone(),
+                        answers: answers.clone(),
+                    });
+                    return Evaluation::Done(Verdict::pass(reasons));
+                }
+                ListAnswer::Error { error } => reasons.push(Reason::ListError {
+                    zone: fact.zone.clone(),
+                    error: error.clone(),
+                }),
+                ListAnswer::NotListed | ListAnswer::NotQueried => {}
+            }
+        }
+
+        let mut score = 0i32;
+        let mut any_listed = false;
+        for fact in dnsbl {
+            match &fact.answer {
+                ListAnswer::Listed { answers, txt } => {
+                    any_listed = true;
+                    score = score.saturating_add(fact.weight);
+                    reasons.push(Reason::Dnsbl {
+                        zone: fact.zone.clone(),
+                        weight: fact.weight,
+                        answers: answers.clone(),
+                        txt: txt.clone(),
+                    });
+                }
+                ListAnswer::Error { error } => reasons.push(Reason::ListError {
+                    zone: fact.zone.clone(),
+                    error: error.clone(),
+                }),
+                ListAnswer::NotListed | ListAnswer::NotQueried => {}
+            }
+        }
+        if any_listed {
+            reasons.push(Reason::DnsblScore {
+                score,
+                threshold: self.lists.threshold,
+            });
+            if score >= self.lists.threshold {
+                return Evaluation::Done(Verdict {
+                    action: Action::Reject,
+                    reasons,
+                });
+            }
+        }
+
+        let class = self.classify(rdns);
+        let class_id = class.id();
+        let confirmed_name = class.confirmed_name().map(str::to_string);
+        reasons.push(Reason::Client { client: class });
+        if class_id == "proper" && !self.greylist_classes.iter().any(|c| c == "proper") {
+            return Evaluation::Done(Verdict::pass(reasons));
+        }
+        if !self.greylist_classes.iter().any(|c| c == class_id) {
+            reasons.push(Reason::ClassNotGreylisted {
+                class: class_id.to_string(),
+            });
+            return Evaluation::Done(Verdict::pass(reasons));
+        }
+        if !self.greylist_enabled {
+            reasons.push(Reason::GreylistDisabled);
+            return Evaluation::Done(Verdict::pass(reasons));
+        }
+        let keys = GreylistKeys::new(
+            &self.keys,
+            envelope.client_address,
+            confirmed_name.as_deref(),
+            &envelope.sender,
+            &envelope.recipient,
+        );
+        Evaluation::Greylist(GreylistPlan { keys, reasons })
+    }
+
+    /// Step 5 after the store answered (or failed).
+    pub fn finish(&self, plan: GreylistPlan, outcome: Result<GreylistOutcome, String>) -> Verdict {
+        let GreylistPlan { keys, mut reasons } = plan;
+        match outcome {
+            Ok(outcome) => {
+                let action = match outcome.retry_in(&self.greylist) {
+                    Some(retry_in) if !outcome.passes() => Action::Greylist { retry_in },
+                    _ => Action::Pass,
+                };
+                reasons.push(Reason::Greylist { outcome, keys });
+                Verdict { action, reasons }
+            }
+            Err(error) => {
+                reasons.push(Reason::StoreError { error });
+                let action = match self.store_fail_mode {
+                    StoreFailMode::Dunno => Action::Pass,
+                    StoreFailMode::Defer => Action::TempFail,
+                };
+                Verdict { action, reasons }
+            }
+        }
+    }
+}

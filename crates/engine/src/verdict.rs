@@ -1,0 +1,203 @@
+//! The decision as a value. Front-ends render it (policy protocol, milter, SMTP); logs
+//! and metrics read its reasons.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::client::ClientClass;
+use crate::greylist::{GreylistKeys, GreylistOutcome};
+
+/// What to do with the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// No objection: later restrictions still run (Postfix `DUNNO`).
+    Pass,
+    /// Temporary error asking the client to resend (Postfix `DEFER_IF_PERMIT`).
+    Greylist { retry_in: u64 },
+    /// Permanent refusal (5xx). Only ever for a positive DNSBL score.
+    Reject,
+    /// Temporary error because spamgate itself is in trouble (store down, fail mode "defer").
+    TempFail,
+}
+
+impl Action {
+    pub fn id(&self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Greylist { .. } => "greylist",
+            Action::Reject => "reject",
+            Action::TempFail => "tempfail",
+        }
+    }
+}
+
+/// Which allow-list let the transaction through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllowListKind {
+    ClientAddress,
+    ClientName,
+    Sender,
+    Recipient,
+    /// `postmaster@` / `abuse@` (RFC 2142).
+    Rfc2142,
+}
+
+impl AllowListKind {
+    pub fn id(&self) -> &'static str {
+        match self {
+            AllowListKind::ClientAddress => "client-address",
+            AllowListKind::ClientName => "client-name",
+            AllowListKind::Sender => "sender",
+            AllowListKind::Recipient => "recipient",
+            AllowListKind::Rfc2142 => "rfc2142",
+        }
+    }
+}
+
+/// One step of the decision, machine-readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Reason {
+    /// spamgate only decides at RCPT unless configured otherwise.
+    Stage {
+        protocol_state: String,
+    },
+    Allowed {
+        list: AllowListKind,
+        entry: String,
+    },
+    Dnswl {
+        zone: String,
+        answers: Vec<Ipv4Addr>,
+    },
+    Dnsbl {
+        zone: String,
+        weight: i32,
+        answers: Vec<Ipv4Addr>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        txt: Option<String>,
+    },
+    DnsblScore {
+        score: i32,
+        threshold: i32,
+    },
+    /// A list could not be asked; never a reason to reject.
+    ListError {
+        zone: String,
+        error: String,
+    },
+    Client {
+        client: ClientClass,
+    },
+    /// The client is suspicious but its class is not greylisted by configuration.
+    ClassNotGreylisted {
+        class: String,
+    },
+    GreylistDisabled,
+    Greylist {
+        #[serde(flatten)]
+        outcome: GreylistOutcome,
+        keys: GreylistKeys,
+    },
+    StoreError {
+        error: String,
+    },
+}
+
+impl Reason {
+    /// A compact `step:detail` form for the one-line decision log.
+    pub fn short(&self) -> String {
+        match self {
+            Reason::Stage { protocol_state } => format!("stage:{protocol_state}"),
+            Reason::Allowed { list, entry } => format!("allow:{}={entry}", list.id()),
+            Reason::Dnswl { zone, answers } => format!("dnswl:{zone}={}", join(answers)),
+            Reason::Dnsbl {
+                zone,
+                weight,
+                answers,
+                ..
+            } => format!("dnsbl:{zone}={}*{weight}", join(answers)),
+            Reason::DnsblScore { score, threshold } => format!("dnsbl-score:{score}/{threshold}"),
+            Reason::ListError { zone, error } => format!("list-error:{zone}({error})"),
+            Reason::Client { client } => format!("client:{}", client.short()),
+            Reason::ClassNotGreylisted { class } => format!("not-greylisted:{class}"),
+            Reason::GreylistDisabled => "greylist:disabled".to_string(),
+            Reason::Greylist { outcome, .. } => {
+                let mut s = format!("greylist:{}", outcome.id());
+                match outcome {
+                    GreylistOutcome::Passed { waited } => {
+                        let _ = write!(s, "(waited={waited}s)");
+                    }
+                    GreylistOutcome::TooEarly { waited, retry_in } => {
+                        let _ = write!(s, "(waited={waited}s,retry_in={retry_in}s)");
+                    }
+                    GreylistOutcome::New { retry_in } => {
+                        let _ = write!(s, "(retry_in={retry_in}s)");
+                    }
+                    GreylistOutcome::NetworkFull { pending } => {
+                        let _ = write!(s, "(pending={pending})");
+                    }
+                    _ => {}
+                }
+                s
+            }
+            Reason::StoreError { error } => format!("store-error:{error}"),
+        }
+    }
+}
+
+fn join(answers: &[Ipv4Addr]) -> String {
+    let parts: Vec<String> = answers.iter().map(Ipv4Addr::to_string).collect();
+    parts.join(",")
+}
+
+/// The decision and every reason behind it, in the order the steps ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    #[serde(flatten)]
+    pub action: Action,
+    pub reasons: Vec<Reason>,
+}
+
+impl Verdict {
+    pub fn pass(reasons: Vec<Reason>) -> Verdict {
+        Verdict {
+            action: Action::Pass,
+            reasons,
+        }
+    }
+
+    /// The listed zones that made a reject, positive weights only (for the reply text).
+    pub fn rejecting_lists(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.reasons.iter().filter_map(|r| match r {
+            Reason::Dnsbl {
+                zone, weight, txt, ..
+            } if *weight > 0 => Some((zone.as_str(), txt.as_deref())),
+            _ => None,
+        })
+    }
+
+    pub fn client_class(&self) -> Option<&ClientClass> {
+        self.reasons.iter().find_map(|r| match r {
+            Reason::Client { client } => Some(client),
+            _ => None,
+        })
+    }
+
+    pub fn greylist_outcome(&self) -> Option<&GreylistOutcome> {
+        self.reasons.iter().find_map(|r| match r {
+            Reason::Greylist { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+    }
+
+    /// `reason reason reason` for the log line.
+    pub fn reasons_short(&self) -> String {
+        let parts: Vec<String> = self.reasons.iter().map(Reason::short).collect();
+        parts.join(" ")
+    }
+}
