@@ -92,10 +92,12 @@ impl AllowList {
         if let Some((_, entry)) = self.networks.get_lpm(&IpNet::from(envelope.client_address)) {
             return allowed(AllowListKind::ClientAddress, entry.clone());
         }
-        if let Some(name) = envelope.client_name.as_deref() {
-            if let Some(entry) = self.names.find(name) {
-                return allowed(AllowListKind::ClientName, entry);
-            }
+        if let Some(entry) = envelope
+            .client_name
+            .as_deref()
+            .and_then(|name| self.names.find(name))
+        {
+            return allowed(AllowListKind::ClientName, entry);
         }
         if let Some(entry) = self.senders.find(&envelope.sender) {
             return allowed(AllowListKind::Sender, entry);

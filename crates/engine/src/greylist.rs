@@ -156,12 +156,13 @@ pub fn normalise_sender(sender: &str) -> String {
 fn strip_batv(local: &str) -> &str {
     // prvs=TAG=user (RFC-draft BATV) and the reversed form some MTAs use: prvs=user=TAG.
     for prefix in ["prvs=", "msprvs1=", "btv1=="] {
-        if let Some(rest) = local.strip_prefix(prefix) {
-            if let Some((_, user)) = rest.split_once('=') {
-                let user = user.trim_start_matches('=');
-                if !user.is_empty() {
-                    return user;
-                }
+        if let Some((_, user)) = local
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('='))
+        {
+            let user = user.trim_start_matches('=');
+            if !user.is_empty() {
+                return user;
             }
         }
     }
