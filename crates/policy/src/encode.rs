@@ -8,18 +8,18 @@ pub const MAX_ACTION_LEN: usize = 512;
 /// spaces, so the text can never end the reply early or smuggle a second line, and the text
 /// is cut to [`MAX_ACTION_LEN`] bytes at a char boundary.
 pub fn encode_action(action: &str, out: &mut Vec<u8>) {
-    out.reserve(action.len().min(MAX_ACTION_LEN) + 9);
+    // Sanitising never makes text longer, so cutting the input first bounds the output.
+    let action = &action[..action.floor_char_boundary(MAX_ACTION_LEN)];
+    out.reserve(action.len() + 9);
     out.extend_from_slice(b"action=");
-    let mut written = 0;
-    for c in action.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        let len = c.len_utf8();
-        if written + len > MAX_ACTION_LEN {
-            break;
-        }
+    if action.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        out.extend_from_slice(action.as_bytes());
+    } else {
         let mut utf8 = [0; 4];
-        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-        written += len;
+        for c in action.chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        }
     }
     out.extend_from_slice(b"\n\n");
 }
