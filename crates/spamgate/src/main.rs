@@ -1,2 +1,336 @@
+//! The `spamgate` command line.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use spamgate::config::{Config, EXAMPLE};
+use spamgate::daemon::{self, exit};
+use spamgate::service::{Policy, Service, SystemClock};
+use spamgate_engine::Envelope;
+use spamgate_engine::facts::RdnsFact;
+use spamgate_rdns::NameClass;
+use spamgate_store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "spamgate",
+    version,
+    about = "Anti-spam policy daemon for ISPs: DNSBL, S25R screening, selective greylisting"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Postfix policy daemon.
+    Serve {
+        /// Configuration file; without it, the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Explain the decision for one transaction (does not change state unless --record).
+    Check(CheckArgs),
+    /// Classify host names (arguments, or stdin one per line) by the reverse-DNS rules.
+    Classify {
+        names: Vec<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// List the active rules instead.
+        #[arg(long)]
+        rules: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Inspect greylist state.
+    Greylist {
+        #[command(subcommand)]
+        command: GreylistCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print the effective settings.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print an annotated configuration with every key and its default.
+    Example,
+}
+
+#[derive(Subcommand)]
+enum GreylistCommand {
+    /// List greylist triplets.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts of pending and passed triplets and auto-whitelisted clients.
+    Stats {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[arg(long)]
+    client_address: IpAddr,
+    /// Postfix's verified client name (`unknown` if none).
+    #[arg(long)]
+    client_name: Option<String>,
+    /// Postfix's unverified PTR name.
+    #[arg(long)]
+    reverse_client_name: Option<String>,
+    #[arg(long)]
+    helo: Option<String>,
+    #[arg(long, default_value = "")]
+    sender: String,
+    #[arg(long)]
+    recipient: String,
+    /// Protocol state to decide at.
+    #[arg(long, default_value = "RCPT")]
+    protocol_state: String,
+    /// Record the attempt in the greylist, as a real request would.
+    #[arg(long)]
+    record: bool,
+    #[arg(long)]
+    json: bool,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(fatal) => {
+            eprintln!("spamgate: {:#}", fatal.error);
+            ExitCode::from(u8::try_from(fatal.code).unwrap_or(1))
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
+    Config::load_or_default(path.map(PathBuf::as_path)).map_err(|e| daemon::Fatal {
+        code: exit::CONFIG,
+        error: e.into(),
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, daemon::Fatal> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| daemon::Fatal {
+            code: exit::OS,
+            error: e.into(),
+        })
+}
+
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPAMGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn run(cli: Cli) -> Result<(), daemon::Fatal> {
+    match cli.command {
+        Command::Serve { config } => {
+            let loaded = load(config.as_ref())?;
+            init_logs(&loaded.log_level);
+            runtime()?.block_on(daemon::serve(config, loaded))
+        }
+        Command::Check(args) => check(args),
+        Command::Classify {
+            names,
+            config,
+            rules,
+            json,
+        } => classify(names, config, rules, json),
+        Command::Config { command } => match command {
+            ConfigCommand::Check { config } => {
+                let loaded = load(config.as_ref())?;
+                print!("{}", loaded.to_toml());
+                eprintln!(
+                    "spamgate: configuration {} is valid",
+                    config
+                        .as_ref()
+                        .map_or("(built-in defaults)".into(), |p| p.display().to_string())
+                );
+                Ok(())
+            }
+            ConfigCommand::Example => {
+                print!("{EXAMPLE}");
+                Ok(())
+            }
+        },
+        Command::Greylist { command } => greylist(command),
+    }
+}
+
+fn check(args: CheckArgs) -> Result<(), daemon::Fatal> {
+    let config = load(args.config.as_ref())?;
+    init_logs("warn");
+    let rt = runtime()?;
+    rt.block_on(async {
+        let policy = Policy::from_config(&config).map_err(|e| daemon::Fatal {
+            code: exit::CONFIG,
+            error: e.into(),
+        })?;
+        let dns = daemon::build_dns(&config)?;
+        let store = daemon::open_store(&config)?;
+        let service = Service::new(policy, store, dns, SystemClock);
+        let envelope = Envelope {
+            client_address: args.client_address,
+            client_name: args.client_name.clone(),
+            reverse_client_name: args.reverse_client_name.clone(),
+            helo: args.helo.clone(),
+            sender: args.sender.clone(),
+            recipient: args.recipient.clone(),
+        };
+        // Same reading of Postfix's names as the daemon's.
+        let rdns = RdnsFact::from_postfix(args.client_name.as_deref(), args.reverse_client_name.as_deref());
+        let envelope = match &rdns {
+            RdnsFact::Confirmed { name } => Envelope { client_name: Some(name.clone()), ..envelope },
+            _ => Envelope { client_name: None, ..envelope },
+        };
+        let verdict = service.decide(&envelope, &args.protocol_state.to_ascii_uppercase(), args.record).await;
+        let action = service.policy().replies.render(&verdict, &envelope);
+        if args.json {
+            let out = serde_json::json!({ "verdict": verdict, "postfix_action": action, "recorded": args.record });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } else {
+            println!("action:  {}", verdict.action.id());
+            println!("postfix: action={action}");
+            println!("reasons:");
+            for reason in &verdict.reasons {
+                println!("  - {}", reason.short());
+            }
+            if !args.record {
+                println!("(state not changed; use --record to record this attempt)");
+            }
+        }
+        service.into_store().close().await;
+        Ok(())
+    })
+}
+
+fn classify(
+    names: Vec<String>,
+    config: Option<PathBuf>,
+    rules: bool,
+    json: bool,
+) -> Result<(), daemon::Fatal> {
+    let config = load(config.as_ref())?;
+    let classifier = spamgate_rdns::Classifier::new(&config.rdns).map_err(|e| daemon::Fatal {
+        code: exit::CONFIG,
+        error: e.into(),
+    })?;
+    let mut out = std::io::stdout().lock();
+    if rules {
+        for (id, pattern) in classifier.rules() {
+            let _ = writeln!(out, "{id}\t{pattern}");
+        }
+        return Ok(());
+    }
+    let mut emit = |name: &str| {
+        let name = name.trim();
+        if name.is_empty() {
+            return;
+        }
+        let class = classifier.classify(name);
+        if json {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "name": name, "class": class })
+            );
+        } else {
+            let text = match &class {
+                NameClass::Generic { rule } => format!("generic\t{rule}"),
+                NameClass::Excepted { rule, exception } => {
+                    format!("proper\texcepted {exception} (matched {rule})")
+                }
+                NameClass::Proper => "proper\t-".to_string(),
+            };
+            let _ = writeln!(out, "{name}\t{text}");
+        }
+    };
+    if names.is_empty() {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            emit(&line);
+        }
+    } else {
+        for name in &names {
+            emit(name);
+        }
+    }
+    Ok(())
+}
+
+fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
+    let (config, list) = match &command {
+        GreylistCommand::List {
+            config,
+            limit,
+            json,
+        } => (config, Some((*limit, *json))),
+        GreylistCommand::Stats { config } => (config, None),
+    };
+    let config = load(config.as_ref())?;
+    init_logs("warn");
+    runtime()?.block_on(async {
+        let store = daemon::open_store(&config)?;
+        let fail = |e: spamgate_store::StoreError| daemon::Fatal { code: exit::STORE, error: e.into() };
+        let now = SystemClock.now_secs();
+        match list {
+            Some((limit, json)) => {
+                let rows = store.list_triplets(limit).await.map_err(fail)?;
+                for row in rows {
+                    if json {
+                        let value = serde_json::json!({
+                            "network": row.network, "sender": row.sender, "recipient": row.recipient,
+                            "first_seen": row.first_seen, "last_seen": row.last_seen,
+                            "attempts": row.attempts, "passed_at": row.passed_at, "expires_at": row.expires_at,
+                        });
+                        println!("{value}");
+                    } else {
+                        let state = row.passed_at.map_or_else(|| "pending".to_string(), |t| format!("passed@{t}"));
+                        println!(
+                            "{}\t<{}>\t<{}>\t{state}\tattempts={}\tfirst_seen={}\texpires_at={}",
+                            row.network, row.sender, row.recipient, row.attempts, row.first_seen, row.expires_at
+                        );
+                    }
+                }
+            }
+            None => {
+                let counts = store.counts(now).await.map_err(fail)?;
+                println!("pending\t{}\npassed\t{}\nawl\t{}", counts.pending, counts.passed, counts.awl);
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}

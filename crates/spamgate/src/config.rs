@@ -1,0 +1,479 @@
+//! The TOML configuration: every key, its default, and validation.
+//!
+//! `deny_unknown_fields` everywhere: a misspelt key is an error, not a silent default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use spamgate_engine::allow::AllowConfig;
+use spamgate_engine::greylist::{GreylistParams, KeyPolicy};
+use spamgate_engine::{EngineConfig, ListPolicy, StoreFailMode, default_greylist_classes};
+use spamgate_rdns::ClassifierConfig;
+
+use crate::render::Replies;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `trace`, `debug`, `info`, `warn`, `error`, or a tracing filter such as
+    /// `info,spamgate::decision=warn`.
+    pub log_level: String,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub dns: DnsSection,
+    pub dnsbl: DnsblSection,
+    pub rdns: ClassifierConfig,
+    pub greylist: GreylistSection,
+    pub allow: AllowConfig,
+    pub replies: Replies,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: "info".into(),
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            dns: DnsSection::default(),
+            dnsbl: DnsblSection::default(),
+            rdns: ClassifierConfig::default(),
+            greylist: GreylistSection::default(),
+            allow: AllowConfig::default(),
+            replies: Replies::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `ADDRESS:PORT` (IPv6 as `[::1]:10023`) or `unix:/path/to/socket`.
+    pub listen: Vec<String>,
+    /// Octal permission bits for UNIX sockets.
+    pub unix_mode: String,
+    pub max_connections: usize,
+    /// Postfix closes idle policy connections after 300 s; we wait a little longer.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time allowed to receive one whole request once its first byte arrived.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_line_length: usize,
+    pub max_attributes: usize,
+    pub max_request_size: usize,
+    /// Protocol states at which spamgate decides; at others it answers `DUNNO`.
+    /// Greylisting needs a recipient, so it only happens at `RCPT`.
+    pub decide_at: Vec<String>,
+    /// Grace period for in-flight requests on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec!["127.0.0.1:10023".into()],
+            unix_mode: "0660".into(),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(330),
+            request_timeout: Duration::from_secs(100),
+            max_line_length: 4096,
+            max_attributes: 128,
+            max_request_size: 65536,
+            decide_at: vec!["RCPT".into()],
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A parsed listener address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn listen_addrs(&self) -> Result<Vec<ListenAddr>, ConfigError> {
+        self.listen
+            .iter()
+            .map(|entry| {
+                if let Some(path) = entry.strip_prefix("unix:") {
+                    if path.is_empty() {
+                        return Err(ConfigError::invalid(
+                            "server.listen",
+                            entry,
+                            "empty socket path",
+                        ));
+                    }
+                    Ok(ListenAddr::Unix(PathBuf::from(path)))
+                } else {
+                    entry.parse().map(ListenAddr::Tcp).map_err(|_| {
+                        ConfigError::invalid(
+                            "server.listen",
+                            entry,
+                            "expected ADDRESS:PORT, [IPv6]:PORT or unix:/path",
+                        )
+                    })
+                }
+            })
+            .collect()
+    }
+
+    pub fn unix_mode_bits(&self) -> Result<u32, ConfigError> {
+        u32::from_str_radix(self.unix_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "server.unix_mode",
+                    &self.unix_mode,
+                    "expected octal like 0660",
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file. Default: `$STATE_DIRECTORY/spamgate.db` under systemd, else
+    /// `/var/lib/spamgate/spamgate.db`.
+    pub path: PathBuf,
+    /// What to answer when the store fails: `dunno` (let mail through) or `defer` (4xx).
+    pub fail_mode: StoreFailMode,
+    /// A store operation taking longer than this counts as a failure.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often expired entries are removed.
+    #[serde(with = "humantime_serde")]
+    pub cleanup_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let dir = std::env::var_os("STATE_DIRECTORY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/spamgate"));
+        StoreConfig {
+            path: dir.join("spamgate.db"),
+            fail_mode: StoreFailMode::Dunno,
+            timeout: Duration::from_secs(5),
+            cleanup_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsSection {
+    /// `HOST:PORT` or `HOST` (port 53). Empty: the system resolver (`/etc/resolv.conf`).
+    pub nameservers: Vec<String>,
+    /// Per query.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub attempts: usize,
+    /// Look up PTR and forward-confirm ourselves even when Postfix sent `client_name`.
+    pub always_lookup: bool,
+    /// When Postfix says `unknown` for both names, look up ourselves to tell "no PTR" from
+    /// a temporary DNS failure (Postfix does not say which).
+    pub lookup_unknown: bool,
+    pub cache_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            nameservers: Vec::new(),
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+            always_lookup: false,
+            lookup_unknown: true,
+            cache_size: 65536,
+            // postscreen clamps DNSBL TTLs to 60 s..1 h.
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl DnsSection {
+    pub fn nameserver_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.nameservers
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<SocketAddr>()
+                    .or_else(|_| {
+                        entry
+                            .parse::<std::net::IpAddr>()
+                            .map(|ip| SocketAddr::new(ip, 53))
+                    })
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            "dns.nameservers",
+                            entry,
+                            "expected IP, IP:PORT or [IPv6]:PORT",
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub fn to_dns_config(&self) -> Result<spamgate_dns::DnsConfig, ConfigError> {
+        Ok(spamgate_dns::DnsConfig {
+            nameservers: self.nameserver_addrs()?,
+            timeout: self.timeout,
+            attempts: self.attempts,
+            cache_size: self.cache_size,
+            min_ttl: self.min_ttl,
+            max_ttl: self.max_ttl,
+            ..spamgate_dns::DnsConfig::default()
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsblSection {
+    /// Block lists in postscreen syntax: `zone[=filter][*weight]`,
+    /// e.g. `zen.spamhaus.org=127.0.0.[2..11]*3`. Negative weights allow-list.
+    pub zones: Vec<String>,
+    /// Reject when the summed weights of listing zones reach this.
+    pub threshold: i32,
+    /// DNS allow lists (DNSWL), same syntax: a listed client passes at once.
+    pub allow_zones: Vec<String>,
+}
+
+impl Default for DnsblSection {
+    fn default() -> Self {
+        DnsblSection {
+            // The seed's list.
+            zones: vec!["bl.spamcop.net".into()],
+            threshold: 1,
+            allow_zones: Vec::new(),
+        }
+    }
+}
+
+impl DnsblSection {
+    pub fn parse_zones(
+        list: &[String],
+        key: &str,
+    ) -> Result<Vec<spamgate_dns::ZoneSpec>, ConfigError> {
+        list.iter()
+            .map(|z| {
+                z.parse::<spamgate_dns::ZoneSpec>()
+                    .map_err(|e| ConfigError::invalid(key, z, &e.to_string()))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GreylistSection {
+    pub enabled: bool,
+    /// Client classes to greylist: `no-ptr`, `ptr-not-confirmed`, `dns-tempfail`,
+    /// `generic` (and `proper`, to greylist everyone like classic greylisting).
+    pub classes: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub min_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub awl_lifetime: Duration,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    pub key_by_ptr_domain: bool,
+    pub max_pending_per_network: u32,
+}
+
+impl Default for GreylistSection {
+    fn default() -> Self {
+        let params = GreylistParams::default();
+        let keys = KeyPolicy::default();
+        GreylistSection {
+            enabled: true,
+            classes: default_greylist_classes(),
+            min_delay: params.min_delay,
+            retry_window: params.retry_window,
+            awl_lifetime: params.awl_lifetime,
+            ipv4_prefix: keys.ipv4_prefix,
+            ipv6_prefix: keys.ipv6_prefix,
+            key_by_ptr_domain: keys.key_by_ptr_domain,
+            max_pending_per_network: params.max_pending_per_network,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {value:?}: {message}")]
+    Invalid {
+        key: String,
+        value: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Engine(#[from] spamgate_engine::EngineError),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: &str, message: &str) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parse and validate.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Load `path`, or the built-in defaults when there is none.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Config::load(path),
+            None => {
+                let config = Config::default();
+                config.validate()?;
+                Ok(config)
+            }
+        }
+    }
+
+    /// Everything that can be checked without binding or opening anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.listen.is_empty() {
+            return Err(ConfigError::invalid(
+                "server.listen",
+                "[]",
+                "at least one listener is needed",
+            ));
+        }
+        self.server.listen_addrs()?;
+        self.server.unix_mode_bits()?;
+        for state in &self.server.decide_at {
+            if !STAGES.contains(&state.to_ascii_uppercase().as_str()) {
+                return Err(ConfigError::invalid(
+                    "server.decide_at",
+                    state,
+                    "expected CONNECT, EHLO, HELO, MAIL or RCPT",
+                ));
+            }
+        }
+        if self.server.max_line_length < 64
+            || self.server.max_request_size < self.server.max_line_length
+        {
+            return Err(ConfigError::invalid(
+                "server.max_line_length",
+                &self.server.max_line_length.to_string(),
+                "must be at least 64 and at most server.max_request_size",
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_connections",
+                "0",
+                "must be positive",
+            ));
+        }
+        self.dns.nameserver_addrs()?;
+        if self.dns.attempts == 0 || self.dns.timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "dns.timeout",
+                "0",
+                "timeout and attempts must be positive",
+            ));
+        }
+        DnsblSection::parse_zones(&self.dnsbl.zones, "dnsbl.zones")?;
+        DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones")?;
+        self.replies.validate()?;
+        spamgate_engine::Engine::new(&self.engine_config())?;
+        Ok(())
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        let g = &self.greylist;
+        EngineConfig {
+            allow: self.allow.clone(),
+            rdns: self.rdns.clone(),
+            lists: ListPolicy {
+                threshold: self.dnsbl.threshold,
+            },
+            greylist_enabled: g.enabled,
+            greylist_classes: g.classes.clone(),
+            greylist: GreylistParams {
+                min_delay: g.min_delay,
+                retry_window: g.retry_window,
+                awl_lifetime: g.awl_lifetime,
+                max_pending_per_network: g.max_pending_per_network,
+                ..GreylistParams::default()
+            },
+            keys: KeyPolicy {
+                ipv4_prefix: g.ipv4_prefix,
+                ipv6_prefix: g.ipv6_prefix,
+                key_by_ptr_domain: g.key_by_ptr_domain,
+            },
+            store_fail_mode: self.store.fail_mode,
+        }
+    }
+
+    /// The effective configuration as TOML (for `config check`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+const STAGES: [&str; 5] = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT"];
+
+/// The annotated example configuration (`spamgate config example`). A test checks that it
+/// parses and equals the built-in defaults, so it cannot drift.
+pub const EXAMPLE: &str = include_str!("../../../dist/spamgate.example.toml");

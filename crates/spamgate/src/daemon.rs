@@ -1,0 +1,215 @@
+//! `spamgate serve`: load config, open the store, bind, serve, reload on SIGHUP, drain on
+//! SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use spamgate_dns::Dns;
+use spamgate_store::{SqliteOptions, SqliteStore, Store};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::server::{self, ConnectionLimits};
+use crate::service::{Policy, Service, SystemClock};
+
+/// Exit codes (sysexits.h), so service managers and scripts can tell failures apart.
+pub mod exit {
+    /// Bad command line or configuration.
+    pub const CONFIG: i32 = 78;
+    /// The store cannot be opened (path, permissions, disk, newer schema).
+    pub const STORE: i32 = 74;
+    /// A listener cannot be bound, or another OS-level failure.
+    pub const OS: i32 = 71;
+}
+
+/// A failure that maps to an exit code.
+#[derive(Debug)]
+pub struct Fatal {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl Fatal {
+    fn new(code: i32, error: impl Into<anyhow::Error>) -> Fatal {
+        Fatal {
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+/// Open the configured SQLite store, creating its directory when missing.
+pub fn open_store(config: &Config) -> Result<SqliteStore, Fatal> {
+    let path = &config.store.path;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Fatal::new(
+                exit::STORE,
+                anyhow::anyhow!("cannot create store directory {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    SqliteStore::open(path, SqliteOptions::default()).map_err(|e| Fatal::new(exit::STORE, e))
+}
+
+pub fn build_dns(config: &Config) -> Result<Dns, Fatal> {
+    let dns_config = config
+        .dns
+        .to_dns_config()
+        .map_err(|e| Fatal::new(exit::CONFIG, e))?;
+    Dns::new(&dns_config).map_err(|e| Fatal::new(exit::CONFIG, anyhow::anyhow!("dns: {e}")))
+}
+
+/// Run the daemon until SIGTERM/SIGINT.
+pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), Fatal> {
+    let policy = Policy::from_config(&config).map_err(|e| Fatal::new(exit::CONFIG, e))?;
+    let dns = build_dns(&config)?;
+    let store = open_store(&config)?;
+    info!(path = %config.store.path.display(), "store open");
+    let addrs = config
+        .server
+        .listen_addrs()
+        .map_err(|e| Fatal::new(exit::CONFIG, e))?;
+    let mode = config
+        .server
+        .unix_mode_bits()
+        .map_err(|e| Fatal::new(exit::CONFIG, e))?;
+    let listeners = server::bind(&addrs, mode)
+        .await
+        .map_err(|e| Fatal::new(exit::OS, e))?;
+
+    let service = Arc::new(Service::new(policy, store, dns, SystemClock));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let cleanup = tokio::spawn(cleanup_loop(
+        service.clone(),
+        config.store.cleanup_interval,
+        shutdown_rx.clone(),
+    ));
+    let signals = tokio::spawn(signal_loop(
+        service.clone(),
+        config_path,
+        config.clone(),
+        shutdown_tx,
+    ));
+
+    let limits = ConnectionLimits::from_config(&config.server);
+    server::run(
+        service.clone(),
+        listeners,
+        limits,
+        shutdown_rx,
+        config.server.shutdown_grace,
+    )
+    .await;
+    for addr in &addrs {
+        if let crate::config::ListenAddr::Unix(path) = addr {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    signals.abort();
+    let _ = signals.await;
+    let _ = cleanup.await;
+    // Let the store commit what it has before the process ends.
+    match Arc::try_unwrap(service) {
+        Ok(service) => service.into_store().close().await,
+        Err(_) => warn!("store still shared at exit; relying on SQLite's own durability"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn cleanup_loop<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
+    service: Arc<Service<S, R, C>>,
+    every: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match service.store().expire(service.now()).await {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, "expired greylist entries removed"),
+            Err(e) => warn!("store cleanup failed: {e}"),
+        }
+    }
+}
+
+async fn signal_loop<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
+    service: Arc<Service<S, R, C>>,
+    config_path: Option<PathBuf>,
+    mut current: Config,
+    shutdown: watch::Sender<bool>,
+) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                if let Some(next) = reload(&service, config_path.as_deref(), &current) {
+                    current = next;
+                }
+            }
+        }
+    }
+    let _ = shutdown.send(true);
+}
+
+/// Re-read the config; on any error keep the running policy and say why.
+fn reload<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
+    service: &Service<S, R, C>,
+    path: Option<&Path>,
+    current: &Config,
+) -> Option<Config> {
+    let Some(path) = path else {
+        info!("SIGHUP: running on built-in defaults, nothing to reload");
+        return None;
+    };
+    let next = match Config::load(path) {
+        Ok(next) => next,
+        Err(e) => {
+            error!("SIGHUP: new configuration rejected, keeping the running one: {e}");
+            return None;
+        }
+    };
+    let policy = match Policy::from_config(&next) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("SIGHUP: new configuration rejected, keeping the running one: {e}");
+            return None;
+        }
+    };
+    for (what, changed) in [
+        ("server", next.server != current.server),
+        ("store", next.store != current.store),
+        (
+            "dns",
+            next.dns.nameservers != current.dns.nameservers
+                || next.dns.timeout != current.dns.timeout,
+        ),
+    ] {
+        if changed {
+            warn!("SIGHUP: changes to [{what}] take effect after a restart");
+        }
+    }
+    service.replace_policy(policy);
+    info!(path = %path.display(), "SIGHUP: configuration reloaded");
+    Some(next)
+}

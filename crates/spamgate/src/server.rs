@@ -1,0 +1,354 @@
+//! Listeners and connections: bytes in, the codec, the pipeline, bytes out.
+//!
+//! Every read is bounded in time and size. A malformed request is logged and the
+//! connection closed without a reply (Postfix's contract: it retries, then applies
+//! `smtpd_policy_service_default_action`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use spamgate_engine::{Envelope, Verdict};
+use spamgate_policy::{Limits, PolicyDecoder, PolicyRequest, encode_action};
+use spamgate_store::Store;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::{ListenAddr, ServerConfig};
+use crate::service::{Clock, Resolver, Service};
+
+/// Per-connection bounds, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub codec: Limits,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    pub fn from_config(server: &ServerConfig) -> ConnectionLimits {
+        ConnectionLimits {
+            codec: Limits {
+                max_line_len: server.max_line_length,
+                max_attributes: server.max_attributes,
+                max_request_bytes: server.max_request_size,
+            },
+            idle_timeout: server.idle_timeout,
+            request_timeout: server.request_timeout,
+            max_connections: server.max_connections,
+        }
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp:?".into(), |a| a.to_string()),
+            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+/// Bind every configured listener (all or nothing).
+pub async fn bind(addrs: &[ListenAddr], unix_mode: u32) -> anyhow::Result<Vec<Listener>> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let listener = match addr {
+            ListenAddr::Tcp(a) => Listener::Tcp(
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?,
+            ),
+            ListenAddr::Unix(path) => Listener::Unix(bind_unix(path, unix_mode)?, path.clone()),
+        };
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    // A socket left by a previous run would make bind fail; remove only sockets.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(|e| {
+                anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display())
+            })?;
+        } else {
+            anyhow::bail!("{} exists and is not a socket", path.display());
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| anyhow::anyhow!("cannot chmod {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serve until `shutdown` turns true, then stop accepting, let connections finish their
+/// current request (bounded by `grace`), and return.
+pub async fn run<S: Store, R: Resolver, C: Clock>(
+    service: Arc<Service<S, R, C>>,
+    listeners: Vec<Listener>,
+    limits: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    let mut acceptors = JoinSet::new();
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<Connection>(64);
+    for listener in listeners {
+        info!("listening on {}", listener.describe());
+        acceptors.spawn(accept_loop(listener, conn_tx.clone(), shutdown.clone()));
+    }
+    drop(conn_tx);
+
+    loop {
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() { break; }
+            }
+            next = conn_rx.recv() => {
+                let Some(conn) = next else { break };
+                let permit = match permits.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        warn!(peer = %conn.peer, limit = limits.max_connections,
+                              "connection limit reached; closing new connection");
+                        continue;
+                    }
+                };
+                let service = service.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    conn.serve(service, limits, shutdown).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    acceptors.abort_all();
+    info!(
+        open = connections.len(),
+        "shutting down: finishing in-flight requests"
+    );
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            open = connections.len(),
+            "grace period over; closing remaining connections"
+        );
+        connections.abort_all();
+    }
+}
+
+struct Connection {
+    io: Box<dyn Io>,
+    peer: String,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+async fn accept_loop(
+    listener: Listener,
+    tx: tokio::sync::mpsc::Sender<Connection>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = accept(&listener) => accepted,
+        };
+        match accepted {
+            Ok(conn) => {
+                if tx.send(conn).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(listener = %listener.describe(), "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Connection> {
+    Ok(match listener {
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Connection {
+                io: Box::new(stream),
+                peer: peer.to_string(),
+            }
+        }
+        Listener::Unix(l, path) => {
+            let (stream, _) = l.accept().await?;
+            Connection {
+                io: Box::new(stream),
+                peer: format!("unix:{}", path.display()),
+            }
+        }
+    })
+}
+
+impl Connection {
+    async fn serve<S: Store, R: Resolver, C: Clock>(
+        mut self,
+        service: Arc<Service<S, R, C>>,
+        limits: ConnectionLimits,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut decoder = PolicyDecoder::new(limits.codec);
+        let mut buf = vec![0u8; 8192];
+        let mut reply = Vec::with_capacity(256);
+        let mut request_deadline: Option<Instant> = None;
+        loop {
+            let in_progress = decoder.in_progress();
+            if *shutdown.borrow() && !in_progress {
+                return;
+            }
+            let deadline = match request_deadline {
+                Some(d) if in_progress => d,
+                _ => Instant::now() + limits.idle_timeout,
+            };
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, self.io.read(&mut buf)) => read,
+                changed = shutdown.changed(), if !in_progress => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let n = match read {
+                Err(_) => {
+                    if in_progress {
+                        warn!(peer = %self.peer, "request not completed within {:?}; closing", limits.request_timeout);
+                    } else {
+                        debug!(peer = %self.peer, "idle connection timed out");
+                    }
+                    return;
+                }
+                Ok(Err(e)) => {
+                    debug!(peer = %self.peer, "read error: {e}");
+                    return;
+                }
+                Ok(Ok(0)) => {
+                    if in_progress {
+                        warn!(peer = %self.peer, "connection closed in the middle of a request");
+                    }
+                    return;
+                }
+                Ok(Ok(n)) => n,
+            };
+            if !in_progress {
+                request_deadline = Some(Instant::now() + limits.request_timeout);
+            }
+            let mut input = &buf[..n];
+            loop {
+                match decoder.decode(&mut input) {
+                    Ok(Some(request)) => {
+                        reply.clear();
+                        let action = handle(&service, &request).await;
+                        encode_action(&action, &mut reply);
+                        if let Err(e) = self.io.write_all(&reply).await {
+                            debug!(peer = %self.peer, "write error: {e}");
+                            return;
+                        }
+                        request_deadline = Some(Instant::now() + limits.request_timeout);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(peer = %self.peer, "bad policy request: {e}; closing connection without reply");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Turn a request into an envelope, decide, log, render.
+pub async fn handle<S: Store, R: Resolver, C: Clock>(
+    service: &Service<S, R, C>,
+    request: &PolicyRequest,
+) -> String {
+    let state = request
+        .protocol_state
+        .as_ref()
+        .map_or("RCPT", |s| s.as_str())
+        .to_string();
+    let Some(client_address) = request.client_address else {
+        warn!(
+            queue_id = request.queue_id.as_deref().unwrap_or(""),
+            raw = request.client_address_raw().unwrap_or(""),
+            "request without a usable client_address; answering DUNNO"
+        );
+        return "DUNNO".to_string();
+    };
+    let envelope = envelope_of(request, client_address);
+    let verdict = service.decide(&envelope, &state, true).await;
+    let policy = service.policy();
+    let action = policy.replies.render(&verdict, &envelope);
+    log_decision(request, &envelope, &state, &verdict, &action);
+    action
+}
+
+pub fn envelope_of(request: &PolicyRequest, client_address: std::net::IpAddr) -> Envelope {
+    Envelope {
+        client_address,
+        client_name: request.verified_client_name().map(str::to_string),
+        reverse_client_name: request.known_reverse_client_name().map(str::to_string),
+        helo: request.helo_name.clone().filter(|h| !h.is_empty()),
+        sender: request.sender.clone().unwrap_or_default(),
+        recipient: request.recipient.clone().unwrap_or_default(),
+    }
+}
+
+fn log_decision(
+    request: &PolicyRequest,
+    envelope: &Envelope,
+    state: &str,
+    verdict: &Verdict,
+    action: &str,
+) {
+    // One stable, grep-able line per decision.
+    info!(
+        target: "spamgate::decision",
+        "action={} client={} name={} helo={} sender=<{}> recipient=<{}> state={} queue_id={} reasons=\"{}\" reply=\"{}\"",
+        verdict.action.id(),
+        envelope.client_address,
+        envelope.client_name.as_deref().or(envelope.reverse_client_name.as_deref()).unwrap_or("unknown"),
+        envelope.helo.as_deref().unwrap_or("-"),
+        envelope.sender,
+        envelope.recipient,
+        state,
+        request.queue_id.as_deref().filter(|q| !q.is_empty()).unwrap_or("-"),
+        verdict.reasons_short(),
+        action,
+    );
+}

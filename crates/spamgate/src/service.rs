@@ -1,0 +1,238 @@
+//! The decision pipeline around the pure engine: allow-lists, concurrent DNS lookups,
+//! the engine, the store. DNS, store and clock are injected so tests control them.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use spamgate_dns::{Dns, ListResult, Rdns, ZoneSpec};
+use spamgate_engine::facts::{ListAnswer, ListFact, RdnsFact};
+use spamgate_engine::{Engine, Envelope, Evaluation, Reason, UnixTime, Verdict};
+use spamgate_store::Store;
+
+use crate::config::{Config, ConfigError, DnsblSection};
+use crate::render::Replies;
+
+/// DNS as the pipeline needs it.
+pub trait Resolver: Send + Sync + 'static {
+    fn lists(
+        &self,
+        zones: &[ZoneSpec],
+        client: IpAddr,
+    ) -> impl Future<Output = Vec<ListFact>> + Send;
+    fn rdns(&self, client: IpAddr) -> impl Future<Output = RdnsFact> + Send;
+}
+
+impl Resolver for Dns {
+    async fn lists(&self, zones: &[ZoneSpec], client: IpAddr) -> Vec<ListFact> {
+        if zones.is_empty() {
+            return Vec::new();
+        }
+        let mut results = self.list_lookup_all(zones, client).await;
+        results.sort_by_key(|(index, _)| *index);
+        results
+            .into_iter()
+            .map(|(index, result)| ListFact {
+                zone: zones[index].zone.clone(),
+                weight: zones[index].weight,
+                answer: match result {
+                    ListResult::NotListed => ListAnswer::NotListed,
+                    ListResult::Listed { answers, txt } => ListAnswer::Listed { answers, txt },
+                    ListResult::Error(error) => ListAnswer::Error { error },
+                },
+            })
+            .collect()
+    }
+
+    async fn rdns(&self, client: IpAddr) -> RdnsFact {
+        match self.reverse_confirm(client).await {
+            Rdns::Confirmed { name } => RdnsFact::Confirmed { name },
+            Rdns::NotConfirmed { ptr } => RdnsFact::NotConfirmed { ptr },
+            Rdns::NoPtr => RdnsFact::NoPtr,
+            Rdns::TempFail(error) => RdnsFact::TempFail { error },
+        }
+    }
+}
+
+/// The time, injectable.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> UnixTime;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+/// A clock tests move by hand (shared through an `Arc`).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(now: UnixTime) -> ManualClock {
+        ManualClock(AtomicU64::new(now))
+    }
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for Arc<ManualClock> {
+    fn now(&self) -> UnixTime {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Everything a config reload replaces, compiled once.
+#[derive(Debug)]
+pub struct Policy {
+    pub engine: Engine,
+    pub dnsbl: Vec<ZoneSpec>,
+    pub dnswl: Vec<ZoneSpec>,
+    pub replies: Replies,
+    /// Upper-case protocol states at which to decide.
+    pub decide_at: Vec<String>,
+    pub always_lookup: bool,
+    pub lookup_unknown: bool,
+    pub store_timeout: Duration,
+}
+
+impl Policy {
+    pub fn from_config(config: &Config) -> Result<Policy, ConfigError> {
+        Ok(Policy {
+            engine: Engine::new(&config.engine_config())?,
+            dnsbl: DnsblSection::parse_zones(&config.dnsbl.zones, "dnsbl.zones")?,
+            dnswl: DnsblSection::parse_zones(&config.dnsbl.allow_zones, "dnsbl.allow_zones")?,
+            replies: config.replies.clone(),
+            decide_at: config
+                .server
+                .decide_at
+                .iter()
+                .map(|s| s.to_ascii_uppercase())
+                .collect(),
+            always_lookup: config.dns.always_lookup,
+            lookup_unknown: config.dns.lookup_unknown,
+            store_timeout: config.store.timeout,
+        })
+    }
+
+    pub fn decides_at(&self, protocol_state: &str) -> bool {
+        self.decide_at
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(protocol_state))
+    }
+}
+
+/// The pipeline. One per daemon, shared by all connections.
+pub struct Service<S, R, C> {
+    policy: ArcSwap<Policy>,
+    store: S,
+    resolver: R,
+    clock: C,
+}
+
+impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
+    pub fn new(policy: Policy, store: S, resolver: R, clock: C) -> Self {
+        Service {
+            policy: ArcSwap::from_pointee(policy),
+            store,
+            resolver,
+            clock,
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Swap in a new policy (SIGHUP). In-flight requests finish with the old one.
+    pub fn replace_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// Decide for one transaction. `record = false` leaves the store untouched (`check`).
+    pub async fn decide(&self, envelope: &Envelope, protocol_state: &str, record: bool) -> Verdict {
+        let policy = self.policy.load_full();
+        if !policy.decides_at(protocol_state) {
+            return Verdict::pass(vec![Reason::Stage {
+                protocol_state: protocol_state.to_string(),
+            }]);
+        }
+        if let Some(verdict) = policy.engine.check_allow(envelope) {
+            return verdict;
+        }
+
+        let client = envelope.client_address;
+        let postfix_view = RdnsFact::from_postfix(
+            envelope.client_name.as_deref(),
+            envelope.reverse_client_name.as_deref(),
+        );
+        let look_up =
+            policy.always_lookup || (policy.lookup_unknown && postfix_view == RdnsFact::NoPtr);
+        // All lookups at once: the request costs one round trip, not three.
+        let (dnswl, dnsbl, rdns) = tokio::join!(
+            self.resolver.lists(&policy.dnswl, client),
+            self.resolver.lists(&policy.dnsbl, client),
+            async {
+                if look_up {
+                    self.resolver.rdns(client).await
+                } else {
+                    postfix_view.clone()
+                }
+            }
+        );
+
+        let plan = match policy.engine.evaluate(envelope, &dnswl, &dnsbl, &rdns) {
+            Evaluation::Done(verdict) => return verdict,
+            Evaluation::Greylist(plan) => plan,
+        };
+        if !protocol_state.eq_ignore_ascii_case("RCPT") {
+            // Greylisting needs the recipient; earlier stages only screen lists.
+            let mut reasons = plan.reasons;
+            reasons.push(Reason::Stage {
+                protocol_state: protocol_state.to_string(),
+            });
+            return Verdict::pass(reasons);
+        }
+        let now = self.clock.now();
+        let params = policy.engine.greylist_params();
+        let outcome = tokio::time::timeout(
+            policy.store_timeout,
+            self.store.greylist(&plan.keys, params, now, record),
+        )
+        .await
+        .map_err(|_| format!("timed out after {:?}", policy.store_timeout))
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        policy.engine.finish(plan, outcome)
+    }
+}
+
+impl<S, R, C> Service<S, R, C> {
+    /// Hand the store back (to close it on shutdown).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+}
+
+impl SystemClock {
+    pub fn now_secs(&self) -> UnixTime {
+        Clock::now(self)
+    }
+}

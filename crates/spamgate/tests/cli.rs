@@ -1,0 +1,329 @@
+//! The `spamgate` binary as an operator uses it: real processes, real files, signals.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spamgate::config::{Config, EXAMPLE};
+
+fn spamgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_spamgate"))
+}
+
+#[test]
+fn example_config_is_the_defaults() {
+    // SAFETY of the comparison: the default store path depends on STATE_DIRECTORY.
+    if std::env::var_os("STATE_DIRECTORY").is_some() {
+        return;
+    }
+    let parsed = Config::parse(EXAMPLE).expect("the example parses");
+    assert_eq!(
+        parsed,
+        Config::default(),
+        "dist/spamgate.example.toml drifted from the defaults"
+    );
+}
+
+#[test]
+fn config_check_reports_errors_with_exit_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[greylist]\nmin_dealy = \"5m\"\n", "min_dealy"),
+        ("[dnsbl]\nzones = [\"bl.test=127.0.0.[9..2]\"]\n", "bl.test"),
+        ("[server]\nlisten = [\"localhost\"]\n", "server.listen"),
+        ("[replies]\nreject = \"450 try later\"\n", "5xx"),
+        (
+            "[rdns]\ndisable_rules = [\"no-such-rule\"]\n",
+            "no-such-rule",
+        ),
+        (
+            "[allow]\nclient_addresses = [\"192.0.2.0/33\"]\n",
+            "192.0.2.0/33",
+        ),
+    ];
+    for (text, words) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = spamgate()
+            .args(["config", "check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(words), "{text}: {stderr}");
+    }
+    let out = spamgate().args(["config", "check"]).output().unwrap();
+    assert!(out.status.success());
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(effective.contains("bl.spamcop.net"), "{effective}");
+}
+
+#[test]
+fn classify_reads_arguments_and_stdin() {
+    let out = spamgate()
+        .args([
+            "classify",
+            "123-123-123-123.dhcp.example.net",
+            "mail.example.com",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("123-123-123-123.dhcp.example.net\tgeneric\t"),
+        "{text}"
+    );
+    assert!(text.contains("mail.example.com\tproper"), "{text}");
+
+    let mut child = spamgate()
+        .args(["classify", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a8-30.smtp-out.amazonses.com\nh219203254123.example.jp\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["class"]["class"], "excepted", "{lines:?}");
+    assert_eq!(lines[0]["class"]["rule"], "s25r-1", "{lines:?}");
+    assert_eq!(lines[1]["class"]["class"], "generic", "{lines:?}");
+    assert_eq!(lines[1]["class"]["rule"], "s25r-2", "{lines:?}");
+}
+
+fn write_config(dir: &Path, socket: &Path, extra: &str) -> std::path::PathBuf {
+    // No DNS server at this address: lookups fail fast, which must never reject.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ns = dead.local_addr().unwrap();
+    let path = dir.join("spamgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = ["unix:{socket}"]
+unix_mode = "0600"
+[store]
+path = "{db}"
+[dns]
+nameservers = ["{ns}"]
+timeout = "200ms"
+attempts = 1
+{extra}
+"#,
+            socket = socket.display(),
+            db = dir.join("state/spamgate.db").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn ask(socket: &Path, request: &str) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\n\n") {
+        if stream.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        reply.push(byte[0]);
+    }
+    String::from_utf8(reply).unwrap()
+}
+
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const PROPER_REQUEST: &str = "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\nclient_name=mail.example.test\nreverse_client_name=mail.example.test\nsender=a@example.org\nrecipient=b@example.net\n\n";
+
+#[test]
+fn serve_on_unix_socket_reload_and_terminate() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("policy.sock");
+    let config = write_config(dir.path(), &socket, "");
+    let mut child = spamgate()
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&socket);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode from config");
+    assert_eq!(ask(&socket, PROPER_REQUEST), "action=DUNNO\n\n");
+
+    // Reload with an allow-list entry for the client: still served, on the same connection too.
+    let mut held = UnixStream::connect(&socket).unwrap();
+    write_config(dir.path(), &socket, "[replies]\nprepend_header = true\n");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    loop {
+        let reply = ask(&socket, PROPER_REQUEST);
+        if reply.starts_with("action=PREPEND X-Spamgate: pass") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "reload not applied: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An invalid config is refused and the running one kept.
+    std::fs::write(&config, "[greylist]\nbogus = 1\n").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ask(&socket, PROPER_REQUEST).starts_with("action=PREPEND"));
+    held.write_all(PROPER_REQUEST.as_bytes()).unwrap();
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("new configuration rejected"), "{stderr}");
+    assert!(
+        stderr.contains("spamgate::decision"),
+        "decisions are logged: {stderr}"
+    );
+    assert!(!socket.exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn unwritable_store_exits_74_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("policy.sock");
+    let config = write_config(dir.path(), &socket, "");
+    // A file where the state directory should be.
+    std::fs::write(dir.path().join("state"), "not a directory").unwrap();
+    let out = spamgate()
+        .args(["serve", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(74));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("state"), "{stderr}");
+}
+
+#[test]
+fn check_explains_and_does_not_record_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("unused.sock");
+    let config = write_config(dir.path(), &socket, "[dnsbl]\nzones = []\n");
+    let check = |record: bool| {
+        let mut cmd = spamgate();
+        cmd.args([
+            "check",
+            "--json",
+            "--client-address",
+            "203.0.113.7",
+            "--client-name",
+            "203-0-113-7.adsl.example.net",
+            "--sender",
+            "s@example.org",
+            "--recipient",
+            "r@example.net",
+            "-c",
+        ])
+        .arg(&config);
+        if record {
+            cmd.arg("--record");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = check(false);
+    assert_eq!(first["verdict"]["action"], "greylist");
+    let reasons = first["verdict"]["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r["step"] == "client" && r["client"]["rule"] == "s25r-1"),
+        "{reasons:?}"
+    );
+    assert!(
+        first["postfix_action"]
+            .as_str()
+            .unwrap()
+            .starts_with("DEFER_IF_PERMIT")
+    );
+    // Not recorded: still "new".
+    let again = check(true);
+    let state = |v: &serde_json::Value| {
+        v["verdict"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["step"] == "greylist")
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state(&again), "new");
+    // Recorded by the previous call: now "too-early".
+    assert_eq!(state(&check(false)), "too-early");
+}

@@ -1,0 +1,289 @@
+//! The daemon over a real socket, with a real DNS server and a real SQLite file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn is_defer(reply: &str) -> bool {
+    reply.starts_with("DEFER_IF_PERMIT 4.7.1")
+}
+
+#[tokio::test]
+async fn listed_clients_are_rejected_with_the_list_named() {
+    let h = Harness::start().await;
+    let reply = h
+        .ask(&[
+            ("client_address", "192.0.2.66"),
+            ("client_name", "mail.example.test"),
+        ])
+        .await;
+    assert!(reply.starts_with("554 5.7.1"), "{reply}");
+    assert!(reply.contains("bl.test"), "{reply}");
+    assert!(
+        reply.contains("http://bl.example/query/192.0.2.66"),
+        "the TXT reason is passed on: {reply}"
+    );
+
+    let v6 = h
+        .ask(&[
+            ("client_address", "2001:db8::66"),
+            ("client_name", "unknown"),
+        ])
+        .await;
+    assert!(v6.starts_with("554 5.7.1"), "IPv6 nibble lookup: {v6}");
+
+    // 127.0.0.4 does not pass the zone's filter 127.0.0.[2..3].
+    let filtered = h
+        .ask(&[
+            ("client_address", "192.0.2.67"),
+            ("client_name", "mail.example.test"),
+        ])
+        .await;
+    assert_eq!(filtered, "DUNNO");
+}
+
+#[tokio::test]
+async fn blocked_resolver_sentinel_is_not_a_listing() {
+    let h = Harness::start().await;
+    let reply = h
+        .ask(&[
+            ("client_address", "192.0.2.99"),
+            ("client_name", "mail.example.test"),
+        ])
+        .await;
+    assert_eq!(reply, "DUNNO");
+}
+
+#[tokio::test]
+async fn dnswl_passes_at_once() {
+    let h = Harness::start().await;
+    // No PTR at all, but listed in the allow list.
+    let reply = h.ask(&[("client_address", "192.0.2.77")]).await;
+    assert_eq!(reply, "DUNNO");
+}
+
+#[tokio::test]
+async fn each_suspicious_class_is_greylisted() {
+    let h = Harness::start().await;
+    // (attributes, words the reply must contain)
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        // No PTR: Postfix says unknown/unknown; spamgate's own lookup finds NXDOMAIN.
+        (
+            &[("client_address", "192.0.2.40")],
+            "reverse lookup failure",
+        ),
+        // PTR that does not resolve back.
+        (
+            &[
+                ("client_address", "192.0.2.30"),
+                ("reverse_client_name", "liar.example.test"),
+            ],
+            "does not resolve back",
+        ),
+        // Temporary DNS failure (the reverse zone answers SERVFAIL).
+        (
+            &[("client_address", "203.0.113.50")],
+            "temporary DNS failure",
+        ),
+        // Generic (S25R) name, forward-confirmed.
+        (
+            &[
+                ("client_address", "192.0.2.20"),
+                ("client_name", "192-0-2-20.dyn.example.test"),
+                ("reverse_client_name", "192-0-2-20.dyn.example.test"),
+            ],
+            "S25R",
+        ),
+    ];
+    for (attrs, words) in cases {
+        let reply = h.ask(attrs).await;
+        assert!(is_defer(&reply), "{attrs:?} -> {reply}");
+        assert!(reply.contains(words), "{attrs:?} -> {reply}");
+        assert!(reply.contains("300 seconds"), "{reply}");
+    }
+}
+
+#[tokio::test]
+async fn proper_server_passes_at_once() {
+    let h = Harness::start().await;
+    let reply = h
+        .ask(&[
+            ("client_address", "192.0.2.10"),
+            ("client_name", "mail.example.test"),
+            ("reverse_client_name", "mail.example.test"),
+        ])
+        .await;
+    assert_eq!(reply, "DUNNO");
+}
+
+#[tokio::test]
+async fn allow_lists_pass_even_listed_or_suspicious_clients() {
+    let h = Harness::start().await;
+    assert_eq!(h.ask(&[("client_address", "198.51.100.5")]).await, "DUNNO");
+    assert_eq!(
+        h.ask(&[
+            ("client_address", "192.0.2.66"),
+            ("recipient", "postmaster@example.net")
+        ])
+        .await,
+        "DUNNO"
+    );
+}
+
+#[tokio::test]
+async fn retry_before_and_after_the_delay() {
+    let h = Harness::start().await;
+    let generic = [
+        ("client_address", "192.0.2.20"),
+        ("client_name", "192-0-2-20.dyn.example.test"),
+    ];
+    let mut conn = h.connect().await;
+    let first = conn.ask(&generic).await;
+    assert!(is_defer(&first) && first.contains("300 seconds"), "{first}");
+    h.clock.advance(Duration::from_secs(120));
+    let early = conn.ask(&generic).await;
+    assert!(is_defer(&early) && early.contains("180 seconds"), "{early}");
+    h.clock.advance(Duration::from_secs(180));
+    assert_eq!(
+        conn.ask(&generic).await,
+        "DUNNO",
+        "a retry after the delay passes"
+    );
+    // The client address is now remembered: another message passes at once.
+    let other = [
+        ("client_address", "192.0.2.20"),
+        ("client_name", "192-0-2-20.dyn.example.test"),
+        ("recipient", "other@example.net"),
+    ];
+    assert_eq!(conn.ask(&other).await, "DUNNO");
+    // ...but not its whole /24: one bot in a pool that retries cannot open the pool.
+    let neighbour = [
+        ("client_address", "192.0.2.21"),
+        ("recipient", "other@example.net"),
+    ];
+    assert!(is_defer(&conn.ask(&neighbour).await));
+}
+
+#[tokio::test]
+async fn only_rcpt_is_decided_by_default() {
+    let h = Harness::start().await;
+    for state in ["CONNECT", "EHLO", "MAIL", "DATA", "END-OF-MESSAGE"] {
+        let reply = h
+            .ask(&[("protocol_state", state), ("client_address", "192.0.2.66")])
+            .await;
+        assert_eq!(reply, "DUNNO", "{state}");
+    }
+}
+
+#[tokio::test]
+async fn dns_server_down_never_rejects() {
+    // Start without a DNS server: every lookup times out.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let config = config_for(dead.local_addr().unwrap(), &dir.path().join("db.sqlite"));
+    let h = Harness::start_with(
+        config,
+        None,
+        dir.clone(),
+        std::sync::Arc::new(spamgate::service::ManualClock::new(T0)),
+    )
+    .await;
+    for attrs in [
+        vec![
+            ("client_address", "192.0.2.66"),
+            ("client_name", "mail.example.test"),
+        ],
+        vec![("client_address", "192.0.2.40")],
+        vec![("client_address", "2001:db8::66")],
+    ] {
+        let reply = h.ask(&attrs).await;
+        assert!(!reply.starts_with('5'), "{attrs:?} -> {reply}");
+        assert!(
+            reply == "DUNNO" || reply.starts_with("DEFER_IF_PERMIT"),
+            "{reply}"
+        );
+    }
+    drop(dead);
+}
+
+#[tokio::test]
+async fn restart_keeps_greylist_state() {
+    let h = Harness::start().await;
+    let generic = [
+        ("client_address", "192.0.2.20"),
+        ("client_name", "192-0-2-20.dyn.example.test"),
+    ];
+    assert!(is_defer(&h.ask(&generic).await));
+    let (dns, dir, clock, config) = h.stop().await;
+    clock.advance(Duration::from_secs(301));
+    let h = Harness::start_with(config, dns, dir, clock).await;
+    assert_eq!(
+        h.ask(&generic).await,
+        "DUNNO",
+        "the first attempt survived the restart"
+    );
+}
+
+#[tokio::test]
+async fn bad_request_closes_without_reply_and_others_are_served() {
+    let h = Harness::start().await;
+    let mut bad = h.connect().await;
+    bad.send_raw(b"request=smtpd_access_policy\nthis line has no equals sign\n\n")
+        .await;
+    assert_eq!(bad.read_reply().await, None, "closed without a reply");
+
+    let mut huge = h.connect().await;
+    let long = format!("sender={}\n", "a".repeat(10_000));
+    huge.send_raw(long.as_bytes()).await;
+    assert_eq!(
+        huge.read_reply().await,
+        None,
+        "an over-long line closes the connection"
+    );
+
+    let mut other = h.connect().await;
+    let reply = other
+        .ask(&[
+            ("client_address", "192.0.2.10"),
+            ("client_name", "mail.example.test"),
+        ])
+        .await;
+    assert_eq!(reply, "DUNNO");
+}
+
+#[tokio::test]
+async fn one_connection_serves_many_requests_including_pipelined() {
+    let h = Harness::start().await;
+    let mut conn = h.connect().await;
+    for i in 0..50 {
+        let rcpt = format!("user{i}@example.net");
+        let reply = conn
+            .ask(&[
+                ("client_address", "192.0.2.10"),
+                ("client_name", "mail.example.test"),
+                ("recipient", &rcpt),
+            ])
+            .await;
+        assert_eq!(reply, "DUNNO");
+    }
+    // Two requests in one write: two replies, in order.
+    let mut both = request(&[
+        ("client_address", "192.0.2.66"),
+        ("client_name", "mail.example.test"),
+    ]);
+    both.extend(request(&[
+        ("client_address", "192.0.2.10"),
+        ("client_name", "mail.example.test"),
+    ]));
+    conn.send_raw(&both).await;
+    assert!(conn.read_reply().await.unwrap().starts_with("554"));
+    assert_eq!(conn.read_reply().await.unwrap(), "DUNNO");
+}
+
+#[tokio::test]
+async fn missing_client_address_gets_dunno_not_an_error() {
+    let h = Harness::start().await;
+    assert_eq!(h.ask(&[("client_address", "not-an-ip")]).await, "DUNNO");
+}
