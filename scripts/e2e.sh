@@ -88,7 +88,8 @@ outside() {
     chmod 755 "$tmp"
     unshare --net --mount --pid --fork --mount-proc --kill-child -- \
         bash "${BASH_SOURCE[0]}" --inside "$tmp" "$SPAMGATE_BIN" || rc=$?
-    if [[ -n ${KEEP:-} ]]; then log "e2e: kept $tmp"; else rm -rf "$tmp"; fi
+    # Logs and mailboxes stay for a look when something failed.
+    if [[ -n ${KEEP:-} ]] || ((rc != 0)); then log "e2e: kept $tmp"; else rm -rf "$tmp"; fi
     log "e2e: finished in $((SECONDS - started))s (without install/build)"
     exit "$rc"
 }
@@ -140,8 +141,16 @@ cleanup() {
     [[ -n ${RBLDNSD_PID:-} ]] && kill "$RBLDNSD_PID" 2>/dev/null
     wait 2>/dev/null
     if ((rc != 0 && FAILED == 0)); then
-        log "e2e: aborted (exit $rc); logs under $T (KEEP=1 keeps them)"
+        log "e2e: aborted (exit $rc)"
         FAILED=1
+    fi
+    if ((FAILED > 0)); then
+        local f
+        for f in "$T/spamgate.log" "$T/mx/maillog" "$T/relay/maillog"; do
+            [[ -s $f ]] || continue
+            log "--- last lines of $f"
+            tail -n 15 "$f" | cut -c1-300 >&2
+        done
     fi
     printf 'e2e: %d passed, %d failed\n' "$PASSED" "$FAILED"
     ((FAILED == 0)) || exit 1
@@ -180,8 +189,8 @@ start_dns() {
 # check_lookup NAME QUERY EXPECTED: getent goes through libc, as Postfix's lookups do.
 check_lookup() {
     local got
-    got=$(getent ahosts "$2" 2>/dev/null | awk 'NR == 1 { print $1 }')
-    [[ $got == "$3" ]] || got=$(getent hosts "$2" 2>/dev/null | awk '{ print $2; exit }')
+    got=$(getent ahosts "$2" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
+    [[ $got == "$3" ]] || got=$(getent hosts "$2" 2>/dev/null | awk '{ print $2; exit }' || true)
     if [[ $got == "$3" ]]; then pass "$1" "$2 -> $3"; else fail "$1" "$2 -> '${got}', want $3"; fi
 }
 
@@ -259,7 +268,10 @@ setup_mx() {
     # The chrooted listener resolves names inside $queue_directory, as Debian's init script
     # arranges for the system instance.
     mkdir -p "$T/mx/queue/etc"
-    cp /etc/resolv.conf /etc/nsswitch.conf /etc/hosts /etc/services "$T/mx/queue/etc/"
+    local f
+    for f in resolv.conf nsswitch.conf hosts services; do
+        [[ ! -e /etc/$f ]] || cp "/etc/$f" "$T/mx/queue/etc/"
+    done
     start_postfix mx
 }
 
@@ -354,6 +366,26 @@ run_xclient_matrix() {
     smtp_case unix-socket-proper $MX_UNIX_PORT "ADDR=192.0.2.5 NAME=mail.example.org REVERSE_NAME=mail.example.org" $a "$OK" deliver
 }
 
+# `spamgate check` without a client name: spamgate looks the client up itself through
+# dnsmasq (PTR, then forward confirmation), as the daemon does with always_lookup.
+cli_case() {
+    local name=$1 addr=$2 want=$3 out=$T/cli-$1.log
+    "$SPAMGATE_BIN" check --config "$T/spamgate.toml" --client-address "$addr" \
+        --sender cli@sender.example --recipient alice@example.com >"$out" 2>&1 || true
+    if grep -Eq -- "$want" "$out"; then
+        pass "$name" "$addr: $(grep -E -- "$want" "$out" | head -n 1 | sed 's/^ *//')"
+    else
+        fail "$name" "$addr: want /$want/, got: $(tr '\n' ' ' <"$out" | cut -c1-200)"
+    fi
+}
+
+run_cli_cases() {
+    cli_case cli-lookup-proper 192.0.2.5 '^action: +pass'
+    cli_case cli-lookup-generic 203.0.113.8 'client:generic'
+    cli_case cli-lookup-not-confirmed 203.0.113.21 'client:ptr-not-confirmed'
+    cli_case cli-lookup-no-ptr 203.0.113.20 'client:no-ptr'
+}
+
 # The seed's "send -> temporary error -> resend" with swaks playing the client.
 GENERIC_XCLIENT="ADDR=203.0.113.7 NAME=203-0-113-7.dyn.example.net REVERSE_NAME=203-0-113-7.dyn.example.net"
 retry_first() {
@@ -435,7 +467,7 @@ show_logs() {
     printf '\n--- greylisted, retried by Postfix, delivered (sending MTA %s, queue id %s) ---\n' "$RELAY_ADDR" "${RELAY_QID:-?}"
     [[ -z ${RELAY_QID:-} ]] || grep -h -- "$RELAY_QID" "$rl" | grep -E 'status=|from=<' || true
     local mx_qid
-    mx_qid=$(grep -h "client=198-51-100-25.dyn.example.net\[$RELAY_ADDR\]" "$ml" | awk '{ sub(/:$/, "", $6); print $6; exit }')
+    mx_qid=$(grep -h "client=198-51-100-25.dyn.example.net\[$RELAY_ADDR\]" "$ml" | awk '{ sub(/:$/, "", $6); print $6; exit }' || true)
     grep -h "RCPT from 198-51-100-25.dyn.example.net\[$RELAY_ADDR\]" "$ml" || true
     [[ -z $mx_qid ]] || grep -h -- "$mx_qid" "$ml" | grep -E 'client=|status=' || true
     grep -h "$RELAY_ADDR" "$T/spamgate.log" | head -n 6 || true
@@ -464,6 +496,7 @@ inside() {
     retry_first
     relay_and_bot_start
     run_xclient_matrix
+    run_cli_cases
     retry_after_delay
     relay_and_bot_check
     spamgate_down
