@@ -124,7 +124,8 @@ impl PolicyRequest {
         known_name(self.reverse_client_name.as_deref())
     }
 
-    /// The `client_address` text when it did not parse as an IP address.
+    /// The `client_address` text that did not parse as an IP address (check it when
+    /// [`client_address`](Self::client_address) is `None`).
     pub fn client_address_raw(&self) -> Option<&str> {
         self.other.get("client_address")
     }
