@@ -73,7 +73,7 @@ build_spamgate() {
     fi
     command -v cargo >/dev/null || die "cargo not found (install Rust first)"
     # A debug build: on 2 cores it is minutes faster than --release and fast enough here.
-    (cd "$REPO" && cargo build --quiet -p spamgate) || die "cargo build -p spamgate failed"
+    (cd "$REPO" && cargo build -p spamgate) || die "cargo build -p spamgate failed"
     SPAMGATE_BIN=${CARGO_TARGET_DIR:-$REPO/target}/debug/spamgate
 }
 
