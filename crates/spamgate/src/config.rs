@@ -28,6 +28,27 @@ pub struct Config {
     pub greylist: GreylistSection,
     pub allow: AllowConfig,
     pub replies: Replies,
+    pub metrics: MetricsSection,
+}
+
+/// The optional HTTP listener for `/metrics` (Prometheus) and `/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `ADDRESS:PORT`, e.g. `127.0.0.1:9323`. Unset: no HTTP listener.
+    pub listen: Option<String>,
+}
+
+impl MetricsSection {
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.listen
+            .as_deref()
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| ConfigError::invalid("metrics.listen", a, "expected ADDRESS:PORT"))
+            })
+            .transpose()
+    }
 }
 
 impl Default for Config {
@@ -42,6 +63,7 @@ impl Default for Config {
             greylist: GreylistSection::default(),
             allow: AllowConfig::default(),
             replies: Replies::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -436,6 +458,7 @@ impl Config {
         DnsblSection::parse_zones(&self.dnsbl.zones, "dnsbl.zones")?;
         DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones")?;
         self.replies.validate()?;
+        self.metrics.listen_addr()?;
         spamgate_engine::Engine::new(&self.engine_config())?;
         Ok(())
     }

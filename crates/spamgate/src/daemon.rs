@@ -83,8 +83,29 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         .await
         .map_err(|e| Fatal::new(exit::OS, e))?;
 
+    let metrics_listener = match config
+        .metrics
+        .listen_addr()
+        .map_err(|e| Fatal::new(exit::CONFIG, e))?
+    {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Fatal::new(
+                exit::OS,
+                anyhow::anyhow!("cannot listen on {addr} (metrics): {e}"),
+            )
+        })?),
+        None => None,
+    };
+
     let service = Arc::new(Service::new(policy, store, dns, SystemClock));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(crate::http::serve(
+            listener,
+            service.metrics().clone(),
+            shutdown_rx.clone(),
+        ));
+    }
 
     let cleanup = tokio::spawn(cleanup_loop(
         service.clone(),
@@ -136,10 +157,17 @@ async fn cleanup_loop<S: Store, R: crate::service::Resolver, C: crate::service::
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        match service.store().expire(service.now()).await {
+        let now = service.now();
+        match service.store().expire(now).await {
             Ok(0) => {}
             Ok(n) => info!(removed = n, "expired greylist entries removed"),
             Err(e) => warn!("store cleanup failed: {e}"),
+        }
+        match service.store().counts(now).await {
+            Ok(c) => service
+                .metrics()
+                .greylist_counts(c.pending, c.passed, c.awl),
+            Err(e) => warn!("store counts failed: {e}"),
         }
     }
 }
@@ -182,16 +210,11 @@ fn reload<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
         info!("SIGHUP: running on built-in defaults, nothing to reload");
         return None;
     };
-    let next = match Config::load(path) {
-        Ok(next) => next,
+    let loaded = Config::load(path).and_then(|next| Policy::from_config(&next).map(|p| (next, p)));
+    let (next, policy) = match loaded {
+        Ok(pair) => pair,
         Err(e) => {
-            error!("SIGHUP: new configuration rejected, keeping the running one: {e}");
-            return None;
-        }
-    };
-    let policy = match Policy::from_config(&next) {
-        Ok(p) => p,
-        Err(e) => {
+            service.metrics().reload(false);
             error!("SIGHUP: new configuration rejected, keeping the running one: {e}");
             return None;
         }
@@ -210,6 +233,7 @@ fn reload<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
         }
     }
     service.replace_policy(policy);
+    service.metrics().reload(true);
     info!(path = %path.display(), "SIGHUP: configuration reloaded");
     Some(next)
 }

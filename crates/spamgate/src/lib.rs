@@ -6,11 +6,14 @@
 //!   store and clock injected.
 //! - [`server`]: listeners, connections, the policy codec, one log line per decision.
 //! - [`render`]: verdict → Postfix action text (configurable replies).
+//! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`daemon`]: wiring for `spamgate serve`: open, bind, signals, reload, drain.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod daemon;
+pub mod http;
+pub mod metrics;
 pub mod render;
 pub mod server;
 pub mod service;

@@ -129,6 +129,7 @@ pub async fn run<S: Store, R: Resolver, C: Clock>(
                 let permit = match permits.clone().try_acquire_owned() {
                     Ok(p) => p,
                     Err(_) => {
+                        service.metrics().connection_refused();
                         warn!(peer = %conn.peer, limit = limits.max_connections,
                               "connection limit reached; closing new connection");
                         continue;
@@ -138,7 +139,10 @@ pub async fn run<S: Store, R: Resolver, C: Clock>(
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
                     let _permit = permit;
+                    let metrics = service.metrics().clone();
+                    metrics.connection_opened();
                     conn.serve(service, limits, shutdown).await;
+                    metrics.connection_closed();
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -247,6 +251,7 @@ impl Connection {
             let n = match read {
                 Err(_) => {
                     if in_progress {
+                        service.metrics().bad_request("request-timeout");
                         warn!(peer = %self.peer, "request not completed within {:?}; closing", limits.request_timeout);
                     } else {
                         debug!(peer = %self.peer, "idle connection timed out");
@@ -259,6 +264,7 @@ impl Connection {
                 }
                 Ok(Ok(0)) => {
                     if in_progress {
+                        service.metrics().bad_request("truncated");
                         warn!(peer = %self.peer, "connection closed in the middle of a request");
                     }
                     return;
@@ -283,6 +289,7 @@ impl Connection {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        service.metrics().bad_request("malformed");
                         warn!(peer = %self.peer, "bad policy request: {e}; closing connection without reply");
                         return;
                     }
@@ -310,8 +317,10 @@ pub async fn handle<S: Store, R: Resolver, C: Clock>(
         );
         return "DUNNO".to_string();
     };
+    let started = Instant::now();
     let envelope = envelope_of(request, client_address);
     let verdict = service.decide(&envelope, &state, true).await;
+    service.metrics().decision(&verdict, started.elapsed());
     let policy = service.policy();
     let action = policy.replies.render(&verdict, &envelope);
     log_decision(request, &envelope, &state, &verdict, &action);
@@ -320,7 +329,8 @@ pub async fn handle<S: Store, R: Resolver, C: Clock>(
 
 pub fn envelope_of(request: &PolicyRequest, client_address: std::net::IpAddr) -> Envelope {
     Envelope {
-        client_address,
+        // An IPv4-mapped IPv6 address is the IPv4 client (lists, networks, allow-lists).
+        client_address: client_address.to_canonical(),
         client_name: request.verified_client_name().map(str::to_string),
         reverse_client_name: request.known_reverse_client_name().map(str::to_string),
         helo: request.helo_name.clone().filter(|h| !h.is_empty()),

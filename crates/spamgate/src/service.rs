@@ -8,43 +8,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use futures::future::join_all;
 use spamgate_dns::{Dns, ListResult, Rdns, ZoneSpec};
 use spamgate_engine::facts::{ListAnswer, ListFact, RdnsFact};
 use spamgate_engine::{Engine, Envelope, Evaluation, Reason, UnixTime, Verdict};
 use spamgate_store::Store;
+use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, DnsblSection};
+use crate::metrics::Metrics;
 use crate::render::Replies;
 
 /// DNS as the pipeline needs it.
 pub trait Resolver: Send + Sync + 'static {
-    fn lists(
-        &self,
-        zones: &[ZoneSpec],
-        client: IpAddr,
-    ) -> impl Future<Output = Vec<ListFact>> + Send;
+    fn list(&self, zone: &ZoneSpec, client: IpAddr) -> impl Future<Output = ListAnswer> + Send;
     fn rdns(&self, client: IpAddr) -> impl Future<Output = RdnsFact> + Send;
 }
 
 impl Resolver for Dns {
-    async fn lists(&self, zones: &[ZoneSpec], client: IpAddr) -> Vec<ListFact> {
-        if zones.is_empty() {
-            return Vec::new();
+    async fn list(&self, zone: &ZoneSpec, client: IpAddr) -> ListAnswer {
+        match self.list_lookup(zone, client).await {
+            ListResult::NotListed => ListAnswer::NotListed,
+            ListResult::Listed { answers, txt } => ListAnswer::Listed { answers, txt },
+            ListResult::Error(error) => ListAnswer::Error { error },
         }
-        let mut results = self.list_lookup_all(zones, client).await;
-        results.sort_by_key(|(index, _)| *index);
-        results
-            .into_iter()
-            .map(|(index, result)| ListFact {
-                zone: zones[index].zone.clone(),
-                weight: zones[index].weight,
-                answer: match result {
-                    ListResult::NotListed => ListAnswer::NotListed,
-                    ListResult::Listed { answers, txt } => ListAnswer::Listed { answers, txt },
-                    ListResult::Error(error) => ListAnswer::Error { error },
-                },
-            })
-            .collect()
     }
 
     async fn rdns(&self, client: IpAddr) -> RdnsFact {
@@ -92,12 +79,29 @@ impl Clock for Arc<ManualClock> {
     }
 }
 
+/// A configured list zone with its metric label, built once per configuration.
+#[derive(Debug)]
+pub struct Zone {
+    pub spec: ZoneSpec,
+    pub label: Arc<String>,
+}
+
+fn zones(list: &[String], key: &str) -> Result<Vec<Zone>, ConfigError> {
+    Ok(DnsblSection::parse_zones(list, key)?
+        .into_iter()
+        .map(|spec| Zone {
+            label: Arc::new(spec.zone.clone()),
+            spec,
+        })
+        .collect())
+}
+
 /// Everything a config reload replaces, compiled once.
 #[derive(Debug)]
 pub struct Policy {
     pub engine: Engine,
-    pub dnsbl: Vec<ZoneSpec>,
-    pub dnswl: Vec<ZoneSpec>,
+    pub dnsbl: Vec<Zone>,
+    pub dnswl: Vec<Zone>,
     pub replies: Replies,
     /// Upper-case protocol states at which to decide.
     pub decide_at: Vec<String>,
@@ -110,8 +114,8 @@ impl Policy {
     pub fn from_config(config: &Config) -> Result<Policy, ConfigError> {
         Ok(Policy {
             engine: Engine::new(&config.engine_config())?,
-            dnsbl: DnsblSection::parse_zones(&config.dnsbl.zones, "dnsbl.zones")?,
-            dnswl: DnsblSection::parse_zones(&config.dnsbl.allow_zones, "dnsbl.allow_zones")?,
+            dnsbl: zones(&config.dnsbl.zones, "dnsbl.zones")?,
+            dnswl: zones(&config.dnsbl.allow_zones, "dnsbl.allow_zones")?,
             replies: config.replies.clone(),
             decide_at: config
                 .server
@@ -138,6 +142,7 @@ pub struct Service<S, R, C> {
     store: S,
     resolver: R,
     clock: C,
+    metrics: Arc<Metrics>,
 }
 
 impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
@@ -147,7 +152,28 @@ impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
             store,
             resolver,
             clock,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Look the client up in every zone at once, timing each for the metrics.
+    async fn lists(&self, zones: &[Zone], client: IpAddr) -> Vec<ListFact> {
+        join_all(zones.iter().map(|zone| async move {
+            let started = Instant::now();
+            let answer = self.resolver.list(&zone.spec, client).await;
+            self.metrics
+                .list_lookup(&zone.label, &answer, started.elapsed());
+            ListFact {
+                zone: zone.spec.zone.clone(),
+                weight: zone.spec.weight,
+                answer,
+            }
+        }))
+        .await
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -188,11 +214,13 @@ impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
             policy.always_lookup || (policy.lookup_unknown && postfix_view == RdnsFact::NoPtr);
         // All lookups at once: the request costs one round trip, not three.
         let (dnswl, dnsbl, rdns) = tokio::join!(
-            self.resolver.lists(&policy.dnswl, client),
-            self.resolver.lists(&policy.dnsbl, client),
+            self.lists(&policy.dnswl, client),
+            self.lists(&policy.dnsbl, client),
             async {
                 if look_up {
-                    self.resolver.rdns(client).await
+                    let fact = self.resolver.rdns(client).await;
+                    self.metrics.rdns_lookup(&fact);
+                    fact
                 } else {
                     postfix_view.clone()
                 }
@@ -213,6 +241,7 @@ impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
         }
         let now = self.clock.now();
         let params = policy.engine.greylist_params();
+        let started = Instant::now();
         let outcome = tokio::time::timeout(
             policy.store_timeout,
             self.store.greylist(&plan.keys, params, now, record),
@@ -220,6 +249,7 @@ impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
         .await
         .map_err(|_| format!("timed out after {:?}", policy.store_timeout))
         .and_then(|r| r.map_err(|e| e.to_string()));
+        self.metrics.store_op(started.elapsed(), outcome.is_ok());
         policy.engine.finish(plan, outcome)
     }
 }

@@ -287,3 +287,33 @@ async fn missing_client_address_gets_dunno_not_an_error() {
     let h = Harness::start().await;
     assert_eq!(h.ask(&[("client_address", "not-an-ip")]).await, "DUNNO");
 }
+
+#[tokio::test]
+async fn decisions_and_lookups_are_counted() {
+    let h = Harness::start().await;
+    h.ask(&[
+        ("client_address", "192.0.2.66"),
+        ("client_name", "mail.example.test"),
+    ])
+    .await;
+    h.ask(&[("client_address", "192.0.2.40")]).await;
+    h.ask(&[
+        ("client_address", "192.0.2.10"),
+        ("client_name", "mail.example.test"),
+    ])
+    .await;
+    let mut bad = h.connect().await;
+    bad.send_raw(b"no equals\n\n").await;
+    assert_eq!(bad.read_reply().await, None);
+    let text = h.service.metrics().encode();
+    for line in [
+        r#"spamgate_decisions_total{action="reject",reason="dnsbl"} 1"#,
+        r#"spamgate_decisions_total{action="greylist",reason="new"} 1"#,
+        r#"spamgate_decisions_total{action="pass",reason="proper"} 1"#,
+        r#"spamgate_dns_list_queries_total{zone="bl.test",result="listed"} 1"#,
+        r#"spamgate_rdns_lookups_total{result="no_ptr"} 1"#,
+        r#"spamgate_bad_requests_total{result="malformed"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}

@@ -48,8 +48,11 @@ mail AAAA 2001:db8::10
 liar A 198.51.100.200
 ";
 
+pub type TestService = Service<SqliteStore, Dns, Arc<ManualClock>>;
+
 pub struct Harness {
     pub addr: std::net::SocketAddr,
+    pub service: Arc<TestService>,
     pub clock: Arc<ManualClock>,
     pub dns: Option<TestDns>,
     pub db: PathBuf,
@@ -121,7 +124,7 @@ impl Harness {
         let (shutdown, rx) = watch::channel(false);
         let limits = ConnectionLimits::from_config(&config.server);
         let task = tokio::spawn(server::run(
-            service,
+            service.clone(),
             vec![Listener::Tcp(listener)],
             limits,
             rx,
@@ -130,6 +133,7 @@ impl Harness {
         let db = config.store.path.clone();
         Harness {
             addr,
+            service,
             clock,
             dns,
             db,

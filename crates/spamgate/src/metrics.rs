@@ -1,0 +1,280 @@
+//! Prometheus metrics. Each observable event has one method here, so the metric names
+//! and what they count live together (and the decision log line lives in `server.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use spamgate_engine::facts::{ListAnswer, RdnsFact};
+use spamgate_engine::verdict::Reason;
+use spamgate_engine::{Action, Verdict};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    action: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ZoneResultLabels {
+    zone: Arc<String>,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ZoneLabels {
+    zone: Arc<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+/// All of spamgate's metrics, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    decision_seconds: Histogram,
+    list_queries: Family<ZoneResultLabels, Counter>,
+    list_seconds: Family<ZoneLabels, Histogram, fn() -> Histogram>,
+    rdns_lookups: Family<ResultLabels, Counter>,
+    store_seconds: Histogram,
+    store_errors: Counter,
+    greylist_entries: Family<StateLabels, Gauge>,
+    connections_open: Gauge,
+    connections_total: Counter,
+    connections_refused: Counter,
+    bad_requests: Family<ResultLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("spamgate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decisions by action and the reason that decided",
+            decisions.clone(),
+        );
+        let decision_seconds = latency_histogram();
+        registry.register(
+            "decision_seconds",
+            "Time from a complete request to its answer",
+            decision_seconds.clone(),
+        );
+        let list_queries = Family::<ZoneResultLabels, Counter>::default();
+        registry.register(
+            "dns_list_queries",
+            "DNSBL/DNSWL lookups by zone and result (listed, not_listed, error)",
+            list_queries.clone(),
+        );
+        let list_seconds: Family<ZoneLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "dns_list_seconds",
+            "DNSBL/DNSWL lookup latency by zone (cache hits included)",
+            list_seconds.clone(),
+        );
+        let rdns_lookups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "rdns_lookups",
+            "Reverse lookups made by spamgate itself, by result",
+            rdns_lookups.clone(),
+        );
+        let store_seconds = latency_histogram();
+        registry.register(
+            "store_seconds",
+            "Greylist store operation latency",
+            store_seconds.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Store operations that failed or timed out (the fail mode applied)",
+            store_errors.clone(),
+        );
+        let greylist_entries = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "greylist_entries",
+            "Greylist entries by state, as of the last cleanup",
+            greylist_entries.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Policy connections open now",
+            connections_open.clone(),
+        );
+        let connections_total = Counter::default();
+        registry.register(
+            "connections",
+            "Policy connections accepted",
+            connections_total.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because server.max_connections was reached",
+            connections_refused.clone(),
+        );
+        let bad_requests = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "bad_requests",
+            "Connections closed because of a malformed or oversized request, or a timeout",
+            bad_requests.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            decision_seconds,
+            list_queries,
+            list_seconds,
+            rdns_lookups,
+            store_seconds,
+            store_errors,
+            greylist_entries,
+            connections_open,
+            connections_total,
+            connections_refused,
+            bad_requests,
+            reloads,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn decision(&self, verdict: &Verdict, elapsed: Duration) {
+        let labels = DecisionLabels {
+            action: verdict.action.id(),
+            reason: deciding_reason(verdict),
+        };
+        self.decisions.get_or_create(&labels).inc();
+        self.decision_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn list_lookup(&self, zone: &Arc<String>, answer: &ListAnswer, elapsed: Duration) {
+        let result = match answer {
+            ListAnswer::Listed { .. } => "listed",
+            ListAnswer::NotListed => "not_listed",
+            ListAnswer::Error { .. } => "error",
+            ListAnswer::NotQueried => return,
+        };
+        self.list_queries
+            .get_or_create(&ZoneResultLabels {
+                zone: zone.clone(),
+                result,
+            })
+            .inc();
+        self.list_seconds
+            .get_or_create(&ZoneLabels { zone: zone.clone() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn rdns_lookup(&self, fact: &RdnsFact) {
+        let result = match fact {
+            RdnsFact::Confirmed { .. } => "confirmed",
+            RdnsFact::NotConfirmed { .. } => "not_confirmed",
+            RdnsFact::NoPtr => "no_ptr",
+            RdnsFact::TempFail { .. } => "tempfail",
+        };
+        self.rdns_lookups
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn store_op(&self, elapsed: Duration, ok: bool) {
+        self.store_seconds.observe(elapsed.as_secs_f64());
+        if !ok {
+            self.store_errors.inc();
+        }
+    }
+
+    pub fn greylist_counts(&self, pending: u64, passed: u64, awl: u64) {
+        for (state, value) in [("pending", pending), ("passed", passed), ("awl", awl)] {
+            self.greylist_entries
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_total.inc();
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub fn bad_request(&self, kind: &'static str) {
+        self.bad_requests
+            .get_or_create(&ResultLabels { result: kind })
+            .inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "rejected" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+}
+
+/// The one reason that decided, as a low-cardinality label.
+fn deciding_reason(verdict: &Verdict) -> &'static str {
+    let last_decisive = verdict.reasons.iter().rev().find_map(|r| match r {
+        Reason::Stage { .. } => Some("stage"),
+        Reason::Allowed { list, .. } => Some(list.id()),
+        Reason::Dnswl { .. } => Some("dnswl"),
+        Reason::DnsblScore { .. } if verdict.action == Action::Reject => Some("dnsbl"),
+        Reason::Greylist { outcome, .. } => Some(outcome.id()),
+        Reason::StoreError { .. } => Some("store-error"),
+        Reason::GreylistDisabled => Some("greylist-disabled"),
+        Reason::ClassNotGreylisted { .. } => Some("class-not-greylisted"),
+        Reason::Client { client } => Some(client.id()),
+        _ => None,
+    });
+    last_decisive.unwrap_or("none")
+}
