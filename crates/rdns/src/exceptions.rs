@@ -1,6 +1,7 @@
 //! Exceptions: names that match a generic rule but belong to proper mail servers.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
@@ -19,13 +20,38 @@ pub(crate) fn builtin_entries() -> impl Iterator<Item = &'static str> {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
 }
 
+/// FNV-1a: a suffix walk hashes several short keys per name, and SipHash's resistance to
+/// chosen collisions buys nothing here, because only configured entries are ever inserted.
+#[derive(Default)]
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameMap = HashMap<Box<[u8]>, usize, BuildHasherDefault<Fnv1a>>;
+
 /// All exceptions, each kind in the structure that makes its lookup cheap.
 /// Values are indexes into `entries`, the text as written, which verdicts report.
 #[derive(Debug)]
 pub(crate) struct Exceptions {
     entries: Vec<String>,
-    exact: HashMap<Box<[u8]>, usize>,
-    suffix: HashMap<Box<[u8]>, usize>,
+    exact: NameMap,
+    suffix: NameMap,
     regexes: RegexSet,
     regex_entries: Vec<usize>,
 }
@@ -73,8 +99,8 @@ impl Exceptions {
     /// Builds the set from entries as written; a bad entry is an error naming it.
     pub(crate) fn new<'a>(raw: impl IntoIterator<Item = &'a str>) -> Result<Self, ClassifierError> {
         let mut entries = Vec::new();
-        let mut exact = HashMap::new();
-        let mut suffix = HashMap::new();
+        let mut exact = NameMap::default();
+        let mut suffix = NameMap::default();
         let mut patterns = Vec::new();
         let mut regex_entries = Vec::new();
         for raw_entry in raw {
@@ -124,6 +150,9 @@ impl Exceptions {
             .or_else(|| self.find_suffix(name))
             .copied()
             .or_else(|| {
+                if self.regex_entries.is_empty() {
+                    return None;
+                }
                 let first = self.regexes.matches(name).iter().next()?;
                 Some(self.regex_entries[first])
             })?;

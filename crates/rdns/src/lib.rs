@@ -199,6 +199,11 @@ impl Classifier {
             }
             Normalised::Name(name) => name,
         };
+        // `is_match` can stop early and skips the per-call allocation of `matches`; most
+        // proper names end here.
+        if !self.rule_set.is_match(name) {
+            return NameClass::Proper;
+        }
         let Some(first) = self.rule_set.matches(name).iter().next() else {
             return NameClass::Proper;
         };
