@@ -280,6 +280,11 @@ pub struct DnsblSection {
     pub threshold: i32,
     /// DNS allow lists (DNSWL), same syntax: a listed client passes at once.
     pub allow_zones: Vec<String>,
+    /// Consecutive errors after which a zone is skipped (circuit breaker); 0 disables.
+    pub breaker_failures: u32,
+    /// How long a failing zone is skipped before one probe query.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for DnsblSection {
@@ -289,6 +294,8 @@ impl Default for DnsblSection {
             zones: vec!["bl.spamcop.net".into()],
             threshold: 1,
             allow_zones: Vec::new(),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(60),
         }
     }
 }

@@ -94,7 +94,7 @@ impl Metrics {
         let list_queries = Family::<ZoneResultLabels, Counter>::default();
         registry.register(
             "dns_list_queries",
-            "DNSBL/DNSWL lookups by zone and result (listed, not_listed, error)",
+            "DNSBL/DNSWL lookups by zone and result (listed, not_listed, error, skipped by the circuit breaker)",
             list_queries.clone(),
         );
         let list_seconds: Family<ZoneLabels, Histogram, fn() -> Histogram> =
@@ -208,6 +208,15 @@ impl Metrics {
         self.list_seconds
             .get_or_create(&ZoneLabels { zone: zone.clone() })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn list_skipped(&self, zone: &Arc<String>) {
+        self.list_queries
+            .get_or_create(&ZoneResultLabels {
+                zone: zone.clone(),
+                result: "skipped",
+            })
+            .inc();
     }
 
     pub fn rdns_lookup(&self, fact: &RdnsFact) {

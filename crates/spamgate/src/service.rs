@@ -14,6 +14,7 @@ use spamgate_engine::facts::{ListAnswer, ListFact, RdnsFact};
 use spamgate_engine::{Engine, Envelope, Evaluation, Reason, UnixTime, Verdict};
 use spamgate_store::Store;
 use tokio::time::Instant;
+use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, DnsblSection};
 use crate::metrics::Metrics;
@@ -79,21 +80,106 @@ impl Clock for Arc<ManualClock> {
     }
 }
 
-/// A configured list zone with its metric label, built once per configuration.
+/// A configured list zone with its metric label and circuit breaker, built once per
+/// configuration.
 #[derive(Debug)]
 pub struct Zone {
     pub spec: ZoneSpec,
     pub label: Arc<String>,
+    breaker: Breaker,
 }
 
-fn zones(list: &[String], key: &str) -> Result<Vec<Zone>, ConfigError> {
+fn zones(list: &[String], key: &str, breaker: BreakerSettings) -> Result<Vec<Zone>, ConfigError> {
     Ok(DnsblSection::parse_zones(list, key)?
         .into_iter()
         .map(|spec| Zone {
             label: Arc::new(spec.zone.clone()),
             spec,
+            breaker: Breaker::new(breaker),
         })
         .collect())
+}
+
+/// When to stop asking a list that keeps failing, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive errors that open the breaker; 0 disables it.
+    pub failures: u32,
+    /// How long the zone is skipped before one probe query is let through.
+    pub cooldown: Duration,
+}
+
+/// A per-zone circuit breaker: after `failures` consecutive errors the zone is skipped
+/// for `cooldown` (each skipped lookup is an error answer, never a listing), then one
+/// probe decides whether it closes again. Lock-free: two atomics.
+#[derive(Debug)]
+struct Breaker {
+    settings: BreakerSettings,
+    consecutive_errors: AtomicU64,
+    /// Unix-epoch milliseconds until which the zone is skipped; 0 when closed.
+    open_until_ms: AtomicU64,
+}
+
+enum BreakerState {
+    Closed,
+    Open,
+    /// The cooldown is over: this caller is the probe.
+    Probe,
+}
+
+impl Breaker {
+    fn new(settings: BreakerSettings) -> Breaker {
+        Breaker {
+            settings,
+            consecutive_errors: AtomicU64::new(0),
+            open_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn state(&self, now_ms: u64) -> BreakerState {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return BreakerState::Closed;
+        }
+        if now_ms < until {
+            return BreakerState::Open;
+        }
+        // Let exactly one caller probe; the others keep skipping for another cooldown.
+        let next = now_ms + self.settings.cooldown.as_millis() as u64;
+        match self
+            .open_until_ms
+            .compare_exchange(until, next, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => BreakerState::Probe,
+            Err(_) => BreakerState::Open,
+        }
+    }
+
+    /// Records a result; returns `Some(true)` when this opened the breaker and
+    /// `Some(false)` when it closed it.
+    fn record(&self, error: bool, now_ms: u64) -> Option<bool> {
+        if self.settings.failures == 0 {
+            return None;
+        }
+        if !error {
+            self.consecutive_errors.store(0, Ordering::Relaxed);
+            let was_open = self.open_until_ms.swap(0, Ordering::AcqRel) != 0;
+            return was_open.then_some(false);
+        }
+        let errors = self.consecutive_errors.fetch_add(1, Ordering::AcqRel) + 1;
+        if errors >= u64::from(self.settings.failures) {
+            let until = now_ms + self.settings.cooldown.as_millis() as u64;
+            let previous = self.open_until_ms.swap(until, Ordering::AcqRel);
+            return (previous == 0).then_some(true);
+        }
+        None
+    }
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Everything a config reload replaces, compiled once.
@@ -112,10 +198,14 @@ pub struct Policy {
 
 impl Policy {
     pub fn from_config(config: &Config) -> Result<Policy, ConfigError> {
+        let breaker = BreakerSettings {
+            failures: config.dnsbl.breaker_failures,
+            cooldown: config.dnsbl.breaker_cooldown,
+        };
         Ok(Policy {
             engine: Engine::new(&config.engine_config())?,
-            dnsbl: zones(&config.dnsbl.zones, "dnsbl.zones")?,
-            dnswl: zones(&config.dnsbl.allow_zones, "dnsbl.allow_zones")?,
+            dnsbl: zones(&config.dnsbl.zones, "dnsbl.zones", breaker)?,
+            dnswl: zones(&config.dnsbl.allow_zones, "dnsbl.allow_zones", breaker)?,
             replies: config.replies.clone(),
             decide_at: config
                 .server
@@ -163,10 +253,31 @@ impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
     /// Look the client up in every zone at once, timing each for the metrics.
     async fn lists(&self, zones: &[Zone], client: IpAddr) -> Vec<ListFact> {
         join_all(zones.iter().map(|zone| async move {
-            let started = Instant::now();
-            let answer = self.resolver.list(&zone.spec, client).await;
-            self.metrics
-                .list_lookup(&zone.label, &answer, started.elapsed());
+            let answer = if let BreakerState::Open = zone.breaker.state(wall_clock_ms()) {
+                self.metrics.list_skipped(&zone.label);
+                ListAnswer::Error {
+                    error: "skipped: zone keeps failing (circuit breaker open)".into(),
+                }
+            } else {
+                let started = Instant::now();
+                let answer = self.resolver.list(&zone.spec, client).await;
+                self.metrics
+                    .list_lookup(&zone.label, &answer, started.elapsed());
+                let error = matches!(answer, ListAnswer::Error { .. });
+                match zone.breaker.record(error, wall_clock_ms()) {
+                    Some(true) => warn!(
+                        zone = %zone.spec.zone,
+                        failures = zone.breaker.settings.failures,
+                        cooldown = ?zone.breaker.settings.cooldown,
+                        "DNS list keeps failing; skipping it for the cooldown"
+                    ),
+                    Some(false) => {
+                        info!(zone = %zone.spec.zone, "DNS list answers again; no longer skipped")
+                    }
+                    None => {}
+                }
+                answer
+            };
             ListFact {
                 zone: zone.spec.zone.clone(),
                 weight: zone.spec.weight,

@@ -317,3 +317,63 @@ async fn decisions_and_lookups_are_counted() {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_failing_list_is_skipped_by_the_circuit_breaker() {
+    let dns = dns_builder().blackhole("dead.test.").start().await.unwrap();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config_for(dns.addr(), &dir.path().join("db.sqlite"));
+    config.dnsbl.zones.push("dead.test".into());
+    config.dnsbl.breaker_failures = 2;
+    config.dnsbl.breaker_cooldown = Duration::from_secs(3600);
+    let h = Harness::start_with(
+        config,
+        Some(dns),
+        dir,
+        std::sync::Arc::new(spamgate::service::ManualClock::new(T0)),
+    )
+    .await;
+    for i in 0..5 {
+        let client = format!("192.0.2.{}", 100 + i);
+        // Listed elsewhere or not, the dead zone never makes a rejection...
+        let reply = h
+            .ask(&[
+                ("client_address", &client),
+                ("client_name", "mail.example.test"),
+            ])
+            .await;
+        assert_eq!(reply, "DUNNO");
+    }
+    // ...and after two consecutive failures it is no longer asked.
+    let mut asked: Vec<String> = h
+        .dns
+        .as_ref()
+        .unwrap()
+        .queries()
+        .into_iter()
+        .filter(|q| q.contains("dead.test."))
+        .collect();
+    asked.sort();
+    asked.dedup(); // the resolver may resend a query that timed out
+    assert_eq!(
+        asked,
+        ["100.2.0.192.dead.test. A", "101.2.0.192.dead.test. A"]
+    );
+    let text = h.service.metrics().encode();
+    assert!(
+        text.contains(r#"spamgate_dns_list_queries_total{zone="dead.test",result="skipped"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"spamgate_dns_list_queries_total{zone="dead.test",result="error"} 2"#),
+        "{text}"
+    );
+    // The healthy zone is still asked.
+    let reply = h
+        .ask(&[
+            ("client_address", "192.0.2.66"),
+            ("client_name", "mail.example.test"),
+        ])
+        .await;
+    assert!(reply.starts_with("554"), "{reply}");
+}
