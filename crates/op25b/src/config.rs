@@ -1,0 +1,136 @@
+//! Operator configuration: the `[op25b]` TOML table.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::prefix::Prefix;
+use crate::time::Expiry;
+
+/// Which customers may not reach TCP/25 outside the ISP, and who is let through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Op25bConfig {
+    /// The nftables `inet` table spamgate owns (replaced whole by `apply`).
+    pub table: String,
+    /// Customer address pools subject to OP25B (dynamic plans), IPv4 and IPv6.
+    pub pools: Vec<Prefix>,
+    /// The ISP's own MTAs: customers may reach these on the blocked ports.
+    pub relays: Vec<Prefix>,
+    /// Sources inside the pools that are let through (static/business plans, opt-outs).
+    pub exempt: Vec<Exemption>,
+    /// Rate of kernel log lines for blocked attempts, e.g. `10/minute` (every attempt is
+    /// still counted and reset).
+    pub log_rate: LogRate,
+    /// Destination TCP ports blocked; 587 and 465 (submission) are refused here.
+    pub ports_blocked: Vec<u16>,
+    /// Only judge traffic entering on these interfaces (customer-facing; `ppp*` wildcards
+    /// allowed). Empty: all forwarded traffic.
+    pub interfaces: Vec<String>,
+    /// How long a blocked source stays in the per-source hit table after its last attempt.
+    #[serde(with = "humantime_serde")]
+    pub hits_timeout: Duration,
+    /// Most sources the per-source hit table holds (blocking never depends on it).
+    pub hits_size: u32,
+}
+
+pub const DEFAULT_TABLE: &str = "spamgate_op25b";
+
+impl Default for Op25bConfig {
+    fn default() -> Self {
+        Op25bConfig {
+            table: DEFAULT_TABLE.to_owned(),
+            pools: Vec::new(),
+            relays: Vec::new(),
+            exempt: Vec::new(),
+            log_rate: LogRate {
+                count: 10,
+                unit: RateUnit::Minute,
+            },
+            ports_blocked: vec![25],
+            interfaces: Vec::new(),
+            hits_timeout: Duration::from_secs(86_400),
+            hits_size: 65_536,
+        }
+    }
+}
+
+/// A source let through: a prefix, why, and optionally until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exemption {
+    pub prefix: Prefix,
+    /// Why (plan, ticket number): shown in `nft list` as the element's comment.
+    pub reason: String,
+    /// End of the exemption; absent: permanent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Expiry>,
+}
+
+/// `N/second`, `N/minute`, `N/hour` or `N/day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRate {
+    pub count: u32,
+    pub unit: RateUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl RateUnit {
+    fn as_str(self) -> &'static str {
+        match self {
+            RateUnit::Second => "second",
+            RateUnit::Minute => "minute",
+            RateUnit::Hour => "hour",
+            RateUnit::Day => "day",
+        }
+    }
+}
+
+impl fmt::Display for LogRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, self.unit.as_str())
+    }
+}
+
+impl FromStr for LogRate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogRate, String> {
+        let bad = || format!("log_rate {text:?}: expected N/second, N/minute, N/hour or N/day");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let unit = match unit.trim() {
+            "second" => RateUnit::Second,
+            "minute" => RateUnit::Minute,
+            "hour" => RateUnit::Hour,
+            "day" => RateUnit::Day,
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(format!("log_rate {text:?}: the count must be at least 1"));
+        }
+        Ok(LogRate { count, unit })
+    }
+}
+
+impl Serialize for LogRate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogRate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<LogRate, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
