@@ -16,7 +16,7 @@
 # in the kernel; an invalid configuration is refused and leaves the loaded rules alone.
 #
 # Usage (as root):  bash scripts/op25b-netns.sh
-#   OP25B_CMD="/path/to/spamgate op25b"   use this instead of building the example binary
+#   SPAMGATE_BIN=/path/to/spamgate        use this binary instead of building one
 #   KEEP=1                                keep the temporary directory (configs, rules)
 #
 # Everything happens inside the five namespaces (veth pairs are created in them directly);
@@ -26,9 +26,9 @@
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# The command that renders/applies/syncs/reads hits. Switch to "$SPAMGATE_BIN op25b" once
-# the CLI carries the subcommands.
-OP25B_CMD=${OP25B_CMD:-"${CARGO_TARGET_DIR:-$REPO/target}/debug/examples/op25b"}
+# The command that renders/applies/syncs/reads hits.
+SPAMGATE_BIN=${SPAMGATE_BIN:-}
+OP25B_CMD="${SPAMGATE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/debug/spamgate} op25b"
 
 NAMESPACES=(sg-cust sg-static sg-router sg-relay sg-out)
 TABLE=spamgate_op25b
@@ -61,8 +61,8 @@ install_deps() {
 }
 install_deps
 
-if [[ $OP25B_CMD == "${CARGO_TARGET_DIR:-$REPO/target}/debug/examples/op25b" ]]; then
-    (cd "$REPO" && cargo build -q -p spamgate-op25b --example op25b) || die "build failed"
+if [[ -z $SPAMGATE_BIN ]]; then
+    (cd "$REPO" && cargo build -q -p spamgate) || die "build failed"
 fi
 PYTHON=$(command -v python3)
 

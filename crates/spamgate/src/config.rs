@@ -29,6 +29,8 @@ pub struct Config {
     pub allow: AllowConfig,
     pub replies: Replies,
     pub metrics: MetricsSection,
+    /// Outbound Port 25 Blocking (`spamgate op25b ...`); see docs/op25b.md.
+    pub op25b: spamgate_op25b::Op25bConfig,
 }
 
 /// The optional HTTP listener for `/metrics` (Prometheus) and `/health`.
@@ -64,6 +66,7 @@ impl Default for Config {
             allow: AllowConfig::default(),
             replies: Replies::default(),
             metrics: MetricsSection::default(),
+            op25b: spamgate_op25b::Op25bConfig::default(),
         }
     }
 }
@@ -369,6 +372,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Engine(#[from] spamgate_engine::EngineError),
+    #[error("{0}")]
+    Section(String),
 }
 
 impl ConfigError {
@@ -466,6 +471,11 @@ impl Config {
         DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones")?;
         self.replies.validate()?;
         self.metrics.listen_addr()?;
+        // An empty [op25b] (no pools) means OP25B is not managed by spamgate here.
+        if !self.op25b.pools.is_empty() {
+            spamgate_op25b::plan(&self.op25b, std::time::SystemTime::now())
+                .map_err(|e| ConfigError::Section(e.to_string()))?;
+        }
         spamgate_engine::Engine::new(&self.engine_config())?;
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! - [`server`]: listeners, connections, the policy codec, one log line per decision.
 //! - [`render`]: verdict → Postfix action text (configurable replies).
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
+//! - [`op25b`]: the `spamgate op25b` commands (rules rendered by `spamgate-op25b`).
 //! - [`daemon`]: wiring for `spamgate serve`: open, bind, signals, reload, drain.
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod metrics;
+pub mod op25b;
 pub mod render;
 pub mod server;
 pub mod service;

@@ -57,6 +57,33 @@ enum Command {
         #[command(subcommand)]
         command: GreylistCommand,
     },
+    /// Outbound Port 25 Blocking: nftables rules for customer pools.
+    Op25b {
+        #[command(subcommand)]
+        command: Op25bSub,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// The nft command, e.g. "ip netns exec router nft".
+        #[arg(long, global = true, default_value = "nft")]
+        nft: String,
+        /// Pretend it is this time (RFC 3339 or a date) when resolving expiries.
+        #[arg(long, global = true)]
+        now: Option<String>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Op25bSub {
+    /// Print the nftables ruleset.
+    Render,
+    /// Check the ruleset with `nft -c`, then load it atomically.
+    Apply,
+    /// Update only the set elements (pools, exemptions, relays), without reloading chains.
+    Sync,
+    /// Blocked attempts per source, most first.
+    Hits,
 }
 
 #[derive(Subcommand)]
@@ -187,7 +214,54 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             }
         },
         Command::Greylist { command } => greylist(command),
+        Command::Op25b {
+            command,
+            config,
+            nft,
+            now,
+            json,
+        } => op25b(command, config, &nft, now.as_deref(), json),
     }
+}
+
+fn op25b(
+    command: Op25bSub,
+    config: Option<PathBuf>,
+    nft: &str,
+    now: Option<&str>,
+    json: bool,
+) -> Result<(), daemon::Fatal> {
+    use spamgate::op25b::Op25bCommand;
+    let usage = |message: String| daemon::Fatal {
+        code: exit::CONFIG,
+        error: anyhow::anyhow!(message),
+    };
+    let config = load(config.as_ref())?;
+    let nft = spamgate_op25b::NftRunner::from_command_line(nft)
+        .ok_or_else(|| usage("--nft is empty".into()))?;
+    let now = match now {
+        None => std::time::SystemTime::now(),
+        Some(text) => {
+            let ms = spamgate_op25b::Expiry::parse(text)
+                .map_err(usage)?
+                .unix_ms();
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        }
+    };
+    let command = match command {
+        Op25bSub::Render => Op25bCommand::Render,
+        Op25bSub::Apply => Op25bCommand::Apply,
+        Op25bSub::Sync => Op25bCommand::Sync,
+        Op25bSub::Hits => Op25bCommand::Hits,
+    };
+    spamgate::op25b::run(command, &config.op25b, &nft, now, json).map_err(|e| daemon::Fatal {
+        code: if matches!(e, spamgate_op25b::Op25bError::Invalid(_)) {
+            exit::CONFIG
+        } else {
+            1
+        },
+        error: e.into(),
+    })
 }
 
 fn check(args: CheckArgs) -> Result<(), daemon::Fatal> {

@@ -1,0 +1,80 @@
+//! `spamgate op25b render|apply|sync|hits`: Outbound Port 25 Blocking rules from the
+//! `[op25b]` table (the `spamgate-op25b` crate renders and applies them).
+
+use std::time::SystemTime;
+
+use spamgate_op25b::{NftRunner, Op25bConfig, Op25bError, Plan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op25bCommand {
+    Render,
+    Apply,
+    Sync,
+    Hits,
+}
+
+/// Run one command; human-readable notes go to stderr, the result to stdout.
+pub fn run(
+    command: Op25bCommand,
+    config: &Op25bConfig,
+    nft: &NftRunner,
+    now: SystemTime,
+    json: bool,
+) -> Result<(), Op25bError> {
+    match command {
+        Op25bCommand::Render => {
+            let plan = spamgate_op25b::plan(config, now)?;
+            note_expired(&plan);
+            print!("{}", plan.ruleset());
+        }
+        Op25bCommand::Apply => {
+            let plan = spamgate_op25b::plan(config, now)?;
+            note_expired(&plan);
+            spamgate_op25b::apply(&plan.ruleset(), nft)?;
+            eprintln!(
+                "spamgate: table inet {} loaded; {}",
+                plan.table(),
+                summary(config, &plan)
+            );
+        }
+        Op25bCommand::Sync => {
+            let plan = spamgate_op25b::sync(config, now, nft)?;
+            note_expired(&plan);
+            eprintln!(
+                "spamgate: sets of table inet {} updated; {}",
+                plan.table(),
+                summary(config, &plan)
+            );
+        }
+        Op25bCommand::Hits => {
+            let hits = spamgate_op25b::hits(&config.table, nft)?;
+            if json {
+                let text = serde_json::to_string_pretty(&hits)
+                    .map_err(|e| Op25bError::Json(e.to_string()))?;
+                println!("{text}");
+            } else {
+                print!("{}", spamgate_op25b::format_hits(&hits));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn summary(config: &Op25bConfig, plan: &Plan) -> String {
+    format!(
+        "{} pools, {} relays, {} exemptions in force ({} expired)",
+        config.pools.len(),
+        config.relays.len(),
+        plan.exemptions().count(),
+        plan.expired().len()
+    )
+}
+
+fn note_expired(plan: &Plan) {
+    for gone in plan.expired() {
+        eprintln!(
+            "spamgate: note: exemption {} ({:?}) expired at {}; skipped (remove it from the file)",
+            gone.prefix, gone.reason, gone.expired
+        );
+    }
+}
