@@ -6,6 +6,7 @@
 //! - [`allow`]: operator allow-lists (addresses, host names, senders, recipients).
 //! - [`client`]: classification of the client from its reverse DNS.
 //! - [`greylist`]: keys, stored state and the pure greylist state machine.
+//! - [`outbound`]: submission accounts and the GCRA rate-limit function.
 //! - [`verdict`]: the decision as a value, with machine-readable reasons.
 //! - [`Engine`]: ties them together in the order the policy demands.
 //!
@@ -20,6 +21,7 @@ pub mod envelope;
 pub mod facts;
 pub mod greylist;
 pub mod names;
+pub mod outbound;
 pub mod verdict;
 
 pub use engine::{

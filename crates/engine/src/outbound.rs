@@ -1,0 +1,223 @@
+//! The outbound (submission) policy: account status and per-account rate limits.
+//!
+//! Pure like the rest of the engine: the store keeps one number per limit (the GCRA
+//! "theoretical arrival time") and applies [`gcra`] inside its own transaction.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An account's standing, set by the abuse desk (`spamgate account suspend ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    Suspended,
+    Terminated,
+}
+
+impl AccountStatus {
+    pub fn id(&self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Suspended => "suspended",
+            AccountStatus::Terminated => "terminated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AccountStatus> {
+        match text {
+            "active" => Some(AccountStatus::Active),
+            "suspended" => Some(AccountStatus::Suspended),
+            "terminated" => Some(AccountStatus::Terminated),
+            _ => None,
+        }
+    }
+}
+
+/// Per-account overrides of the configured limits; `None` keeps the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitOverrides {
+    pub messages_per_hour: Option<u32>,
+    pub recipients_per_day: Option<u32>,
+}
+
+/// A submission account (the SASL user name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub username: String,
+    pub status: AccountStatus,
+    pub limits: LimitOverrides,
+    /// Why the status was last changed (shown to the abuse desk, never to the client).
+    pub note: String,
+    pub updated_at: crate::UnixTime,
+}
+
+impl Account {
+    pub fn new(username: &str, now: crate::UnixTime) -> Account {
+        Account {
+            username: username.to_string(),
+            status: AccountStatus::Active,
+            limits: LimitOverrides::default(),
+            note: String::new(),
+            updated_at: now,
+        }
+    }
+}
+
+/// Which limit a charge is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitKind {
+    MessagesPerHour,
+    RecipientsPerDay,
+}
+
+impl LimitKind {
+    pub fn id(&self) -> &'static str {
+        match self {
+            LimitKind::MessagesPerHour => "messages-per-hour",
+            LimitKind::RecipientsPerDay => "recipients-per-day",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LimitKind> {
+        match text {
+            "messages-per-hour" => Some(LimitKind::MessagesPerHour),
+            "recipients-per-day" => Some(LimitKind::RecipientsPerDay),
+            _ => None,
+        }
+    }
+
+    pub fn period(&self) -> Duration {
+        match self {
+            LimitKind::MessagesPerHour => Duration::from_secs(3600),
+            LimitKind::RecipientsPerDay => Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// A rate: `limit` units per `period`, of which up to `burst` may come at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rate {
+    pub limit: u32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+impl Rate {
+    /// Milliseconds of "credit" one unit uses (the emission interval).
+    fn interval_ms(&self) -> u64 {
+        let ms = self.period.as_millis() as u64;
+        (ms / u64::from(self.limit.max(1))).max(1)
+    }
+}
+
+/// The result of charging `cost` units against a rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GcraOutcome {
+    pub allowed: bool,
+    /// The state to store (unchanged when not allowed).
+    pub tat_ms: u64,
+    /// When the charge would be allowed, if it was not.
+    pub retry_after_ms: u64,
+    /// Units used in the current period, as seen after the charge (for events and logs).
+    pub used: u64,
+}
+
+/// The Generic Cell Rate Algorithm over one stored number (`tat_ms`, the theoretical
+/// arrival time; 0 for a fresh key). Allows a steady `limit` per `period` with up to
+/// `burst` units at once; the whole `limit` may be used at once when `burst >= limit`.
+pub fn gcra(rate: &Rate, tat_ms: u64, cost: u32, now_ms: u64) -> GcraOutcome {
+    let interval = rate.interval_ms();
+    let cost = u64::from(cost);
+    let tolerance = interval * u64::from(rate.burst.max(1));
+    let tat = tat_ms.max(now_ms);
+    let new_tat = tat + interval * cost;
+    // The charge fits if the new TAT is no further ahead than the burst tolerance.
+    let allow_at = new_tat.saturating_sub(tolerance);
+    let used = |tat: u64| tat.saturating_sub(now_ms).div_ceil(interval);
+    if allow_at <= now_ms {
+        GcraOutcome {
+            allowed: true,
+            tat_ms: new_tat,
+            retry_after_ms: 0,
+            used: used(new_tat),
+        }
+    } else {
+        GcraOutcome {
+            allowed: false,
+            tat_ms,
+            retry_after_ms: allow_at - now_ms,
+            used: used(tat),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hourly(limit: u32, burst: u32) -> Rate {
+        Rate {
+            limit,
+            period: Duration::from_secs(3600),
+            burst,
+        }
+    }
+
+    #[test]
+    fn burst_then_steady_rate() {
+        let rate = hourly(100, 100);
+        let mut tat = 0;
+        let now = 1_000_000_000;
+        for i in 0..100 {
+            let out = gcra(&rate, tat, 1, now);
+            assert!(out.allowed, "message {i} of the burst");
+            tat = out.tat_ms;
+        }
+        let refused = gcra(&rate, tat, 1, now);
+        assert!(!refused.allowed);
+        assert_eq!(refused.tat_ms, tat, "a refused charge changes nothing");
+        assert_eq!(
+            refused.retry_after_ms, 36_000,
+            "one unit frees up every 36 s"
+        );
+        assert_eq!(refused.used, 100);
+        let later = gcra(&rate, tat, 1, now + 36_000);
+        assert!(later.allowed);
+    }
+
+    #[test]
+    fn cost_larger_than_one() {
+        let rate = Rate {
+            limit: 1000,
+            period: Duration::from_secs(86_400),
+            burst: 1000,
+        };
+        let now = 5_000_000;
+        let a = gcra(&rate, 0, 600, now);
+        assert!(a.allowed);
+        let b = gcra(&rate, a.tat_ms, 500, now);
+        assert!(!b.allowed, "600 + 500 exceeds 1000");
+        let c = gcra(&rate, a.tat_ms, 400, now);
+        assert!(c.allowed);
+        assert_eq!(c.used, 1000);
+    }
+
+    #[test]
+    fn small_burst_spreads_the_limit() {
+        let rate = hourly(60, 5);
+        let mut tat = 0;
+        let now = 10_000_000;
+        let allowed = (0..10)
+            .filter(|_| {
+                let out = gcra(&rate, tat, 1, now);
+                tat = out.tat_ms;
+                out.allowed
+            })
+            .count();
+        assert_eq!(allowed, 5);
+    }
+}
