@@ -109,6 +109,7 @@ pub async fn run<S: Store, R: Resolver, C: Clock>(
     grace: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let idle = Arc::new(IdleRegistry::default());
     let mut connections = JoinSet::new();
     let mut acceptors = JoinSet::new();
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<Connection>(64);
@@ -128,20 +129,34 @@ pub async fn run<S: Store, R: Resolver, C: Clock>(
                 let Some(conn) = next else { break };
                 let permit = match permits.clone().try_acquire_owned() {
                     Ok(p) => p,
+                    // At the limit, close the connection that has been idle longest to make
+                    // room, so a flood of idle connections cannot lock Postfix out.
+                    Err(_) if idle.evict_oldest() => {
+                        match tokio::time::timeout(EVICTION_WAIT, permits.clone().acquire_owned()).await {
+                            Ok(Ok(p)) => p,
+                            _ => {
+                                service.metrics().connection_refused();
+                                warn!(peer = %conn.peer, "connection limit reached; closing new connection");
+                                continue;
+                            }
+                        }
+                    }
                     Err(_) => {
                         service.metrics().connection_refused();
                         warn!(peer = %conn.peer, limit = limits.max_connections,
-                              "connection limit reached; closing new connection");
+                              "connection limit reached and every connection busy; closing new connection");
                         continue;
                     }
                 };
                 let service = service.clone();
                 let shutdown = shutdown.clone();
+                let idle = idle.clone();
                 connections.spawn(async move {
                     let _permit = permit;
                     let metrics = service.metrics().clone();
                     metrics.connection_opened();
-                    conn.serve(service, limits, shutdown).await;
+                    let slot = IdleSlot::new(idle);
+                    conn.serve(service, limits, shutdown, &slot).await;
                     metrics.connection_closed();
                 });
             }
@@ -163,6 +178,86 @@ pub async fn run<S: Store, R: Resolver, C: Clock>(
             "grace period over; closing remaining connections"
         );
         connections.abort_all();
+    }
+}
+
+/// How long a new connection waits for an evicted idle connection to give up its slot.
+const EVICTION_WAIT: Duration = Duration::from_secs(2);
+
+/// Connections waiting idle between requests, oldest first.
+#[derive(Default)]
+struct IdleRegistry {
+    inner: std::sync::Mutex<IdleInner>,
+}
+
+#[derive(Default)]
+struct IdleInner {
+    next_id: u64,
+    /// (idle since, id) → the connection's eviction signal.
+    idle: std::collections::BTreeMap<(Instant, u64), Arc<tokio::sync::Notify>>,
+    since: std::collections::HashMap<u64, Instant>,
+}
+
+impl IdleRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Signal the longest-idle connection to close; false if none is idle.
+    fn evict_oldest(&self) -> bool {
+        let mut inner = self.lock();
+        let Some(((_, id), notify)) = inner.idle.pop_first() else {
+            return false;
+        };
+        inner.since.remove(&id);
+        notify.notify_one();
+        true
+    }
+}
+
+/// One connection's entry in the [`IdleRegistry`].
+struct IdleSlot {
+    registry: Arc<IdleRegistry>,
+    id: u64,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+impl IdleSlot {
+    fn new(registry: Arc<IdleRegistry>) -> IdleSlot {
+        let id = {
+            let mut inner = registry.lock();
+            inner.next_id += 1;
+            inner.next_id
+        };
+        IdleSlot {
+            registry,
+            id,
+            evict: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    fn set_idle(&self) {
+        let mut inner = self.registry.lock();
+        if !inner.since.contains_key(&self.id) {
+            let now = Instant::now();
+            inner.since.insert(self.id, now);
+            inner.idle.insert((now, self.id), self.evict.clone());
+        }
+    }
+
+    fn set_busy(&self) {
+        let mut inner = self.registry.lock();
+        if let Some(since) = inner.since.remove(&self.id) {
+            inner.idle.remove(&(since, self.id));
+        }
+    }
+}
+
+impl Drop for IdleSlot {
+    fn drop(&mut self) {
+        self.set_busy();
     }
 }
 
@@ -225,6 +320,7 @@ impl Connection {
         service: Arc<Service<S, R, C>>,
         limits: ConnectionLimits,
         mut shutdown: watch::Receiver<bool>,
+        slot: &IdleSlot,
     ) {
         let mut decoder = PolicyDecoder::new(limits.codec);
         let mut buf = vec![0u8; 8192];
@@ -239,8 +335,15 @@ impl Connection {
                 Some(d) if in_progress => d,
                 _ => Instant::now() + limits.idle_timeout,
             };
+            if !in_progress {
+                slot.set_idle();
+            }
             let read = tokio::select! {
                 read = tokio::time::timeout_at(deadline, self.io.read(&mut buf)) => read,
+                _ = slot.evict.notified(), if !in_progress => {
+                    debug!(peer = %self.peer, "closing idle connection to make room for a new one");
+                    return;
+                }
                 changed = shutdown.changed(), if !in_progress => {
                     if changed.is_err() {
                         return;
@@ -271,6 +374,7 @@ impl Connection {
                 }
                 Ok(Ok(n)) => n,
             };
+            slot.set_busy();
             if !in_progress {
                 request_deadline = Some(Instant::now() + limits.request_timeout);
             }
