@@ -240,9 +240,9 @@ impl IdleSlot {
 
     fn set_idle(&self) {
         let mut inner = self.registry.lock();
-        if !inner.since.contains_key(&self.id) {
-            let now = Instant::now();
-            inner.since.insert(self.id, now);
+        let now = Instant::now();
+        if let std::collections::hash_map::Entry::Vacant(slot) = inner.since.entry(self.id) {
+            slot.insert(now);
             inner.idle.insert((now, self.id), self.evict.clone());
         }
     }
