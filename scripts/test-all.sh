@@ -49,6 +49,9 @@ cargo fmt --all -- --check
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "dependency licences (no GPL/LGPL/AGPL)"
+bash scripts/check-licenses.sh
+
 log "cargo test"
 cargo test --workspace --locked
 
