@@ -10,8 +10,9 @@
 //! or kernel crash can lose the transactions committed since the last WAL checkpoint
 //! (fsync): for greylisting that means a few senders are deferred once more.
 //!
-//! Counts and listings scan tables, so they use a second, read-only connection on the
-//! blocking pool: WAL readers never stall the writer.
+//! Two more connections keep slow work off the writer thread: a checkpoint thread
+//! copies committed pages from the WAL into the file (and pays for the fsync), and a
+//! read-only connection on the blocking pool serves counts and listings, which scan.
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
@@ -44,6 +45,10 @@ pub struct SqliteOptions {
     pub expire_batch: usize,
     /// SQLite page cache of the writing connection, in KiB.
     pub cache_kib: u32,
+    /// How often a second thread copies committed pages from the WAL into the file.
+    pub checkpoint_interval: Duration,
+    /// WAL length (pages) at which the writer checkpoints by itself.
+    pub wal_pages: u32,
 }
 
 impl Default for SqliteOptions {
@@ -54,6 +59,8 @@ impl Default for SqliteOptions {
             max_batch: 256,
             expire_batch: 1000,
             cache_kib: 16 * 1024,
+            checkpoint_interval: Duration::from_millis(100),
+            wal_pages: 10_000,
         }
     }
 }
@@ -114,9 +121,19 @@ impl SqliteStore {
         std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
         create.open(path).map_err(open_error)?;
 
-        let mut writer = open_connection(path, &options, false).map_err(|e| diagnose(path, e))?;
+        let mut writer =
+            open_connection(path, &options, Role::Writer).map_err(|e| diagnose(path, e))?;
         migrate(path, &mut writer)?;
-        let reader = open_connection(path, &options, true).map_err(|e| diagnose(path, e))?;
+        let reader =
+            open_connection(path, &options, Role::Reader).map_err(|e| diagnose(path, e))?;
+        let checkpointer =
+            open_connection(path, &options, Role::Checkpointer).map_err(|e| diagnose(path, e))?;
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let interval = options.checkpoint_interval;
+        let checkpoints = std::thread::Builder::new()
+            .name("spamgate-store-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpointer, &stopped, interval))
+            .map_err(open_error)?;
 
         let (requests, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let (finished_tx, finished) = oneshot::channel();
@@ -124,6 +141,11 @@ impl SqliteStore {
             .name("spamgate-store".into())
             .spawn(move || {
                 run_writer(writer, receiver, &options);
+                // The writer is closed: the checkpointer's last checkpoint empties the WAL.
+                drop(stop_checkpoints);
+                if checkpoints.join().is_err() {
+                    tracing::error!("the store checkpoint thread panicked");
+                }
                 drop(finished_tx);
             })
             .map_err(open_error)?;
@@ -144,8 +166,13 @@ impl SqliteStore {
     /// ones and closed the file.
     pub async fn close(self) {
         let SqliteStore {
-            requests, finished, ..
+            requests,
+            reader,
+            finished,
+            ..
         } = self;
+        // The reader goes first, so the last connection to close can remove the WAL.
+        drop(reader);
         drop(requests);
         // Err is the normal outcome: the thread drops the sender when it ends.
         let _ = finished.await;
@@ -217,46 +244,92 @@ impl Store for SqliteStore {
     }
 }
 
+/// The three connections of a store, each used by one thread at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Owned by the store thread; the only one that writes rows.
+    Writer,
+    /// Copies committed pages from the WAL into the file, beside the writer.
+    Checkpointer,
+    /// Counts and listings, behind a mutex.
+    Reader,
+}
+
 fn open_connection(
     path: &Path,
     options: &SqliteOptions,
-    read_only: bool,
+    role: Role,
 ) -> Result<Connection, StoreError> {
     let setup = |source| StoreError::Setup {
         path: path.to_path_buf(),
         source,
     };
-    let mode = if read_only {
+    let mode = if role == Role::Reader {
         OpenFlags::SQLITE_OPEN_READ_ONLY
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
-    // NO_MUTEX: each connection is used by one thread at a time (the writer thread, or
-    // whoever holds the reader's Mutex).
+    // NO_MUTEX: no connection is used by two threads at once.
     let conn =
         Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(setup)?;
     conn.busy_timeout(options.busy_timeout).map_err(setup)?;
-    if !read_only {
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(setup)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::JournalMode {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(setup)?;
-        // Truncate the WAL back to this size after checkpoints, so a burst does not
-        // leave a huge file behind.
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
-            .map_err(setup)?;
+    if role == Role::Reader {
+        return Ok(conn);
+    }
+    // The journal mode is stored in the file; setting it on each read-write
+    // connection also checks that WAL works here.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(setup)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::JournalMode {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(setup)?;
+    // After a checkpoint, truncate the WAL back to this size so a burst does not leave
+    // a huge file behind.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .map_err(setup)?;
+    if role == Role::Writer {
         conn.pragma_update(None, "cache_size", -i64::from(options.cache_kib))
             .map_err(setup)?;
+        // The checkpoint thread does this work; the writer checkpoints itself only if
+        // the WAL grows this long anyway (its checkpoint then also lets the WAL restart
+        // from the beginning, which a checkpoint beside a busy writer cannot).
+        conn.pragma_update(None, "wal_autocheckpoint", options.wal_pages.max(1))
+            .map_err(setup)?;
+        conn.set_prepared_statement_cache_capacity(16);
     }
-    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+/// Copies committed pages back into the database file every `interval`, so neither
+/// the copying nor its fsync runs on the writer thread. Ends when `stop` is dropped.
+fn run_checkpointer(conn: Connection, stop: &std::sync::mpsc::Receiver<()>, interval: Duration) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        // PASSIVE: never waits for, nor blocks, the writer or readers.
+        if let Err(error) = checkpoint(&conn, "PASSIVE") {
+            tracing::warn!(%error, "store checkpoint failed");
+        }
+    }
+    // The writer has closed: leave everything in the database file and an empty WAL.
+    if let Err(error) = checkpoint(&conn, "TRUNCATE") {
+        tracing::warn!(%error, "final store checkpoint failed");
+    }
+    if let Err((_, error)) = conn.close() {
+        tracing::warn!(%error, "closing the store checkpointer failed");
+    }
+}
+
+/// Returns (WAL frames, frames copied).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
 }
 
 fn migrate(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
@@ -439,35 +512,34 @@ fn greylist_step(conn: &Connection, job: &GreylistJob) -> rusqlite::Result<Greyl
             })
         })
         .optional()?;
-    let triplet = conn
+    let stored = conn
         .prepare_cached(
-            "SELECT first_seen, last_seen, attempts, passed_at FROM triplets
+            "SELECT first_seen, last_seen, attempts, passed_at, expires_at FROM triplets
              WHERE key = ?1 AND expires_at > ?2",
         )?
         .query_row(params![&job.triplet_key[..], now], |row| {
-            Ok(TripletState {
+            let state = TripletState {
                 first_seen: unsigned(row.get(0)?),
                 last_seen: unsigned(row.get(1)?),
                 attempts: u32::try_from(row.get::<_, i64>(2)?.max(0)).unwrap_or(u32::MAX),
                 passed_at: row.get::<_, Option<i64>>(3)?.map(unsigned),
-            })
+            };
+            Ok((state, unsigned(row.get(4)?)))
         })
         .optional()?;
+    let triplet = stored.map(|(state, _)| state);
     let pending_in_network =
         if needs_pending_count(&job.params, awl.as_ref(), triplet.as_ref(), job.now) {
-            // Counting past the cap changes no decision: bound the work.
+            // The range scan visits only the network's live pending rows, which this
+            // very check keeps at max_pending_per_network (a LIMIT in a subquery here
+            // made SQLite re-prepare the statement on every call).
             conn.prepare_cached(
-                "SELECT count(*) FROM (SELECT 1 FROM triplets
-                 WHERE network = ?1 AND passed_at IS NULL AND expires_at > ?2 LIMIT ?3)",
+                "SELECT count(*) FROM triplets
+                 WHERE network = ?1 AND passed_at IS NULL AND expires_at > ?2",
             )?
-            .query_row(
-                params![
-                    &job.network_key[..],
-                    now,
-                    i64::from(job.params.max_pending_per_network)
-                ],
-                |row| row.get::<_, i64>(0),
-            )
+            .query_row(params![&job.network_key[..], now], |row| {
+                row.get::<_, i64>(0)
+            })
             .map(|count| u32::try_from(count).unwrap_or(u32::MAX))?
         } else {
             0
@@ -482,27 +554,12 @@ fn greylist_step(conn: &Connection, job: &GreylistJob) -> rusqlite::Result<Greyl
         return Ok(outcome);
     }
     if let Some((state, expires_at)) = writes.triplet {
-        conn.prepare_cached(
-            "INSERT INTO triplets (key, network, first_seen, last_seen, attempts, passed_at,
-                                   expires_at, net_text, sender, recipient)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (key) DO UPDATE SET
-                first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-                attempts = excluded.attempts, passed_at = excluded.passed_at,
-                expires_at = excluded.expires_at",
-        )?
-        .execute(params![
-            &job.triplet_key[..],
-            &job.network_key[..],
-            sql_int(state.first_seen),
-            sql_int(state.last_seen),
-            i64::from(state.attempts),
-            state.passed_at.map(sql_int),
-            sql_int(expires_at),
-            job.network,
-            job.sender,
-            job.recipient,
-        ])?;
+        match stored {
+            Some((old, old_expires_at)) if old.first_seen == state.first_seen => {
+                update_triplet(conn, job, &old, old_expires_at, &state, expires_at)?;
+            }
+            _ => insert_triplet(conn, job, &state, expires_at)?,
+        }
     }
     if let Some((state, expires_at)) = writes.awl {
         let client = job.client.map(|ip| ip.to_string()).unwrap_or_default();
@@ -522,6 +579,82 @@ fn greylist_step(conn: &Connection, job: &GreylistJob) -> rusqlite::Result<Greyl
         ])?;
     }
     Ok(outcome)
+}
+
+/// A new triplet, or one replacing an expired row.
+fn insert_triplet(
+    conn: &Connection,
+    job: &GreylistJob,
+    state: &TripletState,
+    expires_at: UnixTime,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO triplets (key, network, first_seen, last_seen, attempts, passed_at,
+                               expires_at, net_text, sender, recipient)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (key) DO UPDATE SET
+            first_seen = excluded.first_seen,
+            last_seen = excluded.last_seen, attempts = excluded.attempts,
+            passed_at = excluded.passed_at, expires_at = excluded.expires_at",
+    )?
+    .execute(params![
+        &job.triplet_key[..],
+        &job.network_key[..],
+        sql_int(state.first_seen),
+        sql_int(state.last_seen),
+        i64::from(state.attempts),
+        state.passed_at.map(sql_int),
+        sql_int(expires_at),
+        job.network,
+        job.sender,
+        job.recipient,
+    ])?;
+    Ok(())
+}
+
+/// A later attempt of a live triplet. SQLite rewrites an index entry whenever its
+/// columns are assigned, even to the same value, so only changed columns are set: a
+/// too-early retry then touches one table page instead of also two index pages.
+fn update_triplet(
+    conn: &Connection,
+    job: &GreylistJob,
+    old: &TripletState,
+    old_expires_at: UnixTime,
+    state: &TripletState,
+    expires_at: UnixTime,
+) -> rusqlite::Result<()> {
+    let key = &job.triplet_key[..];
+    let last_seen = sql_int(state.last_seen);
+    let attempts = i64::from(state.attempts);
+    let passed_at = state.passed_at.map(sql_int);
+    let expires_at = sql_int(expires_at);
+    let passed_changed = old.passed_at != state.passed_at;
+    let expiry_changed = sql_int(old_expires_at) != expires_at;
+    match (passed_changed, expiry_changed) {
+        (false, false) => conn
+            .prepare_cached("UPDATE triplets SET last_seen = ?2, attempts = ?3 WHERE key = ?1")?
+            .execute(params![key, last_seen, attempts]),
+        (false, true) => conn
+            .prepare_cached(
+                "UPDATE triplets SET last_seen = ?2, attempts = ?3, expires_at = ?4
+                 WHERE key = ?1",
+            )?
+            .execute(params![key, last_seen, attempts, expires_at]),
+        (true, false) => conn
+            .prepare_cached(
+                "UPDATE triplets SET last_seen = ?2, attempts = ?3, passed_at = ?4
+                 WHERE key = ?1",
+            )?
+            .execute(params![key, last_seen, attempts, passed_at]),
+        (true, true) => conn
+            .prepare_cached(
+                "UPDATE triplets SET last_seen = ?2, attempts = ?3, passed_at = ?4,
+                                     expires_at = ?5
+                 WHERE key = ?1",
+            )?
+            .execute(params![key, last_seen, attempts, passed_at, expires_at]),
+    }?;
+    Ok(())
 }
 
 /// Deletes at most `limit` expired rows (triplets first, then AWL entries).
