@@ -415,7 +415,9 @@ fn run_writer(
     }
 }
 
-/// Runs `batch` and one expiry step in one transaction, then replies.
+/// Runs `batch` and one expiry step in one transaction, then replies. If anything
+/// fails, the whole transaction rolls back and every request of the batch gets the
+/// error: later requests may have read what earlier ones wrote.
 fn run_batch(
     conn: &mut Connection,
     batch: &mut Vec<Request>,
@@ -423,6 +425,7 @@ fn run_batch(
     expire_batch: usize,
 ) {
     let mut answered = Vec::with_capacity(batch.len());
+    let mut failing = None;
     let mut requests = batch.drain(..);
     let result = (|| -> rusqlite::Result<bool> {
         // IMMEDIATE: take the write lock now (waiting up to busy_timeout) rather than
@@ -430,12 +433,13 @@ fn run_batch(
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for request in requests.by_ref() {
             match request {
-                Request::Greylist(job, reply) => {
-                    let outcome = greylist_step(&tx, &job);
-                    // Keep the reply even on failure: it gets the error below.
-                    answered.push((reply, outcome.as_ref().ok().cloned()));
-                    outcome?;
-                }
+                Request::Greylist(job, reply) => match greylist_step(&tx, &job) {
+                    Ok(outcome) => answered.push((reply, outcome)),
+                    Err(error) => {
+                        failing = Some(reply);
+                        return Err(error);
+                    }
+                },
                 Request::Expire(now, reply) => expiring.push_back(ExpireJob {
                     now,
                     deleted: 0,
@@ -456,7 +460,7 @@ fn run_batch(
     match result {
         Ok(expiry_done) => {
             for (reply, outcome) in answered {
-                let _ = reply.send(outcome.ok_or(StoreError::Closed));
+                let _ = reply.send(Ok(outcome));
             }
             if expiry_done && let Some(job) = expiring.pop_front() {
                 tracing::debug!(deleted = job.deleted, "store expiry finished");
@@ -464,10 +468,11 @@ fn run_batch(
             }
         }
         Err(error) => {
-            tracing::warn!(%error, requests = answered.len(), "store batch failed");
+            tracing::warn!(%error, "store batch failed");
             let error = Arc::new(error);
             let failed = || StoreError::Sqlite(Arc::clone(&error));
-            for (reply, _) in answered {
+            let greylist_replies = answered.into_iter().map(|(reply, _)| reply).chain(failing);
+            for reply in greylist_replies {
                 let _ = reply.send(Err(failed()));
             }
             for request in requests {

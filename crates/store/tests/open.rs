@@ -127,3 +127,33 @@ fn a_file_that_is_not_a_database_is_refused() {
     );
     assert_eq!(std::fs::read(&fixture.path).unwrap(), vec![0x5a; 8192]);
 }
+
+#[tokio::test]
+async fn a_database_locked_by_another_process_fails_calls_then_recovers() {
+    use spamgate_engine::greylist::GreylistOutcome;
+    use spamgate_store::Store;
+
+    let fixture = Fixture::new();
+    let store = fixture.open_with(SqliteOptions {
+        busy_timeout: secs(0),
+        ..SqliteOptions::default()
+    });
+    let keys = keys("192.0.2.70", "a@example.com", "b@example.org");
+
+    // Another writer (say, a second spamgate on the same file) holds the write lock.
+    let other = Connection::open(&fixture.path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let error = store
+        .greylist(&keys, &params(), T0, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Sqlite(_)), "{error:?}");
+    assert!(error.to_string().contains("locked"), "{error}");
+    assert!(store.expire(T0).await.is_err());
+
+    other.execute_batch("COMMIT").unwrap();
+    let outcome = store.greylist(&keys, &params(), T0, true).await.unwrap();
+    assert_eq!(outcome, GreylistOutcome::New { retry_in: 300 });
+    assert_eq!(store.expire(T0).await.unwrap(), 0);
+    store.close().await;
+}
