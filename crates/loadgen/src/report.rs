@@ -106,6 +106,12 @@ pub struct Report {
     pub error_samples: Vec<String>,
     /// The request index after the last one sent: `--first` for a run that continues.
     pub next_index: u64,
+    /// CPU time (user + system) the server spent per measured request, when its pid was given.
+    #[serde(default)]
+    pub server_cpu_us_per_request: Option<f64>,
+    /// CPU time the load generator itself spent per measured request.
+    #[serde(default)]
+    pub client_cpu_us_per_request: Option<f64>,
 }
 
 impl fmt::Display for Report {
@@ -147,6 +153,12 @@ impl fmt::Display for Report {
             a.other,
             share(a.other)
         )?;
+        if let Some(server) = self.server_cpu_us_per_request {
+            writeln!(f, "server CPU {server:.1} µs per request")?;
+        }
+        if let Some(client) = self.client_cpu_us_per_request {
+            writeln!(f, "generator CPU {client:.1} µs per request")?;
+        }
         for sample in &self.error_samples {
             writeln!(f, "error: {sample}")?;
         }

@@ -35,8 +35,8 @@ fn percent(n: u64, total: u64) -> f64 {
 /// The results table, rows in the order given.
 pub fn markdown(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| server | C | req/s | p50 µs | p99 µs | max µs | of baseline | DUNNO | DEFER_IF_PERMIT | 4xx | 5xx | other | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| server | C | req/s | p50 µs | p99 µs | max µs | of baseline | server CPU µs/req | DUNNO | DEFER_IF_PERMIT | 4xx | 5xx | other | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in reports {
         let of_baseline = find(reports, BASELINE, r.connections)
@@ -51,7 +51,7 @@ pub fn markdown(reports: &[Report]) -> String {
         let total = a.total();
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {} |",
             r.label,
             r.connections,
             r.requests_per_second,
@@ -59,6 +59,8 @@ pub fn markdown(reports: &[Report]) -> String {
             r.latency_us.p99,
             r.latency_us.max,
             of_baseline,
+            r.server_cpu_us_per_request
+                .map_or("–".to_string(), |us| format!("{us:.0}")),
             percent(a.dunno, total),
             percent(a.defer_if_permit, total),
             percent(a.defer, total),
@@ -141,6 +143,8 @@ mod tests {
             },
             error_samples: Vec::new(),
             next_index: 0,
+            server_cpu_us_per_request: Some(rps / 1000.0),
+            client_cpu_us_per_request: None,
         }
     }
 
@@ -153,7 +157,7 @@ mod tests {
         let table = markdown(&reports);
         assert_eq!(table.lines().count(), 4);
         assert!(
-            table.contains("| spamgate | 1 | 10000 | 60 | 240 | 0 | 50 % | 90.0 % | 10.0 % |"),
+            table.contains("| spamgate | 1 | 10000 | 60 | 240 | 0 | 50 % | 10 | 90.0 % | 10.0 % |"),
             "{table}"
         );
     }

@@ -27,6 +27,7 @@ fn options(target: Target, connections: usize, requests: u64) -> RunOptions {
         first: 0,
         duration: None,
         request_timeout: Duration::from_secs(10),
+        server_pid: Some(std::process::id()),
     }
 }
 
@@ -41,6 +42,8 @@ fn assert_all_dunno(report: &Report, requests: u64) {
         }
     );
     assert!(report.latency_us.p50 > 0.0 && report.latency_us.p50 <= report.latency_us.max);
+    // The "server" is this test process.
+    assert!(report.server_cpu_us_per_request.is_some_and(|us| us >= 0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

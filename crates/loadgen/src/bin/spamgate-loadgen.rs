@@ -68,6 +68,9 @@ struct Cli {
     /// Name of what is measured, carried into the report (`baseline`, `spamgate`, ...).
     #[arg(long, default_value = "")]
     label: String,
+    /// The server's process id: report the CPU time it spends per request.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Print the report as JSON (one line).
     #[arg(long)]
     json: bool,
@@ -129,6 +132,7 @@ fn main() -> anyhow::Result<()> {
         first: cli.first,
         duration: cli.duration.map(|d| seconds(d, "duration")).transpose()?,
         request_timeout: seconds(cli.timeout, "timeout")?,
+        server_pid: cli.server_pid,
     };
     let runtime = if cli.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
