@@ -283,6 +283,12 @@ fn alive(last_seen: UnixTime, lifetime: Duration, now: UnixTime) -> bool {
     now < last_seen.saturating_add(lifetime.as_secs())
 }
 
+/// A pending triplet is still valid at exactly `first_seen + retry_window` (see
+/// [`decide`]), so it expires one second later; stores delete at `expires_at <= now`.
+fn pending_expiry(first_seen: UnixTime, params: &GreylistParams) -> UnixTime {
+    first_seen + params.retry_window.as_secs() + 1
+}
+
 /// Whether the store must count the network's pending triplets for this decision. It is
 /// only needed when a new triplet would be created, so the common paths skip the count.
 pub fn needs_pending_count(
@@ -368,7 +374,7 @@ pub fn decide(
                     attempts: t.attempts.saturating_add(1),
                     ..t
                 };
-                writes.triplet = Some((fresh, t.first_seen + params.retry_window.as_secs()));
+                writes.triplet = Some((fresh, pending_expiry(t.first_seen, params)));
                 let retry_in = min_delay - waited;
                 (GreylistOutcome::TooEarly { waited, retry_in }, writes)
             } else {
@@ -399,7 +405,7 @@ pub fn decide(
                 attempts: 1,
                 passed_at: None,
             };
-            writes.triplet = Some((fresh, now + params.retry_window.as_secs()));
+            writes.triplet = Some((fresh, pending_expiry(now, params)));
             (
                 GreylistOutcome::New {
                     retry_in: min_delay,

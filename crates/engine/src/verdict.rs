@@ -35,7 +35,7 @@ impl Action {
 }
 
 /// Which allow-list let the transaction through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AllowListKind {
     ClientAddress,
@@ -47,6 +47,25 @@ pub enum AllowListKind {
 }
 
 impl AllowListKind {
+    /// The kinds an operator can add at run time (`spamgate allow add KIND VALUE`).
+    pub const RUNTIME: [AllowListKind; 4] = [
+        AllowListKind::ClientAddress,
+        AllowListKind::ClientName,
+        AllowListKind::Sender,
+        AllowListKind::Recipient,
+    ];
+
+    pub fn parse(text: &str) -> Option<AllowListKind> {
+        match text {
+            "client-address" => Some(AllowListKind::ClientAddress),
+            "client-name" => Some(AllowListKind::ClientName),
+            "sender" => Some(AllowListKind::Sender),
+            "recipient" => Some(AllowListKind::Recipient),
+            "rfc2142" => Some(AllowListKind::Rfc2142),
+            _ => None,
+        }
+    }
+
     pub fn id(&self) -> &'static str {
         match self {
             AllowListKind::ClientAddress => "client-address",

@@ -327,3 +327,91 @@ fn check_explains_and_does_not_record_unless_asked() {
     // Recorded by the previous call: now "too-early".
     assert_eq!(state(&check(false)), "too-early");
 }
+
+/// A `spamgate serve` process, killed on drop so a failing test leaves nothing behind.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_serving(config: &Path, socket: &Path) -> Daemon {
+    let child = spamgate()
+        .args(["serve", "-c"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon(child);
+    wait_for(socket);
+    daemon
+}
+
+fn unknown_client_request(i: usize) -> String {
+    format!(
+        "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.{}\nclient_name=unknown\nreverse_client_name=unknown\nsender=s{i}@example.org\nrecipient=r{i}@example.net\n\n",
+        i % 250
+    )
+}
+
+fn greylist_rows(config: &Path) -> Vec<serde_json::Value> {
+    let out = spamgate()
+        .args(["greylist", "list", "--json", "--limit", "10000", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn kill_9_loses_nothing_that_was_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("policy.sock");
+    let config = write_config(
+        dir.path(),
+        &socket,
+        // (continues the [dns] table) no lookups at all: the test is about the store.
+        "lookup_unknown = false\n[dnsbl]\nzones = []\n[greylist]\nmin_delay = \"1h\"\nmax_pending_per_network = 1000\n",
+    );
+    const N: usize = 200;
+    let mut daemon = start_serving(&config, &socket);
+    for i in 0..N {
+        let reply = ask(&socket, &unknown_client_request(i));
+        assert!(reply.contains("please resend in"), "{reply}");
+    }
+    daemon.0.kill().unwrap(); // SIGKILL: no shutdown path runs
+    daemon.0.wait().unwrap();
+    drop(daemon);
+    std::fs::remove_file(&socket).ok();
+
+    // Every attempt that was answered is in the file.
+    let rows = greylist_rows(&config);
+    assert_eq!(rows.len(), N);
+    assert!(
+        rows.iter()
+            .all(|r| r["attempts"] == 1 && r["passed_at"].is_null())
+    );
+
+    // After a restart the retries land on the same rows: nothing was recreated.
+    let daemon = start_serving(&config, &socket);
+    for i in 0..N {
+        let reply = ask(&socket, &unknown_client_request(i));
+        assert!(reply.contains("please resend in"), "{reply}");
+    }
+    drop(daemon);
+    let rows = greylist_rows(&config);
+    assert_eq!(rows.len(), N);
+    assert!(rows.iter().all(|r| r["attempts"] == 2), "{rows:?}");
+}

@@ -99,9 +99,10 @@ async fn greylisting_during_a_long_expiry_is_unaffected() {
     // Start a long expiry, and greylist while it runs: both finish correctly.
     let expiring = tokio::spawn({
         let store = Arc::clone(&store);
-        async move { store.expire(T0 + WINDOW).await }
+        // A pending triplet is valid through first_seen + WINDOW and gone one second later.
+        async move { store.expire(T0 + WINDOW + 1).await }
     });
-    let later = T0 + WINDOW;
+    let later = T0 + WINDOW + 1;
     for n in 0..50u32 {
         let keys = keys("203.0.113.9", "b@example.com", &format!("v{n}@example.org"));
         let outcome = store.greylist(&keys, &params, later, true).await.unwrap();

@@ -334,18 +334,22 @@ async fn expire_removes_expired_rows_only_in_bounded_steps() {
         passed,
         awl,
     };
+    // A pending triplet is valid through first_seen + WINDOW, gone a second later.
+    let gone = T0 + WINDOW + 1;
     // Counts ignore expired rows before they are deleted.
-    assert_eq!(store.counts(T0 + WINDOW).await.unwrap(), counts(5, 1, 1));
+    assert_eq!(store.counts(T0 + WINDOW).await.unwrap(), counts(29, 1, 1));
+    assert_eq!(store.counts(gone).await.unwrap(), counts(5, 1, 1));
     assert_eq!(store.list_triplets(100).await.unwrap().len(), 30);
 
-    assert_eq!(store.expire(T0 + WINDOW).await.unwrap(), 24);
     assert_eq!(store.expire(T0 + WINDOW).await.unwrap(), 0);
+    assert_eq!(store.expire(gone).await.unwrap(), 24);
+    assert_eq!(store.expire(gone).await.unwrap(), 0);
     let rows = store.list_triplets(100).await.unwrap();
     assert_eq!(rows.len(), 6);
-    assert!(rows.iter().all(|row| row.expires_at > T0 + WINDOW));
-    assert_eq!(store.counts(T0 + WINDOW).await.unwrap(), counts(5, 1, 1));
+    assert!(rows.iter().all(|row| row.expires_at > gone));
+    assert_eq!(store.counts(gone).await.unwrap(), counts(5, 1, 1));
 
-    assert_eq!(store.expire(T0 + DAY + WINDOW).await.unwrap(), 5);
+    assert_eq!(store.expire(T0 + DAY + WINDOW + 1).await.unwrap(), 5);
     // The passed triplet and its AWL entry go together, one lifetime after the pass.
     assert_eq!(store.expire(T0 + 400 + LIFETIME - 1).await.unwrap(), 0);
     assert_eq!(store.expire(T0 + 400 + LIFETIME).await.unwrap(), 2);
@@ -366,7 +370,7 @@ async fn list_is_bounded_and_latest_expiry_first() {
     let rows = store.list_triplets(2).await.unwrap();
     let recipients: Vec<&str> = rows.iter().map(|row| row.recipient.as_str()).collect();
     assert_eq!(recipients, ["user4@example.org", "user3@example.org"]);
-    assert_eq!(rows[0].expires_at, T0 + 4 + WINDOW);
+    assert_eq!(rows[0].expires_at, T0 + 4 + WINDOW + 1);
 }
 
 /// Sanity for the generic daemon code: an `Arc` of a store is a store.

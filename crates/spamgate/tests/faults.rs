@@ -1,0 +1,151 @@
+//! Store trouble while serving: the configured fail mode, never a 5xx, and recovery
+//! without a restart. The real SQLite store sits behind a switch that makes it fail or
+//! hang on demand (a disk cannot be made to fail on cue here).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use common::*;
+use spamgate::server::{self, ConnectionLimits, Listener};
+use spamgate::service::{ManualClock, Policy, Service};
+use spamgate_dns::Dns;
+use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_engine::{StoreFailMode, UnixTime};
+use spamgate_store::{SqliteOptions, SqliteStore, Store, StoreCounts, StoreError, TripletRow};
+use tokio::net::TcpListener;
+
+const OK: u8 = 0;
+const FAIL: u8 = 1;
+const HANG: u8 = 2;
+
+struct Switched {
+    inner: SqliteStore,
+    mode: Arc<AtomicU8>,
+}
+
+impl Store for Switched {
+    async fn greylist(
+        &self,
+        keys: &GreylistKeys,
+        params: &GreylistParams,
+        now: UnixTime,
+        apply: bool,
+    ) -> Result<GreylistOutcome, StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL => Err(StoreError::Closed),
+            HANG => std::future::pending().await,
+            _ => self.inner.greylist(keys, params, now, apply).await,
+        }
+    }
+    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.inner.expire(now).await
+    }
+    async fn counts(&self, now: UnixTime) -> Result<StoreCounts, StoreError> {
+        self.inner.counts(now).await
+    }
+    async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
+        self.inner.list_triplets(limit).await
+    }
+}
+
+async fn start(
+    fail_mode: StoreFailMode,
+) -> (
+    Client,
+    Arc<AtomicU8>,
+    Arc<Service<Switched, Dns, Arc<ManualClock>>>,
+    tempfile::TempDir,
+) {
+    let dns = dns_builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(dns.addr(), &dir.path().join("db.sqlite"));
+    config.store.fail_mode = fail_mode;
+    config.store.timeout = Duration::from_millis(300);
+    let mode = Arc::new(AtomicU8::new(OK));
+    let store = Switched {
+        inner: SqliteStore::open(&config.store.path, SqliteOptions::default()).unwrap(),
+        mode: mode.clone(),
+    };
+    let service = Arc::new(Service::new(
+        Policy::from_config(&config).unwrap(),
+        store,
+        Dns::new(&config.dns.to_dns_config().unwrap()).unwrap(),
+        Arc::new(ManualClock::new(T0)),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::run(
+        service.clone(),
+        vec![Listener::Tcp(listener)],
+        ConnectionLimits::from_config(&config.server),
+        rx,
+        Duration::from_secs(1),
+    ));
+    std::mem::forget(_tx);
+    std::mem::forget(dns);
+    let client = Client {
+        stream: tokio::net::TcpStream::connect(addr).await.unwrap(),
+    };
+    (client, mode, service, dir)
+}
+
+const GENERIC: [(&str, &str); 2] = [
+    ("client_address", "192.0.2.20"),
+    ("client_name", "192-0-2-20.dyn.example.test"),
+];
+
+#[tokio::test]
+async fn store_failure_passes_in_dunno_mode_and_recovers() {
+    let (mut conn, mode, service, _dir) = start(StoreFailMode::Dunno).await;
+    mode.store(FAIL, Ordering::SeqCst);
+    assert_eq!(
+        conn.ask(&GENERIC).await,
+        "DUNNO",
+        "fail mode dunno lets mail through"
+    );
+    mode.store(HANG, Ordering::SeqCst);
+    assert_eq!(
+        conn.ask(&GENERIC).await,
+        "DUNNO",
+        "a hung store times out into the fail mode"
+    );
+    mode.store(OK, Ordering::SeqCst);
+    let reply = conn.ask(&GENERIC).await;
+    assert!(
+        reply.starts_with("DEFER_IF_PERMIT 4.7.1"),
+        "back to greylisting without a restart: {reply}"
+    );
+    let text = service.metrics().encode();
+    assert!(text.contains("spamgate_store_errors_total 2"), "{text}");
+    assert!(
+        text.contains(r#"spamgate_decisions_total{action="pass",reason="store-error"} 2"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn store_failure_defers_in_defer_mode_never_rejects() {
+    let (mut conn, mode, _service, _dir) = start(StoreFailMode::Defer).await;
+    mode.store(FAIL, Ordering::SeqCst);
+    let reply = conn.ask(&GENERIC).await;
+    assert!(reply.starts_with("DEFER_IF_PERMIT 4.3.0"), "{reply}");
+    // A proper client never touches the store, so it still passes.
+    assert_eq!(
+        conn.ask(&[
+            ("client_address", "192.0.2.10"),
+            ("client_name", "mail.example.test")
+        ])
+        .await,
+        "DUNNO"
+    );
+    mode.store(OK, Ordering::SeqCst);
+    assert!(
+        conn.ask(&GENERIC)
+            .await
+            .starts_with("DEFER_IF_PERMIT 4.7.1")
+    );
+}
