@@ -221,3 +221,121 @@ mod tests {
         assert_eq!(allowed, 5);
     }
 }
+
+/// The submission policy from the `[submission]` config table: default limits per
+/// account; accounts may override them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmissionPolicy {
+    pub messages_per_hour: u32,
+    pub message_burst: u32,
+    pub recipients_per_day: u32,
+    pub recipient_burst: u32,
+}
+
+impl Default for SubmissionPolicy {
+    fn default() -> Self {
+        // Published ISP limits: 100–200 messages per hour per user; Microsoft 365 allows
+        // 10,000 recipients a day. A home customer rarely needs more than this.
+        SubmissionPolicy {
+            messages_per_hour: 100,
+            message_burst: 30,
+            recipients_per_day: 1000,
+            recipient_burst: 200,
+        }
+    }
+}
+
+impl SubmissionPolicy {
+    /// Step 1 (at RCPT): a suspended or terminated account is refused. An account that is
+    /// not in the store is active with the default limits.
+    pub fn check_status(&self, username: &str, account: Option<&Account>) -> Option<Verdict> {
+        let status = account.map_or(AccountStatus::Active, |a| a.status);
+        let mut reasons = vec![Reason::Submission {
+            username: username.to_string(),
+        }];
+        if status == AccountStatus::Active {
+            return None;
+        }
+        reasons.push(Reason::AccountStatus { status });
+        Some(Verdict {
+            action: Action::Reject,
+            reasons,
+        })
+    }
+
+    /// The charges for one message with `recipients` recipients.
+    pub fn charges(
+        &self,
+        account: Option<&Account>,
+        recipients: u32,
+    ) -> Vec<(LimitKind, Rate, u32)> {
+        let overrides = account.map(|a| a.limits).unwrap_or_default();
+        let messages = overrides
+            .messages_per_hour
+            .unwrap_or(self.messages_per_hour);
+        let rcpts = overrides
+            .recipients_per_day
+            .unwrap_or(self.recipients_per_day);
+        vec![
+            (
+                LimitKind::MessagesPerHour,
+                Rate {
+                    limit: messages,
+                    period: LimitKind::MessagesPerHour.period(),
+                    burst: self.message_burst.min(messages).max(1),
+                },
+                1,
+            ),
+            (
+                LimitKind::RecipientsPerDay,
+                Rate {
+                    limit: rcpts,
+                    period: LimitKind::RecipientsPerDay.period(),
+                    burst: self.recipient_burst.min(rcpts).max(1),
+                },
+                recipients.max(1),
+            ),
+        ]
+    }
+
+    /// Step 2 (at DATA): the store's charge outcomes → pass, or a temporary refusal
+    /// naming the first limit that tripped.
+    pub fn finish(
+        &self,
+        username: &str,
+        charges: &[(LimitKind, Rate, u32)],
+        outcomes: &[(LimitKind, GcraOutcome)],
+    ) -> Verdict {
+        let mut reasons = vec![Reason::Submission {
+            username: username.to_string(),
+        }];
+        let tripped = outcomes.iter().zip(charges).find(|((_, o), _)| !o.allowed);
+        match tripped {
+            None => Verdict::pass(reasons),
+            Some(((kind, outcome), (_, rate, cost))) => {
+                let retry_in = outcome.retry_after_ms.div_ceil(1000);
+                reasons.push(Reason::RateLimit {
+                    limit: *kind,
+                    used: outcome.used,
+                    cost: *cost,
+                    allowed: rate.limit,
+                    retry_in,
+                });
+                Verdict {
+                    action: Action::Defer { retry_in },
+                    reasons,
+                }
+            }
+        }
+    }
+
+    /// An unauthenticated request on a submission port.
+    pub fn unauthenticated(server_port: u16) -> Verdict {
+        Verdict {
+            action: Action::Reject,
+            reasons: vec![Reason::Unauthenticated { server_port }],
+        }
+    }
+}
+
+use crate::verdict::{Action, Reason, Verdict};

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::client::ClientClass;
 use crate::greylist::{GreylistKeys, GreylistOutcome};
+use crate::outbound::{AccountStatus, LimitKind};
 
 /// What to do with the transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -21,6 +22,8 @@ pub enum Action {
     Reject,
     /// Temporary error because spamgate itself is in trouble (store down, fail mode "defer").
     TempFail,
+    /// Temporary refusal of a submission over its account's limit.
+    Defer { retry_in: u64 },
 }
 
 impl Action {
@@ -30,6 +33,7 @@ impl Action {
             Action::Greylist { .. } => "greylist",
             Action::Reject => "reject",
             Action::TempFail => "tempfail",
+            Action::Defer { .. } => "defer",
         }
     }
 }
@@ -125,6 +129,27 @@ pub enum Reason {
     StoreError {
         error: String,
     },
+    /// An authenticated submission, judged by the outbound policy.
+    Submission {
+        username: String,
+    },
+    /// The account is suspended or terminated.
+    AccountStatus {
+        status: AccountStatus,
+    },
+    /// No SMTP AUTH on a submission port.
+    Unauthenticated {
+        server_port: u16,
+    },
+    /// A per-account limit tripped: `used` of `allowed` in the period, this message
+    /// would cost `cost`.
+    RateLimit {
+        limit: LimitKind,
+        used: u64,
+        cost: u32,
+        allowed: u32,
+        retry_in: u64,
+    },
 }
 
 impl Reason {
@@ -165,6 +190,21 @@ impl Reason {
                 s
             }
             Reason::StoreError { error } => format!("store-error:{error}"),
+            Reason::Submission { username } => format!("submission:{username}"),
+            Reason::AccountStatus { status } => format!("account:{}", status.id()),
+            Reason::Unauthenticated { server_port } => {
+                format!("unauthenticated:port={server_port}")
+            }
+            Reason::RateLimit {
+                limit,
+                used,
+                cost,
+                allowed,
+                retry_in,
+            } => format!(
+                "limit:{}(used={used},cost={cost},allowed={allowed},retry_in={retry_in}s)",
+                limit.id()
+            ),
         }
     }
 }

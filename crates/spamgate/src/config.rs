@@ -29,8 +29,54 @@ pub struct Config {
     pub allow: AllowConfig,
     pub replies: Replies,
     pub metrics: MetricsSection,
+    pub submission: SubmissionSection,
     /// Outbound Port 25 Blocking (`spamgate op25b ...`); see docs/op25b.md.
     pub op25b: spamgate_op25b::Op25bConfig,
+}
+
+/// The outbound (submission) policy: requests with a `sasl_username`, or arriving on a
+/// submission port, are judged by account status and per-account limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionSection {
+    pub enabled: bool,
+    /// Postfix `server_port`s that are submission services: a request there without
+    /// SMTP AUTH is refused.
+    pub ports: Vec<u16>,
+    pub messages_per_hour: u32,
+    /// Messages that may be sent at once before the hourly rate applies.
+    pub message_burst: u32,
+    pub recipients_per_day: u32,
+    pub recipient_burst: u32,
+    /// Protocol state at which a message is counted: `DATA` (recipient_count known) or
+    /// `END-OF-MESSAGE`.
+    pub charge_at: String,
+}
+
+impl Default for SubmissionSection {
+    fn default() -> Self {
+        let p = spamgate_engine::outbound::SubmissionPolicy::default();
+        SubmissionSection {
+            enabled: true,
+            ports: vec![587, 465],
+            messages_per_hour: p.messages_per_hour,
+            message_burst: p.message_burst,
+            recipients_per_day: p.recipients_per_day,
+            recipient_burst: p.recipient_burst,
+            charge_at: "DATA".into(),
+        }
+    }
+}
+
+impl SubmissionSection {
+    pub fn policy(&self) -> spamgate_engine::outbound::SubmissionPolicy {
+        spamgate_engine::outbound::SubmissionPolicy {
+            messages_per_hour: self.messages_per_hour,
+            message_burst: self.message_burst,
+            recipients_per_day: self.recipients_per_day,
+            recipient_burst: self.recipient_burst,
+        }
+    }
 }
 
 /// The optional HTTP listener for `/metrics` (Prometheus) and `/health`.
@@ -66,6 +112,7 @@ impl Default for Config {
             allow: AllowConfig::default(),
             replies: Replies::default(),
             metrics: MetricsSection::default(),
+            submission: SubmissionSection::default(),
             op25b: spamgate_op25b::Op25bConfig::default(),
         }
     }
@@ -471,6 +518,27 @@ impl Config {
         DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones")?;
         self.replies.validate()?;
         self.metrics.listen_addr()?;
+        let sub = &self.submission;
+        if !matches!(
+            sub.charge_at.to_ascii_uppercase().as_str(),
+            "DATA" | "END-OF-MESSAGE"
+        ) {
+            return Err(ConfigError::invalid(
+                "submission.charge_at",
+                &sub.charge_at,
+                "expected DATA or END-OF-MESSAGE",
+            ));
+        }
+        for (key, value) in [
+            ("submission.messages_per_hour", sub.messages_per_hour),
+            ("submission.message_burst", sub.message_burst),
+            ("submission.recipients_per_day", sub.recipients_per_day),
+            ("submission.recipient_burst", sub.recipient_burst),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "0", "must be positive"));
+            }
+        }
         // An empty [op25b] (no pools) means OP25B is not managed by spamgate here.
         if !self.op25b.pools.is_empty() {
             spamgate_op25b::plan(&self.op25b, std::time::SystemTime::now())

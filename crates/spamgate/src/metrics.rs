@@ -283,6 +283,10 @@ fn deciding_reason(verdict: &Verdict) -> &'static str {
         Reason::GreylistDisabled => Some("greylist-disabled"),
         Reason::ClassNotGreylisted { .. } => Some("class-not-greylisted"),
         Reason::Client { client } => Some(client.id()),
+        Reason::AccountStatus { status } => Some(status.id()),
+        Reason::Unauthenticated { .. } => Some("unauthenticated"),
+        Reason::RateLimit { limit, .. } => Some(limit.id()),
+        Reason::Submission { .. } => Some("submission"),
         _ => None,
     });
     last_decisive.unwrap_or("none")

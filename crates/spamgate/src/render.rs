@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use spamgate_engine::client::ClientClass;
-use spamgate_engine::{Action, Envelope, Verdict};
+use spamgate_engine::{Action, Envelope, Reason, Verdict};
 
 use crate::config::ConfigError;
 
@@ -24,6 +24,12 @@ pub struct Replies {
     pub reason_dns_tempfail: String,
     pub reason_generic: String,
     pub reason_other: String,
+    /// Submission by a suspended or terminated account. Must start with a 5xx code.
+    pub submission_refused: String,
+    /// A request without SMTP AUTH on a submission port. Must start with a 5xx code.
+    pub submission_unauthenticated: String,
+    /// A submission over one of its account's limits. Must start with a 4xx code.
+    pub submission_limit: String,
     /// Add a header saying why mail passed (`PREPEND`); one per recipient at RCPT.
     pub prepend_header: bool,
     pub header_name: String,
@@ -42,13 +48,19 @@ impl Default for Replies {
             reason_dns_tempfail: "reverse lookup failure".into(),
             reason_generic: "S25R check, host name looks dynamic".into(),
             reason_other: "suspicious client".into(),
+            submission_refused: "554 5.7.1 Sending refused: account {username} is {status}; please contact customer support".into(),
+            submission_unauthenticated: "530 5.7.0 Authentication required: log in with SMTP AUTH to send on this port".into(),
+            submission_limit: "451 4.7.1 Sending limit reached ({limit}), please try again in {retry_in} seconds".into(),
             prepend_header: false,
             header_name: "X-Spamgate".into(),
         }
     }
 }
 
-const PLACEHOLDERS: [&str; 10] = [
+const PLACEHOLDERS: [&str; 13] = [
+    "username",
+    "status",
+    "limit",
     "client_address",
     "client_name",
     "sender",
@@ -70,15 +82,24 @@ impl Replies {
         ] {
             check_placeholders(key, text)?;
         }
-        let code_ok = self.reject.len() >= 3
-            && self.reject.as_bytes()[0] == b'5'
-            && self.reject.as_bytes()[..3].iter().all(u8::is_ascii_digit);
-        if !code_ok {
-            return Err(invalid(
-                "replies.reject",
-                &self.reject,
-                "must start with a 5xx code",
-            ));
+        for (key, text, class) in [
+            ("replies.reject", &self.reject, b'5'),
+            ("replies.submission_refused", &self.submission_refused, b'5'),
+            (
+                "replies.submission_unauthenticated",
+                &self.submission_unauthenticated,
+                b'5',
+            ),
+            ("replies.submission_limit", &self.submission_limit, b'4'),
+        ] {
+            check_placeholders(key, text)?;
+            let code_ok = text.len() >= 3
+                && text.as_bytes()[0] == class
+                && text.as_bytes()[..3].iter().all(u8::is_ascii_digit);
+            if !code_ok {
+                let message = format!("must start with a {}xx code", class as char);
+                return Err(invalid(key, text, &message));
+            }
         }
         if self.header_name.is_empty()
             || !self
@@ -110,7 +131,17 @@ impl Replies {
                     self.expand(&self.greylist, verdict, envelope, Some(retry_in))
                 )
             }
-            Action::Reject => self.expand(&self.reject, verdict, envelope, None),
+            Action::Reject => {
+                let template = verdict.reasons.iter().find_map(|r| match r {
+                    Reason::AccountStatus { .. } => Some(&self.submission_refused),
+                    Reason::Unauthenticated { .. } => Some(&self.submission_unauthenticated),
+                    _ => None,
+                });
+                self.expand(template.unwrap_or(&self.reject), verdict, envelope, None)
+            }
+            Action::Defer { retry_in } => {
+                self.expand(&self.submission_limit, verdict, envelope, Some(retry_in))
+            }
             Action::TempFail => {
                 format!(
                     "DEFER_IF_PERMIT {}",
@@ -169,6 +200,9 @@ impl Replies {
                         "retry_in" => out.push_str(&retry_in.unwrap_or(0).to_string()),
                         "zone" => out.push_str(&zone),
                         "txt" => out.push_str(&txt),
+                        "username" | "status" | "limit" => {
+                            out.push_str(&submission_field(verdict, name))
+                        }
                         other => {
                             out.push('{');
                             out.push_str(other);
@@ -186,6 +220,20 @@ impl Replies {
         out.push_str(rest);
         sanitize(&out)
     }
+}
+
+/// `{username}`, `{status}`, `{limit}` from a submission verdict's reasons.
+fn submission_field(verdict: &Verdict, name: &str) -> String {
+    verdict
+        .reasons
+        .iter()
+        .find_map(|r| match (name, r) {
+            ("username", Reason::Submission { username }) => Some(username.clone()),
+            ("status", Reason::AccountStatus { status }) => Some(status.id().to_string()),
+            ("limit", Reason::RateLimit { limit, .. }) => Some(limit.id().to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn check_placeholders(key: &str, text: &str) -> Result<(), ConfigError> {
