@@ -1,13 +1,20 @@
-//! Persistent greylist state for spamgate.
+//! Persistent state for spamgate: greylist triplets, the runtime allow-list, and
+//! submission accounts with their rate limits and events.
 //!
 //! Layout:
-//! - [`Store`]: what the daemon needs from any backend (SQLite now, Redis later).
-//! - [`SqliteStore`]: one dedicated thread owns the connection and applies queued
-//!   requests in group-committed transactions.
+//! - [`Store`]: greylist state, what the inbound daemon needs from any backend.
+//! - [`AllowStore`]: the runtime allow-list (`spamgate allow`), with a generation
+//!   number that daemons poll to notice changes made by other processes or hosts.
+//! - [`AccountStore`]: submission accounts, atomic all-or-nothing GCRA charges against
+//!   their limits, and the abuse desk's event log.
+//! - [`SqliteStore`]: all three traits over one file. One dedicated thread owns the
+//!   writing connection and applies queued requests in group-committed transactions;
+//!   listings and polls use a read-only connection.
 //! - `schema`: the ordered migrations behind `PRAGMA user_version`.
 //!
-//! **Invariant:** the greylist policy lives in [`spamgate_engine::greylist::decide`];
-//! a store only reads the inputs, calls it and writes what it returns, atomically.
+//! **Invariant:** policies live in the engine ([`spamgate_engine::greylist::decide`],
+//! [`spamgate_engine::outbound::gcra`]); a store only reads the inputs, calls them and
+//! writes what they return, atomically.
 #![forbid(unsafe_code)]
 
 mod schema;
@@ -19,8 +26,12 @@ use std::sync::Arc;
 
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_engine::outbound::{Account, AccountStatus, GcraOutcome, LimitKind, Rate};
+use spamgate_engine::verdict::AllowListKind;
 
 pub use schema::SCHEMA_VERSION;
+#[doc(hidden)]
+pub use sqlite::create_with_schema_version;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Greylist state storage. The daemon is generic over this trait.
@@ -37,7 +48,9 @@ pub trait Store: Send + Sync + 'static {
         apply: bool,
     ) -> impl Future<Output = Result<GreylistOutcome, StoreError>> + Send;
 
-    /// Deletes rows with `expires_at <= now` in small batches; returns how many.
+    /// Deletes rows with `expires_at <= now` (greylist and rate-limit state, in
+    /// backends that keep it here too) and events past their retention, in small
+    /// batches; returns how many.
     fn expire(&self, now: UnixTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Live (unexpired) entries, for metrics and `spamgate stats`.
@@ -49,6 +62,127 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<TripletRow>, StoreError>> + Send;
+}
+
+/// A runtime allow-list entry (`spamgate allow add|remove|list`), effective on every
+/// MX host sharing the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    pub kind: AllowListKind,
+    pub value: String,
+    pub note: String,
+    pub added_at: UnixTime,
+}
+
+/// The runtime allow-list.
+pub trait AllowStore: Send + Sync + 'static {
+    /// Insert or replace (same kind+value: note/added_at updated). Returns true if it
+    /// was new. Bumps the generation.
+    fn allow_add(
+        &self,
+        entry: &AllowEntry,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Returns true if it existed. Bumps the generation when it did.
+    fn allow_remove(
+        &self,
+        kind: AllowListKind,
+        value: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// All entries, ordered by kind then value.
+    fn allow_list(&self) -> impl Future<Output = Result<Vec<AllowEntry>, StoreError>> + Send;
+
+    /// A number that changes whenever the list changes. Read it before
+    /// [`AllowStore::allow_list`]: a change in between shows as a later move.
+    fn allow_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// One recorded event for the abuse desk.
+///
+/// JSON: `{"at":..,"username":..,"kind":"limit-exceeded","limit":..,"used":..,
+/// "limit_value":..,"detail":..}` (the kind's fields sit beside the others).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountEvent {
+    pub at: UnixTime,
+    pub username: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// Free text for people (e.g. the client address, the reason given).
+    pub detail: String,
+}
+
+/// What happened to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A charge was refused: `used` units of `limit_value` were already used.
+    LimitExceeded {
+        limit: LimitKind,
+        used: u64,
+        limit_value: u32,
+    },
+    StatusChanged {
+        from: AccountStatus,
+        to: AccountStatus,
+    },
+    /// A suspended or terminated account tried to send.
+    Rejected { status: AccountStatus },
+}
+
+impl EventKind {
+    /// The serde tag (`limit-exceeded`, `status-changed`, `rejected`).
+    pub fn id(&self) -> &'static str {
+        match self {
+            EventKind::LimitExceeded { .. } => "limit-exceeded",
+            EventKind::StatusChanged { .. } => "status-changed",
+            EventKind::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// Submission accounts, their rate-limit state and their events.
+pub trait AccountStore: Send + Sync + 'static {
+    fn account(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+
+    /// Insert or replace.
+    fn put_account(&self, account: &Account)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ordered by username; at most `limit`.
+    fn list_accounts(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
+
+    /// Atomically: for each `(kind, rate, cost)` reads the stored TAT for
+    /// `(username, kind)` (0 if none) and applies [`spamgate_engine::outbound::gcra`];
+    /// only if every charge is allowed and `apply` are the new TATs stored. Returns the
+    /// outcomes in input order; when one is refused, the allowed ones say what would
+    /// have been stored, and nothing was. A kind given twice sees its first charge.
+    fn charge(
+        &self,
+        username: &str,
+        charges: &[(LimitKind, Rate, u32)],
+        now_ms: u64,
+        apply: bool,
+    ) -> impl Future<Output = Result<Vec<(LimitKind, GcraOutcome)>, StoreError>> + Send;
+
+    fn record_event(
+        &self,
+        event: &AccountEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Newest first; `username` None = all accounts; only events at or after `since`.
+    fn events(
+        &self,
+        username: Option<&str>,
+        since: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AccountEvent>, StoreError>> + Send;
 }
 
 /// Numbers of live entries.
@@ -144,5 +278,79 @@ impl<S: Store> Store for Arc<S> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<TripletRow>, StoreError>> + Send {
         (**self).list_triplets(limit)
+    }
+}
+
+impl<S: AllowStore> AllowStore for Arc<S> {
+    fn allow_add(
+        &self,
+        entry: &AllowEntry,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).allow_add(entry)
+    }
+
+    fn allow_remove(
+        &self,
+        kind: AllowListKind,
+        value: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).allow_remove(kind, value)
+    }
+
+    fn allow_list(&self) -> impl Future<Output = Result<Vec<AllowEntry>, StoreError>> + Send {
+        (**self).allow_list()
+    }
+
+    fn allow_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).allow_generation()
+    }
+}
+
+impl<S: AccountStore> AccountStore for Arc<S> {
+    fn account(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send {
+        (**self).account(username)
+    }
+
+    fn put_account(
+        &self,
+        account: &Account,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put_account(account)
+    }
+
+    fn list_accounts(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send {
+        (**self).list_accounts(limit)
+    }
+
+    fn charge(
+        &self,
+        username: &str,
+        charges: &[(LimitKind, Rate, u32)],
+        now_ms: u64,
+        apply: bool,
+    ) -> impl Future<Output = Result<Vec<(LimitKind, GcraOutcome)>, StoreError>> + Send {
+        (**self).charge(username, charges, now_ms, apply)
+    }
+
+    fn record_event(
+        &self,
+        event: &AccountEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).record_event(event)
+    }
+
+    fn events(
+        &self,
+        username: Option<&str>,
+        since: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AccountEvent>, StoreError>> + Send {
+        (**self).events(username, since, limit)
     }
 }

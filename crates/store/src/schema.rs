@@ -31,6 +31,49 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX awl_expires ON awl (expires_at);",
+    // 2: the runtime allow-list, submission accounts, their rate-limit state and the
+    // abuse desk's event log.
+    "CREATE TABLE allow_list (
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        note TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, value)
+    ) WITHOUT ROWID;
+    -- Counters that move on every change of what they name; daemons poll them.
+    CREATE TABLE generations (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO generations VALUES ('allow-list', 0);
+    CREATE TABLE accounts (
+        username TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        messages_per_hour INTEGER,
+        recipients_per_day INTEGER,
+        note TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- One GCRA theoretical arrival time (ms) per account and limit.
+    CREATE TABLE rate_limits (
+        username TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tat_ms INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (username, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX rate_limits_expires ON rate_limits (expires_at);
+    -- kind is the event's id; data its JSON form (the id included).
+    CREATE TABLE account_events (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        username TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX account_events_at ON account_events (at);
+    CREATE INDEX account_events_user ON account_events (username, at);",
 ];
 
 /// The schema version this build creates and understands.
@@ -55,6 +98,12 @@ impl From<rusqlite::Error> for MigrateError {
 /// Brings the file to [`SCHEMA_VERSION`]; returns how many migrations ran.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<usize, MigrateError> {
     migrate_with(conn, MIGRATIONS)
+}
+
+/// Brings the file to an older `version` only, as that release would have created it
+/// (for upgrade tests). Versions beyond [`SCHEMA_VERSION`] stop at it.
+pub(crate) fn migrate_to(conn: &mut Connection, version: usize) -> Result<usize, MigrateError> {
+    migrate_with(conn, &MIGRATIONS[..version.min(MIGRATIONS.len())])
 }
 
 fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<usize, MigrateError> {

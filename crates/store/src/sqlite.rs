@@ -12,7 +12,9 @@
 //!
 //! Two more connections keep slow work off the writer thread: a checkpoint thread
 //! copies committed pages from the WAL into the file (and pays for the fsync), and a
-//! read-only connection on the blocking pool serves counts and listings, which scan.
+//! read-only connection on the blocking pool serves counts, listings and the
+//! allow-list generation. Reads that decide a write (an account's status before a
+//! charge, say) go through the writer, in order with the writes.
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
@@ -27,10 +29,17 @@ use spamgate_engine::greylist::{
     AwlState, GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, Key, TripletState,
     decide, needs_pending_count,
 };
+use spamgate_engine::outbound::{
+    Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate, gcra,
+};
+use spamgate_engine::verdict::AllowListKind;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::schema::{self, MigrateError};
-use crate::{Store, StoreCounts, StoreError, TripletRow};
+use crate::{
+    AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, Store, StoreCounts, StoreError,
+    TripletRow,
+};
 
 /// Tunables of [`SqliteStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +58,8 @@ pub struct SqliteOptions {
     pub checkpoint_interval: Duration,
     /// WAL length (pages) at which the writer checkpoints by itself.
     pub wal_pages: u32,
+    /// How long account events are kept; `expire` deletes older ones.
+    pub event_retention: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -61,11 +72,13 @@ impl Default for SqliteOptions {
             cache_kib: 16 * 1024,
             checkpoint_interval: Duration::from_millis(100),
             wal_pages: 10_000,
+            event_retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
 
-/// Greylist state in one SQLite file. See the module documentation.
+/// Greylist, allow-list and account state in one SQLite file. See the module
+/// documentation.
 ///
 /// Dropping it lets the thread commit what is queued and stop; [`SqliteStore::close`]
 /// also waits for that. A call whose future is dropped after it was queued may still
@@ -81,8 +94,46 @@ pub struct SqliteStore {
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Request {
-    Greylist(Box<GreylistJob>, Reply<GreylistOutcome>),
+    /// One atomic unit of work inside the batch transaction.
+    Step(Box<dyn Step>),
     Expire(UnixTime, Reply<u64>),
+}
+
+/// A request's work, run in the batch transaction and answered only after the commit.
+trait Step: Send {
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// The batch committed: send the result.
+    fn answer(self: Box<Self>);
+    /// The batch failed (this step or another one): send the error.
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+struct Job<T, F> {
+    work: Option<F>,
+    output: Option<T>,
+    reply: Reply<T>,
+}
+
+impl<T, F> Step for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if let Some(work) = self.work.take() {
+            self.output = Some(work(conn)?);
+        }
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>) {
+        // A receiver that went away (its caller gave up) needs no answer.
+        let _ = self.reply.send(self.output.ok_or(StoreError::Closed));
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
 }
 
 struct GreylistJob {
@@ -101,6 +152,8 @@ struct GreylistJob {
 
 struct ExpireJob {
     now: UnixTime,
+    /// Events at or before this are deleted.
+    events_before: UnixTime,
     deleted: u64,
     reply: Reply<u64>,
 }
@@ -113,13 +166,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             source,
         };
-        // Create the file ourselves: SQLite's "unable to open database file" names
-        // neither the path nor the OS reason. Owner-only, as it holds mail addresses.
-        let mut create = OpenOptions::new();
-        create.read(true).write(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
-        create.open(path).map_err(open_error)?;
+        create_file(path)?;
 
         let mut writer =
             open_connection(path, &options, Role::Writer).map_err(|e| diagnose(path, e))?;
@@ -190,6 +237,20 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs `work` on the store thread, atomically, in order with every other write.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            work: Some(work),
+            output: None,
+            reply,
+        };
+        self.call(Request::Step(Box::new(job)), answer).await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -225,9 +286,7 @@ impl Store for SqliteStore {
             now,
             apply,
         };
-        let (reply, answer) = oneshot::channel();
-        self.call(Request::Greylist(Box::new(job), reply), answer)
-            .await
+        self.write(move |conn| greylist_step(conn, &job)).await
     }
 
     async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
@@ -241,6 +300,77 @@ impl Store for SqliteStore {
 
     async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
         self.read(move |conn| list(conn, limit)).await
+    }
+}
+
+impl AllowStore for SqliteStore {
+    async fn allow_add(&self, entry: &AllowEntry) -> Result<bool, StoreError> {
+        let entry = entry.clone();
+        self.write(move |conn| allow_add_step(conn, &entry)).await
+    }
+
+    async fn allow_remove(&self, kind: AllowListKind, value: &str) -> Result<bool, StoreError> {
+        let value = value.to_string();
+        self.write(move |conn| allow_remove_step(conn, kind, &value))
+            .await
+    }
+
+    async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
+        self.read(list_allowed).await
+    }
+
+    async fn allow_generation(&self) -> Result<u64, StoreError> {
+        self.read(|conn| generation(conn, ALLOW_LIST_GENERATION))
+            .await
+    }
+}
+
+impl AccountStore for SqliteStore {
+    async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
+        let username = username.to_string();
+        self.write(move |conn| account_step(conn, &username)).await
+    }
+
+    async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
+        let account = account.clone();
+        self.write(move |conn| put_account_step(conn, &account))
+            .await
+    }
+
+    async fn list_accounts(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
+        self.read(move |conn| list_accounts(conn, limit)).await
+    }
+
+    async fn charge(
+        &self,
+        username: &str,
+        charges: &[(LimitKind, Rate, u32)],
+        now_ms: u64,
+        apply: bool,
+    ) -> Result<Vec<(LimitKind, GcraOutcome)>, StoreError> {
+        let username = username.to_string();
+        let charges = charges.to_vec();
+        self.write(move |conn| charge_step(conn, &username, &charges, now_ms, apply))
+            .await
+    }
+
+    async fn record_event(&self, event: &AccountEvent) -> Result<(), StoreError> {
+        let data = serde_json::to_string(&event.kind)
+            .map_err(|e| StoreError::from(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
+        let event = event.clone();
+        self.write(move |conn| record_event_step(conn, &event, &data))
+            .await
+    }
+
+    async fn events(
+        &self,
+        username: Option<&str>,
+        since: UnixTime,
+        limit: usize,
+    ) -> Result<Vec<AccountEvent>, StoreError> {
+        let username = username.map(str::to_string);
+        self.read(move |conn| list_events(conn, username.as_deref(), since, limit))
+            .await
     }
 }
 
@@ -301,7 +431,7 @@ fn open_connection(
         // from the beginning, which a checkpoint beside a busy writer cannot).
         conn.pragma_update(None, "wal_autocheckpoint", options.wal_pages.max(1))
             .map_err(setup)?;
-        conn.set_prepared_statement_cache_capacity(16);
+        conn.set_prepared_statement_cache_capacity(32);
     }
     Ok(conn)
 }
@@ -354,6 +484,41 @@ fn migrate(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
     }
 }
 
+/// Creates the file ourselves: SQLite's "unable to open database file" names neither
+/// the path nor the OS reason. Owner-only, as it holds mail addresses.
+fn create_file(path: &Path) -> Result<(), StoreError> {
+    let mut create = OpenOptions::new();
+    create.read(true).write(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    create.open(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Creates (or brings) `path` to an older schema `version`, as that release left its
+/// files, so upgrade tests can fill it with old rows and open it with this one.
+#[doc(hidden)]
+pub fn create_with_schema_version(path: &Path, version: usize) -> Result<(), StoreError> {
+    create_file(path)?;
+    let mut conn = open_connection(path, &SqliteOptions::default(), Role::Writer)?;
+    let setup = |source| StoreError::Setup {
+        path: path.to_path_buf(),
+        source,
+    };
+    match schema::migrate_to(&mut conn, version) {
+        Ok(_) => conn.close().map_err(|(_, error)| setup(error)),
+        Err(MigrateError::Sqlite(error)) => Err(setup(error)),
+        Err(MigrateError::Unknown { found, supported }) => Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        }),
+    }
+}
+
 /// SQLite reports an unwritable directory (no room for the `-wal` and `-shm` files)
 /// only as "unable to open database file": probe the directory for the OS reason.
 fn diagnose(path: &Path, error: StoreError) -> StoreError {
@@ -384,7 +549,10 @@ fn run_writer(
     options: &SqliteOptions,
 ) {
     let max_batch = options.max_batch.max(1);
-    let expire_batch = options.expire_batch.max(1);
+    let expiry = ExpirySettings {
+        batch: options.expire_batch.max(1),
+        event_retention: options.event_retention.as_secs(),
+    };
     let mut batch = Vec::with_capacity(max_batch);
     let mut expiring = VecDeque::new();
     loop {
@@ -408,11 +576,18 @@ fn run_writer(
                 }
             }
         }
-        run_batch(&mut conn, &mut batch, &mut expiring, expire_batch);
+        run_batch(&mut conn, &mut batch, &mut expiring, &expiry);
     }
     if let Err((_, error)) = conn.close() {
         tracing::warn!(%error, "closing the store failed");
     }
+}
+
+struct ExpirySettings {
+    /// Rows deleted per step.
+    batch: usize,
+    /// Seconds.
+    event_retention: u64,
 }
 
 /// Runs `batch` and one expiry step in one transaction, then replies. If anything
@@ -422,10 +597,9 @@ fn run_batch(
     conn: &mut Connection,
     batch: &mut Vec<Request>,
     expiring: &mut VecDeque<ExpireJob>,
-    expire_batch: usize,
+    expiry: &ExpirySettings,
 ) {
-    let mut answered = Vec::with_capacity(batch.len());
-    let mut failing = None;
+    let mut ran: Vec<Box<dyn Step>> = Vec::with_capacity(batch.len());
     let mut requests = batch.drain(..);
     let result = (|| -> rusqlite::Result<bool> {
         // IMMEDIATE: take the write lock now (waiting up to busy_timeout) rather than
@@ -433,15 +607,14 @@ fn run_batch(
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for request in requests.by_ref() {
             match request {
-                Request::Greylist(job, reply) => match greylist_step(&tx, &job) {
-                    Ok(outcome) => answered.push((reply, outcome)),
-                    Err(error) => {
-                        failing = Some(reply);
-                        return Err(error);
-                    }
-                },
+                Request::Step(mut step) => {
+                    let result = step.run(&tx);
+                    ran.push(step);
+                    result?;
+                }
                 Request::Expire(now, reply) => expiring.push_back(ExpireJob {
                     now,
+                    events_before: now.saturating_sub(expiry.event_retention),
                     deleted: 0,
                     reply,
                 }),
@@ -449,9 +622,9 @@ fn run_batch(
         }
         let mut expiry_done = false;
         if let Some(job) = expiring.front_mut() {
-            let deleted = expire_step(&tx, job.now, expire_batch)?;
+            let deleted = expire_step(&tx, job.now, job.events_before, expiry.batch)?;
             job.deleted += deleted;
-            expiry_done = deleted < expire_batch as u64;
+            expiry_done = deleted < expiry.batch as u64;
         }
         tx.commit()?;
         Ok(expiry_done)
@@ -459,8 +632,8 @@ fn run_batch(
 
     match result {
         Ok(expiry_done) => {
-            for (reply, outcome) in answered {
-                let _ = reply.send(Ok(outcome));
+            for step in ran {
+                step.answer();
             }
             if expiry_done && let Some(job) = expiring.pop_front() {
                 tracing::debug!(deleted = job.deleted, "store expiry finished");
@@ -471,15 +644,12 @@ fn run_batch(
             tracing::warn!(%error, "store batch failed");
             let error = Arc::new(error);
             let failed = || StoreError::Sqlite(Arc::clone(&error));
-            let greylist_replies = answered.into_iter().map(|(reply, _)| reply).chain(failing);
-            for reply in greylist_replies {
-                let _ = reply.send(Err(failed()));
+            for step in ran {
+                step.fail(failed());
             }
             for request in requests {
                 match request {
-                    Request::Greylist(_, reply) => {
-                        let _ = reply.send(Err(failed()));
-                    }
+                    Request::Step(step) => step.fail(failed()),
                     Request::Expire(_, reply) => {
                         let _ = reply.send(Err(failed()));
                     }
@@ -662,26 +832,294 @@ fn update_triplet(
     Ok(())
 }
 
-/// Deletes at most `limit` expired rows (triplets first, then AWL entries).
-pub(crate) fn expire_step(conn: &Connection, now: UnixTime, limit: usize) -> rusqlite::Result<u64> {
-    let now = sql_int(now);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let triplets = conn
-        .prepare_cached(
+/// Deletes at most `limit` expired rows: triplets, AWL entries, rate-limit states
+/// and events at or before `events_before`, in that order.
+pub(crate) fn expire_step(
+    conn: &Connection,
+    now: UnixTime,
+    events_before: UnixTime,
+    limit: usize,
+) -> rusqlite::Result<u64> {
+    // Each deletes through its table's expiry index, at most ?2 rows up to time ?1.
+    let deletes = [
+        (
             "DELETE FROM triplets WHERE key IN
              (SELECT key FROM triplets WHERE expires_at <= ?1 LIMIT ?2)",
-        )?
-        .execute(params![now, limit])?;
-    let left = limit - triplets as i64;
-    let awl = if left > 0 {
+            now,
+        ),
+        (
+            "DELETE FROM awl WHERE key IN
+             (SELECT key FROM awl WHERE expires_at <= ?1 LIMIT ?2)",
+            now,
+        ),
+        (
+            "DELETE FROM rate_limits WHERE (username, kind) IN
+             (SELECT username, kind FROM rate_limits WHERE expires_at <= ?1 LIMIT ?2)",
+            now,
+        ),
+        (
+            "DELETE FROM account_events WHERE id IN
+             (SELECT id FROM account_events WHERE at <= ?1 LIMIT ?2)",
+            events_before,
+        ),
+    ];
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut deleted = 0i64;
+    for (sql, until) in deletes {
+        let left = limit - deleted;
+        if left <= 0 {
+            break;
+        }
+        let rows = conn
+            .prepare_cached(sql)?
+            .execute(params![sql_int(until), left])?;
+        deleted += rows as i64;
+    }
+    Ok(deleted as u64)
+}
+
+/// The `generations` row of the allow-list.
+const ALLOW_LIST_GENERATION: &str = "allow-list";
+
+fn bump_generation(conn: &Connection, name: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE generations SET value = value + 1 WHERE name = ?1")?
+        .execute([name])?;
+    Ok(())
+}
+
+fn generation(conn: &mut Connection, name: &str) -> rusqlite::Result<u64> {
+    let value = conn
+        .prepare_cached("SELECT value FROM generations WHERE name = ?1")?
+        .query_row([name], |row| row.get::<_, i64>(0))
+        .optional()?;
+    Ok(value.map(unsigned).unwrap_or(0))
+}
+
+fn allow_add_step(conn: &Connection, entry: &AllowEntry) -> rusqlite::Result<bool> {
+    let kind = entry.kind.id();
+    let existed = conn
+        .prepare_cached("SELECT 1 FROM allow_list WHERE kind = ?1 AND value = ?2")?
+        .exists(params![kind, entry.value])?;
+    conn.prepare_cached(
+        "INSERT INTO allow_list (kind, value, note, added_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (kind, value) DO UPDATE SET
+            note = excluded.note, added_at = excluded.added_at",
+    )?
+    .execute(params![
+        kind,
+        entry.value,
+        entry.note,
+        sql_int(entry.added_at)
+    ])?;
+    bump_generation(conn, ALLOW_LIST_GENERATION)?;
+    Ok(!existed)
+}
+
+fn allow_remove_step(
+    conn: &Connection,
+    kind: AllowListKind,
+    value: &str,
+) -> rusqlite::Result<bool> {
+    let removed = conn
+        .prepare_cached("DELETE FROM allow_list WHERE kind = ?1 AND value = ?2")?
+        .execute(params![kind.id(), value])?;
+    if removed > 0 {
+        bump_generation(conn, ALLOW_LIST_GENERATION)?;
+    }
+    Ok(removed > 0)
+}
+
+/// Ordered by the kind's id, then value. Rows of kinds this build does not know
+/// (written by a newer one) are skipped, so the rest still applies.
+fn list_allowed(conn: &mut Connection) -> rusqlite::Result<Vec<AllowEntry>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT kind, value, note, added_at FROM allow_list ORDER BY kind, value",
+    )?;
+    let mut entries = Vec::new();
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let kind_id: String = row.get(0)?;
+        let Some(kind) = AllowListKind::parse(&kind_id) else {
+            tracing::warn!(kind = %kind_id, "skipping an allow-list entry of an unknown kind");
+            continue;
+        };
+        entries.push(AllowEntry {
+            kind,
+            value: row.get(1)?,
+            note: row.get(2)?,
+            added_at: unsigned(row.get(3)?),
+        });
+    }
+    Ok(entries)
+}
+
+/// A stored text the engine cannot parse: a corrupt row or a newer writer.
+fn bad_text(column: usize, what: &str, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {text:?}").into(),
+    )
+}
+
+fn optional_u32(value: Option<i64>) -> Option<u32> {
+    value.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+}
+
+const ACCOUNT_COLUMNS: &str =
+    "username, status, messages_per_hour, recipients_per_day, note, updated_at";
+
+fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    let status: String = row.get(1)?;
+    Ok(Account {
+        username: row.get(0)?,
+        status: AccountStatus::parse(&status).ok_or_else(|| bad_text(1, "status", &status))?,
+        limits: LimitOverrides {
+            messages_per_hour: optional_u32(row.get(2)?),
+            recipients_per_day: optional_u32(row.get(3)?),
+        },
+        note: row.get(4)?,
+        updated_at: unsigned(row.get(5)?),
+    })
+}
+
+fn account_step(conn: &Connection, username: &str) -> rusqlite::Result<Option<Account>> {
+    conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"
+    ))?
+    .query_row([username], account_from_row)
+    .optional()
+}
+
+fn put_account_step(conn: &Connection, account: &Account) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (username) DO UPDATE SET
+            status = excluded.status, messages_per_hour = excluded.messages_per_hour,
+            recipients_per_day = excluded.recipients_per_day, note = excluded.note,
+            updated_at = excluded.updated_at"
+    ))?
+    .execute(params![
+        account.username,
+        account.status.id(),
+        account.limits.messages_per_hour,
+        account.limits.recipients_per_day,
+        account.note,
+        sql_int(account.updated_at),
+    ])?;
+    Ok(())
+}
+
+fn list_accounts(conn: &mut Connection, limit: usize) -> rusqlite::Result<Vec<Account>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY username LIMIT ?1"
+    ))?;
+    statement.query_map([limit], account_from_row)?.collect()
+}
+
+/// All charges against the stored states; all stored, or (if one is refused or
+/// `apply` is false) none.
+fn charge_step(
+    conn: &Connection,
+    username: &str,
+    charges: &[(LimitKind, Rate, u32)],
+    now_ms: u64,
+    apply: bool,
+) -> rusqlite::Result<Vec<(LimitKind, GcraOutcome)>> {
+    let mut outcomes: Vec<(LimitKind, GcraOutcome)> = Vec::with_capacity(charges.len());
+    for (kind, rate, cost) in charges {
+        // A kind charged twice continues from its earlier charge in this call.
+        let earlier = outcomes.iter().rev().find(|(k, _)| k == kind);
+        let tat_ms = match earlier {
+            Some((_, outcome)) => outcome.tat_ms,
+            None => conn
+                .prepare_cached("SELECT tat_ms FROM rate_limits WHERE username = ?1 AND kind = ?2")?
+                .query_row(params![username, kind.id()], |row| row.get::<_, i64>(0))
+                .optional()?
+                .map(unsigned)
+                .unwrap_or(0),
+        };
+        outcomes.push((*kind, gcra(rate, tat_ms, *cost, now_ms)));
+    }
+    if !apply || !outcomes.iter().all(|(_, outcome)| outcome.allowed) {
+        return Ok(outcomes);
+    }
+    // In input order, so a kind charged twice ends with its last state.
+    for ((kind, outcome), (_, rate, _)) in outcomes.iter().zip(charges) {
+        // Once now passes the TAT the row means nothing (gcra treats it as fresh);
+        // keeping it one period longer than that is harmless and simple to reason about.
+        let expires_at = outcome
+            .tat_ms
+            .div_ceil(1000)
+            .saturating_add(rate.period.as_secs());
         conn.prepare_cached(
-            "DELETE FROM awl WHERE key IN (SELECT key FROM awl WHERE expires_at <= ?1 LIMIT ?2)",
+            "INSERT INTO rate_limits (username, kind, tat_ms, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (username, kind) DO UPDATE SET
+                tat_ms = excluded.tat_ms, expires_at = excluded.expires_at",
         )?
-        .execute(params![now, left])?
-    } else {
-        0
+        .execute(params![
+            username,
+            kind.id(),
+            sql_int(outcome.tat_ms),
+            sql_int(expires_at)
+        ])?;
+    }
+    Ok(outcomes)
+}
+
+fn record_event_step(conn: &Connection, event: &AccountEvent, data: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO account_events (at, username, kind, data, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        sql_int(event.at),
+        event.username,
+        event.kind.id(),
+        data,
+        event.detail
+    ])?;
+    Ok(())
+}
+
+fn list_events(
+    conn: &mut Connection,
+    username: Option<&str>,
+    since: UnixTime,
+    limit: usize,
+) -> rusqlite::Result<Vec<AccountEvent>> {
+    let since = sql_int(since);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let from_row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<AccountEvent> {
+        let data: String = row.get(2)?;
+        let kind = serde_json::from_str::<EventKind>(&data).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+        })?;
+        Ok(AccountEvent {
+            at: unsigned(row.get(0)?),
+            username: row.get(1)?,
+            kind,
+            detail: row.get(3)?,
+        })
     };
-    Ok((triplets + awl) as u64)
+    // Two statements, so each walks its own index backwards from the newest event.
+    match username {
+        Some(username) => conn
+            .prepare_cached(
+                "SELECT at, username, data, detail FROM account_events
+                 WHERE username = ?1 AND at >= ?2 ORDER BY at DESC, id DESC LIMIT ?3",
+            )?
+            .query_map(params![username, since, limit], from_row)?
+            .collect(),
+        None => conn
+            .prepare_cached(
+                "SELECT at, username, data, detail FROM account_events
+                 WHERE at >= ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+            )?
+            .query_map(params![since, limit], from_row)?
+            .collect(),
+    }
 }
 
 fn count_live(conn: &mut Connection, now: UnixTime) -> rusqlite::Result<StoreCounts> {
@@ -756,7 +1194,7 @@ mod tests {
         conn.execute("INSERT INTO awl VALUES (x'01', '192.0.2.1', 0, 0, 50)", [])
             .unwrap();
         let steps: Vec<u64> = (0..4)
-            .map(|_| expire_step(&conn, 100, 3).unwrap())
+            .map(|_| expire_step(&conn, 100, 0, 3).unwrap())
             .collect();
         assert_eq!(
             steps,
@@ -767,6 +1205,39 @@ mod tests {
             .query_row("SELECT count(*) FROM triplets", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 1, "the row expiring at 101 stays");
+    }
+
+    #[test]
+    fn an_expiry_step_covers_rate_limits_and_old_events() {
+        let conn = fresh();
+        for (user, expires_at) in [("a", 100), ("b", 100), ("c", 101)] {
+            conn.execute(
+                "INSERT INTO rate_limits VALUES (?1, 'messages-per-hour', 0, ?2)",
+                params![user, expires_at],
+            )
+            .unwrap();
+        }
+        for at in [10, 20, 21] {
+            conn.execute(
+                "INSERT INTO account_events (at, username, kind, data, detail)
+                 VALUES (?1, 'a', 'rejected', '{}', '')",
+                [at],
+            )
+            .unwrap();
+        }
+        // Rate-limit rows by expiry time, events by the retention cut-off.
+        let steps: Vec<u64> = (0..3)
+            .map(|_| expire_step(&conn, 100, 20, 3).unwrap())
+            .collect();
+        assert_eq!(steps, [3, 1, 0]);
+        let left: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM rate_limits), (SELECT min(at) FROM account_events)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(left, (1, 21));
     }
 
     fn plan(conn: &Connection, sql: &str) -> String {
@@ -799,5 +1270,35 @@ mod tests {
             "SELECT * FROM awl WHERE key = x'00' AND expires_at > 5",
         );
         assert!(lookup.contains("PRIMARY KEY"), "{lookup}");
+        let rates = plan(
+            &conn,
+            "DELETE FROM rate_limits WHERE (username, kind) IN
+             (SELECT username, kind FROM rate_limits WHERE expires_at <= 5 LIMIT 10)",
+        );
+        assert!(rates.contains("rate_limits_expires"), "{rates}");
+        let old_events = plan(
+            &conn,
+            "DELETE FROM account_events WHERE id IN
+             (SELECT id FROM account_events WHERE at <= 5 LIMIT 10)",
+        );
+        assert!(old_events.contains("account_events_at"), "{old_events}");
+        // Newest first straight from an index: no sort step.
+        let all = plan(
+            &conn,
+            "SELECT * FROM account_events WHERE at >= 5 ORDER BY at DESC, id DESC LIMIT 10",
+        );
+        assert!(
+            all.contains("account_events_at") && !all.contains("TEMP B-TREE"),
+            "{all}"
+        );
+        let one = plan(
+            &conn,
+            "SELECT * FROM account_events WHERE username = 'a' AND at >= 5
+             ORDER BY at DESC, id DESC LIMIT 10",
+        );
+        assert!(
+            one.contains("account_events_user") && !one.contains("TEMP B-TREE"),
+            "{one}"
+        );
     }
 }

@@ -1,0 +1,480 @@
+//! Submission accounts: records, atomic GCRA charges, the event log and expiry.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use rusqlite::Connection;
+use spamgate_engine::outbound::{
+    Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate,
+};
+use spamgate_store::{AccountEvent, AccountStore, EventKind, SqliteOptions, Store};
+
+use LimitKind::{MessagesPerHour, RecipientsPerDay};
+
+/// Milliseconds at [`T0`].
+const NOW_MS: u64 = T0 * 1000;
+
+fn hourly(limit: u32) -> Rate {
+    Rate {
+        limit,
+        period: secs(3600),
+        burst: limit,
+    }
+}
+
+fn daily(limit: u32) -> Rate {
+    Rate {
+        limit,
+        period: secs(DAY),
+        burst: limit,
+    }
+}
+
+fn account(username: &str, status: AccountStatus, messages_per_hour: Option<u32>) -> Account {
+    Account {
+        username: username.to_string(),
+        status,
+        limits: LimitOverrides {
+            messages_per_hour,
+            recipients_per_day: None,
+        },
+        note: format!("{} by the abuse desk", status.id()),
+        updated_at: T0,
+    }
+}
+
+/// One charge call: (kind, rate, cost) each, expecting (allowed, used) for each.
+async fn check(
+    store: &impl AccountStore,
+    username: &str,
+    now_ms: u64,
+    charges: &[(LimitKind, Rate, u32)],
+    expected: &[(bool, u64)],
+) -> Vec<(LimitKind, GcraOutcome)> {
+    let outcomes = store.charge(username, charges, now_ms, true).await.unwrap();
+    let kinds: Vec<LimitKind> = outcomes.iter().map(|(kind, _)| *kind).collect();
+    let wanted: Vec<LimitKind> = charges.iter().map(|(kind, ..)| *kind).collect();
+    assert_eq!(kinds, wanted, "outcomes in input order");
+    let got: Vec<(bool, u64)> = outcomes.iter().map(|(_, o)| (o.allowed, o.used)).collect();
+    assert_eq!(got, expected, "{username} at {now_ms} charging {charges:?}");
+    outcomes
+}
+
+#[tokio::test]
+async fn accounts_are_put_replaced_and_listed_by_name() {
+    let fixture = Fixture::new();
+    let store = fixture.open();
+    assert_eq!(store.account("alice@example.jp").await.unwrap(), None);
+    let names = ["carol@example.jp", "alice@example.jp", "bob@example.jp"];
+    for name in names {
+        store.put_account(&Account::new(name, T0)).await.unwrap();
+    }
+    let bob = account("bob@example.jp", AccountStatus::Suspended, Some(20));
+    store.put_account(&bob).await.unwrap();
+    assert_eq!(
+        store.account("bob@example.jp").await.unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(
+        store.account("alice@example.jp").await.unwrap(),
+        Some(Account::new("alice@example.jp", T0))
+    );
+
+    let listed = store.list_accounts(100).await.unwrap();
+    let order: Vec<&str> = listed.iter().map(|a| a.username.as_str()).collect();
+    assert_eq!(
+        order,
+        ["alice@example.jp", "bob@example.jp", "carol@example.jp"]
+    );
+    assert_eq!(listed[1], bob);
+    assert_eq!(store.list_accounts(2).await.unwrap().len(), 2);
+    store.close().await;
+
+    let reopened = fixture.open();
+    assert_eq!(reopened.account("bob@example.jp").await.unwrap(), Some(bob));
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn a_burst_then_refusal_then_refill() {
+    let fixture = Fixture::new();
+    let store = fixture.open();
+    let rate = hourly(10);
+    for used in 1..=10 {
+        check(
+            &store,
+            "a@example.jp",
+            NOW_MS,
+            &[(MessagesPerHour, rate, 1)],
+            &[(true, used)],
+        )
+        .await;
+    }
+    let refused = check(
+        &store,
+        "a@example.jp",
+        NOW_MS,
+        &[(MessagesPerHour, rate, 1)],
+        &[(false, 10)],
+    )
+    .await;
+    assert_eq!(
+        refused[0].1.retry_after_ms, 360_000,
+        "one message per 6 min"
+    );
+    // Another account has its own limit.
+    check(
+        &store,
+        "b@example.jp",
+        NOW_MS,
+        &[(MessagesPerHour, rate, 1)],
+        &[(true, 1)],
+    )
+    .await;
+    // One interval later exactly one more fits.
+    let later = NOW_MS + 360_000;
+    check(
+        &store,
+        "a@example.jp",
+        later,
+        &[(MessagesPerHour, rate, 1)],
+        &[(true, 10)],
+    )
+    .await;
+    check(
+        &store,
+        "a@example.jp",
+        later,
+        &[(MessagesPerHour, rate, 1)],
+        &[(false, 10)],
+    )
+    .await;
+    // After a whole period the full burst is back.
+    check(
+        &store,
+        "a@example.jp",
+        later + 3_600_000,
+        &[(MessagesPerHour, rate, 10)],
+        &[(true, 10)],
+    )
+    .await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_refused_limit_stores_no_charge_at_all() {
+    let fixture = Fixture::new();
+    let store = fixture.open();
+    let user = "c@example.jp";
+    let both = |recipients| {
+        [
+            (MessagesPerHour, hourly(100), 1),
+            (RecipientsPerDay, daily(5), recipients),
+        ]
+    };
+    check(&store, user, NOW_MS, &both(3), &[(true, 1), (true, 3)]).await;
+    // Three more recipients exceed 5: the message that would fit is not counted either.
+    check(&store, user, NOW_MS, &both(3), &[(true, 2), (false, 3)]).await;
+    check(&store, user, NOW_MS, &both(3), &[(true, 2), (false, 3)]).await;
+    check(&store, user, NOW_MS, &both(2), &[(true, 2), (true, 5)]).await;
+    // The same kind twice in one call: the second sees the first.
+    check(
+        &store,
+        user,
+        NOW_MS,
+        &[
+            (MessagesPerHour, hourly(100), 1),
+            (MessagesPerHour, hourly(100), 1),
+        ],
+        &[(true, 3), (true, 4)],
+    )
+    .await;
+    check(
+        &store,
+        user,
+        NOW_MS,
+        &[(MessagesPerHour, hourly(100), 1)],
+        &[(true, 5)],
+    )
+    .await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn apply_false_stores_nothing() {
+    let fixture = Fixture::new();
+    let store = fixture.open();
+    let charges = [(MessagesPerHour, hourly(10), 4)];
+    check(&store, "d@example.jp", NOW_MS, &charges, &[(true, 4)]).await;
+    for _ in 0..5 {
+        let dry = store
+            .charge("d@example.jp", &charges, NOW_MS, false)
+            .await
+            .unwrap();
+        assert_eq!((dry[0].1.allowed, dry[0].1.used), (true, 8));
+    }
+    let dry = store
+        .charge("e@example.jp", &charges, NOW_MS, false)
+        .await
+        .unwrap();
+    assert_eq!((dry[0].1.allowed, dry[0].1.used), (true, 4));
+    check(&store, "d@example.jp", NOW_MS, &charges, &[(true, 8)]).await;
+    check(&store, "e@example.jp", NOW_MS, &charges, &[(true, 4)]).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn counters_are_exact_across_close_and_reopen() {
+    let fixture = Fixture::new();
+    let rate = daily(10);
+    let store = fixture.open();
+    check(
+        &store,
+        "f@example.jp",
+        NOW_MS,
+        &[(RecipientsPerDay, rate, 7)],
+        &[(true, 7)],
+    )
+    .await;
+    store.close().await;
+
+    let store = fixture.open();
+    for used in 8..=10 {
+        check(
+            &store,
+            "f@example.jp",
+            NOW_MS,
+            &[(RecipientsPerDay, rate, 1)],
+            &[(true, used)],
+        )
+        .await;
+    }
+    check(
+        &store,
+        "f@example.jp",
+        NOW_MS,
+        &[(RecipientsPerDay, rate, 1)],
+        &[(false, 10)],
+    )
+    .await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_charges_never_exceed_the_limit() {
+    let fixture = Fixture::new();
+    // A small batch: the charges spread over several transactions.
+    let store = Arc::new(fixture.open_with(SqliteOptions {
+        max_batch: 8,
+        ..SqliteOptions::default()
+    }));
+    let limit = 30;
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let charges = [
+                    (MessagesPerHour, hourly(1000), 1),
+                    (RecipientsPerDay, daily(limit), 1),
+                ];
+                store.charge("g@example.jp", &charges, NOW_MS, true).await
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        let outcomes = task.await.unwrap().unwrap();
+        if outcomes.iter().all(|(_, outcome)| outcome.allowed) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, limit);
+    // Only the allowed charges were counted against the other limit too.
+    let now = store
+        .charge(
+            "g@example.jp",
+            &[(MessagesPerHour, hourly(1000), 0)],
+            NOW_MS,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(now[0].1.used, u64::from(limit));
+}
+
+fn event(at: u64, username: &str, kind: EventKind) -> AccountEvent {
+    AccountEvent {
+        at,
+        username: username.to_string(),
+        kind,
+        detail: format!("client 192.0.2.{}", at % 250),
+    }
+}
+
+fn exceeded(used: u64) -> EventKind {
+    EventKind::LimitExceeded {
+        limit: MessagesPerHour,
+        used,
+        limit_value: 100,
+    }
+}
+
+#[tokio::test]
+async fn events_newest_first_filtered_and_bounded() {
+    let fixture = Fixture::new();
+    let store = fixture.open();
+    let suspended = EventKind::StatusChanged {
+        from: AccountStatus::Active,
+        to: AccountStatus::Suspended,
+    };
+    let rejected = EventKind::Rejected {
+        status: AccountStatus::Suspended,
+    };
+    let recorded = [
+        event(T0, "a@example.jp", exceeded(100)),
+        event(T0 + 10, "b@example.jp", exceeded(101)),
+        event(T0 + 20, "a@example.jp", suspended),
+        event(T0 + 20, "a@example.jp", rejected),
+        event(T0 + 30, "b@example.jp", rejected),
+    ];
+    for event in &recorded {
+        store.record_event(event).await.unwrap();
+    }
+    let check = async |username: Option<&str>, since: u64, limit: usize, expected: &[usize]| {
+        let got = store.events(username, since, limit).await.unwrap();
+        let wanted: Vec<AccountEvent> = expected.iter().map(|&i| recorded[i].clone()).collect();
+        assert_eq!(got, wanted, "{username:?} since {since} limit {limit}");
+    };
+    // Same second: the later recorded comes first.
+    check(None, 0, 100, &[4, 3, 2, 1, 0]).await;
+    check(None, 0, 2, &[4, 3]).await;
+    check(None, T0 + 10, 100, &[4, 3, 2, 1]).await;
+    check(Some("a@example.jp"), 0, 100, &[3, 2, 0]).await;
+    check(Some("a@example.jp"), T0 + 1, 100, &[3, 2]).await;
+    check(Some("a@example.jp"), T0 + 1, 1, &[3]).await;
+    check(Some("b@example.jp"), T0 + 31, 100, &[]).await;
+    check(Some("nobody@example.jp"), 0, 100, &[]).await;
+    store.close().await;
+}
+
+#[test]
+fn events_serialise_flat_with_kebab_case_kinds() {
+    let cases = [
+        (
+            event(T0, "a@example.jp", exceeded(101)),
+            serde_json::json!({"at": T0, "username": "a@example.jp", "kind": "limit-exceeded",
+                "limit": "messages-per-hour", "used": 101, "limit_value": 100,
+                "detail": "client 192.0.2.0"}),
+        ),
+        (
+            event(
+                T0,
+                "a@example.jp",
+                EventKind::StatusChanged {
+                    from: AccountStatus::Suspended,
+                    to: AccountStatus::Terminated,
+                },
+            ),
+            serde_json::json!({"at": T0, "username": "a@example.jp", "kind": "status-changed",
+                "from": "suspended", "to": "terminated", "detail": "client 192.0.2.0"}),
+        ),
+        (
+            event(
+                T0,
+                "a@example.jp",
+                EventKind::Rejected {
+                    status: AccountStatus::Terminated,
+                },
+            ),
+            serde_json::json!({"at": T0, "username": "a@example.jp", "kind": "rejected",
+                "status": "terminated", "detail": "client 192.0.2.0"}),
+        ),
+    ];
+    for (event, json) in cases {
+        assert_eq!(serde_json::to_value(&event).unwrap(), json);
+        assert_eq!(json["kind"], event.kind.id());
+    }
+}
+
+fn rate_rows(fixture: &Fixture) -> i64 {
+    Connection::open(&fixture.path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM rate_limits", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn expire_removes_idle_rate_states_and_old_events() {
+    let fixture = Fixture::new();
+    let store = fixture.open_with(SqliteOptions {
+        event_retention: secs(10 * DAY),
+        expire_batch: 2,
+        ..SqliteOptions::default()
+    });
+    // Hourly state of 3 accounts, and one daily state.
+    for user in ["h1@example.jp", "h2@example.jp", "h3@example.jp"] {
+        check(
+            &store,
+            user,
+            NOW_MS,
+            &[(MessagesPerHour, hourly(10), 5)],
+            &[(true, 5)],
+        )
+        .await;
+    }
+    check(
+        &store,
+        "h1@example.jp",
+        NOW_MS,
+        &[(RecipientsPerDay, daily(10), 5)],
+        &[(true, 5)],
+    )
+    .await;
+    for at in [T0, T0 + 1, T0 + 5 * DAY] {
+        store
+            .record_event(&event(at, "h1@example.jp", exceeded(10)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(rate_rows(&fixture), 4);
+
+    // While a state still matters (half an hour on), nothing goes.
+    assert_eq!(store.expire(T0 + 1800).await.unwrap(), 0);
+    assert_eq!(rate_rows(&fixture), 4);
+    // A period after its TAT the hourly state is gone, in steps of 2.
+    assert_eq!(store.expire(T0 + 1800 + 3600).await.unwrap(), 3);
+    assert_eq!(rate_rows(&fixture), 1);
+    // A fresh state after expiry: the whole limit again.
+    check(
+        &store,
+        "h2@example.jp",
+        (T0 + 1800 + 3600) * 1000,
+        &[(MessagesPerHour, hourly(10), 10)],
+        &[(true, 10)],
+    )
+    .await;
+
+    // Events older than 10 days go; the newer one stays.
+    assert_eq!(store.expire(T0 + 10 * DAY + 1).await.unwrap(), 1 + 1 + 2);
+    let left = store.events(None, 0, 10).await.unwrap();
+    assert_eq!(left, [event(T0 + 5 * DAY, "h1@example.jp", exceeded(10))]);
+    assert_eq!(rate_rows(&fixture), 0);
+    store.close().await;
+}
+
+/// Sanity for the generic daemon code: an `Arc` of a store is an account store.
+#[tokio::test]
+async fn shared_stores_are_account_stores() {
+    async fn suspended(store: impl AccountStore, name: &str) -> bool {
+        let account = store.account(name).await.unwrap();
+        account.is_some_and(|a| a.status == AccountStatus::Suspended)
+    }
+    let fixture = Fixture::new();
+    let store = Arc::new(fixture.open());
+    let bob = account("bob@example.jp", AccountStatus::Suspended, None);
+    store.put_account(&bob).await.unwrap();
+    assert!(suspended(Arc::clone(&store), "bob@example.jp").await);
+    assert!(!suspended(Arc::clone(&store), "alice@example.jp").await);
+}
