@@ -17,6 +17,7 @@
 //! writes what they return, atomically.
 #![forbid(unsafe_code)]
 
+mod redis;
 mod schema;
 mod sqlite;
 
@@ -29,6 +30,7 @@ use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, AccountStatus, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 
+pub use crate::redis::{RedisOptions, RedisStore, SentinelOptions};
 pub use schema::SCHEMA_VERSION;
 #[doc(hidden)]
 pub use sqlite::create_with_schema_version;
@@ -242,6 +244,10 @@ pub enum StoreError {
     /// The store thread has stopped (closed, or it failed).
     #[error("store thread has stopped")]
     Closed,
+    /// Redis failed, did not answer within the timeout, or (rarely) other hosts kept
+    /// changing the same entry during one check.
+    #[error("redis store: {0}")]
+    Redis(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -1,0 +1,505 @@
+//! The Redis store: greylist state shared by several MX hosts.
+//!
+//! A greylist check takes one or two round trips. An atomic read script returns the
+//! client's auto-whitelist entry, the triplet and the network's pending count; the
+//! engine's [`decide`] runs here, in Rust; a compare-and-set script writes its result
+//! only if both entries still hold what was read (and the network still has room, when
+//! the decision depended on that), else it answers with the fresh values and the
+//! decision is made again. Decisions that write nothing (most auto-whitelist hits, full
+//! networks, dry runs) need only the read. Within one process, checks that would write
+//! the same entries wait for each other (striped locks), so compare-and-set conflicts
+//! only come from other hosts.
+//!
+//! Expiry: every value carries its `expires_at`, and a value past it reads as absent,
+//! as in SQLite, so no decision depends on when an entry was deleted. Redis deletes
+//! keys by their TTL (set relative to the caller's clock), so [`Store::expire`] has
+//! nothing left to do.
+//!
+//! Key layout and Redis Cluster: `docs/cluster.md`.
+
+mod codec;
+mod link;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script, Value};
+use spamgate_engine::UnixTime;
+use spamgate_engine::greylist::{
+    GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, GreylistWrites,
+    needs_pending_count,
+};
+
+use crate::{Store, StoreCounts, StoreError, TripletRow};
+use codec::{Names, StoredAwl, StoredTriplet};
+use link::Link;
+
+/// Where the Redis store is and how long an operation may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host:port/db` (`unix:///path?db=N` for a socket). With
+    /// Sentinel only its database number and credentials are used.
+    pub url: String,
+    /// Find the master through Redis Sentinel and follow its failovers.
+    pub sentinel: Option<SentinelOptions>,
+    /// Put before every key name; the hosts of one spamgate cluster share it.
+    pub key_prefix: String,
+    /// Bound on one store operation (connecting included); slower ones fail.
+    pub timeout: Duration,
+}
+
+/// The sentinels watching the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelOptions {
+    /// The name in the sentinels' `sentinel monitor NAME ...`.
+    pub master_name: String,
+    /// Sentinel URLs, `redis://host:26379`.
+    pub addresses: Vec<String>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            url: "redis://127.0.0.1:6379/0".into(),
+            sentinel: None,
+            key_prefix: "spamgate:".into(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Compare-and-set attempts one check may make before it fails: each lost race means
+/// another host wrote the same entries in between.
+const CAS_ATTEMPTS: usize = 16;
+/// Striped locks serialising writers of the same entries within this process.
+const LOCK_STRIPES: usize = 1024;
+/// Keys asked per SCAN step by counts and listings.
+const SCAN_BATCH: usize = 1000;
+
+/// KEYS: AWL entry, triplet, network's pending set. ARGV: now (seconds).
+/// Returns the two values (nil when absent) and the live pending count.
+const READ_LUA: &str = r"
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]),
+        redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[1], '+inf')}
+";
+
+/// KEYS: as READ_LUA. ARGV: 1 expected AWL value, 2 expected triplet value ('' for
+/// absent), 3 pending cap to re-check ('' for none), 4 now, 5 new triplet value ('' for
+/// none), 6 its TTL in ms, 7 new AWL value, 8 its TTL, 9 the triplet's member name in
+/// the pending set, 10 'add' / 'rem' / '' for that set, 11 the member's score (expiry).
+/// Returns {1} when written, else {0, awl, triplet, pending} as READ_LUA would.
+const CAS_LUA: &str = r"
+local awl = redis.call('GET', KEYS[1])
+local triplet = redis.call('GET', KEYS[2])
+local since = '(' .. ARGV[4]
+if (awl or '') ~= ARGV[1] or (triplet or '') ~= ARGV[2] then
+  return {0, awl, triplet, redis.call('ZCOUNT', KEYS[3], since, '+inf')}
+end
+if ARGV[3] ~= '' then
+  local pending = redis.call('ZCOUNT', KEYS[3], since, '+inf')
+  if pending >= tonumber(ARGV[3]) then
+    return {0, awl, triplet, pending}
+  end
+end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[1], ARGV[7], 'PX', ARGV[8]) end
+if ARGV[10] == 'add' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[11], ARGV[9])
+  local ttl = tonumber(ARGV[6])
+  if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
+elseif ARGV[10] == 'rem' then
+  redis.call('ZREM', KEYS[3], ARGV[9])
+end
+return {1}
+";
+
+/// Greylist state in one Redis (or a Sentinel-managed master), shared by several
+/// hosts. See the module documentation.
+pub struct RedisStore {
+    link: Link,
+    names: Names,
+    timeout: Duration,
+    read: Script,
+    cas: Script,
+    locks: Box<[tokio::sync::Mutex<()>]>,
+}
+
+/// What the read (or a failed compare-and-set) saw: raw values, for comparing.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    awl: Option<Vec<u8>>,
+    triplet: Option<Vec<u8>>,
+    pending: u32,
+}
+
+/// The key names of one check.
+struct CheckNames {
+    awl: String,
+    triplet: String,
+    network: String,
+    member: String,
+}
+
+impl RedisStore {
+    /// Connects and checks that Redis answers, within `options.timeout`.
+    pub async fn connect(options: &RedisOptions) -> Result<RedisStore, StoreError> {
+        let link = Link::connect(options).await.map_err(redis_error)?;
+        Ok(RedisStore {
+            link,
+            names: Names::new(&options.key_prefix),
+            timeout: options.timeout,
+            read: Script::new(READ_LUA),
+            cas: Script::new(CAS_LUA),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
+    }
+
+    pub fn key_prefix(&self) -> &str {
+        self.names.prefix()
+    }
+
+    /// Runs one operation within the timeout; failures reach the link (failover).
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.link.failed(&error);
+                Err(redis_error(error))
+            }
+            Err(_) => {
+                let error = RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", self.timeout),
+                ));
+                self.link.failed(&error);
+                Err(redis_error(error))
+            }
+        }
+    }
+
+    /// The read is idempotent: after a dropped connection it is sent once more, on the
+    /// connection the manager is already re-establishing.
+    async fn read_snapshot(
+        &self,
+        conn: &mut ConnectionManager,
+        names: &CheckNames,
+        now: UnixTime,
+    ) -> Result<Snapshot, RedisError> {
+        let mut invocation = self.read.key(&names.awl);
+        invocation.key(&names.triplet).key(&names.network).arg(now);
+        let reply = match invocation.invoke_async(conn).await {
+            Err(error) if error.is_unrecoverable_error() => {
+                *conn = self.link.conn();
+                invocation.invoke_async(conn).await?
+            }
+            other => other?,
+        };
+        parse_snapshot(reply)
+    }
+
+    async fn greylist_bounded(
+        &self,
+        keys: &GreylistKeys,
+        params: &GreylistParams,
+        now: UnixTime,
+        apply: bool,
+    ) -> Result<Result<GreylistOutcome, StoreError>, RedisError> {
+        let names = CheckNames {
+            awl: self.names.awl(&keys.awl_key),
+            triplet: self.names.triplet(&keys.triplet_key),
+            network: self.names.network(&keys.network_key),
+            member: codec::hex(&keys.triplet_key),
+        };
+        let mut conn = self.link.conn();
+        let mut snapshot = self.read_snapshot(&mut conn, &names, now).await?;
+        let mut _guards = None;
+        for _ in 0..CAS_ATTEMPTS {
+            let awl = snapshot
+                .awl
+                .as_deref()
+                .and_then(codec::decode_awl)
+                .filter(|awl| awl.expires_at > now);
+            let triplet = snapshot
+                .triplet
+                .as_deref()
+                .and_then(codec::decode_triplet)
+                .filter(|triplet| triplet.expires_at > now);
+            let awl_state = awl.as_ref().map(|awl| awl.state);
+            let triplet_state = triplet.as_ref().map(|triplet| triplet.state);
+            let counted =
+                needs_pending_count(params, awl_state.as_ref(), triplet_state.as_ref(), now);
+            let inputs = GreylistInputs {
+                awl: awl_state,
+                triplet: triplet_state,
+                pending_in_network: if counted { snapshot.pending } else { 0 },
+            };
+            let (outcome, writes) = spamgate_engine::greylist::decide(params, &inputs, now);
+            if !apply || (writes.triplet.is_none() && writes.awl.is_none()) {
+                return Ok(Ok(outcome));
+            }
+            if _guards.is_none() {
+                _guards = Some(self.lock(keys).await);
+            }
+            // The decision read the count only to create a triplet: the write needs the
+            // room to still be there, not the same count.
+            let cap = (counted && matches!(outcome, GreylistOutcome::New { .. }))
+                .then_some(params.max_pending_per_network);
+            let plan = WritePlan::new(keys, triplet.as_ref(), &writes, now);
+            let mut invocation = self.cas.key(&names.awl);
+            invocation
+                .key(&names.triplet)
+                .key(&names.network)
+                .arg(snapshot.awl.as_deref().unwrap_or_default())
+                .arg(snapshot.triplet.as_deref().unwrap_or_default())
+                .arg(cap.map(|cap| cap.to_string()).unwrap_or_default())
+                .arg(now)
+                .arg(plan.triplet.as_deref().unwrap_or_default())
+                .arg(plan.triplet_ttl_ms)
+                .arg(plan.awl.as_deref().unwrap_or_default())
+                .arg(plan.awl_ttl_ms)
+                .arg(&names.member)
+                .arg(plan.pending_action)
+                .arg(plan.pending_score);
+            let reply: Value = invocation.invoke_async(&mut conn).await?;
+            match parse_cas(reply)? {
+                None => return Ok(Ok(outcome)),
+                Some(fresh) => snapshot = fresh,
+            }
+        }
+        Ok(Err(StoreError::Redis(format!(
+            "greylist entry {} changed by other hosts {CAS_ATTEMPTS} times during one check",
+            names.triplet
+        ))))
+    }
+
+    /// Locks the stripes of the triplet and the AWL entry, in index order.
+    async fn lock(&self, keys: &GreylistKeys) -> [Option<tokio::sync::MutexGuard<'_, ()>>; 2] {
+        let stripe =
+            |key: &[u8; 16]| usize::from(u16::from_be_bytes([key[0], key[1]])) % LOCK_STRIPES;
+        let mut stripes = [stripe(&keys.triplet_key), stripe(&keys.awl_key)];
+        stripes.sort_unstable();
+        let first = self.locks[stripes[0]].lock().await;
+        let second = if stripes[1] != stripes[0] {
+            Some(self.locks[stripes[1]].lock().await)
+        } else {
+            None
+        };
+        [Some(first), second]
+    }
+
+    /// Every live key of one kind, with its value, in SCAN batches. Each command is
+    /// bounded by the timeout; the whole walk is not (it grows with the data).
+    async fn scan_values(
+        &self,
+        kind: &str,
+        mut each: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        let pattern = self.names.pattern(kind);
+        let mut conn = self.link.conn();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, names): (u64, Vec<Vec<u8>>) = self
+                .bounded(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_BATCH)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            if !names.is_empty() {
+                let values: Vec<Option<Vec<u8>>> = self
+                    .bounded(redis::cmd("MGET").arg(&names).query_async(&mut conn))
+                    .await?;
+                for (name, value) in names.iter().zip(values) {
+                    // Gone since the SCAN: its TTL ran out.
+                    if let Some(value) = value {
+                        each(name, &value);
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// What one compare-and-set writes.
+struct WritePlan {
+    triplet: Option<Vec<u8>>,
+    triplet_ttl_ms: u64,
+    awl: Option<Vec<u8>>,
+    awl_ttl_ms: u64,
+    pending_action: &'static str,
+    pending_score: UnixTime,
+}
+
+impl WritePlan {
+    fn new(
+        keys: &GreylistKeys,
+        old: Option<&StoredTriplet>,
+        writes: &GreylistWrites,
+        now: UnixTime,
+    ) -> WritePlan {
+        // Relative TTLs: Redis deletes the key when the caller's clock says it expired.
+        let ttl_ms = |expires_at: UnixTime| expires_at.saturating_sub(now).max(1) * 1000;
+        let mut plan = WritePlan {
+            triplet: None,
+            triplet_ttl_ms: 0,
+            awl: None,
+            awl_ttl_ms: 0,
+            pending_action: "",
+            pending_score: 0,
+        };
+        if let Some((state, expires_at)) = writes.triplet {
+            let was_pending = old.filter(|old| old.state.passed_at.is_none());
+            if state.passed_at.is_none() {
+                // A new pending triplet joins the set; a retry of one is already in it.
+                if was_pending.is_none_or(|old| old.state.first_seen != state.first_seen) {
+                    plan.pending_action = "add";
+                    plan.pending_score = expires_at;
+                }
+            } else if was_pending.is_some() {
+                plan.pending_action = "rem";
+            }
+            plan.triplet = Some(codec::encode_triplet(&StoredTriplet {
+                state,
+                expires_at,
+                network_key: keys.network_key,
+                network: keys.network.clone(),
+                sender: keys.sender.clone(),
+                recipient: keys.recipient.clone(),
+            }));
+            plan.triplet_ttl_ms = ttl_ms(expires_at);
+        }
+        if let Some((state, expires_at)) = writes.awl {
+            plan.awl = Some(codec::encode_awl(&StoredAwl {
+                state,
+                expires_at,
+                client: keys.client.to_string(),
+            }));
+            plan.awl_ttl_ms = ttl_ms(expires_at);
+        }
+        plan
+    }
+}
+
+fn parse_snapshot(reply: Value) -> Result<Snapshot, RedisError> {
+    let (awl, triplet, pending): (Option<Vec<u8>>, Option<Vec<u8>>, i64) =
+        redis::from_redis_value(reply)?;
+    Ok(Snapshot {
+        awl,
+        triplet,
+        pending: u32::try_from(pending.max(0)).unwrap_or(u32::MAX),
+    })
+}
+
+/// `None` when written, else the fresh values.
+fn parse_cas(reply: Value) -> Result<Option<Snapshot>, RedisError> {
+    let Value::Array(mut items) = reply else {
+        return Err(unexpected("compare-and-set reply is not an array"));
+    };
+    match items.first() {
+        Some(Value::Int(1)) => Ok(None),
+        Some(Value::Int(0)) if items.len() == 4 => {
+            let rest = Value::Array(items.split_off(1));
+            parse_snapshot(rest).map(Some)
+        }
+        _ => Err(unexpected("unexpected compare-and-set reply")),
+    }
+}
+
+fn unexpected(what: &'static str) -> RedisError {
+    RedisError::from((redis::ErrorKind::Client, what))
+}
+
+fn redis_error(error: RedisError) -> StoreError {
+    StoreError::Redis(error.to_string())
+}
+
+impl Store for RedisStore {
+    async fn greylist(
+        &self,
+        keys: &GreylistKeys,
+        params: &GreylistParams,
+        now: UnixTime,
+        apply: bool,
+    ) -> Result<GreylistOutcome, StoreError> {
+        self.bounded(self.greylist_bounded(keys, params, now, apply))
+            .await?
+    }
+
+    /// Redis deletes entries by their TTLs, and reads ignore values past their
+    /// `expires_at` before that: nothing to do, so 0.
+    async fn expire(&self, _now: UnixTime) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Exact for `now`, but a SCAN over every greylist key: O(entries) per call.
+    async fn counts(&self, now: UnixTime) -> Result<StoreCounts, StoreError> {
+        let mut counts = StoreCounts::default();
+        self.scan_values("t:", |_, value| {
+            if let Some(triplet) = codec::decode_triplet(value).filter(|t| t.expires_at > now) {
+                match triplet.state.passed_at {
+                    None => counts.pending += 1,
+                    Some(_) => counts.passed += 1,
+                }
+            }
+        })
+        .await?;
+        self.scan_values("a:", |_, value| {
+            if codec::decode_awl(value).is_some_and(|awl| awl.expires_at > now) {
+                counts.awl += 1;
+            }
+        })
+        .await?;
+        Ok(counts)
+    }
+
+    /// A SCAN over every triplet, keeping the `limit` latest-expiring.
+    async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A min-heap of the best `limit` seen so far, by expiry.
+        let mut best: BinaryHeap<Reverse<(UnixTime, Vec<u8>)>> = BinaryHeap::new();
+        self.scan_values("t:", |name, value| {
+            if let Some(triplet) = codec::decode_triplet(value) {
+                best.push(Reverse((triplet.expires_at, value.to_vec())));
+                if best.len() > limit {
+                    best.pop();
+                }
+            }
+            let _ = name;
+        })
+        .await?;
+        let rows = best
+            .into_sorted_vec()
+            .into_iter()
+            .filter_map(|Reverse((_, value))| codec::decode_triplet(&value))
+            .map(|triplet| TripletRow {
+                network: triplet.network,
+                sender: triplet.sender,
+                recipient: triplet.recipient,
+                first_seen: triplet.state.first_seen,
+                last_seen: triplet.state.last_seen,
+                attempts: triplet.state.attempts,
+                passed_at: triplet.state.passed_at,
+                expires_at: triplet.expires_at,
+            })
+            .collect();
+        Ok(rows)
+    }
+}

@@ -1,0 +1,596 @@
+//! One suite, every backend: each case is written once, generic over a [`Backend`],
+//! and `conformance!` runs it against SQLite (a temporary file) and Redis (a real
+//! `redis-server` the test starts on a free loopback port).
+//!
+//! Where the backends differ by design (what `expire` returns: SQLite deletes rows,
+//! Redis lets TTLs do it), the cases assert what a caller can observe either way:
+//! decisions, counts and listings.
+
+mod common;
+mod redis_server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use redis_server::RedisServer;
+use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_store::{RedisOptions, RedisStore, SqliteStore, Store, StoreCounts};
+
+use GreylistOutcome::*;
+
+/// A way to open (and reopen) one store's state.
+trait Backend: Send + Sync + 'static {
+    type S: Store;
+    fn open(&self) -> impl Future<Output = Self::S> + Send;
+    fn close(&self, store: Self::S) -> impl Future<Output = ()> + Send;
+}
+
+struct Sqlite(Fixture);
+
+impl Sqlite {
+    async fn new() -> Sqlite {
+        Sqlite(Fixture::new())
+    }
+}
+
+impl Backend for Sqlite {
+    type S = SqliteStore;
+
+    async fn open(&self) -> SqliteStore {
+        self.0.open()
+    }
+
+    async fn close(&self, store: SqliteStore) {
+        store.close().await;
+    }
+}
+
+struct Redis {
+    server: RedisServer,
+}
+
+impl Redis {
+    async fn new() -> Redis {
+        Redis {
+            server: RedisServer::start(),
+        }
+    }
+
+    fn options(&self) -> RedisOptions {
+        RedisOptions {
+            url: self.server.url(),
+            // Not the default: nothing may depend on it.
+            key_prefix: "conformance:".into(),
+            timeout: Duration::from_secs(5),
+            ..RedisOptions::default()
+        }
+    }
+}
+
+impl Backend for Redis {
+    type S = RedisStore;
+
+    async fn open(&self) -> RedisStore {
+        RedisStore::connect(&self.options()).await.unwrap()
+    }
+
+    async fn close(&self, store: RedisStore) {
+        drop(store);
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Sqlite::new().await).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Redis::new().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    life_cycle,
+    awl_use_after_the_refresh_interval_extends_its_life,
+    a_sender_keyed_by_ptr_domain_passes_from_another_address,
+    a_retry_after_the_window_starts_over,
+    pending_triplets_per_network_are_capped,
+    apply_false_writes_nothing,
+    state_survives_closing_and_reopening,
+    counts_ignore_expired_entries,
+    list_is_bounded_and_latest_expiry_first,
+    concurrent_checks_are_atomic_per_triplet,
+    a_shared_store_serves_several_hosts,
+);
+
+/// One attempt: seconds after [`T0`], the keys, and the expected outcome.
+struct Step {
+    at: u64,
+    keys: GreylistKeys,
+    expected: GreylistOutcome,
+}
+
+fn step(at: u64, keys: GreylistKeys, expected: GreylistOutcome) -> Step {
+    Step { at, keys, expected }
+}
+
+/// Applies the steps in order and compares every outcome.
+async fn check(store: &impl Store, params: &GreylistParams, steps: &[Step]) {
+    for (index, step) in steps.iter().enumerate() {
+        let outcome = store
+            .greylist(&step.keys, params, T0 + step.at, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome, step.expected,
+            "step {index} at T0+{} for {} {} -> {}",
+            step.at, step.keys.client, step.keys.sender, step.keys.recipient
+        );
+    }
+}
+
+const SENDER: &str = "news@example.com";
+
+fn counts(pending: u64, passed: u64, awl: u64) -> StoreCounts {
+    StoreCounts {
+        pending,
+        passed,
+        awl,
+    }
+}
+
+async fn life_cycle(backend: impl Backend) {
+    let store = backend.open().await;
+    let first = || keys("192.0.2.10", SENDER, "alice@example.org");
+    let other = || keys("192.0.2.10", SENDER, "bob@example.org");
+    let neighbour = || keys("192.0.2.11", SENDER, "bob@example.org");
+    check(
+        &store,
+        &params(),
+        &[
+            step(0, first(), New { retry_in: 300 }),
+            step(
+                60,
+                first(),
+                TooEarly {
+                    waited: 60,
+                    retry_in: 240,
+                },
+            ),
+            step(
+                299,
+                first(),
+                TooEarly {
+                    waited: 299,
+                    retry_in: 1,
+                },
+            ),
+            step(400, first(), Passed { waited: 400 }),
+            // The AWL is per address: another triplet from it passes at once...
+            step(500, other(), AutoWhitelisted { since: T0 + 400 }),
+            // ...but not from the neighbour in the same /24.
+            step(500, neighbour(), New { retry_in: 300 }),
+            // Within the refresh interval a hit rewrites nothing, so the AWL entry and
+            // the passed triplet expire one lifetime after the pass.
+            step(400 + 3599, other(), AutoWhitelisted { since: T0 + 400 }),
+            step(400 + LIFETIME, other(), New { retry_in: 300 }),
+            step(400 + LIFETIME, first(), New { retry_in: 300 }),
+        ],
+    )
+    .await;
+    let rows = store.list_triplets(10).await.unwrap();
+    let first_row = rows
+        .iter()
+        .find(|row| row.recipient == "alice@example.org")
+        .unwrap();
+    assert_eq!(first_row.network, "192.0.2.0/24");
+    assert_eq!(first_row.sender, SENDER);
+    assert_eq!(
+        (
+            first_row.first_seen,
+            first_row.last_seen,
+            first_row.attempts,
+            first_row.passed_at,
+            first_row.expires_at,
+        ),
+        (
+            T0 + 400 + LIFETIME,
+            T0 + 400 + LIFETIME,
+            1,
+            None,
+            T0 + 400 + LIFETIME + WINDOW + 1
+        ),
+        "the expired triplet started over"
+    );
+    assert_eq!(
+        store.counts(T0 + 400 + LIFETIME).await.unwrap(),
+        counts(2, 0, 0),
+        "alice and bob from .10 start over; bob from .11 ran out of his window"
+    );
+    backend.close(store).await;
+}
+
+async fn awl_use_after_the_refresh_interval_extends_its_life(backend: impl Backend) {
+    let store = backend.open().await;
+    let first = || keys("198.51.100.7", SENDER, "alice@example.org");
+    let other = || keys("198.51.100.7", SENDER, "carol@example.org");
+    check(
+        &store,
+        &params(),
+        &[
+            step(0, first(), New { retry_in: 300 }),
+            step(300, first(), Passed { waited: 300 }),
+            step(
+                300 + LIFETIME - 10,
+                other(),
+                AutoWhitelisted { since: T0 + 300 },
+            ),
+            step(
+                300 + LIFETIME + 10,
+                other(),
+                AutoWhitelisted { since: T0 + 300 },
+            ),
+        ],
+    )
+    .await;
+    let counts = store.counts(T0 + 300 + LIFETIME + 10).await.unwrap();
+    assert_eq!(counts.awl, 1);
+    assert_eq!(counts.passed, 0, "only the AWL entry was refreshed");
+    backend.close(store).await;
+}
+
+async fn a_sender_keyed_by_ptr_domain_passes_from_another_address(backend: impl Backend) {
+    let store = backend.open().await;
+    let from = |client, name| keys_named(client, Some(name), SENDER, "alice@example.org");
+    check(
+        &store,
+        &params(),
+        &[
+            step(
+                0,
+                from("192.0.2.20", "out-1.mail.example.net"),
+                New { retry_in: 300 },
+            ),
+            step(
+                400,
+                from("198.51.100.20", "out-2.mail.example.net"),
+                Passed { waited: 400 },
+            ),
+            // A third address of the same domain has no AWL entry but the triplet passed.
+            step(
+                500,
+                from("203.0.113.20", "out-3.mail.example.net"),
+                KnownTriplet {
+                    passed_at: T0 + 400,
+                },
+            ),
+            step(
+                600,
+                from("203.0.113.20", "out-3.mail.example.net"),
+                AutoWhitelisted { since: T0 + 500 },
+            ),
+        ],
+    )
+    .await;
+    let rows = store.list_triplets(10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].network, "domain:example.net");
+    assert_eq!(rows[0].attempts, 3);
+    assert_eq!(store.counts(T0 + 600).await.unwrap(), counts(0, 1, 2));
+    backend.close(store).await;
+}
+
+async fn a_retry_after_the_window_starts_over(backend: impl Backend) {
+    let store = backend.open().await;
+    let late = || keys("192.0.2.30", SENDER, "late@example.org");
+    // Another address: its pass must not put the first one on the AWL.
+    let just_in_time = || keys("192.0.2.31", SENDER, "ontime@example.org");
+    check(
+        &store,
+        &params(),
+        &[
+            step(0, late(), New { retry_in: 300 }),
+            step(0, just_in_time(), New { retry_in: 300 }),
+            // The window's last second still counts.
+            step(WINDOW, just_in_time(), Passed { waited: WINDOW }),
+            step(WINDOW + 1, late(), New { retry_in: 300 }),
+            step(
+                WINDOW + 200,
+                late(),
+                TooEarly {
+                    waited: 199,
+                    retry_in: 101,
+                },
+            ),
+            step(WINDOW + 301, late(), Passed { waited: 300 }),
+        ],
+    )
+    .await;
+    backend.close(store).await;
+}
+
+async fn pending_triplets_per_network_are_capped(backend: impl Backend) {
+    let store = backend.open().await;
+    let to = |client, n: u32| keys(client, SENDER, &format!("user{n}@example.org"));
+    check(
+        &store,
+        &params_with_cap(3),
+        &[
+            step(0, to("192.0.2.10", 1), New { retry_in: 300 }),
+            step(0, to("192.0.2.11", 2), New { retry_in: 300 }),
+            step(0, to("192.0.2.12", 3), New { retry_in: 300 }),
+            step(0, to("192.0.2.13", 4), NetworkFull { pending: 3 }),
+            // Not recorded: the retry is still full, not too early.
+            step(400, to("192.0.2.13", 4), NetworkFull { pending: 3 }),
+            // Other networks are not affected.
+            step(400, to("198.51.100.13", 4), New { retry_in: 300 }),
+            // A pass leaves the pending set and frees a place.
+            step(400, to("192.0.2.10", 1), Passed { waited: 400 }),
+            step(401, to("192.0.2.13", 4), New { retry_in: 300 }),
+            step(402, to("192.0.2.14", 5), NetworkFull { pending: 3 }),
+            // A too-early retry neither counts twice nor needs room.
+            step(
+                403,
+                to("192.0.2.13", 4),
+                TooEarly {
+                    waited: 2,
+                    retry_in: 298,
+                },
+            ),
+            // Triplets 2 and 3 ran out of their window: they no longer count, even
+            // though nothing deleted them yet.
+            step(WINDOW + 1, to("192.0.2.15", 6), New { retry_in: 300 }),
+            step(WINDOW + 1, to("192.0.2.16", 7), New { retry_in: 300 }),
+            step(WINDOW + 1, to("192.0.2.17", 8), NetworkFull { pending: 3 }),
+            // Triplet 2 coming back after its window is a new one, and needs room.
+            step(WINDOW + 1, to("192.0.2.11", 2), NetworkFull { pending: 3 }),
+        ],
+    )
+    .await;
+    let rows = store.list_triplets(100).await.unwrap();
+    let recipients: Vec<&str> = rows.iter().map(|row| row.recipient.as_str()).collect();
+    assert!(!recipients.contains(&"user5@example.org"), "{recipients:?}");
+    assert!(!recipients.contains(&"user8@example.org"), "{recipients:?}");
+    assert_eq!(rows.len(), 7, "{recipients:?}");
+    backend.close(store).await;
+}
+
+async fn apply_false_writes_nothing(backend: impl Backend) {
+    let store = backend.open().await;
+    let triplet = || keys("203.0.113.5", SENDER, "alice@example.org");
+    let check_only = |at| {
+        let store = &store;
+        async move {
+            store
+                .greylist(&triplet(), &params(), T0 + at, false)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(check_only(0).await, New { retry_in: 300 });
+    assert_eq!(store.counts(T0).await.unwrap(), StoreCounts::default());
+    assert!(store.list_triplets(10).await.unwrap().is_empty());
+
+    check(
+        &store,
+        &params(),
+        &[step(0, triplet(), New { retry_in: 300 })],
+    )
+    .await;
+    // A dry run after the delay says it would pass, twice: no AWL entry was written.
+    assert_eq!(check_only(400).await, Passed { waited: 400 });
+    assert_eq!(check_only(500).await, Passed { waited: 500 });
+    let rows = store.list_triplets(10).await.unwrap();
+    assert_eq!((rows[0].attempts, rows[0].last_seen), (1, T0));
+    assert_eq!(store.counts(T0 + 500).await.unwrap(), counts(1, 0, 0));
+    backend.close(store).await;
+}
+
+async fn state_survives_closing_and_reopening(backend: impl Backend) {
+    let triplet = || keys("192.0.2.40", SENDER, "alice@example.org");
+    let other = || keys("192.0.2.40", SENDER, "bob@example.org");
+
+    let store = backend.open().await;
+    check(
+        &store,
+        &params(),
+        &[step(0, triplet(), New { retry_in: 300 })],
+    )
+    .await;
+    backend.close(store).await;
+
+    let store = backend.open().await;
+    check(
+        &store,
+        &params(),
+        &[step(400, triplet(), Passed { waited: 400 })],
+    )
+    .await;
+    backend.close(store).await;
+
+    let store = backend.open().await;
+    check(
+        &store,
+        &params(),
+        &[step(500, other(), AutoWhitelisted { since: T0 + 400 })],
+    )
+    .await;
+    assert_eq!(store.counts(T0 + 500).await.unwrap(), counts(0, 1, 1));
+    backend.close(store).await;
+}
+
+async fn counts_ignore_expired_entries(backend: impl Backend) {
+    let store = backend.open().await;
+    let to = |client, n: u32| keys(client, SENDER, &format!("user{n}@example.org"));
+    let mut steps: Vec<Step> = (0..25)
+        .map(|n| step(0, to("192.0.2.50", n), New { retry_in: 300 }))
+        .collect();
+    steps.push(step(400, to("192.0.2.50", 0), Passed { waited: 400 }));
+    // Another address: 192.0.2.50 is on the AWL now.
+    steps.extend((25..30).map(|n| step(DAY, to("198.51.100.50", n), New { retry_in: 300 })));
+    check(&store, &params_with_cap(1000), &steps).await;
+
+    // A pending triplet is valid through first_seen + WINDOW, gone a second later.
+    let gone = T0 + WINDOW + 1;
+    assert_eq!(store.counts(T0 + WINDOW).await.unwrap(), counts(29, 1, 1));
+    assert_eq!(store.counts(gone).await.unwrap(), counts(5, 1, 1));
+    // Whether expire() deletes rows (SQLite) or TTLs do (Redis), nothing live goes.
+    store.expire(gone).await.unwrap();
+    assert_eq!(store.counts(gone).await.unwrap(), counts(5, 1, 1));
+    assert_eq!(
+        store.counts(T0 + DAY + WINDOW + 1).await.unwrap(),
+        counts(0, 1, 1)
+    );
+    // The passed triplet and its AWL entry go together, one lifetime after the pass.
+    assert_eq!(
+        store.counts(T0 + 400 + LIFETIME - 1).await.unwrap(),
+        counts(0, 1, 1)
+    );
+    store.expire(T0 + 400 + LIFETIME).await.unwrap();
+    assert_eq!(
+        store.counts(T0 + 400 + LIFETIME).await.unwrap(),
+        counts(0, 0, 0)
+    );
+    // And an expired entry is a new one to the greylist, deleted or not.
+    check(
+        &store,
+        &params_with_cap(1000),
+        &[step(
+            400 + LIFETIME,
+            to("192.0.2.50", 0),
+            New { retry_in: 300 },
+        )],
+    )
+    .await;
+    backend.close(store).await;
+}
+
+async fn list_is_bounded_and_latest_expiry_first(backend: impl Backend) {
+    let store = backend.open().await;
+    for n in 0..5u64 {
+        let keys = keys("192.0.2.60", SENDER, &format!("user{n}@example.org"));
+        store
+            .greylist(&keys, &params(), T0 + n, true)
+            .await
+            .unwrap();
+    }
+    let rows = store.list_triplets(2).await.unwrap();
+    let recipients: Vec<&str> = rows.iter().map(|row| row.recipient.as_str()).collect();
+    assert_eq!(recipients, ["user4@example.org", "user3@example.org"]);
+    assert_eq!(rows[0].expires_at, T0 + 4 + WINDOW + 1);
+    assert!(store.list_triplets(0).await.unwrap().is_empty());
+    assert_eq!(store.list_triplets(100).await.unwrap().len(), 5);
+    backend.close(store).await;
+}
+
+async fn concurrent_checks_are_atomic_per_triplet(backend: impl Backend) {
+    let store = Arc::new(backend.open().await);
+    let params = Arc::new(params_with_cap(10_000));
+    let mut tasks = Vec::new();
+    for n in 0..400u32 {
+        let store = Arc::clone(&store);
+        let params = Arc::clone(&params);
+        tasks.push(tokio::spawn(async move {
+            // Even tasks share one triplet (from many addresses of its network); odd
+            // tasks each have their own.
+            let shared = n % 2 == 0;
+            let recipient = if shared {
+                "shared@example.org".to_string()
+            } else {
+                format!("user{n}@example.org")
+            };
+            let client = format!("192.0.2.{}", n % 250);
+            let keys = keys(&client, "news@example.com", &recipient);
+            (shared, store.greylist(&keys, &params, T0, true).await)
+        }));
+    }
+    let mut shared_outcomes = Vec::new();
+    for task in tasks {
+        let (shared, outcome) = task.await.unwrap();
+        let outcome = outcome.unwrap();
+        if shared {
+            shared_outcomes.push(outcome);
+        } else {
+            assert_eq!(outcome, New { retry_in: 300 });
+        }
+    }
+    let new = shared_outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, New { .. }))
+        .count();
+    assert_eq!(new, 1, "exactly one New for the shared triplet");
+    let too_early = TooEarly {
+        waited: 0,
+        retry_in: 300,
+    };
+    assert_eq!(
+        shared_outcomes.iter().filter(|&o| *o == too_early).count(),
+        199
+    );
+    assert_eq!(store.counts(T0).await.unwrap(), counts(201, 0, 0));
+    let rows = store.list_triplets(1000).await.unwrap();
+    let shared = rows
+        .iter()
+        .find(|row| row.recipient == "shared@example.org")
+        .unwrap();
+    assert_eq!(shared.attempts, 200, "no lost update");
+    let store = Arc::into_inner(store).expect("all tasks are done");
+    backend.close(store).await;
+}
+
+/// Two stores on the same state at once (two MX hosts; for SQLite, two processes on
+/// one file): what one writes, the other decides on.
+async fn a_shared_store_serves_several_hosts(backend: impl Backend) {
+    let mx1 = backend.open().await;
+    let mx2 = backend.open().await;
+    let triplet = || keys("203.0.113.70", SENDER, "alice@example.org");
+    let other = || keys("203.0.113.70", SENDER, "bob@example.org");
+    check(
+        &mx1,
+        &params(),
+        &[step(0, triplet(), New { retry_in: 300 })],
+    )
+    .await;
+    check(
+        &mx2,
+        &params(),
+        &[
+            step(
+                100,
+                triplet(),
+                TooEarly {
+                    waited: 100,
+                    retry_in: 200,
+                },
+            ),
+            step(400, triplet(), Passed { waited: 400 }),
+        ],
+    )
+    .await;
+    check(
+        &mx1,
+        &params(),
+        &[step(500, other(), AutoWhitelisted { since: T0 + 400 })],
+    )
+    .await;
+    let rows = mx1.list_triplets(10).await.unwrap();
+    let alice = rows
+        .iter()
+        .find(|row| row.recipient == "alice@example.org")
+        .unwrap();
+    assert_eq!(alice.attempts, 3);
+    backend.close(mx2).await;
+    backend.close(mx1).await;
+}

@@ -1,0 +1,145 @@
+//! Figures for the docs, SQLite and Redis side by side in one run (machines differ, so
+//! only figures from the same run compare). Not assertions about speed:
+//! `cargo test -p spamgate-store --release --test redis_perf -- --ignored --nocapture`
+
+mod common;
+mod redis_server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis_server::RedisServer;
+use spamgate_engine::greylist::GreylistKeys;
+use spamgate_store::{RedisOptions, RedisStore, Store};
+
+const TASKS: usize = 64;
+const TRIPLETS: u32 = 100_000;
+
+/// Distinct triplets, one per client address, spread over many networks like real
+/// first attempts.
+fn all_keys(count: u32) -> Vec<GreylistKeys> {
+    (0..count)
+        .map(|n| {
+            let [_, a, b, c] = n.to_be_bytes();
+            let client = format!("2001:db8:{a:x}{b:02x}:{c:x}::25");
+            keys(
+                &client,
+                "newsletter@example.com",
+                &format!("user{n}@example.org"),
+            )
+        })
+        .collect()
+}
+
+/// Checks per second with `TASKS` tasks, each awaiting its calls one after another.
+async fn run_all<S: Store>(store: &Arc<S>, keys: &[GreylistKeys], now: u64) -> f64 {
+    let mut per_task: Vec<Vec<GreylistKeys>> = vec![Vec::new(); TASKS];
+    for (index, keys) in keys.iter().enumerate() {
+        per_task[index % TASKS].push(keys.clone());
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = per_task
+        .into_iter()
+        .map(|batch| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                for keys in batch {
+                    store.greylist(&keys, &params(), now, true).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    keys.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// new, too-early, passed, awl-hit.
+async fn phases<S: Store>(store: &Arc<S>, keys: &[GreylistKeys]) -> [f64; 4] {
+    [
+        run_all(store, keys, T0).await,
+        run_all(store, keys, T0 + 60).await,
+        run_all(store, keys, T0 + 400).await,
+        run_all(store, keys, T0 + 500).await,
+    ]
+}
+
+fn line(name: &str, figures: [f64; 4]) {
+    let [new, retry, passed, awl] = figures;
+    println!(
+        "{name:>6}: new {new:>7.0}  too-early {retry:>7.0}  passed {passed:>7.0}  awl-hit {awl:>7.0}  (checks/s, {TASKS} tasks)"
+    );
+}
+
+/// The `used_memory` line of INFO memory, in bytes.
+fn used_memory(server: &RedisServer) -> u64 {
+    server
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run in release with --nocapture"]
+async fn figures() {
+    let keys = all_keys(TRIPLETS);
+
+    let fixture = Fixture::new();
+    let sqlite = Arc::new(fixture.open());
+    let sqlite_figures = phases(&sqlite, &keys).await;
+    Arc::into_inner(sqlite).unwrap().close().await;
+
+    let server = RedisServer::start();
+    let empty = used_memory(&server);
+    let redis = Arc::new(
+        RedisStore::connect(&RedisOptions {
+            url: server.url(),
+            timeout: Duration::from_secs(5),
+            ..RedisOptions::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let new = run_all(&redis, &keys, T0).await;
+    let pending_bytes = used_memory(&server).saturating_sub(empty);
+    let retry = run_all(&redis, &keys, T0 + 60).await;
+    let passed = run_all(&redis, &keys, T0 + 400).await;
+    let awl = run_all(&redis, &keys, T0 + 500).await;
+    let passed_bytes = used_memory(&server).saturating_sub(empty);
+
+    println!("greylist checks, {TRIPLETS} distinct triplets per phase, same machine:");
+    line("sqlite", sqlite_figures);
+    line("redis", [new, retry, passed, awl]);
+    let ratio = |i: usize, redis: f64| redis / sqlite_figures[i] * 100.0;
+    println!(
+        " ratio: new {:.0} %  too-early {:.0} %  passed {:.0} %  awl-hit {:.0} %",
+        ratio(0, new),
+        ratio(1, retry),
+        ratio(2, passed),
+        ratio(3, awl)
+    );
+    let per = |bytes: u64| bytes as f64 / f64::from(TRIPLETS);
+    println!(
+        "redis used_memory: {:.0} B per pending triplet (with its pending-set entry); \
+         {:.0} B per passed triplet + its AWL entry",
+        per(pending_bytes),
+        per(passed_bytes)
+    );
+    let sample = &keys[0];
+    let triplet_key = format!(
+        "spamgate:t:{}",
+        sample
+            .triplet_key
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    println!(
+        "MEMORY USAGE of one passed triplet key: {} B",
+        server.cli(&["MEMORY", "USAGE", &triplet_key])
+    );
+}
