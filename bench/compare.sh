@@ -247,16 +247,19 @@ EOF
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
+# Other work on the machine moves every figure: wait (a while) for it to calm down once,
+# then record the load before each server's runs.
+START_LOAD=$(wait_quiet)
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 for server in $SERVERS; do
     port=$(free_port)
-    load=$(wait_quiet)
+    load=$(cut -d' ' -f1 /proc/loadavg)
     start_server "$server" "$port" || { log "skipping $server"; continue; }
     first=0
     for c in $LEVELS; do
         log "$server C=$c (${CELL_SECONDS} s)"
         json=$("$LOADGEN" "${WORKLOAD[@]}" --target "127.0.0.1:$port" --connections "$c" \
-            --requests "$MAX_REQUESTS" --duration "$CELL_SECONDS" --warmup "$WARMUP" \
+            --requests "$MAX_REQUESTS" --duration "$CELL_SECONDS" --warmup "$WARMUP" --warmup-connections 64 \
             --first "$first" --label "$server" --server-pid "$SERVER_PID" --json) || { log "$server C=$c failed"; continue; }
         echo "$json" >>"$RESULTS"
         first=$(grep -o '"next_index":[0-9]*' <<<"$json" | cut -d: -f2)
@@ -266,7 +269,7 @@ for server in $SERVERS; do
 done
 
 {
-    echo "Run $START_DATE on $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p')), $CELL_SECONDS s per cell, seed $SEED."
+    echo "Run $START_DATE on $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p')), $CELL_SECONDS s per cell, seed $SEED, load average $START_LOAD at the start."
     echo
     "$LOADGEN" --summarize "$RESULTS"
     echo

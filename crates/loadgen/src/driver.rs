@@ -56,6 +56,8 @@ impl std::fmt::Display for Target {
 pub struct RunOptions {
     pub target: Target,
     pub connections: usize,
+    /// Connections for the warm-up phase (opened for it, closed after it).
+    pub warmup_connections: usize,
     /// Measured requests (after the workload's warm-up requests).
     pub requests: u64,
     /// First request index of the measured phase. 0 sends the workload's warm-up
@@ -287,31 +289,34 @@ async fn phase(
     Ok((connections, stats, elapsed, next_index))
 }
 
-/// Runs the workload's warm-up requests, then `options.requests` measured ones.
-pub async fn run(workload: Arc<Workload>, options: RunOptions) -> anyhow::Result<Report> {
-    anyhow::ensure!(options.connections > 0, "--connections must be positive");
-    let options = Arc::new(options);
-    let mut connections: Vec<Connection> = (0..options.connections)
-        .map(|_| Connection::new())
-        .collect();
-    // Open every connection before the clock starts, as Postfix keeps them open.
+/// Opens `n` connections before any clock starts, as Postfix keeps them open.
+async fn open(options: &RunOptions, n: usize) -> anyhow::Result<Vec<Connection>> {
+    let mut connections: Vec<Connection> = (0..n).map(|_| Connection::new()).collect();
     for connection in &mut connections {
         connection
             .ensure_open(&options.target)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", options.target))?;
     }
+    Ok(connections)
+}
+
+/// Runs the workload's warm-up requests, then `options.requests` measured ones.
+pub async fn run(workload: Arc<Workload>, options: RunOptions) -> anyhow::Result<Report> {
+    anyhow::ensure!(options.connections > 0, "--connections must be positive");
+    let options = Arc::new(options);
     let warmup = workload.config().warmup;
     if options.first == 0 && warmup > 0 {
-        let (back, stats, _, _) = phase(&workload, &options, connections, 0..warmup, None).await?;
+        let connections = open(&options, options.warmup_connections.max(1)).await?;
+        let (_, stats, _, _) = phase(&workload, &options, connections, 0..warmup, None).await?;
         anyhow::ensure!(
             stats.errors == 0,
             "{} errors during warm-up, first: {}",
             stats.errors,
             stats.error_samples.first().map_or("", String::as_str)
         );
-        connections = back;
     }
+    let connections = open(&options, options.connections).await?;
     let server_pid = options.server_pid.map(|pid| pid.to_string());
     let cpu = |pid: &str| process_cpu_seconds(pid);
     let server_before = server_pid.as_deref().and_then(cpu);

@@ -23,6 +23,7 @@ fn options(target: Target, connections: usize, requests: u64) -> RunOptions {
     RunOptions {
         target,
         connections,
+        warmup_connections: 3,
         requests,
         first: 0,
         duration: None,

@@ -29,6 +29,9 @@ struct Cli {
     /// Warm-up requests, not measured; the first `--clients` of them visit every client once.
     #[arg(long, default_value_t = 5000)]
     warmup: u64,
+    /// Connections used for the warm-up (default: --connections).
+    #[arg(long)]
+    warmup_connections: Option<usize>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, value_enum, default_value_t = Mode::Mix)]
@@ -128,6 +131,7 @@ fn main() -> anyhow::Result<()> {
     let options = RunOptions {
         target: cli.target.clone(),
         connections: cli.connections,
+        warmup_connections: cli.warmup_connections.unwrap_or(cli.connections),
         requests: cli.requests,
         first: cli.first,
         duration: cli.duration.map(|d| seconds(d, "duration")).transpose()?,
