@@ -145,6 +145,10 @@ impl Engine {
         &self.classifier
     }
 
+    pub fn store_fail_mode(&self) -> StoreFailMode {
+        self.store_fail_mode
+    }
+
     pub fn greylist_params(&self) -> &GreylistParams {
         &self.greylist
     }

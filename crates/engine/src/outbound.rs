@@ -282,7 +282,7 @@ impl SubmissionPolicy {
                 Rate {
                     limit: messages,
                     period: LimitKind::MessagesPerHour.period(),
-                    burst: self.message_burst.min(messages).max(1),
+                    burst: scaled_burst(self.message_burst, self.messages_per_hour, messages),
                 },
                 1,
             ),
@@ -291,7 +291,7 @@ impl SubmissionPolicy {
                 Rate {
                     limit: rcpts,
                     period: LimitKind::RecipientsPerDay.period(),
-                    burst: self.recipient_burst.min(rcpts).max(1),
+                    burst: scaled_burst(self.recipient_burst, self.recipients_per_day, rcpts),
                 },
                 recipients.max(1),
             ),
@@ -336,6 +336,15 @@ impl SubmissionPolicy {
             reasons: vec![Reason::Unauthenticated { server_port }],
         }
     }
+}
+
+/// An account whose limit is raised (or lowered) keeps the configured burst-to-limit
+/// proportion: 30 of 100 becomes 300 of 1000.
+fn scaled_burst(burst: u32, default_limit: u32, limit: u32) -> u32 {
+    let scaled = u64::from(burst) * u64::from(limit) / u64::from(default_limit.max(1));
+    u32::try_from(scaled)
+        .unwrap_or(u32::MAX)
+        .clamp(1, limit.max(1))
 }
 
 use crate::verdict::{Action, Reason, Verdict};

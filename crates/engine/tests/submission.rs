@@ -107,9 +107,17 @@ fn per_account_overrides() {
     assert_eq!(charges[1].1.limit, 5000);
     assert_eq!(charges[1].2, 3, "recipients are counted individually");
     assert_eq!(
-        charges[0].1.burst, 10,
-        "the burst never exceeds the configured burst"
+        charges[0].1.burst, 1000,
+        "the burst keeps its proportion (10 of 10)"
     );
+    let lower = Account {
+        limits: LimitOverrides {
+            messages_per_hour: Some(5),
+            recipients_per_day: None,
+        },
+        ..Account::new("slow@example.jp", 0)
+    };
+    assert_eq!(p.charges(Some(&lower), 1)[0].1.burst, 5);
 }
 
 #[test]

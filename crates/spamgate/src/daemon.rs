@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use spamgate_dns::Dns;
-use spamgate_store::{SqliteOptions, SqliteStore, Store};
+use spamgate_store::{SqliteOptions, SqliteStore};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::server::{self, ConnectionLimits};
-use crate::service::{Policy, Service, SystemClock};
+use crate::service::{Backend, Policy, Service, SystemClock};
 
 /// Exit codes (sysexits.h), so service managers and scripts can tell failures apart.
 pub mod exit {
@@ -112,6 +112,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         config.store.cleanup_interval,
         shutdown_rx.clone(),
     ));
+    let allow = tokio::spawn(allow_refresh_loop(service.clone(), shutdown_rx.clone()));
     let signals = tokio::spawn(signal_loop(
         service.clone(),
         config_path,
@@ -136,6 +137,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
     signals.abort();
     let _ = signals.await;
     let _ = cleanup.await;
+    let _ = allow.await;
     // Let the store commit what it has before the process ends.
     match Arc::try_unwrap(service) {
         Ok(service) => service.into_store().close().await,
@@ -145,7 +147,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
     Ok(())
 }
 
-async fn cleanup_loop<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
+async fn cleanup_loop<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
     service: Arc<Service<S, R, C>>,
     every: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -172,7 +174,43 @@ async fn cleanup_loop<S: Store, R: crate::service::Resolver, C: crate::service::
     }
 }
 
-async fn signal_loop<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
+/// How often the runtime allow-list's generation is checked (one cheap read).
+pub const ALLOW_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keep the runtime allow-list (`spamgate allow add`) current: entries added on any MX
+/// host sharing the store apply within [`ALLOW_REFRESH`].
+pub async fn allow_refresh_loop<
+    S: Backend,
+    R: crate::service::Resolver,
+    C: crate::service::Clock,
+>(
+    service: Arc<Service<S, R, C>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(ALLOW_REFRESH);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match service.refresh_runtime_allow().await {
+            Ok(changed) => {
+                if changed {
+                    info!("runtime allow-list loaded");
+                }
+                failing = false;
+            }
+            Err(e) if !failing => {
+                warn!("cannot read the runtime allow-list (keeping the last one): {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+async fn signal_loop<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
     service: Arc<Service<S, R, C>>,
     config_path: Option<PathBuf>,
     mut current: Config,
@@ -201,7 +239,7 @@ async fn signal_loop<S: Store, R: crate::service::Resolver, C: crate::service::C
 }
 
 /// Re-read the config; on any error keep the running policy and say why.
-fn reload<S: Store, R: crate::service::Resolver, C: crate::service::Clock>(
+fn reload<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
     service: &Service<S, R, C>,
     path: Option<&Path>,
     current: &Config,

@@ -57,6 +57,23 @@ enum Command {
         #[command(subcommand)]
         command: GreylistCommand,
     },
+    /// Runtime allow-list entries, kept in the store: effective within seconds on every
+    /// spamgate sharing it, without a reload.
+    Allow {
+        #[command(subcommand)]
+        command: AllowCommand,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Submission accounts: status, limits, events (the abuse desk's controls).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Outbound Port 25 Blocking: nftables rules for customer pools.
     Op25b {
         #[command(subcommand)]
@@ -71,6 +88,69 @@ enum Command {
         now: Option<String>,
         #[arg(long, global = true)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AllowCommand {
+    /// Add (or update the note of) an entry. KIND: client-address, client-name, sender, recipient.
+    Add {
+        kind: String,
+        value: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Remove an entry.
+    Remove { kind: String, value: String },
+    /// List the entries.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create or update an account (limit overrides; omitted ones keep the defaults).
+    Add {
+        username: String,
+        #[arg(long)]
+        messages_per_hour: Option<u32>,
+        #[arg(long)]
+        recipients_per_day: Option<u32>,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Refuse the account's submissions from the next request on.
+    Suspend {
+        username: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Let a suspended account send again.
+    Resume {
+        username: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Refuse the account's submissions for good (the contract ended).
+    Terminate {
+        username: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Show one account.
+    Show { username: String },
+    /// List accounts.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Events (limit trips, refused sends, status changes), newest first.
+    Events {
+        username: Option<String>,
+        /// Only events newer than this (e.g. "1h", "7days").
+        #[arg(long, default_value = "30days")]
+        since: humantime::Duration,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
     },
 }
 
@@ -214,6 +294,12 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             }
         },
         Command::Greylist { command } => greylist(command),
+        Command::Allow { command, config } => allow(command, config),
+        Command::Account {
+            command,
+            config,
+            json,
+        } => account(command, config, json),
         Command::Op25b {
             command,
             config,
@@ -406,5 +492,234 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
         }
         store.close().await;
         Ok(())
+    })
+}
+
+fn store_error(e: spamgate_store::StoreError) -> daemon::Fatal {
+    daemon::Fatal {
+        code: exit::STORE,
+        error: e.into(),
+    }
+}
+
+fn usage_error(message: String) -> daemon::Fatal {
+    daemon::Fatal {
+        code: exit::CONFIG,
+        error: anyhow::anyhow!(message),
+    }
+}
+
+fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::Fatal> {
+    use spamgate_engine::verdict::AllowListKind;
+    use spamgate_store::{AllowEntry, AllowStore};
+    let config = load(config.as_ref())?;
+    init_logs("warn");
+    let kind_of = |text: &str| {
+        AllowListKind::parse(text)
+            .filter(|k| AllowListKind::RUNTIME.contains(k))
+            .ok_or_else(|| {
+                usage_error(format!(
+                    "unknown kind {text:?}: client-address, client-name, sender or recipient"
+                ))
+            })
+    };
+    runtime()?.block_on(async {
+        let store = daemon::open_store(&config)?;
+        let result = async {
+            match command {
+                AllowCommand::Add { kind, value, note } => {
+                    let entry = AllowEntry {
+                        kind: kind_of(&kind)?,
+                        value: value.trim().to_string(),
+                        note,
+                        added_at: SystemClock.now_secs(),
+                    };
+                    // Validate exactly as the daemon will read it.
+                    spamgate_engine::allow::AllowList::new(
+                        &spamgate::service::runtime_entry_config(&entry),
+                    )
+                    .map_err(|e| usage_error(e.to_string()))?;
+                    let new = store.allow_add(&entry).await.map_err(store_error)?;
+                    println!(
+                        "{} {} {}",
+                        if new { "added" } else { "updated" },
+                        entry.kind.id(),
+                        entry.value
+                    );
+                }
+                AllowCommand::Remove { kind, value } => {
+                    let kind = kind_of(&kind)?;
+                    if store
+                        .allow_remove(kind, value.trim())
+                        .await
+                        .map_err(store_error)?
+                    {
+                        println!("removed {} {}", kind.id(), value.trim());
+                    } else {
+                        return Err(usage_error(format!(
+                            "no such entry: {} {}",
+                            kind.id(),
+                            value.trim()
+                        )));
+                    }
+                }
+                AllowCommand::List => {
+                    for e in store.allow_list().await.map_err(store_error)? {
+                        println!(
+                            "{}\t{}\tadded_at={}\t{}",
+                            e.kind.id(),
+                            e.value,
+                            e.added_at,
+                            e.note
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        store.close().await;
+        result
+    })
+}
+
+fn account(
+    command: AccountCommand,
+    config: Option<PathBuf>,
+    json: bool,
+) -> Result<(), daemon::Fatal> {
+    use spamgate_engine::outbound::{Account, AccountStatus};
+    use spamgate_store::{AccountEvent, AccountStore, EventKind};
+    let config = load(config.as_ref())?;
+    init_logs("warn");
+    let show = |a: &Account| {
+        if json {
+            println!("{}", serde_json::to_string(a).unwrap_or_default());
+        } else {
+            let limit = |v: Option<u32>| v.map_or_else(|| "default".to_string(), |n| n.to_string());
+            println!(
+                "{}\t{}\tmessages_per_hour={}\trecipients_per_day={}\tupdated_at={}\t{}",
+                a.username,
+                a.status.id(),
+                limit(a.limits.messages_per_hour),
+                limit(a.limits.recipients_per_day),
+                a.updated_at,
+                a.note
+            );
+        }
+    };
+    runtime()?.block_on(async {
+        let store = daemon::open_store(&config)?;
+        let now = SystemClock.now_secs();
+        let result = async {
+            let set_status = async |username: &str,
+                                    to: AccountStatus,
+                                    note: String|
+                   -> Result<(), daemon::Fatal> {
+                let mut account = store
+                    .account(username)
+                    .await
+                    .map_err(store_error)?
+                    .unwrap_or_else(|| Account::new(username, now));
+                let from = account.status;
+                account.status = to;
+                account.note = note.clone();
+                account.updated_at = now;
+                store.put_account(&account).await.map_err(store_error)?;
+                let event = AccountEvent {
+                    at: now,
+                    username: username.to_string(),
+                    kind: EventKind::StatusChanged { from, to },
+                    detail: note,
+                };
+                store.record_event(&event).await.map_err(store_error)?;
+                show(&account);
+                Ok(())
+            };
+            match command {
+                AccountCommand::Add {
+                    username,
+                    messages_per_hour,
+                    recipients_per_day,
+                    note,
+                } => {
+                    let mut account = store
+                        .account(&username)
+                        .await
+                        .map_err(store_error)?
+                        .unwrap_or_else(|| Account::new(&username, now));
+                    account.limits.messages_per_hour =
+                        messages_per_hour.or(account.limits.messages_per_hour);
+                    account.limits.recipients_per_day =
+                        recipients_per_day.or(account.limits.recipients_per_day);
+                    if !note.is_empty() {
+                        account.note = note;
+                    }
+                    account.updated_at = now;
+                    store.put_account(&account).await.map_err(store_error)?;
+                    show(&account);
+                }
+                AccountCommand::Suspend { username, note } => {
+                    set_status(&username, AccountStatus::Suspended, note).await?
+                }
+                AccountCommand::Resume { username, note } => {
+                    set_status(&username, AccountStatus::Active, note).await?
+                }
+                AccountCommand::Terminate { username, note } => {
+                    set_status(&username, AccountStatus::Terminated, note).await?
+                }
+                AccountCommand::Show { username } => {
+                    match store.account(&username).await.map_err(store_error)? {
+                        Some(a) => show(&a),
+                        None => println!("{username}\tactive (not in the store: default limits)"),
+                    }
+                }
+                AccountCommand::List { limit } => {
+                    for a in store.list_accounts(limit).await.map_err(store_error)? {
+                        show(&a);
+                    }
+                }
+                AccountCommand::Events {
+                    username,
+                    since,
+                    limit,
+                } => {
+                    let since = now.saturating_sub(since.as_secs());
+                    for e in store
+                        .events(username.as_deref(), since, limit)
+                        .await
+                        .map_err(store_error)?
+                    {
+                        if json {
+                            println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                        } else {
+                            let what = match e.kind {
+                                EventKind::LimitExceeded {
+                                    limit,
+                                    used,
+                                    limit_value,
+                                } => {
+                                    format!(
+                                        "limit-exceeded {} used={used} limit={limit_value}",
+                                        limit.id()
+                                    )
+                                }
+                                EventKind::StatusChanged { from, to } => {
+                                    format!("status-changed {} -> {}", from.id(), to.id())
+                                }
+                                EventKind::Rejected { status } => {
+                                    format!("rejected ({})", status.id())
+                                }
+                            };
+                            println!("{}\t{}\t{what}\t{}", e.at, e.username, e.detail);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        store.close().await;
+        result
     })
 }

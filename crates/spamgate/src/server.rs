@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use spamgate_engine::{Envelope, Verdict};
 use spamgate_policy::{Limits, PolicyDecoder, PolicyRequest, encode_action};
-use spamgate_store::Store;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
@@ -19,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::{ListenAddr, ServerConfig};
-use crate::service::{Clock, Resolver, Service};
+use crate::service::{Backend, Clock, Resolver, Service};
 
 /// Per-connection bounds, from `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +100,7 @@ fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
 
 /// Serve until `shutdown` turns true, then stop accepting, let connections finish their
 /// current request (bounded by `grace`), and return.
-pub async fn run<S: Store, R: Resolver, C: Clock>(
+pub async fn run<S: Backend, R: Resolver, C: Clock>(
     service: Arc<Service<S, R, C>>,
     listeners: Vec<Listener>,
     limits: ConnectionLimits,
@@ -315,7 +314,7 @@ async fn accept(listener: &Listener) -> std::io::Result<Connection> {
 }
 
 impl Connection {
-    async fn serve<S: Store, R: Resolver, C: Clock>(
+    async fn serve<S: Backend, R: Resolver, C: Clock>(
         mut self,
         service: Arc<Service<S, R, C>>,
         limits: ConnectionLimits,
@@ -404,7 +403,7 @@ impl Connection {
 }
 
 /// Turn a request into an envelope, decide, log, render.
-pub async fn handle<S: Store, R: Resolver, C: Clock>(
+pub async fn handle<S: Backend, R: Resolver, C: Clock>(
     service: &Service<S, R, C>,
     request: &PolicyRequest,
 ) -> String {
@@ -423,7 +422,24 @@ pub async fn handle<S: Store, R: Resolver, C: Clock>(
     };
     let started = Instant::now();
     let envelope = envelope_of(request, client_address);
-    let verdict = service.decide(&envelope, &state, true).await;
+    let sasl_username = request.sasl_username.as_deref();
+    let verdict = if service.is_submission(sasl_username, request.server_port) {
+        let recipients = request
+            .recipient_count
+            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        service
+            .decide_submission(
+                sasl_username,
+                request.server_port,
+                &state,
+                recipients,
+                envelope.client_address,
+                true,
+            )
+            .await
+    } else {
+        service.decide(&envelope, &state, true).await
+    };
     service.metrics().decision(&verdict, started.elapsed());
     let policy = service.policy();
     let action = policy.replies.render(&verdict, &envelope);

@@ -10,9 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use futures::future::join_all;
 use spamgate_dns::{Dns, ListResult, Rdns, ZoneSpec};
+use spamgate_engine::allow::{AllowConfig, AllowList};
 use spamgate_engine::facts::{ListAnswer, ListFact, RdnsFact};
-use spamgate_engine::{Engine, Envelope, Evaluation, Reason, UnixTime, Verdict};
-use spamgate_store::Store;
+use spamgate_engine::outbound::SubmissionPolicy;
+use spamgate_engine::verdict::AllowListKind;
+use spamgate_engine::{Action, Engine, Envelope, Evaluation, Reason, UnixTime, Verdict};
+use spamgate_store::{AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, Store};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -44,6 +47,10 @@ impl Resolver for Dns {
         }
     }
 }
+
+/// Everything the daemon needs from a store backend (SQLite, Redis).
+pub trait Backend: Store + AllowStore + AccountStore {}
+impl<T: Store + AllowStore + AccountStore> Backend for T {}
 
 /// The time, injectable.
 pub trait Clock: Send + Sync + 'static {
@@ -194,6 +201,11 @@ pub struct Policy {
     pub always_lookup: bool,
     pub lookup_unknown: bool,
     pub store_timeout: Duration,
+    /// `None` when `[submission] enabled = false`.
+    pub submission: Option<SubmissionPolicy>,
+    pub submission_ports: Vec<u16>,
+    /// Upper-case protocol state at which messages are charged.
+    pub charge_at: String,
 }
 
 impl Policy {
@@ -216,6 +228,12 @@ impl Policy {
             always_lookup: config.dns.always_lookup,
             lookup_unknown: config.dns.lookup_unknown,
             store_timeout: config.store.timeout,
+            submission: config
+                .submission
+                .enabled
+                .then(|| config.submission.policy()),
+            submission_ports: config.submission.ports.clone(),
+            charge_at: config.submission.charge_at.to_ascii_uppercase(),
         })
     }
 
@@ -229,16 +247,21 @@ impl Policy {
 /// The pipeline. One per daemon, shared by all connections.
 pub struct Service<S, R, C> {
     policy: ArcSwap<Policy>,
+    /// Allow-list entries added at run time (`spamgate allow add`), from the store.
+    runtime_allow: ArcSwap<AllowList>,
+    runtime_allow_generation: AtomicU64,
     store: S,
     resolver: R,
     clock: C,
     metrics: Arc<Metrics>,
 }
 
-impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
+impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
     pub fn new(policy: Policy, store: S, resolver: R, clock: C) -> Self {
         Service {
             policy: ArcSwap::from_pointee(policy),
+            runtime_allow: ArcSwap::from_pointee(AllowList::default()),
+            runtime_allow_generation: AtomicU64::new(u64::MAX),
             store,
             resolver,
             clock,
@@ -304,6 +327,142 @@ impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
         self.clock.now()
     }
 
+    /// Reload the runtime allow-list when its generation moved. Cheap when it did not.
+    pub async fn refresh_runtime_allow(&self) -> Result<bool, spamgate_store::StoreError> {
+        let generation = self.store.allow_generation().await?;
+        if generation == self.runtime_allow_generation.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let entries = self.store.allow_list().await?;
+        self.runtime_allow
+            .store(Arc::new(runtime_allow_list(&entries)));
+        self.runtime_allow_generation
+            .store(generation, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Whether a request belongs to the outbound (submission) policy.
+    pub fn is_submission(&self, sasl_username: Option<&str>, server_port: Option<u16>) -> bool {
+        let policy = self.policy.load();
+        policy.submission.is_some()
+            && (sasl_username.is_some_and(|u| !u.is_empty())
+                || server_port.is_some_and(|p| policy.submission_ports.contains(&p)))
+    }
+
+    /// The outbound policy: account status at every stage, limits charged at
+    /// `charge_at`. Store trouble follows `store.fail_mode` like the inbound side.
+    pub async fn decide_submission(
+        &self,
+        sasl_username: Option<&str>,
+        server_port: Option<u16>,
+        protocol_state: &str,
+        recipient_count: u32,
+        client: IpAddr,
+        record: bool,
+    ) -> Verdict {
+        let policy = self.policy.load_full();
+        let Some(submission) = policy.submission.as_ref() else {
+            return Verdict::pass(Vec::new());
+        };
+        let Some(username) = sasl_username.filter(|u| !u.is_empty()) else {
+            return SubmissionPolicy::unauthenticated(server_port.unwrap_or(0));
+        };
+        let state = protocol_state.to_ascii_uppercase();
+        if !matches!(state.as_str(), "RCPT" | "DATA" | "END-OF-MESSAGE")
+            && state != policy.charge_at
+        {
+            return Verdict::pass(vec![Reason::Submission {
+                username: username.to_string(),
+            }]);
+        }
+        let now = self.clock.now();
+        let account = match self.timed(&policy, self.store.account(username)).await {
+            Ok(account) => account,
+            Err(error) => return self.store_trouble(&policy, username, error),
+        };
+        if let Some(verdict) = submission.check_status(username, account.as_ref()) {
+            if record {
+                let status = account.as_ref().map(|a| a.status).unwrap_or_default();
+                self.event(username, now, EventKind::Rejected { status }, client)
+                    .await;
+            }
+            return verdict;
+        }
+        if state != policy.charge_at {
+            return Verdict::pass(vec![Reason::Submission {
+                username: username.to_string(),
+            }]);
+        }
+        let charges = submission.charges(account.as_ref(), recipient_count.max(1));
+        let now_ms = now.saturating_mul(1000);
+        let charge = self.store.charge(username, &charges, now_ms, record);
+        let outcomes = match self.timed(&policy, charge).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => return self.store_trouble(&policy, username, error),
+        };
+        let verdict = submission.finish(username, &charges, &outcomes);
+        if record {
+            if let Some(Reason::RateLimit {
+                limit,
+                used,
+                allowed,
+                ..
+            }) = verdict.reasons.last()
+            {
+                let kind = EventKind::LimitExceeded {
+                    limit: *limit,
+                    used: *used,
+                    limit_value: *allowed,
+                };
+                self.event(username, now, kind, client).await;
+            }
+        }
+        verdict
+    }
+
+    async fn timed<T>(
+        &self,
+        policy: &Policy,
+        op: impl Future<Output = Result<T, spamgate_store::StoreError>>,
+    ) -> Result<T, String> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(policy.store_timeout, op)
+            .await
+            .map_err(|_| format!("timed out after {:?}", policy.store_timeout))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        self.metrics.store_op(started.elapsed(), result.is_ok());
+        result
+    }
+
+    fn store_trouble(&self, policy: &Policy, username: &str, error: String) -> Verdict {
+        let reasons = vec![
+            Reason::Submission {
+                username: username.to_string(),
+            },
+            Reason::StoreError { error },
+        ];
+        let action = match policy.engine.store_fail_mode() {
+            spamgate_engine::StoreFailMode::Dunno => Action::Pass,
+            spamgate_engine::StoreFailMode::Defer => Action::TempFail,
+        };
+        Verdict { action, reasons }
+    }
+
+    /// Best effort: an event that cannot be stored is logged, never fatal to the answer.
+    async fn event(&self, username: &str, at: UnixTime, kind: EventKind, client: IpAddr) {
+        let event = AccountEvent {
+            at,
+            username: username.to_string(),
+            kind,
+            detail: format!("client={client}"),
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            warn!(username, "cannot record account event: {e}");
+        } else {
+            info!(target: "spamgate::abuse", username, event = kind.id(), %client, "account event recorded");
+        }
+    }
+
     /// Decide for one transaction. `record = false` leaves the store untouched (`check`).
     pub async fn decide(&self, envelope: &Envelope, protocol_state: &str, record: bool) -> Verdict {
         let policy = self.policy.load_full();
@@ -314,6 +473,9 @@ impl<S: Store, R: Resolver, C: Clock> Service<S, R, C> {
         }
         if let Some(verdict) = policy.engine.check_allow(envelope) {
             return verdict;
+        }
+        if let Some(reason) = self.runtime_allow.load().check(envelope) {
+            return Verdict::pass(vec![reason]);
         }
 
         let client = envelope.client_address;
@@ -376,4 +538,49 @@ impl SystemClock {
     pub fn now_secs(&self) -> UnixTime {
         Clock::now(self)
     }
+}
+
+/// Build the runtime allow-list; an entry that no longer parses is skipped with a warning
+/// (entries are validated when added, so this means a newer spamgate wrote it).
+fn runtime_allow_list(entries: &[AllowEntry]) -> AllowList {
+    let mut config = AllowConfig {
+        rfc2142: false,
+        ..AllowConfig::default()
+    };
+    for entry in entries {
+        let list = match entry.kind {
+            AllowListKind::ClientAddress => &mut config.client_addresses,
+            AllowListKind::ClientName => &mut config.client_names,
+            AllowListKind::Sender => &mut config.senders,
+            AllowListKind::Recipient => &mut config.recipients,
+            AllowListKind::Rfc2142 => continue,
+        };
+        list.push(entry.value.clone());
+        let single = AllowConfig {
+            rfc2142: false,
+            ..runtime_entry_config(entry)
+        };
+        if let Err(e) = AllowList::new(&single) {
+            warn!(kind = entry.kind.id(), value = %entry.value, "skipping runtime allow entry: {e}");
+            list.pop();
+        }
+    }
+    AllowList::new(&config).unwrap_or_default()
+}
+
+/// An allow config holding just this entry (to validate it alone).
+pub fn runtime_entry_config(entry: &AllowEntry) -> AllowConfig {
+    let mut config = AllowConfig {
+        rfc2142: false,
+        ..AllowConfig::default()
+    };
+    let value = vec![entry.value.clone()];
+    match entry.kind {
+        AllowListKind::ClientAddress => config.client_addresses = value,
+        AllowListKind::ClientName => config.client_names = value,
+        AllowListKind::Sender => config.senders = value,
+        AllowListKind::Recipient => config.recipients = value,
+        AllowListKind::Rfc2142 => {}
+    }
+    config
 }

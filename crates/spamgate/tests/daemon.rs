@@ -377,3 +377,38 @@ async fn a_failing_list_is_skipped_by_the_circuit_breaker() {
         .await;
     assert!(reply.starts_with("554"), "{reply}");
 }
+
+#[tokio::test]
+async fn runtime_allow_entries_apply_without_a_reload() {
+    use spamgate_engine::verdict::AllowListKind;
+    use spamgate_store::{AllowEntry, AllowStore};
+    let h = Harness::start().await;
+    let listed = [
+        ("client_address", "192.0.2.66"),
+        ("client_name", "mail.example.test"),
+    ];
+    assert!(h.ask(&listed).await.starts_with("554"));
+    let entry = AllowEntry {
+        kind: AllowListKind::ClientAddress,
+        value: "192.0.2.64/30".into(),
+        note: "partner, ticket 7".into(),
+        added_at: T0,
+    };
+    h.service.store().allow_add(&entry).await.unwrap();
+    assert!(
+        h.service.refresh_runtime_allow().await.unwrap(),
+        "the generation moved"
+    );
+    assert!(
+        !h.service.refresh_runtime_allow().await.unwrap(),
+        "nothing new"
+    );
+    assert_eq!(h.ask(&listed).await, "DUNNO");
+    h.service
+        .store()
+        .allow_remove(AllowListKind::ClientAddress, "192.0.2.64/30")
+        .await
+        .unwrap();
+    h.service.refresh_runtime_allow().await.unwrap();
+    assert!(h.ask(&listed).await.starts_with("554"));
+}

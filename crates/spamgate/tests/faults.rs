@@ -13,8 +13,13 @@ use spamgate::server::{self, ConnectionLimits, Listener};
 use spamgate::service::{ManualClock, Policy, Service};
 use spamgate_dns::Dns;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate};
+use spamgate_engine::verdict::AllowListKind;
 use spamgate_engine::{StoreFailMode, UnixTime};
-use spamgate_store::{SqliteOptions, SqliteStore, Store, StoreCounts, StoreError, TripletRow};
+use spamgate_store::{
+    AccountEvent, AccountStore, AllowEntry, AllowStore, SqliteOptions, SqliteStore, Store,
+    StoreCounts, StoreError, TripletRow,
+};
 use tokio::net::TcpListener;
 
 const OK: u8 = 0;
@@ -48,6 +53,57 @@ impl Store for Switched {
     }
     async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
         self.inner.list_triplets(limit).await
+    }
+}
+
+impl AllowStore for Switched {
+    async fn allow_add(&self, entry: &AllowEntry) -> Result<bool, StoreError> {
+        self.inner.allow_add(entry).await
+    }
+    async fn allow_remove(&self, kind: AllowListKind, value: &str) -> Result<bool, StoreError> {
+        self.inner.allow_remove(kind, value).await
+    }
+    async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
+        self.inner.allow_list().await
+    }
+    async fn allow_generation(&self) -> Result<u64, StoreError> {
+        self.inner.allow_generation().await
+    }
+}
+
+impl AccountStore for Switched {
+    async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL => Err(StoreError::Closed),
+            HANG => std::future::pending().await,
+            _ => self.inner.account(username).await,
+        }
+    }
+    async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.inner.put_account(account).await
+    }
+    async fn list_accounts(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
+        self.inner.list_accounts(limit).await
+    }
+    async fn charge(
+        &self,
+        username: &str,
+        charges: &[(LimitKind, Rate, u32)],
+        now_ms: u64,
+        apply: bool,
+    ) -> Result<Vec<(LimitKind, GcraOutcome)>, StoreError> {
+        self.inner.charge(username, charges, now_ms, apply).await
+    }
+    async fn record_event(&self, event: &AccountEvent) -> Result<(), StoreError> {
+        self.inner.record_event(event).await
+    }
+    async fn events(
+        &self,
+        username: Option<&str>,
+        since: UnixTime,
+        limit: usize,
+    ) -> Result<Vec<AccountEvent>, StoreError> {
+        self.inner.events(username, since, limit).await
     }
 }
 
@@ -148,4 +204,19 @@ async fn store_failure_defers_in_defer_mode_never_rejects() {
             .await
             .starts_with("DEFER_IF_PERMIT 4.7.1")
     );
+}
+
+#[tokio::test]
+async fn submission_store_failure_follows_the_fail_mode() {
+    let (mut conn, mode, _service, _dir) = start(StoreFailMode::Defer).await;
+    let submission = [
+        ("sasl_username", "taro@example.jp"),
+        ("sasl_method", "PLAIN"),
+        ("server_port", "587"),
+        ("client_address", "198.51.100.10"),
+    ];
+    assert_eq!(conn.ask(&submission).await, "DUNNO");
+    mode.store(FAIL, Ordering::SeqCst);
+    let reply = conn.ask(&submission).await;
+    assert!(reply.starts_with("DEFER_IF_PERMIT 4.3.0"), "{reply}");
 }
