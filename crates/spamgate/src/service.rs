@@ -401,21 +401,22 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
             Err(error) => return self.store_trouble(&policy, username, error),
         };
         let verdict = submission.finish(username, &charges, &outcomes);
-        if record {
-            if let Some(Reason::RateLimit {
+        if let (
+            true,
+            Some(Reason::RateLimit {
                 limit,
                 used,
                 allowed,
                 ..
-            }) = verdict.reasons.last()
-            {
-                let kind = EventKind::LimitExceeded {
-                    limit: *limit,
-                    used: *used,
-                    limit_value: *allowed,
-                };
-                self.event(username, now, kind, client).await;
-            }
+            }),
+        ) = (record, verdict.reasons.last())
+        {
+            let kind = EventKind::LimitExceeded {
+                limit: *limit,
+                used: *used,
+                limit_value: *allowed,
+            };
+            self.event(username, now, kind, client).await;
         }
         verdict
     }
