@@ -17,6 +17,8 @@
 //!
 //! Key layout and Redis Cluster: `docs/cluster.md`.
 
+mod accounts;
+mod allow;
 mod codec;
 mod link;
 
@@ -48,6 +50,8 @@ pub struct RedisOptions {
     pub key_prefix: String,
     /// Bound on one store operation (connecting included); slower ones fail.
     pub timeout: Duration,
+    /// Account events older than this go at the next [`Store::expire`].
+    pub event_retention: Duration,
 }
 
 /// The sentinels watching the master.
@@ -66,6 +70,7 @@ impl Default for RedisOptions {
             sentinel: None,
             key_prefix: "spamgate:".into(),
             timeout: Duration::from_secs(1),
+            event_retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -122,6 +127,7 @@ pub struct RedisStore {
     link: Link,
     names: Names,
     timeout: Duration,
+    event_retention: Duration,
     read: Script,
     cas: Script,
     locks: Box<[tokio::sync::Mutex<()>]>,
@@ -151,6 +157,7 @@ impl RedisStore {
             link,
             names: Names::new(&options.key_prefix),
             timeout: options.timeout,
+            event_retention: options.event_retention,
             read: Script::new(READ_LUA),
             cas: Script::new(CAS_LUA),
             locks: (0..LOCK_STRIPES)
@@ -183,6 +190,21 @@ impl RedisStore {
                 Err(redis_error(error))
             }
         }
+    }
+
+    /// Bounds a whole operation of several steps (each step is bounded too).
+    async fn within<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Redis(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
+            })
     }
 
     /// The read is idempotent: after a dropped connection it is sent once more, on the
@@ -282,8 +304,6 @@ impl RedisStore {
 
     /// Locks the stripes of the triplet and the AWL entry, in index order.
     async fn lock(&self, keys: &GreylistKeys) -> [Option<tokio::sync::MutexGuard<'_, ()>>; 2] {
-        let stripe =
-            |key: &[u8; 16]| usize::from(u16::from_be_bytes([key[0], key[1]])) % LOCK_STRIPES;
         let mut stripes = [stripe(&keys.triplet_key), stripe(&keys.awl_key)];
         stripes.sort_unstable();
         let first = self.locks[stripes[0]].lock().await;
@@ -334,6 +354,14 @@ impl RedisStore {
             cursor = next;
         }
     }
+}
+
+/// The lock stripe of a key (FNV-1a: keys are hashes already, names are not).
+fn stripe(key: &[u8]) -> usize {
+    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % LOCK_STRIPES as u64) as usize
 }
 
 /// What one compare-and-set writes.
@@ -441,10 +469,12 @@ impl Store for RedisStore {
             .await?
     }
 
-    /// Redis deletes entries by their TTLs, and reads ignore values past their
-    /// `expires_at` before that: nothing to do, so 0.
-    async fn expire(&self, _now: UnixTime) -> Result<u64, StoreError> {
-        Ok(0)
+    /// Greylist entries and rate-limit states go by their TTLs (and reads ignore
+    /// values past their `expires_at` before that); what is left is trimming the
+    /// account events past their retention. Returns how many events went.
+    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.expire_events(now.saturating_sub(self.event_retention.as_secs()))
+            .await
     }
 
     /// Exact for `now`, but a SCAN over every greylist key: O(entries) per call.

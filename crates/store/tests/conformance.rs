@@ -4,7 +4,7 @@
 //!
 //! Where the backends differ by design (what `expire` returns: SQLite deletes rows,
 //! Redis lets TTLs do it), the cases assert what a caller can observe either way:
-//! decisions, counts and listings.
+//! decisions, counts, listings and charges.
 
 mod common;
 mod redis_server;
@@ -15,16 +15,26 @@ use std::time::Duration;
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
-use spamgate_store::{RedisOptions, RedisStore, SqliteStore, Store, StoreCounts};
+use spamgate_engine::outbound::{
+    Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate,
+};
+use spamgate_engine::verdict::AllowListKind::{self, *};
+use spamgate_store::{
+    AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, RedisOptions, RedisStore,
+    SqliteOptions, SqliteStore, Store, StoreCounts,
+};
 
 use GreylistOutcome::*;
 
 /// A way to open (and reopen) one store's state.
 trait Backend: Send + Sync + 'static {
-    type S: Store;
+    type S: Store + AllowStore + AccountStore;
     fn open(&self) -> impl Future<Output = Self::S> + Send;
     fn close(&self, store: Self::S) -> impl Future<Output = ()> + Send;
 }
+
+/// Not the default either.
+const EVENT_RETENTION: Duration = Duration::from_secs(10 * DAY);
 
 struct Sqlite(Fixture);
 
@@ -38,7 +48,10 @@ impl Backend for Sqlite {
     type S = SqliteStore;
 
     async fn open(&self) -> SqliteStore {
-        self.0.open()
+        self.0.open_with(SqliteOptions {
+            event_retention: EVENT_RETENTION,
+            ..SqliteOptions::default()
+        })
     }
 
     async fn close(&self, store: SqliteStore) {
@@ -63,6 +76,7 @@ impl Redis {
             // Not the default: nothing may depend on it.
             key_prefix: "conformance:".into(),
             timeout: Duration::from_secs(5),
+            event_retention: EVENT_RETENTION,
             ..RedisOptions::default()
         }
     }
@@ -113,6 +127,15 @@ conformance!(
     list_is_bounded_and_latest_expiry_first,
     concurrent_checks_are_atomic_per_triplet,
     a_shared_store_serves_several_hosts,
+    allow_entries_are_added_replaced_removed_and_listed,
+    allow_changes_reach_every_host_with_the_generation,
+    accounts_are_put_replaced_and_listed_by_name,
+    a_burst_then_refusal_then_refill,
+    a_refused_limit_stores_no_charge_at_all,
+    a_dry_charge_stores_nothing,
+    concurrent_charges_from_two_hosts_never_exceed_the_limit,
+    events_newest_first_filtered_and_bounded,
+    expiry_drops_old_events_and_idle_rate_states,
 );
 
 /// One attempt: seconds after [`T0`], the keys, and the expected outcome.
@@ -593,4 +616,467 @@ async fn a_shared_store_serves_several_hosts(backend: impl Backend) {
     assert_eq!(alice.attempts, 3);
     backend.close(mx2).await;
     backend.close(mx1).await;
+}
+
+// ---- the runtime allow-list ----
+
+fn allow_entry(kind: AllowListKind, value: &str, note: &str, added_at: u64) -> AllowEntry {
+    AllowEntry {
+        kind,
+        value: value.to_string(),
+        note: note.to_string(),
+        added_at,
+    }
+}
+
+enum AllowOp {
+    Add(AllowListKind, &'static str, &'static str, u64),
+    Remove(AllowListKind, &'static str),
+}
+
+/// Each operation with what it returns (new / existed) and whether the generation moves.
+async fn check_allow(store: &impl AllowStore, steps: &[(AllowOp, bool, bool)]) {
+    for (index, (op, returns, moves)) in steps.iter().enumerate() {
+        let before = store.allow_generation().await.unwrap();
+        let returned = match *op {
+            AllowOp::Add(kind, value, note, at) => store
+                .allow_add(&allow_entry(kind, value, note, at))
+                .await
+                .unwrap(),
+            AllowOp::Remove(kind, value) => store.allow_remove(kind, value).await.unwrap(),
+        };
+        let after = store.allow_generation().await.unwrap();
+        assert_eq!(returned, *returns, "step {index}");
+        assert_eq!(after != before, *moves, "step {index}: {before} -> {after}");
+    }
+}
+
+async fn allow_entries_are_added_replaced_removed_and_listed(backend: impl Backend) {
+    use AllowOp::*;
+    let store = backend.open().await;
+    assert!(store.allow_list().await.unwrap().is_empty());
+    assert_eq!(store.allow_generation().await.unwrap(), 0);
+    check_allow(
+        &store,
+        &[
+            (Add(Sender, "ceo@example.com", "ticket 1", T0), true, true),
+            // The same kind and value replaces the note and time: not new, still a change.
+            (
+                Add(Sender, "ceo@example.com", "ticket 2", T0 + 5),
+                false,
+                true,
+            ),
+            // The same value under another kind is another entry.
+            (Add(Recipient, "ceo@example.com", "", T0 + 6), true, true),
+            (
+                Add(ClientAddress, "192.0.2.25", "partner", T0 + 7),
+                true,
+                true,
+            ),
+            (Add(ClientName, "mx.example.net", "", T0 + 8), true, true),
+            (
+                Add(ClientAddress, "198.51.100.0/24", "", T0 + 9),
+                true,
+                true,
+            ),
+            (
+                Add(ClientAddress, "2001:db8::/32", "v6", T0 + 10),
+                true,
+                true,
+            ),
+            (Remove(Recipient, "ceo@example.com"), true, true),
+            // Removing what is not there changes nothing.
+            (Remove(Recipient, "ceo@example.com"), false, false),
+            (Remove(Sender, "nobody@example.com"), false, false),
+            (Remove(ClientName, "192.0.2.25"), false, false),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.allow_list().await.unwrap(),
+        [
+            allow_entry(ClientAddress, "192.0.2.25", "partner", T0 + 7),
+            allow_entry(ClientAddress, "198.51.100.0/24", "", T0 + 9),
+            allow_entry(ClientAddress, "2001:db8::/32", "v6", T0 + 10),
+            allow_entry(ClientName, "mx.example.net", "", T0 + 8),
+            allow_entry(Sender, "ceo@example.com", "ticket 2", T0 + 5),
+        ],
+        "ordered by kind, then value"
+    );
+    backend.close(store).await;
+}
+
+/// `spamgate allow add` on one host; the daemons of every host poll the generation.
+async fn allow_changes_reach_every_host_with_the_generation(backend: impl Backend) {
+    let daemon = backend.open().await;
+    let cli = backend.open().await;
+    let seen = daemon.allow_generation().await.unwrap();
+    let entry = allow_entry(Sender, "a@example.com", "", T0);
+    assert!(cli.allow_add(&entry).await.unwrap());
+    let moved = daemon.allow_generation().await.unwrap();
+    assert_ne!(moved, seen);
+    assert_eq!(
+        daemon.allow_list().await.unwrap(),
+        std::slice::from_ref(&entry)
+    );
+    backend.close(cli).await;
+
+    // Both are kept: a restart sees them.
+    backend.close(daemon).await;
+    let reopened = backend.open().await;
+    assert_eq!(reopened.allow_generation().await.unwrap(), moved);
+    assert_eq!(reopened.allow_list().await.unwrap(), [entry]);
+    assert!(
+        reopened
+            .allow_remove(Sender, "a@example.com")
+            .await
+            .unwrap()
+    );
+    assert!(reopened.allow_list().await.unwrap().is_empty());
+    backend.close(reopened).await;
+}
+
+// ---- accounts, charges, events ----
+
+/// Milliseconds at [`T0`].
+const NOW_MS: u64 = T0 * 1000;
+
+fn hourly(limit: u32) -> Rate {
+    Rate {
+        limit,
+        period: secs(3600),
+        burst: limit,
+    }
+}
+
+fn daily(limit: u32) -> Rate {
+    Rate {
+        limit,
+        period: secs(DAY),
+        burst: limit,
+    }
+}
+
+use LimitKind::{MessagesPerHour, RecipientsPerDay};
+
+/// One charge call: (kind, rate, cost) each, expecting (allowed, used) for each.
+async fn charge(
+    store: &impl AccountStore,
+    username: &str,
+    now_ms: u64,
+    charges: &[(LimitKind, Rate, u32)],
+    expected: &[(bool, u64)],
+) -> Vec<(LimitKind, GcraOutcome)> {
+    let outcomes = store.charge(username, charges, now_ms, true).await.unwrap();
+    let kinds: Vec<LimitKind> = outcomes.iter().map(|(kind, _)| *kind).collect();
+    let wanted: Vec<LimitKind> = charges.iter().map(|(kind, ..)| *kind).collect();
+    assert_eq!(kinds, wanted, "outcomes in input order");
+    let got: Vec<(bool, u64)> = outcomes.iter().map(|(_, o)| (o.allowed, o.used)).collect();
+    assert_eq!(got, expected, "{username} at {now_ms} charging {charges:?}");
+    outcomes
+}
+
+async fn accounts_are_put_replaced_and_listed_by_name(backend: impl Backend) {
+    let store = backend.open().await;
+    assert_eq!(store.account("alice@example.jp").await.unwrap(), None);
+    assert!(store.list_accounts(10).await.unwrap().is_empty());
+    for name in ["carol@example.jp", "alice@example.jp", "bob@example.jp"] {
+        store.put_account(&Account::new(name, T0)).await.unwrap();
+    }
+    let bob = Account {
+        username: "bob@example.jp".into(),
+        status: AccountStatus::Suspended,
+        limits: LimitOverrides {
+            messages_per_hour: Some(20),
+            recipients_per_day: None,
+        },
+        note: "suspended by the abuse desk".into(),
+        updated_at: T0 + 60,
+    };
+    store.put_account(&bob).await.unwrap();
+    assert_eq!(
+        store.account("bob@example.jp").await.unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(
+        store.account("alice@example.jp").await.unwrap(),
+        Some(Account::new("alice@example.jp", T0))
+    );
+    let listed = store.list_accounts(100).await.unwrap();
+    let order: Vec<&str> = listed.iter().map(|a| a.username.as_str()).collect();
+    assert_eq!(
+        order,
+        ["alice@example.jp", "bob@example.jp", "carol@example.jp"]
+    );
+    assert_eq!(listed[1], bob);
+    let first_two: Vec<String> = store
+        .list_accounts(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.username)
+        .collect();
+    assert_eq!(first_two, ["alice@example.jp", "bob@example.jp"]);
+    assert!(store.list_accounts(0).await.unwrap().is_empty());
+    backend.close(store).await;
+
+    let reopened = backend.open().await;
+    assert_eq!(reopened.account("bob@example.jp").await.unwrap(), Some(bob));
+    backend.close(reopened).await;
+}
+
+async fn a_burst_then_refusal_then_refill(backend: impl Backend) {
+    let store = backend.open().await;
+    let rate = hourly(10);
+    let one = [(MessagesPerHour, rate, 1)];
+    for used in 1..=10 {
+        charge(&store, "a@example.jp", NOW_MS, &one, &[(true, used)]).await;
+    }
+    let refused = charge(&store, "a@example.jp", NOW_MS, &one, &[(false, 10)]).await;
+    assert_eq!(
+        refused[0].1.retry_after_ms, 360_000,
+        "one message per 6 min"
+    );
+    // Another account has its own limit.
+    charge(&store, "b@example.jp", NOW_MS, &one, &[(true, 1)]).await;
+    // The count survives a reconnect (a restart of the daemon).
+    backend.close(store).await;
+    let store = backend.open().await;
+    // One interval later exactly one more fits.
+    let later = NOW_MS + 360_000;
+    charge(&store, "a@example.jp", later, &one, &[(true, 10)]).await;
+    charge(&store, "a@example.jp", later, &one, &[(false, 10)]).await;
+    // After a whole period the full burst is back.
+    charge(
+        &store,
+        "a@example.jp",
+        later + 3_600_000,
+        &[(MessagesPerHour, rate, 10)],
+        &[(true, 10)],
+    )
+    .await;
+    backend.close(store).await;
+}
+
+async fn a_refused_limit_stores_no_charge_at_all(backend: impl Backend) {
+    let store = backend.open().await;
+    let user = "c@example.jp";
+    let both = |recipients| {
+        [
+            (MessagesPerHour, hourly(100), 1),
+            (RecipientsPerDay, daily(5), recipients),
+        ]
+    };
+    charge(&store, user, NOW_MS, &both(3), &[(true, 1), (true, 3)]).await;
+    // Three more recipients exceed 5: the message that would fit is not counted either.
+    charge(&store, user, NOW_MS, &both(3), &[(true, 2), (false, 3)]).await;
+    charge(&store, user, NOW_MS, &both(3), &[(true, 2), (false, 3)]).await;
+    charge(&store, user, NOW_MS, &both(2), &[(true, 2), (true, 5)]).await;
+    // The same kind twice in one call: the second sees the first.
+    let twice = [
+        (MessagesPerHour, hourly(100), 1),
+        (MessagesPerHour, hourly(100), 1),
+    ];
+    charge(&store, user, NOW_MS, &twice, &[(true, 3), (true, 4)]).await;
+    charge(
+        &store,
+        user,
+        NOW_MS,
+        &[(MessagesPerHour, hourly(100), 1)],
+        &[(true, 5)],
+    )
+    .await;
+    assert!(
+        store
+            .charge(user, &[], NOW_MS, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    backend.close(store).await;
+}
+
+async fn a_dry_charge_stores_nothing(backend: impl Backend) {
+    let store = backend.open().await;
+    let charges = [(MessagesPerHour, hourly(10), 4)];
+    charge(&store, "d@example.jp", NOW_MS, &charges, &[(true, 4)]).await;
+    for _ in 0..5 {
+        let dry = store
+            .charge("d@example.jp", &charges, NOW_MS, false)
+            .await
+            .unwrap();
+        assert_eq!((dry[0].1.allowed, dry[0].1.used), (true, 8));
+    }
+    let dry = store
+        .charge("e@example.jp", &charges, NOW_MS, false)
+        .await
+        .unwrap();
+    assert_eq!((dry[0].1.allowed, dry[0].1.used), (true, 4));
+    charge(&store, "d@example.jp", NOW_MS, &charges, &[(true, 8)]).await;
+    charge(&store, "e@example.jp", NOW_MS, &charges, &[(true, 4)]).await;
+    backend.close(store).await;
+}
+
+/// Two hosts (two stores on one state) charging one account at once.
+async fn concurrent_charges_from_two_hosts_never_exceed_the_limit(backend: impl Backend) {
+    let hosts = [
+        Arc::new(backend.open().await),
+        Arc::new(backend.open().await),
+    ];
+    let limit = 30;
+    let tasks: Vec<_> = (0..100)
+        .map(|n| {
+            let store = Arc::clone(&hosts[n % 2]);
+            tokio::spawn(async move {
+                let charges = [
+                    (MessagesPerHour, hourly(1000), 1),
+                    (RecipientsPerDay, daily(limit), 1),
+                ];
+                store.charge("g@example.jp", &charges, NOW_MS, true).await
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        let outcomes = task.await.unwrap().unwrap();
+        if outcomes.iter().all(|(_, outcome)| outcome.allowed) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, limit);
+    // Only the allowed charges were counted against the other limit too.
+    let now = hosts[0]
+        .charge(
+            "g@example.jp",
+            &[(MessagesPerHour, hourly(1000), 0)],
+            NOW_MS,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(now[0].1.used, u64::from(limit));
+    for host in hosts {
+        backend.close(Arc::into_inner(host).unwrap()).await;
+    }
+}
+
+fn event(at: u64, username: &str, kind: EventKind) -> AccountEvent {
+    AccountEvent {
+        at,
+        username: username.to_string(),
+        kind,
+        detail: format!("client 192.0.2.{}", at % 250),
+    }
+}
+
+fn exceeded(used: u64) -> EventKind {
+    EventKind::LimitExceeded {
+        limit: MessagesPerHour,
+        used,
+        limit_value: 100,
+    }
+}
+
+async fn events_newest_first_filtered_and_bounded(backend: impl Backend) {
+    let store = backend.open().await;
+    let suspended = EventKind::StatusChanged {
+        from: AccountStatus::Active,
+        to: AccountStatus::Suspended,
+    };
+    let rejected = EventKind::Rejected {
+        status: AccountStatus::Suspended,
+    };
+    let recorded = [
+        event(T0, "a@example.jp", exceeded(100)),
+        event(T0 + 10, "b@example.jp", exceeded(101)),
+        event(T0 + 20, "a@example.jp", suspended),
+        event(T0 + 20, "a@example.jp", rejected),
+        event(T0 + 30, "b@example.jp", rejected),
+        // The very same event twice is two events.
+        event(T0 + 30, "b@example.jp", rejected),
+    ];
+    for event in &recorded {
+        store.record_event(event).await.unwrap();
+    }
+    let check = async |username: Option<&str>, since: u64, limit: usize, expected: &[usize]| {
+        let got = store.events(username, since, limit).await.unwrap();
+        let wanted: Vec<AccountEvent> = expected.iter().map(|&i| recorded[i].clone()).collect();
+        assert_eq!(got, wanted, "{username:?} since {since} limit {limit}");
+    };
+    // Same second: the later recorded comes first.
+    check(None, 0, 100, &[5, 4, 3, 2, 1, 0]).await;
+    check(None, 0, 2, &[5, 4]).await;
+    check(None, 0, 0, &[]).await;
+    check(None, T0 + 10, 100, &[5, 4, 3, 2, 1]).await;
+    check(Some("a@example.jp"), 0, 100, &[3, 2, 0]).await;
+    check(Some("a@example.jp"), T0 + 1, 100, &[3, 2]).await;
+    check(Some("a@example.jp"), T0 + 1, 1, &[3]).await;
+    check(Some("b@example.jp"), T0 + 31, 100, &[]).await;
+    check(Some("nobody@example.jp"), 0, 100, &[]).await;
+    backend.close(store).await;
+}
+
+async fn expiry_drops_old_events_and_idle_rate_states(backend: impl Backend) {
+    let store = backend.open().await;
+    for user in ["h1@example.jp", "h2@example.jp"] {
+        charge(
+            &store,
+            user,
+            NOW_MS,
+            &[(MessagesPerHour, hourly(10), 10)],
+            &[(true, 10)],
+        )
+        .await;
+    }
+    for (at, user) in [
+        (T0, "h1@example.jp"),
+        (T0 + 1, "h2@example.jp"),
+        (T0 + 5 * DAY, "h1@example.jp"),
+    ] {
+        store
+            .record_event(&event(at, user, exceeded(10)))
+            .await
+            .unwrap();
+    }
+    // While a state matters, expiry keeps it: still full half an hour on.
+    store.expire(T0 + 1800).await.unwrap();
+    let half_hour = (T0 + 1800) * 1000;
+    charge(
+        &store,
+        "h1@example.jp",
+        half_hour,
+        &[(MessagesPerHour, hourly(10), 6)],
+        &[(false, 5)],
+    )
+    .await;
+    // Long after, whether deleted or not, a state is as good as fresh.
+    let later = T0 + 1800 + 3600;
+    store.expire(later).await.unwrap();
+    charge(
+        &store,
+        "h2@example.jp",
+        later * 1000,
+        &[(MessagesPerHour, hourly(10), 10)],
+        &[(true, 10)],
+    )
+    .await;
+
+    // Events older than the retention (10 days) go; the newer one stays, in both
+    // listings.
+    assert_eq!(store.events(None, 0, 10).await.unwrap().len(), 3);
+    store.expire(T0 + 10 * DAY + 1).await.unwrap();
+    let kept = [event(T0 + 5 * DAY, "h1@example.jp", exceeded(10))];
+    assert_eq!(store.events(None, 0, 10).await.unwrap(), kept);
+    assert_eq!(
+        store.events(Some("h1@example.jp"), 0, 10).await.unwrap(),
+        kept
+    );
+    assert!(
+        store
+            .events(Some("h2@example.jp"), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    backend.close(store).await;
 }

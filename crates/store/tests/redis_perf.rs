@@ -73,6 +73,34 @@ fn line(name: &str, figures: [f64; 4]) {
     );
 }
 
+/// CPU seconds this process has used (user + system), from /proc (10 ms ticks).
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// CPU seconds redis-server has used, from INFO cpu.
+fn redis_cpu(server: &RedisServer) -> f64 {
+    server
+        .cli(&["INFO", "cpu"])
+        .lines()
+        .filter_map(|line| {
+            let value = line
+                .strip_prefix("used_cpu_sys:")
+                .or_else(|| line.strip_prefix("used_cpu_user:"))?;
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
 /// The `used_memory` line of INFO memory, in bytes.
 fn used_memory(server: &RedisServer) -> u64 {
     server
@@ -104,12 +132,16 @@ async fn figures() {
         .await
         .unwrap(),
     );
+    let (client_start, server_start) = (own_cpu(), redis_cpu(&server));
     let new = run_all(&redis, &keys, T0).await;
     let pending_bytes = used_memory(&server).saturating_sub(empty);
     let retry = run_all(&redis, &keys, T0 + 60).await;
     let passed = run_all(&redis, &keys, T0 + 400).await;
     let awl = run_all(&redis, &keys, T0 + 500).await;
     let passed_bytes = used_memory(&server).saturating_sub(empty);
+    let checks = 4.0 * f64::from(TRIPLETS);
+    let client_us = (own_cpu() - client_start) / checks * 1e6;
+    let server_us = (redis_cpu(&server) - server_start) / checks * 1e6;
 
     println!("greylist checks, {TRIPLETS} distinct triplets per phase, same machine:");
     line("sqlite", sqlite_figures);
@@ -121,6 +153,9 @@ async fn figures() {
         ratio(1, retry),
         ratio(2, passed),
         ratio(3, awl)
+    );
+    println!(
+        "redis CPU per check (all four phases): spamgate side {client_us:.1} µs, redis-server {server_us:.1} µs"
     );
     let per = |bytes: u64| bytes as f64 / f64::from(TRIPLETS);
     println!(
