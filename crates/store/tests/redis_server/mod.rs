@@ -15,6 +15,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
     extra: Vec<String>,
+    /// A Sentinel: its config file (which it rewrites), monitoring `master_name`.
+    sentinel: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -30,6 +32,7 @@ impl RedisServer {
             port: 0,
             dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            sentinel: None,
             child: None,
         };
         // Another process may take the port between our probe and the server's bind:
@@ -46,6 +49,44 @@ impl RedisServer {
         );
     }
 
+    /// A replica of `master`.
+    pub fn replica_of(master: &RedisServer) -> RedisServer {
+        let port = master.port.to_string();
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])
+    }
+
+    /// A Sentinel watching `master` as `master_name`, quick to fail over: the master
+    /// is down after 300 ms without answers.
+    pub fn sentinel_for(master: &RedisServer, master_name: &str) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "sentinel monitor {master_name} 127.0.0.1 {port} 1\n\
+                 sentinel down-after-milliseconds {master_name} 300\n\
+                 sentinel failover-timeout {master_name} 3000\n\
+                 sentinel parallel-syncs {master_name} 1\n",
+                port = master.port
+            ),
+        )
+        .unwrap();
+        let mut server = RedisServer {
+            port: 0,
+            dir,
+            extra: Vec::new(),
+            sentinel: Some(config),
+            child: None,
+        };
+        for _ in 0..6 {
+            server.port = free_port();
+            if server.try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server --sentinel did not start");
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -60,10 +101,19 @@ impl RedisServer {
 
     fn try_start(&mut self) -> bool {
         let mut command = Command::new("redis-server");
+        if let Some(config) = &self.sentinel {
+            // The config file must come first.
+            command.arg(config).arg("--sentinel");
+        }
         command
             .arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1"])
+            .args(if self.sentinel.is_some() {
+                &[][..]
+            } else {
+                &["--save", "", "--appendonly", "no"][..]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
