@@ -17,10 +17,14 @@
 # namespace. The machine's resolver, its system Postfix (/etc/postfix) and its port 25 are
 # never touched. Prints one PASS/FAIL line per case and ends with "e2e: N passed, M failed".
 set -Eeuo pipefail
-export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FIX=$REPO/tests/e2e
+SUITE=e2e
+# log, die, install_missing, build_spamgate, run_in_namespaces, pass, fail, finish,
+# doc_block, wait_for, now, sleep_past, tcp_open, start_postfix.
+# shellcheck source=scripts/lib/e2e-common.sh
+source "$REPO/scripts/lib/e2e-common.sh"
 
 # Seconds; spamgate's greylist min_delay for this run (production default: 5 minutes).
 MIN_DELAY=5
@@ -35,73 +39,19 @@ DEAD_PORT=5309      # nothing listens here: dnsmasq forwards the "temporary fail
 RELAY_ADDR=198.51.100.25
 BOT_ADDR=198.51.100.66
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "e2e: $*"; exit 2; }
-
 # ---------------------------------------------------------------------------------------
 # Outside the namespace: dependencies and the build.
 
-install_deps() {
-    local missing=()
-    command -v postfix >/dev/null || missing+=(postfix)
-    command -v rbldnsd >/dev/null || missing+=(rbldnsd)
-    command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
-    command -v swaks >/dev/null || missing+=(swaks)
-    command -v ip >/dev/null || missing+=(iproute2)
-    command -v unshare >/dev/null || missing+=(util-linux)
-    ((${#missing[@]})) || return 0
-    log "e2e: installing ${missing[*]}"
-    # Package scripts must not start system services (Postfix on port 25, dnsmasq on 53,
-    # rbldnsd): policy-rc.d exiting 101 forbids it, and Postfix gets no system config.
-    local own_policy=
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-    fi
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    local rc=0
-    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; } || rc=$?
-    [[ -z $own_policy ]] || rm -f /usr/sbin/policy-rc.d
-    ((rc == 0)) || die "apt-get failed ($rc)"
-}
-
-build_spamgate() {
-    if [[ -n ${SPAMGATE_BIN:-} ]]; then
-        [[ -x $SPAMGATE_BIN ]] || die "SPAMGATE_BIN=$SPAMGATE_BIN is not executable"
-        return
-    fi
-    command -v cargo >/dev/null || die "cargo not found (install Rust first)"
-    # A debug build: on 2 cores it is minutes faster than --release and fast enough here.
-    (cd "$REPO" && cargo build -p spamgate) || die "cargo build -p spamgate failed"
-    SPAMGATE_BIN=${CARGO_TARGET_DIR:-$REPO/target}/debug/spamgate
-}
-
 outside() {
     [[ $(id -u) == 0 ]] || die "run as root (private Postfix instances, namespaces)"
-    install_deps
+    install_missing postfix=postfix rbldnsd=rbldnsd dnsmasq=dnsmasq-base swaks=swaks \
+        ip=iproute2 unshare=util-linux
     build_spamgate
-    unshare --net --mount --pid --fork --mount-proc true 2>/dev/null ||
-        die "cannot create Linux namespaces (unshare --net --mount --pid); needs root with CAP_SYS_ADMIN"
-    local started=$SECONDS tmp rc=0
-    tmp=$(mktemp -d /tmp/spamgate-e2e.XXXXXX)
-    # Postfix (as "postfix") and virtual(8) (as nobody) must traverse it.
-    chmod 755 "$tmp"
-    unshare --net --mount --pid --fork --mount-proc --kill-child -- \
-        bash "${BASH_SOURCE[0]}" --inside "$tmp" "$SPAMGATE_BIN" || rc=$?
-    # Logs and mailboxes stay for a look when something failed.
-    if [[ -n ${KEEP:-} ]] || ((rc != 0)); then log "e2e: kept $tmp"; else rm -rf "$tmp"; fi
-    log "e2e: finished in $((SECONDS - started))s (without install/build)"
-    exit "$rc"
+    run_in_namespaces "${BASH_SOURCE[0]}"
 }
 
 # ---------------------------------------------------------------------------------------
 # Inside the namespace.
-
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); printf 'PASS  %-32s %s\n' "$1" "${2:-}"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %-32s %s\n' "$1" "${2:-}"; }
 
 # fill TEMPLATE OUT: replaces @VARS@ with the suite's values.
 fill() {
@@ -110,34 +60,6 @@ fill() {
         -e "s|@RBLDNSD_PORT@|$RBLDNSD_PORT|g" -e "s|@DEAD_PORT@|$DEAD_PORT|g" \
         -e "s|@MIN_DELAY@|$MIN_DELAY|g" "$1" >"$2"
 }
-
-# doc_block NAME: the fenced code block that follows "<!-- e2e:NAME -->" in docs/postfix.md.
-doc_block() {
-    awk -v tag="<!-- e2e:$1 -->" '
-        $0 == tag { want = 1; next }
-        want && /^```/ { if (inside) exit; inside = 1; next }
-        inside { print }' "$REPO/docs/postfix.md"
-}
-
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 0.2 s.
-wait_for() {
-    local what=$1 limit=$2 i
-    shift 2
-    for ((i = 0; i < limit * 5; i++)); do
-        if "$@" 2>/dev/null; then return 0; fi
-        sleep 0.2
-    done
-    log "e2e: timed out waiting for $what"
-    return 1
-}
-# now: wall-clock seconds with microseconds. sleep_past T0 N: sleeps until N s after T0.
-now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
-sleep_past() {
-    local left
-    left=$(awk -v t0="$1" -v n="$2" -v now="$(now)" 'BEGIN { d = t0 + n - now; print (d > 0 ? d : 0) }')
-    sleep "$left"
-}
-tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 cleanup() {
     local rc=$?
@@ -148,21 +70,7 @@ cleanup() {
     [[ -n ${DNSMASQ_PID:-} ]] && kill "$DNSMASQ_PID" 2>/dev/null
     [[ -n ${RBLDNSD_PID:-} ]] && kill "$RBLDNSD_PID" 2>/dev/null
     wait 2>/dev/null
-    if ((rc != 0 && FAILED == 0)); then
-        log "e2e: aborted (exit $rc)"
-        FAILED=1
-    fi
-    if ((FAILED > 0)); then
-        local f
-        for f in "$T/spamgate.log" "$T/mx/maillog" "$T/relay/maillog"; do
-            [[ -s $f ]] || continue
-            log "--- last lines of $f"
-            tail -n 15 "$f" | cut -c1-300 >&2
-        done
-    fi
-    printf 'e2e: %d passed, %d failed\n' "$PASSED" "$FAILED"
-    ((FAILED == 0)) || exit 1
-    exit 0
+    finish "$rc" "$T/spamgate.log" "$T/mx/maillog" "$T/relay/maillog"
 }
 
 setup_namespace() {
@@ -257,8 +165,8 @@ setup_mx() {
     local etc=$T/mx/etc main_block master_block
     mkdir -p "$etc" "$T/mx/queue" "$T/mx/data" "$T/mail"
     chown nobody:nogroup "$T/mail"
-    main_block=$(doc_block main.cf)
-    master_block=$(doc_block master.cf)
+    main_block=$(doc_block "$REPO/docs/postfix.md" main.cf)
+    master_block=$(doc_block "$REPO/docs/postfix.md" master.cf)
     if grep -q 'check_policy_service inet:127.0.0.1:10023' <<<"$main_block" &&
         grep -q 'check_policy_service unix:spamgate/policy.sock' <<<"$master_block"; then
         pass docs-postfix-blocks "main.cf and master.cf blocks of docs/postfix.md used verbatim"
@@ -289,19 +197,6 @@ setup_relay() {
     fill "$FIX/relay/main.cf.in" "$etc/main.cf"
     fill "$FIX/relay/master.cf.in" "$etc/master.cf"
     start_postfix relay
-}
-
-start_postfix() {
-    local etc=$T/$1/etc
-    chown postfix:postfix "$T/$1/data"
-    if ! postfix -c "$etc" check >"$T/$1.check.log" 2>&1; then
-        cat "$T/$1.check.log" >&2
-        die "postfix check failed for $1"
-    fi
-    postfix -c "$etc" start >>"$T/$1.check.log" 2>&1 || {
-        cat "$T/$1.check.log" >&2
-        die "postfix start failed for $1"
-    }
 }
 
 # ---------------------------------------------------------------------------------------
