@@ -2,7 +2,8 @@
 # The whole test suite on a fresh Debian machine: installs what the tests need, then runs
 # formatting and lint checks, the Rust tests (unit, integration with an in-process DNS
 # server, real SQLite files, real processes), and the end-to-end suites with real
-# Postfix/rbldnsd/dnsmasq (scripts/e2e.sh) and a real kernel nftables in network
+# Postfix/rbldnsd/dnsmasq (scripts/e2e.sh), a real Postfix submission service with
+# Dovecot SASL (scripts/e2e-submission.sh) and a real kernel nftables in network
 # namespaces (scripts/op25b-netns.sh). Needs root for the installs and namespaces.
 #
 # Usage: bash scripts/test-all.sh        (CI runs exactly this: .ci/run)
@@ -17,12 +18,14 @@ install_packages() {
     local -A wanted=(
         [postfix]=postfix [rbldnsd]=rbldnsd [dnsmasq]=dnsmasq-base [swaks]=swaks
         [nft]=nftables [ip]=iproute2 [redis-server]=redis-server [sqlite3]=sqlite3
-        [unshare]=util-linux
+        [unshare]=util-linux [dovecot]=dovecot-core [openssl]=openssl [python3]=python3
     )
     local missing=() cmd
     for cmd in "${!wanted[@]}"; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
     done
+    # swaks only recommends its TLS module (--tls for the submission suite).
+    perl -MNet::SSLeay -e 1 2>/dev/null || missing+=(libnet-ssleay-perl)
     ((${#missing[@]})) || return 0
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing packages (${missing[*]}) and not root: cannot install" >&2
@@ -57,6 +60,9 @@ cargo test --workspace --locked
 
 log "end-to-end: Postfix + rbldnsd + dnsmasq + spamgate"
 bash scripts/e2e.sh
+
+log "end-to-end: submission (Postfix 587/465 + Dovecot SASL + spamgate limits)"
+bash scripts/e2e-submission.sh
 
 if [[ -f scripts/op25b-netns.sh ]]; then
     log "OP25B in network namespaces (real nftables)"
