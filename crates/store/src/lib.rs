@@ -30,7 +30,10 @@ use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, AccountStatus, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 
-pub use crate::redis::{RedisOptions, RedisStore, SentinelOptions};
+pub use crate::redis::{
+    AwlRecord, RateRecord, RedisOptions, RedisStore, SentinelOptions, StoreDump, TripletRecord,
+    export_sqlite, import_sqlite,
+};
 pub use schema::SCHEMA_VERSION;
 #[doc(hidden)]
 pub use sqlite::create_with_schema_version;

@@ -21,6 +21,9 @@ mod accounts;
 mod allow;
 mod codec;
 mod link;
+mod migrate;
+
+pub use migrate::{AwlRecord, RateRecord, StoreDump, TripletRecord, export_sqlite, import_sqlite};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -82,6 +85,8 @@ const CAS_ATTEMPTS: usize = 16;
 const LOCK_STRIPES: usize = 1024;
 /// Keys asked per SCAN step by counts and listings.
 const SCAN_BATCH: usize = 1000;
+/// Entries written per pipeline by an import.
+const RECORD_BATCH: usize = 500;
 
 /// KEYS: AWL entry, triplet, network's pending set. ARGV: now (seconds).
 /// Returns the two values (nil when absent) and the live pending count.
@@ -190,6 +195,18 @@ impl RedisStore {
                 Err(redis_error(error))
             }
         }
+    }
+
+    /// Sends a pipeline unless it is empty (Redis refuses an empty one).
+    async fn run_pipe(
+        &self,
+        conn: &mut ConnectionManager,
+        pipe: &redis::Pipeline,
+    ) -> Result<(), StoreError> {
+        if pipe.is_empty() {
+            return Ok(());
+        }
+        self.bounded(pipe.exec_async(conn)).await
     }
 
     /// Bounds a whole operation of several steps (each step is bounded too).

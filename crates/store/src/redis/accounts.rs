@@ -60,7 +60,7 @@ impl RedisStore {
         format!("{}accts", self.names.prefix())
     }
 
-    fn rate_key(&self, kind: LimitKind, username: &str) -> String {
+    pub(super) fn rate_key(&self, kind: LimitKind, username: &str) -> String {
         format!("{}rate:{}:{username}", self.names.prefix(), kind.id())
     }
 
@@ -73,6 +73,25 @@ impl RedisStore {
 
     fn event_users_key(&self) -> String {
         format!("{}ev:users", self.names.prefix())
+    }
+
+    /// The whole event log, oldest first (recording order within a second).
+    pub(super) async fn all_events(&self) -> Result<Vec<AccountEvent>, StoreError> {
+        let key = self.events_key(None);
+        let mut conn = self.link.conn();
+        let members: Vec<Vec<u8>> = self
+            .bounded(
+                redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        members
+            .iter()
+            .map(|member| parse_event(&key, member))
+            .collect()
     }
 
     /// Deletes events at or before `cutoff`; returns how many (of the full log).
@@ -112,10 +131,15 @@ impl RedisStore {
                     pipe.zrembyscore(&key, "-inf", cutoff).ignore();
                 }
             }
-            self.bounded(pipe.exec_async(&mut conn)).await?;
+            self.run_pipe(&mut conn, &pipe).await?;
         }
         Ok(removed)
     }
+}
+
+fn parse_event(key: &str, member: &[u8]) -> Result<AccountEvent, StoreError> {
+    let json = member.get(SEQ_DIGITS..).unwrap_or_default();
+    serde_json::from_slice(json).map_err(|e| malformed("event", key, e))
 }
 
 fn malformed(what: &str, key: &str, error: impl std::fmt::Display) -> StoreError {
@@ -304,10 +328,7 @@ impl AccountStore for RedisStore {
             .await?;
         members
             .iter()
-            .map(|member| {
-                let json = member.get(SEQ_DIGITS..).unwrap_or_default();
-                serde_json::from_slice(json).map_err(|e| malformed("event", &key, e))
-            })
+            .map(|member| parse_event(&key, member))
             .collect()
     }
 }

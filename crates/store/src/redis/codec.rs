@@ -54,7 +54,6 @@ impl Names {
     }
 
     /// The 16-byte key in a `t:`/`a:` key name, if it is one of ours.
-    #[allow(dead_code)] // for the migration
     pub(crate) fn parse_key(&self, kind: &str, name: &[u8]) -> Option<Key> {
         let rest = name
             .strip_prefix(self.prefix.as_bytes())?
@@ -72,7 +71,6 @@ pub(crate) fn hex(key: &Key) -> String {
     out
 }
 
-#[allow(dead_code)] // for the migration
 pub(crate) fn unhex(text: &[u8]) -> Option<Key> {
     if text.len() != 32 {
         return None;
