@@ -313,7 +313,14 @@ impl SubmissionPolicy {
         match tripped {
             None => Verdict::pass(reasons),
             Some(((kind, outcome), (_, rate, cost))) => {
-                let retry_in = outcome.retry_after_ms.div_ceil(1000);
+                // A message costing more than the burst can never fit, however long the
+                // client waits: refuse it for good instead of deferring it forever.
+                let never_fits = *cost > rate.burst;
+                let retry_in = if never_fits {
+                    0
+                } else {
+                    outcome.retry_after_ms.div_ceil(1000)
+                };
                 reasons.push(Reason::RateLimit {
                     limit: *kind,
                     used: outcome.used,
@@ -321,10 +328,12 @@ impl SubmissionPolicy {
                     allowed: rate.limit,
                     retry_in,
                 });
-                Verdict {
-                    action: Action::Defer { retry_in },
-                    reasons,
-                }
+                let action = if never_fits {
+                    Action::Reject
+                } else {
+                    Action::Defer { retry_in }
+                };
+                Verdict { action, reasons }
             }
         }
     }

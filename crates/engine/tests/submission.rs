@@ -139,3 +139,19 @@ fn the_tripped_limit_is_named() {
         "{short}"
     );
 }
+
+#[test]
+fn a_message_larger_than_the_burst_is_refused_for_good() {
+    let p = SubmissionPolicy {
+        recipient_burst: 20,
+        ..policy()
+    };
+    let mut tats = [0, 0];
+    let action = send(&p, None, &mut tats, 21, 1_000_000);
+    assert_eq!(
+        action,
+        Action::Reject,
+        "21 recipients can never fit a burst of 20"
+    );
+    assert_eq!(send(&p, None, &mut tats, 20, 1_000_000), Action::Pass);
+}

@@ -217,9 +217,22 @@ impl ServerConfig {
     }
 }
 
+/// Which store keeps the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreBackend {
+    /// The embedded SQLite file (`path`): one host.
+    #[default]
+    Sqlite,
+    /// A Redis server (or Sentinel-managed master) shared by several MX hosts.
+    Redis,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `sqlite` (default) or `redis` (docs/cluster.md).
+    pub backend: StoreBackend,
     /// SQLite database file. Default: `$STATE_DIRECTORY/spamgate.db` under systemd, else
     /// `/var/lib/spamgate/spamgate.db`.
     pub path: PathBuf,
@@ -231,6 +244,15 @@ pub struct StoreConfig {
     /// How often expired entries are removed.
     #[serde(with = "humantime_serde")]
     pub cleanup_interval: Duration,
+    /// Redis: `redis://[user:password@]host:port/db` (with Sentinel, only the database
+    /// number and credentials are used).
+    pub redis_url: String,
+    /// Redis Sentinel: the monitored master's name; unset = no Sentinel.
+    pub redis_sentinel_master: Option<String>,
+    /// Redis Sentinel: the sentinels, `redis://host:26379`.
+    pub redis_sentinels: Vec<String>,
+    /// Redis: put before every key; the hosts of one spamgate cluster share it.
+    pub key_prefix: String,
 }
 
 impl Default for StoreConfig {
@@ -243,6 +265,11 @@ impl Default for StoreConfig {
             fail_mode: StoreFailMode::Dunno,
             timeout: Duration::from_secs(5),
             cleanup_interval: Duration::from_secs(600),
+            backend: StoreBackend::Sqlite,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            redis_sentinel_master: None,
+            redis_sentinels: Vec::new(),
+            key_prefix: "spamgate:".into(),
         }
     }
 }
@@ -518,6 +545,26 @@ impl Config {
         DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones")?;
         self.replies.validate()?;
         self.metrics.listen_addr()?;
+        let store = &self.store;
+        if store.backend == StoreBackend::Redis {
+            let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|s| store.redis_url.starts_with(s));
+            if !scheme_ok {
+                return Err(ConfigError::invalid(
+                    "store.redis_url",
+                    &store.redis_url,
+                    "expected redis://host:port/db, rediss://... or unix:///path",
+                ));
+            }
+            if store.redis_sentinel_master.is_some() == store.redis_sentinels.is_empty() {
+                return Err(ConfigError::invalid(
+                    "store.redis_sentinels",
+                    &store.redis_sentinels.join(","),
+                    "give both redis_sentinel_master and redis_sentinels, or neither",
+                ));
+            }
+        }
         let sub = &self.submission;
         if !matches!(
             sub.charge_at.to_ascii_uppercase().as_str(),

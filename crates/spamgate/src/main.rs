@@ -129,6 +129,9 @@ enum AccountCommand {
         username: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// Also reactivate a terminated account.
+        #[arg(long)]
+        force: bool,
     },
     /// Refuse the account's submissions for good (the contract ended).
     Terminate {
@@ -614,7 +617,8 @@ fn account(
         let result = async {
             let set_status = async |username: &str,
                                     to: AccountStatus,
-                                    note: String|
+                                    note: String,
+                                    force: bool|
                    -> Result<(), daemon::Fatal> {
                 let mut account = store
                     .account(username)
@@ -622,8 +626,16 @@ fn account(
                     .map_err(store_error)?
                     .unwrap_or_else(|| Account::new(username, now));
                 let from = account.status;
+                // Termination ends the contract: only `--force` brings such an account back.
+                if from == AccountStatus::Terminated && to != AccountStatus::Terminated && !force {
+                    return Err(usage_error(format!(
+                        "{username} is terminated; use --force to reactivate a terminated account"
+                    )));
+                }
                 account.status = to;
-                account.note = note.clone();
+                if !note.is_empty() {
+                    account.note = note.clone();
+                }
                 account.updated_at = now;
                 store.put_account(&account).await.map_err(store_error)?;
                 let event = AccountEvent {
@@ -660,13 +672,15 @@ fn account(
                     show(&account);
                 }
                 AccountCommand::Suspend { username, note } => {
-                    set_status(&username, AccountStatus::Suspended, note).await?
+                    set_status(&username, AccountStatus::Suspended, note, false).await?
                 }
-                AccountCommand::Resume { username, note } => {
-                    set_status(&username, AccountStatus::Active, note).await?
-                }
+                AccountCommand::Resume {
+                    username,
+                    note,
+                    force,
+                } => set_status(&username, AccountStatus::Active, note, force).await?,
                 AccountCommand::Terminate { username, note } => {
-                    set_status(&username, AccountStatus::Terminated, note).await?
+                    set_status(&username, AccountStatus::Terminated, note, false).await?
                 }
                 AccountCommand::Show { username } => {
                     match store.account(&username).await.map_err(store_error)? {

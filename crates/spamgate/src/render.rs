@@ -30,6 +30,9 @@ pub struct Replies {
     pub submission_unauthenticated: String,
     /// A submission over one of its account's limits. Must start with a 4xx code.
     pub submission_limit: String,
+    /// A message with more recipients than the account may send at once: it can never
+    /// fit, so it is refused for good. Must start with a 5xx code.
+    pub submission_too_large: String,
     /// Add a header saying why mail passed (`PREPEND`); one per recipient at RCPT.
     pub prepend_header: bool,
     pub header_name: String,
@@ -51,6 +54,7 @@ impl Default for Replies {
             submission_refused: "554 5.7.1 Sending refused: account {username} is {status}; please contact customer support".into(),
             submission_unauthenticated: "530 5.7.0 Authentication required: log in with SMTP AUTH to send on this port".into(),
             submission_limit: "451 4.7.1 Sending limit reached ({limit}), please try again in {retry_in} seconds".into(),
+            submission_too_large: "554 5.5.3 Too many recipients for one message ({limit}); please send it in smaller parts".into(),
             prepend_header: false,
             header_name: "X-Spamgate".into(),
         }
@@ -91,6 +95,11 @@ impl Replies {
                 b'5',
             ),
             ("replies.submission_limit", &self.submission_limit, b'4'),
+            (
+                "replies.submission_too_large",
+                &self.submission_too_large,
+                b'5',
+            ),
         ] {
             check_placeholders(key, text)?;
             let code_ok = text.len() >= 3
@@ -135,6 +144,7 @@ impl Replies {
                 let template = verdict.reasons.iter().find_map(|r| match r {
                     Reason::AccountStatus { .. } => Some(&self.submission_refused),
                     Reason::Unauthenticated { .. } => Some(&self.submission_unauthenticated),
+                    Reason::RateLimit { .. } => Some(&self.submission_too_large),
                     _ => None,
                 });
                 self.expand(template.unwrap_or(&self.reject), verdict, envelope, None)

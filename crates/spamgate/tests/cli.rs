@@ -415,3 +415,50 @@ fn kill_9_loses_nothing_that_was_answered() {
     assert_eq!(rows.len(), N);
     assert!(rows.iter().all(|r| r["attempts"] == 2), "{rows:?}");
 }
+
+#[test]
+fn termination_is_final_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
+    let account = |args: &[&str]| {
+        let out = spamgate()
+            .arg("account")
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(
+        account(&["suspend", "ken@example.jp", "--note", "spam run"]).0,
+        Some(0)
+    );
+    let (code, out, _) = account(&["resume", "ken@example.jp"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("ken@example.jp\tactive"), "{out}");
+    assert!(
+        out.contains("spam run"),
+        "the note stays when none is given: {out}"
+    );
+    assert_eq!(
+        account(&["terminate", "ken@example.jp", "--note", "contract ended"]).0,
+        Some(0)
+    );
+    let (code, _, err) = account(&["resume", "ken@example.jp"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    let (code, out, _) = account(&["resume", "ken@example.jp", "--force"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\tactive\t"), "{out}");
+    let (_, events, _) = account(&["events", "ken@example.jp"]);
+    assert_eq!(events.lines().count(), 4, "{events}");
+    assert!(
+        events.contains("status-changed terminated -> active"),
+        "{events}"
+    );
+}
