@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use spamgate_dns::Dns;
-use spamgate_store::{SqliteOptions, SqliteStore};
+use spamgate_store::{RedisOptions, RedisStore, SentinelOptions, SqliteOptions, SqliteStore};
+
+use crate::backend::AnyStore;
+use crate::config::StoreBackend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -40,9 +43,41 @@ impl Fatal {
     }
 }
 
-/// Open the configured SQLite store, creating its directory when missing.
-pub fn open_store(config: &Config) -> Result<SqliteStore, Fatal> {
-    let path = &config.store.path;
+/// Open the configured store: the SQLite file (its directory created when missing) or
+/// Redis.
+pub async fn open_store(config: &Config) -> Result<AnyStore, Fatal> {
+    match config.store.backend {
+        StoreBackend::Sqlite => open_sqlite(&config.store.path).map(AnyStore::Sqlite),
+        StoreBackend::Redis => {
+            let options = redis_options(config);
+            RedisStore::connect(&options)
+                .await
+                .map(AnyStore::Redis)
+                .map_err(|e| Fatal::new(exit::STORE, e))
+        }
+    }
+}
+
+/// The `[store]` Redis keys as the Redis backend's options.
+pub fn redis_options(config: &Config) -> RedisOptions {
+    let store = &config.store;
+    RedisOptions {
+        url: store.redis_url.clone(),
+        sentinel: store
+            .redis_sentinel_master
+            .as_ref()
+            .map(|master| SentinelOptions {
+                master_name: master.clone(),
+                addresses: store.redis_sentinels.clone(),
+            }),
+        key_prefix: store.key_prefix.clone(),
+        timeout: store.timeout,
+        ..RedisOptions::default()
+    }
+}
+
+/// Open an SQLite store file, creating its directory when missing.
+pub fn open_sqlite(path: &Path) -> Result<SqliteStore, Fatal> {
     if let Some(dir) = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
@@ -69,8 +104,8 @@ pub fn build_dns(config: &Config) -> Result<Dns, Fatal> {
 pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), Fatal> {
     let policy = Policy::from_config(&config).map_err(|e| Fatal::new(exit::CONFIG, e))?;
     let dns = build_dns(&config)?;
-    let store = open_store(&config)?;
-    info!(path = %config.store.path.display(), "store open");
+    let store = open_store(&config).await?;
+    info!(store = %store.describe(), "store open");
     let addrs = config
         .server
         .listen_addrs()

@@ -57,6 +57,13 @@ enum Command {
         #[command(subcommand)]
         command: GreylistCommand,
     },
+    /// Store maintenance: copy all state between backends (SQLite ↔ Redis).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Runtime allow-list entries, kept in the store: effective within seconds on every
     /// spamgate sharing it, without a reload.
     Allow {
@@ -88,6 +95,20 @@ enum Command {
         now: Option<String>,
         #[arg(long, global = true)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy greylist, auto-whitelist, allow-list, accounts, rate counters and events from
+    /// one store to another: `sqlite:PATH` or a `redis://` URL (key prefix and Sentinel
+    /// settings from the config's [store]). Entries in the target with the same keys are
+    /// replaced; stop the daemons writing to the source first.
+    Migrate {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -298,6 +319,7 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
         },
         Command::Greylist { command } => greylist(command),
         Command::Allow { command, config } => allow(command, config),
+        Command::Store { command, config } => store_command(command, config),
         Command::Account {
             command,
             config,
@@ -363,7 +385,7 @@ fn check(args: CheckArgs) -> Result<(), daemon::Fatal> {
             error: e.into(),
         })?;
         let dns = daemon::build_dns(&config)?;
-        let store = daemon::open_store(&config)?;
+        let store = daemon::open_store(&config).await?;
         let service = Service::new(policy, store, dns, SystemClock);
         let envelope = Envelope {
             client_address: args.client_address,
@@ -465,7 +487,7 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
     let config = load(config.as_ref())?;
     init_logs("warn");
     runtime()?.block_on(async {
-        let store = daemon::open_store(&config)?;
+        let store = daemon::open_store(&config).await?;
         let fail = |e: spamgate_store::StoreError| daemon::Fatal { code: exit::STORE, error: e.into() };
         let now = SystemClock.now_secs();
         match list {
@@ -527,7 +549,7 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
             })
     };
     runtime()?.block_on(async {
-        let store = daemon::open_store(&config)?;
+        let store = daemon::open_store(&config).await?;
         let result = async {
             match command {
                 AllowCommand::Add { kind, value, note } => {
@@ -612,7 +634,7 @@ fn account(
         }
     };
     runtime()?.block_on(async {
-        let store = daemon::open_store(&config)?;
+        let store = daemon::open_store(&config).await?;
         let now = SystemClock.now_secs();
         let result = async {
             let set_status = async |username: &str,
@@ -735,5 +757,65 @@ fn account(
         .await;
         store.close().await;
         result
+    })
+}
+
+/// `sqlite:PATH` or `redis://...` for `store migrate`.
+enum Endpoint {
+    Sqlite(PathBuf),
+    Redis(String),
+}
+
+fn endpoint(text: &str) -> Result<Endpoint, daemon::Fatal> {
+    if let Some(path) = text.strip_prefix("sqlite:") {
+        return Ok(Endpoint::Sqlite(PathBuf::from(path)));
+    }
+    if ["redis://", "rediss://", "unix://"]
+        .iter()
+        .any(|p| text.starts_with(p))
+    {
+        return Ok(Endpoint::Redis(text.to_string()));
+    }
+    Err(usage_error(format!(
+        "{text:?}: expected sqlite:PATH or redis://HOST:PORT/DB"
+    )))
+}
+
+fn store_command(command: StoreCommand, config: Option<PathBuf>) -> Result<(), daemon::Fatal> {
+    let StoreCommand::Migrate { from, to } = command;
+    let config = load(config.as_ref())?;
+    init_logs("warn");
+    let (from, to) = (endpoint(&from)?, endpoint(&to)?);
+    runtime()?.block_on(async {
+        let redis = async |url: &str| {
+            let mut options = daemon::redis_options(&config);
+            options.url = url.to_string();
+            spamgate_store::RedisStore::connect(&options).await.map_err(store_error)
+        };
+        let dump = match &from {
+            Endpoint::Sqlite(path) => spamgate_store::export_sqlite(path).await.map_err(store_error)?,
+            Endpoint::Redis(url) => redis(url).await?.export().await.map_err(store_error)?,
+        };
+        match &to {
+            Endpoint::Sqlite(path) => {
+                daemon::open_sqlite(path)?.close().await;
+                spamgate_store::import_sqlite(path, &dump).await.map_err(store_error)?
+            }
+            Endpoint::Redis(url) => redis(url)
+                .await?
+                .import(&dump, SystemClock.now_secs())
+                .await
+                .map_err(store_error)?,
+        }
+        println!(
+            "migrated {} triplets, {} auto-whitelisted clients, {} allow entries, {} accounts, {} rate counters, {} events",
+            dump.triplets.len(),
+            dump.awl.len(),
+            dump.allow.len(),
+            dump.accounts.len(),
+            dump.rates.len(),
+            dump.events.len()
+        );
+        Ok(())
     })
 }

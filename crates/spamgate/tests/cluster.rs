@@ -1,0 +1,292 @@
+//! Two spamgate daemons (real processes) sharing one real redis-server: what one MX host
+//! learns, the other knows. Needs `redis-server` (scripts/test-all.sh installs it).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_redis(dir: &Path) -> (Killed, u16) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (apt-get install redis-server)");
+    let redis = Killed(child);
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"PING\r\n");
+            let mut buf = [0u8; 7];
+            if s.read(&mut buf).is_ok_and(|n| n > 0) {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (redis, port)
+}
+
+fn config(dir: &Path, name: &str, redis_port: u16) -> (PathBuf, PathBuf) {
+    let socket = dir.join(format!("{name}.sock"));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = ["unix:{socket}"]
+[store]
+backend = "redis"
+redis_url = "redis://127.0.0.1:{redis_port}/0"
+key_prefix = "test-cluster:"
+timeout = "1s"
+[dns]
+nameservers = ["127.0.0.1:9"]
+lookup_unknown = false
+[dnsbl]
+zones = []
+[greylist]
+min_delay = "2s"
+"#,
+            socket = socket.display()
+        ),
+    )
+    .unwrap();
+    (path, socket)
+}
+
+fn serve(config: &Path, socket: &Path) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_spamgate"))
+        .args(["serve", "-c"])
+        .arg(config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Killed(child);
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "spamgate did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+fn ask(socket: &Path, client: &str, recipient: &str) -> String {
+    let request = format!(
+        "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address={client}\nclient_name=unknown\nreverse_client_name=unknown\nsender=s@example.org\nrecipient={recipient}\n\n"
+    );
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\n\n") {
+        if stream.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        reply.push(byte[0]);
+    }
+    String::from_utf8(reply).unwrap()
+}
+
+#[test]
+fn two_mx_hosts_share_greylist_and_allow_list_through_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_redis, port) = start_redis(dir.path());
+    let (config_a, socket_a) = config(dir.path(), "mx1", port);
+    let (config_b, socket_b) = config(dir.path(), "mx2", port);
+    let _a = serve(&config_a, &socket_a);
+    let _b = serve(&config_b, &socket_b);
+
+    // First attempt on mx1: greylisted.
+    let first = ask(&socket_a, "203.0.113.7", "user@example.net");
+    assert!(first.starts_with("action=DEFER_IF_PERMIT"), "{first}");
+    // The retry reaches mx2 after the delay. A host without mx1's state would see a first
+    // attempt and defer it; mx2 lets it pass.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        ask(&socket_b, "203.0.113.7", "user@example.net"),
+        "action=DUNNO\n\n",
+        "the retry on mx2 passes"
+    );
+    // And the client is now auto-whitelisted on mx1 too.
+    assert_eq!(
+        ask(&socket_a, "203.0.113.7", "other@example.net"),
+        "action=DUNNO\n\n"
+    );
+
+    // An allow-list entry added through mx1's config applies on mx2 without a reload.
+    let out = Command::new(env!("CARGO_BIN_EXE_spamgate"))
+        .args([
+            "allow",
+            "add",
+            "client-address",
+            "198.51.100.0/24",
+            "--note",
+            "partner",
+            "-c",
+        ])
+        .arg(&config_a)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = Instant::now();
+    loop {
+        if ask(&socket_b, "198.51.100.9", "user@example.net") == "action=DUNNO\n\n" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "mx2 never picked up the entry"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn redis_down_means_the_fail_mode_and_recovery_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, port) = start_redis(dir.path());
+    let (config, socket) = config(dir.path(), "mx1", port);
+    let _daemon = serve(&config, &socket);
+    assert!(ask(&socket, "203.0.113.8", "a@example.net").starts_with("action=DEFER_IF_PERMIT"));
+    drop(redis);
+    // Fail mode "dunno" (the default): answered, never a 5xx, bounded by store.timeout.
+    let started = Instant::now();
+    let reply = ask(&socket, "203.0.113.9", "a@example.net");
+    assert_eq!(reply, "action=DUNNO\n\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the socket read guard would have failed first"
+    );
+    // Redis back on the same port: normal decisions again, same daemon.
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _redis = Killed(child);
+    let start = Instant::now();
+    loop {
+        if ask(&socket, "203.0.113.10", "a@example.net").starts_with("action=DEFER_IF_PERMIT") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never recovered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn store_migrate_copies_sqlite_state_into_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_redis, port) = start_redis(dir.path());
+    let db = dir.path().join("single.db");
+    let sqlite_config = dir.path().join("single.toml");
+    let socket = dir.path().join("single.sock");
+    std::fs::write(
+        &sqlite_config,
+        format!(
+            "[server]\nlisten = [\"unix:{}\"]\n[store]\npath = \"{}\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\nlookup_unknown = false\n[dnsbl]\nzones = []\n[greylist]\nmin_delay = \"1h\"\n",
+            socket.display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    {
+        let _single = serve(&sqlite_config, &socket);
+        assert!(ask(&socket, "203.0.113.20", "m@example.net").contains("3600 seconds"));
+    }
+    let (redis_config, redis_socket) = config(dir.path(), "mx1", port);
+    let out = Command::new(env!("CARGO_BIN_EXE_spamgate"))
+        .args(["store", "migrate", "--from"])
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["--to", &format!("redis://127.0.0.1:{port}/0"), "-c"])
+        .arg(&redis_config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("migrated 1 triplets"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _mx = serve(&redis_config, &redis_socket);
+    // The Redis-backed daemon knows the attempt made on the single host (min_delay 2 s
+    // there: the hour-old entry from SQLite is "too early" only if it was copied).
+    let reply = ask(&redis_socket, "203.0.113.20", "m@example.net");
+    assert!(
+        reply.starts_with("action=DEFER_IF_PERMIT") || reply == "action=DUNNO\n\n",
+        "{reply}"
+    );
+    let rows = Command::new(env!("CARGO_BIN_EXE_spamgate"))
+        .args(["greylist", "list", "--json", "-c"])
+        .arg(&redis_config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&rows.stdout);
+    assert!(text.contains("m@example.net"), "{text}");
+    assert!(
+        text.contains("\"attempts\":2"),
+        "the copied entry got the second attempt: {text}"
+    );
+}
