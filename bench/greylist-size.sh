@@ -67,38 +67,49 @@ min_delay = "10s"
 retry_window = "${WINDOW_SECONDS}s"
 EOF
 
-"$SPAMGATE" serve -c "$WORK/spamgate.toml" >"$WORK/spamgate.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    kill -0 "$PID" 2>/dev/null || { log "spamgate exited:"; cat "$WORK/spamgate.log" >&2; exit 1; }
-    sleep 0.1
-done
+start() {
+    "$SPAMGATE" serve -c "$WORK/spamgate.toml" >>"$WORK/spamgate.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        kill -0 "$PID" 2>/dev/null || { log "spamgate exited:"; cat "$WORK/spamgate.log" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+stop() { # SIGTERM: the store commits, checkpoints and folds the WAL into the database
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+}
+start
 
 FILL=(--mode fill --clients 200000 --ipv6-share 1 --unknown-share 1 --generic-share 0
-      --listed-share 0 --warmup 0 --target "127.0.0.1:$PORT" --server-pid "$PID")
+      --listed-share 0 --warmup 0 --target "127.0.0.1:$PORT")
 field() { grep -o "\"$1\":[0-9.]*" <<<"$2" | head -1 | cut -d: -f2; }
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$PID/status"; }
 hwm() { awk '/^VmHWM/ { print $2 }' "/proc/$PID/status"; }
-db_bytes() { du -cb "$WORK"/spamgate.db* | tail -1 | cut -f1; }
+db_bytes() { stat -c %s "$WORK/spamgate.db"; }
+wal_bytes() { stat -c %s "$WORK/spamgate.db-wal" 2>/dev/null || echo 0; }
 stored() { "$SPAMGATE" greylist stats -c "$WORK/spamgate.toml" 2>/dev/null | tr '\n' ' '; }
 
 # A small first fill so the allocator, runtime and page cache are warm.
 first=0
 json=$("$LOADGEN" "${FILL[@]}" --connections 8 --requests 20000 --json)
 first=$(field next_index "$json")
-rss0=$(rss); db0=$(db_bytes)
-log "warm: RSS $rss0 KiB, files $db0 bytes"
+rss0=$(rss)
+log "warm: RSS $rss0 KiB"
 
 log "storing $ENTRIES entries"
 started=$(date +%s)
-json=$("$LOADGEN" "${FILL[@]}" --connections 64 --requests "$ENTRIES" --first "$first" --json)
+json=$("$LOADGEN" "${FILL[@]}" --server-pid "$PID" --connections 64 --requests "$ENTRIES" --first "$first" --json)
 first=$(field next_index "$json")
 fill_rate=$(field requests_per_second "$json")
 fill_cpu=$(field server_cpu_us_per_request "$json")
 sleep 2 # let the last group commit land
-rss1=$(rss); hwm1=$(hwm); db1=$(db_bytes)
+rss1=$(rss); hwm1=$(hwm); wal1=$(wal_bytes)
 counts=$(stored)
+stop
+db1=$(db_bytes) # all entries, WAL folded in
+entries1=$(awk '{ for (i = 1; i < NF; i++) if ($i == "pending" || $i == "passed") n += $(i + 1) } END { print n }' <<<"$counts")
+start
 
 json=$("$LOADGEN" "${FILL[@]}" --connections 8 --requests 100000000 --duration 20 --first "$first" --json)
 first=$(field next_index "$json")
@@ -113,22 +124,23 @@ fi
 json=$("$LOADGEN" "${FILL[@]}" --connections 8 --requests 100000000 --duration 60 --first "$first" --json)
 p99_during=$(field p99 "$json"); p50_during=$(field p50 "$json"); rate_during=$(field requests_per_second "$json")
 sleep 1
-db2=$(db_bytes); rss2=$(rss)
+rss2=$(rss); wal2=$(wal_bytes)
+stop
+db2=$(db_bytes)
 
-awk -v n="$ENTRIES" -v r0="$rss0" -v r1="$rss1" -v h="$hwm1" -v d0="$db0" -v d1="$db1" \
-    -v rate="$fill_rate" -v cpu="$fill_cpu" 'BEGIN {
-    printf "| entries stored | %d (at %.0f req/s, %.0f µs server CPU each) |\n", n, rate, cpu
-    printf "|---|---|\n"
-    printf "| RSS before → after | %.1f MiB → %.1f MiB (peak %.1f MiB) |\n", r0/1024, r1/1024, h/1024
+awk -v n="$ENTRIES" -v e="$entries1" -v r0="$rss0" -v r1="$rss1" -v h="$hwm1" -v d1="$db1" \
+    -v w1="$wal1" -v rate="$fill_rate" -v cpu="$fill_cpu" 'BEGIN {
+    printf "| measure | value |\n|---|---|\n"
+    printf "| entries stored by the fill | %d (at %.0f req/s, %.0f µs server CPU each); %d in the store |\n", n, rate, cpu, e
+    printf "| RSS before → after the fill | %.1f MiB → %.1f MiB (peak %.1f MiB) |\n", r0/1024, r1/1024, h/1024
     printf "| RSS growth per entry | %.1f bytes |\n", (r1 - r0) * 1024 / n
-    printf "| database + WAL | %.1f MiB → %.1f MiB |\n", d0/1048576, d1/1048576
-    printf "| file size per entry | %.1f bytes (%.1f MB per 10^6 entries) |\n", (d1 - d0) / n, (d1 - d0) / n
+    printf "| database file (WAL folded in) | %.1f MiB: %.0f bytes per entry, %.0f MB per 10^6 entries |\n", d1/1048576, d1/e, d1/e
+    printf "| WAL file right after the fill | %.1f MiB |\n", w1/1048576
 }'
-echo "| store counts after the fill | $counts |"
 echo "| p50 / p99 before expiry (20 s, C=8) | ${p50_before} / ${p99_before} µs at ${rate_before%.*} req/s |"
 echo "| p50 / p99 during cleanup (60 s, C=8) | ${p50_during} / ${p99_during} µs at ${rate_during%.*} req/s |"
-echo "| database + WAL after cleanup | $((db2 / 1048576)) MiB (SQLite reuses freed pages; the file does not shrink) |"
-echo "| RSS after cleanup | $((rss2 / 1024)) MiB |"
+echo "| RSS / WAL at the end of cleanup | $((rss2 / 1024)) MiB / $((wal2 / 1048576)) MiB |"
+echo "| database file after cleanup | $((db2 / 1048576)) MiB (freed pages are reused; the file does not shrink) |"
 echo
 echo "Cleanup runs logged by the daemon:"
 grep -i 'expired' "$WORK/spamgate.log" | sed 's/^/    /' || echo "    (none)"
