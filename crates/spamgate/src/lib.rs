@@ -9,6 +9,7 @@
 //! - [`render`]: verdict → Postfix action text (configurable replies).
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`op25b`]: the `spamgate op25b` commands (rules rendered by `spamgate-op25b`).
+//! - [`stats`]: `spamgate stats`, counts from decision log lines.
 //! - [`daemon`]: wiring for `spamgate serve`: open, bind, signals, reload, drain.
 #![forbid(unsafe_code)]
 
@@ -21,3 +22,4 @@ pub mod op25b;
 pub mod render;
 pub mod server;
 pub mod service;
+pub mod stats;

@@ -57,6 +57,13 @@ enum Command {
         #[command(subcommand)]
         command: GreylistCommand,
     },
+    /// Count decisions per action and reason from decision log lines (stdin or files), e.g.
+    /// `journalctl -u spamgate --since -1h | spamgate stats`.
+    Stats {
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Store maintenance: copy all state between backends (SQLite ↔ Redis).
     Store {
         #[command(subcommand)]
@@ -319,6 +326,7 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
         },
         Command::Greylist { command } => greylist(command),
         Command::Allow { command, config } => allow(command, config),
+        Command::Stats { files, json } => stats(&files, json),
         Command::Store { command, config } => store_command(command, config),
         Command::Account {
             command,
@@ -818,4 +826,28 @@ fn store_command(command: StoreCommand, config: Option<PathBuf>) -> Result<(), d
         );
         Ok(())
     })
+}
+
+fn stats(files: &[PathBuf], json: bool) -> Result<(), daemon::Fatal> {
+    let mut counts = spamgate::stats::DecisionCounts::default();
+    if files.is_empty() {
+        counts.read(std::io::stdin().lock());
+    } else {
+        for path in files {
+            let file = std::fs::File::open(path).map_err(|e| daemon::Fatal {
+                code: exit::OS,
+                error: anyhow::anyhow!("cannot read {}: {e}", path.display()),
+            })?;
+            counts.read(std::io::BufReader::new(file));
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&counts).unwrap_or_default()
+        );
+    } else {
+        print!("{counts}");
+    }
+    Ok(())
 }
