@@ -1,14 +1,15 @@
 //! The Redis store: greylist state shared by several MX hosts.
 //!
-//! A greylist check takes one or two round trips. An atomic read script returns the
-//! client's auto-whitelist entry, the triplet and the network's pending count; the
-//! engine's [`decide`] runs here, in Rust; a compare-and-set script writes its result
-//! only if both entries still hold what was read (and the network still has room, when
-//! the decision depended on that), else it answers with the fresh values and the
-//! decision is made again. Decisions that write nothing (most auto-whitelist hits, full
-//! networks, dry runs) need only the read. Within one process, checks that would write
-//! the same entries wait for each other (striped locks), so compare-and-set conflicts
-//! only come from other hosts.
+//! The engine's [`decide`](spamgate_engine::greylist::decide) runs here, in Rust; Redis
+//! makes each transition atomic. A compare-and-set script writes the decision's result
+//! only if the client's AWL entry and the triplet still hold what the decision was made
+//! on (and the network still has room, when that mattered); else it answers with the
+//! current values, as the read script would, and the decision is made again. A check
+//! starts from a guess (what this process last saw, or "nothing stored", see
+//! `recent`), so a first attempt or an unchanged retry takes one round trip and
+//! anything else two. Decisions that write nothing are made on values read atomically
+//! (the read script). Within one process, checks that would write the same entries
+//! wait for each other (striped locks), so conflicts only come from other hosts.
 //!
 //! Expiry: every value carries its `expires_at`, and a value past it reads as absent,
 //! as in SQLite, so no decision depends on when an entry was deleted. Redis deletes
@@ -22,6 +23,7 @@ mod allow;
 mod codec;
 mod link;
 mod migrate;
+mod recent;
 
 pub use migrate::{AwlRecord, RateRecord, StoreDump, TripletRecord, export_sqlite, import_sqlite};
 
@@ -33,8 +35,8 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{
-    GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, GreylistWrites,
-    needs_pending_count,
+    AwlState, GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, GreylistWrites,
+    TripletState, needs_pending_count,
 };
 
 use crate::{Store, StoreCounts, StoreError, TripletRow};
@@ -55,6 +57,9 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// Account events older than this go at the next [`Store::expire`].
     pub event_retention: Duration,
+    /// Triplets and AWL entries (each) this process remembers to save round trips
+    /// (about 80 bytes each); 0 turns that off.
+    pub recent_entries: usize,
 }
 
 /// The sentinels watching the master.
@@ -74,6 +79,7 @@ impl Default for RedisOptions {
             key_prefix: "spamgate:".into(),
             timeout: Duration::from_secs(1),
             event_retention: Duration::from_secs(90 * 86_400),
+            recent_entries: 200_000,
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct RedisStore {
     read: Script,
     cas: Script,
     locks: Box<[tokio::sync::Mutex<()>]>,
+    recent_triplets: recent::Recent<(TripletState, UnixTime)>,
+    recent_awl: recent::Recent<(AwlState, UnixTime)>,
 }
 
 /// What the read (or a failed compare-and-set) saw: raw values, for comparing.
@@ -168,6 +176,8 @@ impl RedisStore {
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            recent_triplets: recent::Recent::new(options.recent_entries),
+            recent_awl: recent::Recent::new(options.recent_entries),
         })
     }
 
@@ -251,6 +261,9 @@ impl RedisStore {
         now: UnixTime,
         apply: bool,
     ) -> Result<Result<GreylistOutcome, StoreError>, RedisError> {
+        if let Some(outcome) = self.recent_awl_answer(keys, params, now) {
+            return Ok(Ok(outcome));
+        }
         let names = CheckNames {
             awl: self.names.awl(&keys.awl_key),
             triplet: self.names.triplet(&keys.triplet_key),
@@ -258,7 +271,16 @@ impl RedisStore {
             member: codec::hex(&keys.triplet_key),
         };
         let mut conn = self.link.conn();
-        let mut snapshot = self.read_snapshot(&mut conn, &names, now).await?;
+        // A dry run cannot compare-and-set, so it reads; a real check starts from a
+        // guess (see `recent`), and a failed compare-and-set brings the real values.
+        let mut verified = !apply;
+        let mut snapshot = if apply {
+            self.guess(keys)
+        } else {
+            let snapshot = self.read_snapshot(&mut conn, &names, now).await?;
+            self.remember(keys, &snapshot);
+            snapshot
+        };
         let mut _guards = None;
         for _ in 0..CAS_ATTEMPTS {
             let awl = snapshot
@@ -282,13 +304,20 @@ impl RedisStore {
             };
             let (outcome, writes) = spamgate_engine::greylist::decide(params, &inputs, now);
             if !apply || (writes.triplet.is_none() && writes.awl.is_none()) {
-                return Ok(Ok(outcome));
+                if verified {
+                    return Ok(Ok(outcome));
+                }
+                // A guess may not answer by itself: read what is stored.
+                snapshot = self.read_snapshot(&mut conn, &names, now).await?;
+                self.remember(keys, &snapshot);
+                verified = true;
+                continue;
             }
             if _guards.is_none() {
                 _guards = Some(self.lock(keys).await);
             }
             // The decision read the count only to create a triplet: the write needs the
-            // room to still be there, not the same count.
+            // room to still be there, not the same count (nor the guessed one).
             let cap = (counted && matches!(outcome, GreylistOutcome::New { .. }))
                 .then_some(params.max_pending_per_network);
             let plan = WritePlan::new(keys, triplet.as_ref(), &writes, now);
@@ -309,14 +338,95 @@ impl RedisStore {
                 .arg(plan.pending_score);
             let reply: Value = invocation.invoke_async(&mut conn).await?;
             match parse_cas(reply)? {
-                None => return Ok(Ok(outcome)),
-                Some(fresh) => snapshot = fresh,
+                None => {
+                    self.remember(
+                        keys,
+                        &Snapshot {
+                            awl: plan.awl.or(snapshot.awl),
+                            triplet: plan.triplet.or(snapshot.triplet),
+                            pending: 0,
+                        },
+                    );
+                    return Ok(Ok(outcome));
+                }
+                Some(fresh) => {
+                    self.remember(keys, &fresh);
+                    snapshot = fresh;
+                    verified = true;
+                }
             }
         }
         Ok(Err(StoreError::Redis(format!(
             "greylist entry {} changed by other hosts {CAS_ATTEMPTS} times during one check",
             names.triplet
         ))))
+    }
+
+    /// An auto-whitelist hit answered from an entry seen alive a moment ago (see
+    /// `recent`): only when the stored entry could not decide otherwise.
+    fn recent_awl_answer(
+        &self,
+        keys: &GreylistKeys,
+        params: &GreylistParams,
+        now: UnixTime,
+    ) -> Option<GreylistOutcome> {
+        let seen = self.recent_awl.get(&keys.awl_key)?;
+        if seen.at.elapsed() > recent::AWL_ANSWER_AGE {
+            return None;
+        }
+        let (state, expires_at) = seen.value?;
+        if expires_at <= now {
+            return None;
+        }
+        let inputs = GreylistInputs {
+            awl: Some(state),
+            triplet: None,
+            pending_in_network: 0,
+        };
+        let (outcome, writes) = spamgate_engine::greylist::decide(params, &inputs, now);
+        let writes_nothing = writes.awl.is_none() && writes.triplet.is_none();
+        (writes_nothing && matches!(outcome, GreylistOutcome::AutoWhitelisted { .. }))
+            .then_some(outcome)
+    }
+
+    /// The stored values as this process last saw them (encoded as it would have
+    /// stored them); unknown ones as absent.
+    fn guess(&self, keys: &GreylistKeys) -> Snapshot {
+        let awl = self
+            .recent_awl
+            .get(&keys.awl_key)
+            .and_then(|seen| seen.value)
+            .map(|(state, expires_at)| codec::encode_awl(&awl_value(keys, state, expires_at)));
+        let triplet = self
+            .recent_triplets
+            .get(&keys.triplet_key)
+            .and_then(|seen| seen.value)
+            .map(|(state, expires_at)| {
+                codec::encode_triplet(&triplet_value(keys, state, expires_at))
+            });
+        Snapshot {
+            awl,
+            triplet,
+            pending: 0,
+        }
+    }
+
+    /// Values this build cannot read are remembered as unknown.
+    fn remember(&self, keys: &GreylistKeys, snapshot: &Snapshot) {
+        match snapshot.awl.as_deref().map(codec::decode_awl) {
+            None => self.recent_awl.put(keys.awl_key, None),
+            Some(Some(awl)) => self
+                .recent_awl
+                .put(keys.awl_key, Some((awl.state, awl.expires_at))),
+            Some(None) => {}
+        }
+        match snapshot.triplet.as_deref().map(codec::decode_triplet) {
+            None => self.recent_triplets.put(keys.triplet_key, None),
+            Some(Some(triplet)) => self
+                .recent_triplets
+                .put(keys.triplet_key, Some((triplet.state, triplet.expires_at))),
+            Some(None) => {}
+        }
     }
 
     /// Locks the stripes of the triplet and the AWL entry, in index order.
@@ -381,6 +491,27 @@ fn stripe(key: &[u8]) -> usize {
     (hash % LOCK_STRIPES as u64) as usize
 }
 
+/// The value this check stores for its triplet in `state`.
+fn triplet_value(keys: &GreylistKeys, state: TripletState, expires_at: UnixTime) -> StoredTriplet {
+    StoredTriplet {
+        state,
+        expires_at,
+        network_key: keys.network_key,
+        network: keys.network.clone(),
+        sender: keys.sender.clone(),
+        recipient: keys.recipient.clone(),
+    }
+}
+
+/// The value this check stores for its client's AWL entry in `state`.
+fn awl_value(keys: &GreylistKeys, state: AwlState, expires_at: UnixTime) -> StoredAwl {
+    StoredAwl {
+        state,
+        expires_at,
+        client: keys.client.to_string(),
+    }
+}
+
 /// What one compare-and-set writes.
 struct WritePlan {
     triplet: Option<Vec<u8>>,
@@ -419,22 +550,13 @@ impl WritePlan {
             } else if was_pending.is_some() {
                 plan.pending_action = "rem";
             }
-            plan.triplet = Some(codec::encode_triplet(&StoredTriplet {
-                state,
-                expires_at,
-                network_key: keys.network_key,
-                network: keys.network.clone(),
-                sender: keys.sender.clone(),
-                recipient: keys.recipient.clone(),
-            }));
+            plan.triplet = Some(codec::encode_triplet(&triplet_value(
+                keys, state, expires_at,
+            )));
             plan.triplet_ttl_ms = ttl_ms(expires_at);
         }
         if let Some((state, expires_at)) = writes.awl {
-            plan.awl = Some(codec::encode_awl(&StoredAwl {
-                state,
-                expires_at,
-                client: keys.client.to_string(),
-            }));
+            plan.awl = Some(codec::encode_awl(&awl_value(keys, state, expires_at)));
             plan.awl_ttl_ms = ttl_ms(expires_at);
         }
         plan

@@ -1,6 +1,7 @@
 //! One suite, every backend: each case is written once, generic over a [`Backend`],
 //! and `conformance!` runs it against SQLite (a temporary file) and Redis (a real
-//! `redis-server` the test starts on a free loopback port).
+//! `redis-server` the test starts on a free loopback port), the latter with and
+//! without the store's memory of recent entries.
 //!
 //! Where the backends differ by design (what `expire` returns: SQLite deletes rows,
 //! Redis lets TTLs do it), the cases assert what a caller can observe either way:
@@ -61,12 +62,22 @@ impl Backend for Sqlite {
 
 struct Redis {
     server: RedisServer,
+    /// The store's memory of recent entries (0: every check asks Redis first).
+    recent_entries: usize,
 }
 
 impl Redis {
     async fn new() -> Redis {
         Redis {
             server: RedisServer::start(),
+            recent_entries: RedisOptions::default().recent_entries,
+        }
+    }
+
+    async fn cold() -> Redis {
+        Redis {
+            recent_entries: 0,
+            ..Redis::new().await
         }
     }
 
@@ -77,6 +88,7 @@ impl Redis {
             key_prefix: "conformance:".into(),
             timeout: Duration::from_secs(5),
             event_retention: EVENT_RETENTION,
+            recent_entries: self.recent_entries,
             ..RedisOptions::default()
         }
     }
@@ -109,6 +121,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     super::$case(super::Redis::new().await).await;
+                }
+            )*
+        }
+        mod redis_cold {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Redis::cold().await).await;
                 }
             )*
         }

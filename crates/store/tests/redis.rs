@@ -211,6 +211,43 @@ async fn hosts_racing_on_the_same_entries_lose_no_update() {
     }
 }
 
+/// What a host remembers of an entry is only a guess: after another host changed it,
+/// the next check decides on what is stored.
+#[tokio::test]
+async fn a_host_decides_on_what_another_host_wrote_since() {
+    let server = RedisServer::start();
+    let mx1 = connect(&server, "sg:").await;
+    let mx2 = connect(&server, "sg:").await;
+    let triplet = keys("198.51.100.30", SENDER, "alice@example.org");
+    let check = async |store: &RedisStore, at| {
+        store
+            .greylist(&triplet, &params(), T0 + at, true)
+            .await
+            .unwrap()
+    };
+    assert_eq!(check(&mx1, 0).await, New { retry_in: 300 });
+    assert_eq!(check(&mx2, 400).await, Passed { waited: 400 });
+    // mx1 last saw the triplet pending and the address not whitelisted.
+    assert_eq!(check(&mx1, 401).await, AutoWhitelisted { since: T0 + 400 });
+    let rows = mx1.list_triplets(10).await.unwrap();
+    assert_eq!(
+        (rows[0].attempts, rows[0].passed_at),
+        (2, Some(T0 + 400)),
+        "mx1 wrote nothing on its stale view"
+    );
+
+    // Both ways round: mx2 remembers the pass, mx1 starts the triplet over after its
+    // lifetime; mx2 then sees the new pending triplet, not its old pass.
+    assert_eq!(check(&mx1, 400 + LIFETIME).await, New { retry_in: 300 });
+    assert_eq!(
+        check(&mx2, 400 + LIFETIME + 10).await,
+        TooEarly {
+            waited: 10,
+            retry_in: 290
+        }
+    );
+}
+
 async fn futures_join<F, Fut>(count: usize, make: F) -> Vec<Arc<RedisStore>>
 where
     F: Fn() -> Fut,

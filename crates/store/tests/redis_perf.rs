@@ -121,49 +121,72 @@ async fn figures() {
     let sqlite_figures = phases(&sqlite, &keys).await;
     Arc::into_inner(sqlite).unwrap().close().await;
 
-    let server = RedisServer::start();
-    let empty = used_memory(&server);
-    let redis = Arc::new(
-        RedisStore::connect(&RedisOptions {
-            url: server.url(),
-            timeout: Duration::from_secs(5),
-            ..RedisOptions::default()
-        })
-        .await
-        .unwrap(),
-    );
-    let (client_start, server_start) = (own_cpu(), redis_cpu(&server));
-    let new = run_all(&redis, &keys, T0).await;
-    let pending_bytes = used_memory(&server).saturating_sub(empty);
-    let retry = run_all(&redis, &keys, T0 + 60).await;
-    let passed = run_all(&redis, &keys, T0 + 400).await;
-    let awl = run_all(&redis, &keys, T0 + 500).await;
-    let passed_bytes = used_memory(&server).saturating_sub(empty);
-    let checks = 4.0 * f64::from(TRIPLETS);
-    let client_us = (own_cpu() - client_start) / checks * 1e6;
-    let server_us = (redis_cpu(&server) - server_start) / checks * 1e6;
-
     println!("greylist checks, {TRIPLETS} distinct triplets per phase, same machine:");
     line("sqlite", sqlite_figures);
-    line("redis", [new, retry, passed, awl]);
-    let ratio = |i: usize, redis: f64| redis / sqlite_figures[i] * 100.0;
-    println!(
-        " ratio: new {:.0} %  too-early {:.0} %  passed {:.0} %  awl-hit {:.0} %",
-        ratio(0, new),
-        ratio(1, retry),
-        ratio(2, passed),
-        ratio(3, awl)
-    );
-    println!(
-        "redis CPU per check (all four phases): spamgate side {client_us:.1} µs, redis-server {server_us:.1} µs"
-    );
-    let per = |bytes: u64| bytes as f64 / f64::from(TRIPLETS);
-    println!(
-        "redis used_memory: {:.0} B per pending triplet (with its pending-set entry); \
-         {:.0} B per passed triplet + its AWL entry",
-        per(pending_bytes),
-        per(passed_bytes)
-    );
+    // With the default local memory of recent entries, and without it (every check
+    // asks Redis: the figures for a working set larger than that memory).
+    let mut server = None;
+    for (name, recent_entries) in [
+        ("redis", RedisOptions::default().recent_entries),
+        ("cold", 0),
+    ] {
+        let redis_server = RedisServer::start();
+        let empty = used_memory(&redis_server);
+        let redis = Arc::new(
+            RedisStore::connect(&RedisOptions {
+                url: redis_server.url(),
+                timeout: Duration::from_secs(5),
+                recent_entries,
+                ..RedisOptions::default()
+            })
+            .await
+            .unwrap(),
+        );
+        // CPU per check of each phase: (spamgate side, redis-server), in µs.
+        let mut cpu = Vec::new();
+        let mut phase = async |now| {
+            let (client, server_cpu) = (own_cpu(), redis_cpu(&redis_server));
+            let rate = run_all(&redis, &keys, now).await;
+            let per = |seconds: f64| seconds / f64::from(TRIPLETS) * 1e6;
+            cpu.push((
+                per(own_cpu() - client),
+                per(redis_cpu(&redis_server) - server_cpu),
+            ));
+            rate
+        };
+        let new = phase(T0).await;
+        let pending_bytes = used_memory(&redis_server).saturating_sub(empty);
+        let retry = phase(T0 + 60).await;
+        let passed = phase(T0 + 400).await;
+        let awl = phase(T0 + 500).await;
+        let passed_bytes = used_memory(&redis_server).saturating_sub(empty);
+
+        let figures = [new, retry, passed, awl];
+        line(name, figures);
+        let ratio: Vec<String> = figures
+            .iter()
+            .zip(sqlite_figures)
+            .map(|(redis, sqlite)| format!("{:.0} %", redis / sqlite * 100.0))
+            .collect();
+        let cpu: Vec<String> = cpu
+            .iter()
+            .map(|(client, server)| format!("{client:.0}+{server:.0}"))
+            .collect();
+        println!(
+            "        of sqlite: new {}, too-early {}, passed {}, awl-hit {}; \
+             CPU µs per check (spamgate side + redis-server): {}, {}, {}, {}",
+            ratio[0], ratio[1], ratio[2], ratio[3], cpu[0], cpu[1], cpu[2], cpu[3]
+        );
+        let per = |bytes: u64| bytes as f64 / f64::from(TRIPLETS);
+        println!(
+            "        redis used_memory: {:.0} B per pending triplet (with its pending-set \
+             entry); {:.0} B per passed triplet + its AWL entry",
+            per(pending_bytes),
+            per(passed_bytes)
+        );
+        server = Some(redis_server);
+    }
+    let server = server.unwrap();
     let sample = &keys[0];
     let triplet_key = format!(
         "spamgate:t:{}",
