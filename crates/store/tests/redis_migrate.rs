@@ -228,3 +228,15 @@ async fn entries_expired_at_import_time_are_left_out_of_redis() {
         "everything under the prefix"
     );
 }
+
+#[tokio::test]
+async fn a_missing_source_file_is_an_error_not_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let result = export_sqlite(&missing).await;
+    assert!(
+        matches!(result, Err(spamgate_store::StoreError::Open { .. })),
+        "{result:?}"
+    );
+    assert!(!missing.exists());
+}

@@ -133,6 +133,13 @@ fn signed(value: u64) -> i64 {
 
 /// Everything in the SQLite store at `path` (its schema upgraded first, if older).
 pub async fn export_sqlite(path: &Path) -> Result<StoreDump, StoreError> {
+    // A mistyped source must not become a new, empty store.
+    if let Err(source) = std::fs::metadata(path) {
+        return Err(StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
     let conn = open_sqlite(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
