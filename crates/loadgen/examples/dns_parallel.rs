@@ -87,11 +87,18 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let all = join_all(lookups).await;
     let cold = started.elapsed();
-    let errors = all
+    let failed: Vec<&String> = all
         .iter()
         .flatten()
-        .filter(|(_, r)| matches!(r, ListResult::Error(_)))
-        .count();
+        .filter_map(|(_, r)| match r {
+            ListResult::Error(why) => Some(why),
+            _ => None,
+        })
+        .collect();
+    let errors = failed.len();
+    if let Some(first) = failed.first() {
+        println!("first error: {first}");
+    }
     println!(
         "{clients} cold requests at once ({} queries): {:.1} ms = {:.2} delays (serial would be {}); \
          peak in flight {}; errors {errors}",
