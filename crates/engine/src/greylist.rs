@@ -94,15 +94,19 @@ impl GreylistKeys {
         sender: &str,
         recipient: &str,
     ) -> GreylistKeys {
+        let ip_network = client_network(client, policy).to_string();
         let network = confirmed_name
             .filter(|_| policy.key_by_ptr_domain)
             .and_then(organisational_domain)
             .map(|domain| format!("domain:{domain}"))
-            .unwrap_or_else(|| client_network(client, policy).to_string());
+            .unwrap_or_else(|| ip_network.clone());
         let sender = normalise_sender(sender);
         let recipient = recipient.trim().to_ascii_lowercase();
         let triplet_key = hash_key(&format!("t\0{network}\0{sender}\0{recipient}"));
-        let network_key = hash_key(&format!("n\0{network}"));
+        // The pending cap always counts per IP network, never per PTR domain: a generic
+        // name's domain is the access ISP, and one cap for all its customers would let its
+        // bots lock out every new sender there.
+        let network_key = hash_key(&format!("n\0{ip_network}"));
         let awl_key = hash_key(&format!("a\0{client}"));
         GreylistKeys {
             network,

@@ -245,6 +245,10 @@ fn keys() {
     );
     assert_eq!(d1.network, "domain:example.co.jp");
     assert_eq!(d1.triplet_key, d2.triplet_key);
+    assert_ne!(
+        d1.network_key, d2.network_key,
+        "the pending cap counts per IP network, not per ISP domain"
+    );
     let off = KeyPolicy {
         key_by_ptr_domain: false,
         ..KeyPolicy::default()

@@ -1259,6 +1259,13 @@ mod tests {
              WHERE network = x'00' AND passed_at IS NULL AND expires_at > 5 LIMIT 10)",
         );
         assert!(pending.contains("triplets_pending"), "{pending}");
+        // The exact statement the greylist step runs reads only the index.
+        let step = plan(
+            &conn,
+            "SELECT count(*) FROM triplets
+             WHERE network = x'00' AND passed_at IS NULL AND expires_at > 5",
+        );
+        assert!(step.contains("COVERING INDEX triplets_pending"), "{step}");
         let expire = plan(
             &conn,
             "DELETE FROM triplets WHERE key IN
