@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use spamgate::config::{Config, EXAMPLE};
 
-fn spamgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_spamgate"))
-}
+mod process;
+use process::{ask, serve, spamgate, wait_for};
 
 #[test]
 fn example_config_is_the_defaults() {
@@ -128,35 +127,6 @@ attempts = 1
     )
     .unwrap();
     path
-}
-
-fn ask(socket: &Path, request: &str) -> String {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = Vec::new();
-    let mut byte = [0u8; 1];
-    while !reply.ends_with(b"\n\n") {
-        if stream.read(&mut byte).unwrap() == 0 {
-            break;
-        }
-        reply.push(byte[0]);
-    }
-    String::from_utf8(reply).unwrap()
-}
-
-fn wait_for(path: &Path) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 const PROPER_REQUEST: &str = "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\nclient_name=mail.example.test\nreverse_client_name=mail.example.test\nsender=a@example.org\nrecipient=b@example.net\n\n";
@@ -328,29 +298,6 @@ fn check_explains_and_does_not_record_unless_asked() {
     assert_eq!(state(&check(false)), "too-early");
 }
 
-/// A `spamgate serve` process, killed on drop so a failing test leaves nothing behind.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_serving(config: &Path, socket: &Path) -> Daemon {
-    let child = spamgate()
-        .args(["serve", "-c"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon(child);
-    wait_for(socket);
-    daemon
-}
-
 fn unknown_client_request(i: usize) -> String {
     format!(
         "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.{}\nclient_name=unknown\nreverse_client_name=unknown\nsender=s{i}@example.org\nrecipient=r{i}@example.net\n\n",
@@ -386,7 +333,7 @@ fn kill_9_loses_nothing_that_was_answered() {
         "lookup_unknown = false\n[dnsbl]\nzones = []\n[greylist]\nmin_delay = \"1h\"\nmax_pending_per_network = 1000\n",
     );
     const N: usize = 200;
-    let mut daemon = start_serving(&config, &socket);
+    let mut daemon = serve(&config, &socket);
     for i in 0..N {
         let reply = ask(&socket, &unknown_client_request(i));
         assert!(reply.contains("please resend in"), "{reply}");
@@ -405,7 +352,7 @@ fn kill_9_loses_nothing_that_was_answered() {
     );
 
     // After a restart the retries land on the same rows: nothing was recreated.
-    let daemon = start_serving(&config, &socket);
+    let daemon = serve(&config, &socket);
     for i in 0..N {
         let reply = ask(&socket, &unknown_client_request(i));
         assert!(reply.contains("please resend in"), "{reply}");

@@ -3,19 +3,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod process;
+use process::{Killed, serve};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -91,43 +84,11 @@ min_delay = "2s"
     (path, socket)
 }
 
-fn serve(config: &Path, socket: &Path) -> Killed {
-    let child = Command::new(env!("CARGO_BIN_EXE_spamgate"))
-        .args(["serve", "-c"])
-        .arg(config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Killed(child);
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "spamgate did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
-}
-
 fn ask(socket: &Path, client: &str, recipient: &str) -> String {
     let request = format!(
         "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address={client}\nclient_name=unknown\nreverse_client_name=unknown\nsender=s@example.org\nrecipient={recipient}\n\n"
     );
-    let mut stream = UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = Vec::new();
-    let mut byte = [0u8; 1];
-    while !reply.ends_with(b"\n\n") {
-        if stream.read(&mut byte).unwrap() == 0 {
-            break;
-        }
-        reply.push(byte[0]);
-    }
-    String::from_utf8(reply).unwrap()
+    process::ask(socket, &request)
 }
 
 #[test]

@@ -1,0 +1,67 @@
+//! Helpers for tests that run the real `spamgate` binary as a process and talk to it over
+//! a UNIX socket (shared by cli.rs and cluster.rs).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn spamgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_spamgate"))
+}
+
+/// A child process killed on drop, so a failing test leaves nothing behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `spamgate serve -c CONFIG`, once its socket exists.
+pub fn serve(config: &Path, socket: &Path) -> Killed {
+    let child = spamgate()
+        .args(["serve", "-c"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Killed(child);
+    wait_for(socket);
+    daemon
+}
+
+pub fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Send one raw request on a fresh connection; the raw reply (empty if closed).
+pub fn ask(socket: &Path, request: &str) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\n\n") {
+        if stream.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        reply.push(byte[0]);
+    }
+    String::from_utf8(reply).unwrap()
+}
