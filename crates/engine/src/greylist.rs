@@ -21,6 +21,12 @@ fn hash_key(text: &str) -> Key {
     key
 }
 
+/// The auto-whitelist key of one client address (what `spamgate greylist show --client`
+/// looks up).
+pub fn awl_key(client: IpAddr) -> Key {
+    hash_key(&format!("a\0{client}"))
+}
+
 /// Tunables, from the `[greylist]` config table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GreylistParams {
@@ -107,7 +113,7 @@ impl GreylistKeys {
         // name's domain is the access ISP, and one cap for all its customers would let its
         // bots lock out every new sender there.
         let network_key = hash_key(&format!("n\0{ip_network}"));
-        let awl_key = hash_key(&format!("a\0{client}"));
+        let awl_key = awl_key(client);
         GreylistKeys {
             network,
             sender,

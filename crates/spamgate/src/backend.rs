@@ -6,8 +6,8 @@ use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_store::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, RedisStore, SqliteStore, Store,
-    StoreCounts, StoreError, TripletRow,
+    AccountEvent, AccountStore, AllowEntry, AllowStore, GreylistDeleted, GreylistEntries,
+    GreylistFilter, RedisStore, SqliteStore, Store, StoreCounts, StoreError, TripletRow,
 };
 
 /// Either backend, behind the same traits.
@@ -61,6 +61,19 @@ impl Store for AnyStore {
     }
     async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
         both!(self, s => s.list_triplets(limit))
+    }
+    async fn find_greylist(
+        &self,
+        filter: &GreylistFilter,
+        limit: usize,
+    ) -> Result<GreylistEntries, StoreError> {
+        both!(self, s => s.find_greylist(filter, limit))
+    }
+    async fn delete_greylist(
+        &self,
+        filter: &GreylistFilter,
+    ) -> Result<GreylistDeleted, StoreError> {
+        both!(self, s => s.delete_greylist(filter))
     }
 }
 

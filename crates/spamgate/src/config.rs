@@ -141,6 +141,9 @@ pub struct ServerConfig {
     /// Grace period for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where `serve` writes its process id (removed at exit), for `spamgate reload`.
+    /// Unset: no file.
+    pub pid_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
             max_request_size: 65536,
             decide_at: vec!["RCPT".into()],
             shutdown_grace: Duration::from_secs(10),
+            pid_file: None,
         }
     }
 }

@@ -132,6 +132,12 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         None => None,
     };
 
+    // Written once the listeners are bound, so `spamgate reload` never signals a
+    // process that could still fail to start.
+    let pid_file = match &config.server.pid_file {
+        Some(path) => Some(PidFile::write(path).map_err(|e| Fatal::new(exit::OS, e))?),
+        None => None,
+    };
     let service = Arc::new(Service::new(policy, store, dns, SystemClock));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if let Some(listener) = metrics_listener {
@@ -178,8 +184,35 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         Ok(service) => service.into_store().close().await,
         Err(_) => warn!("store still shared at exit; relying on SQLite's own durability"),
     }
+    drop(pid_file);
     info!("stopped");
     Ok(())
+}
+
+/// The process id in a file while the daemon runs.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    /// Replaces the file atomically (a reader never sees it half written).
+    fn write(path: &Path) -> anyhow::Result<PidFile> {
+        let temporary = path.with_extension("pid.tmp");
+        std::fs::write(&temporary, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&temporary, path))
+            .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    /// Removes the file only while it still names this process: a newer instance may
+    /// have taken it over.
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.0)
+            .is_ok_and(|text| text.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
 }
 
 async fn cleanup_loop<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(

@@ -34,6 +34,17 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Make the running daemon re-read its configuration and allow-lists (SIGHUP to the
+    /// process in the pid file), after checking the file here: an invalid one is
+    /// reported and the daemon is not signalled.
+    Reload {
+        /// The configuration the daemon runs with.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Process id file; default: `[server] pid_file` of the configuration.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
     /// Explain the decision for one transaction (does not change state unless --record).
     Check(CheckArgs),
     /// Classify host names (arguments, or stdin one per line) by the reverse-DNS rules.
@@ -224,6 +235,71 @@ enum GreylistCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show the entries of a client, network, sender or recipient (options combine).
+    Show {
+        #[command(flatten)]
+        which: GreylistWhich,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete entries, so their next attempt is greylisted as new (e.g. an address
+    /// auto-whitelisted by mistake, or a test sender). Prints what went.
+    Delete {
+        #[command(flatten)]
+        which: GreylistWhich,
+    },
+}
+
+/// Which greylist entries `show` and `delete` mean (at least one of the four).
+#[derive(Args)]
+struct GreylistWhich {
+    /// The address's auto-whitelist entry, and (unless --network is given) the triplets
+    /// of its network under the configured prefix lengths.
+    #[arg(long)]
+    client: Option<IpAddr>,
+    /// Triplets of one network as `greylist list` prints it: `192.0.2.0/24`,
+    /// `2001:db8::/64`, or `domain:example.net` when keyed by PTR domain.
+    #[arg(long)]
+    network: Option<String>,
+    /// Triplets of this sender (normalised as spamgate stores it: lowercase, BATV tag
+    /// and +extension removed, digit runs as #).
+    #[arg(long)]
+    sender: Option<String>,
+    #[arg(long)]
+    recipient: Option<String>,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl GreylistWhich {
+    fn filter(&self, config: &Config) -> Result<spamgate_store::GreylistFilter, daemon::Fatal> {
+        use spamgate_engine::greylist::{client_network, normalise_sender};
+        if self.client.is_none()
+            && self.network.is_none()
+            && self.sender.is_none()
+            && self.recipient.is_none()
+        {
+            return Err(usage_error(
+                "name the entries: --client, --network, --sender and/or --recipient".into(),
+            ));
+        }
+        let keys = config.engine_config().keys;
+        let network = self.network.clone().or_else(|| {
+            self.client
+                .map(|client| client_network(client, &keys).to_string())
+        });
+        Ok(spamgate_store::GreylistFilter {
+            network,
+            sender: self.sender.as_deref().map(normalise_sender),
+            recipient: self
+                .recipient
+                .as_deref()
+                .map(|r| r.trim().to_ascii_lowercase()),
+            client: self.client,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -300,6 +376,7 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             init_logs(&loaded.log_level);
             runtime()?.block_on(daemon::serve(config, loaded))
         }
+        Command::Reload { config, pid_file } => reload(config, pid_file),
         Command::Check(args) => check(args),
         Command::Classify {
             names,
@@ -485,6 +562,10 @@ fn classify(
 
 fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
     let (config, list) = match &command {
+        GreylistCommand::Show { which, limit, json } => {
+            return greylist_show(which, *limit, *json);
+        }
+        GreylistCommand::Delete { which } => return greylist_delete(which),
         GreylistCommand::List {
             config,
             limit,
@@ -524,6 +605,124 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
             }
         }
         store.close().await;
+        Ok(())
+    })
+}
+
+fn reload(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> Result<(), daemon::Fatal> {
+    let loaded = load(config.as_ref())?;
+    // The same checks the daemon makes before it swaps configurations.
+    Policy::from_config(&loaded).map_err(|e| usage_error(format!("{e}")))?;
+    let path = pid_file.or(loaded.server.pid_file).ok_or_else(|| {
+        usage_error("no pid file: set [server] pid_file or pass --pid-file".into())
+    })?;
+    let os_error = |error: String| daemon::Fatal {
+        code: exit::OS,
+        error: anyhow::anyhow!(error),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        os_error(format!(
+            "cannot read {}: {e} (is spamgate running?)",
+            path.display()
+        ))
+    })?;
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| {
+            os_error(format!(
+                "{} does not hold a process id: {text:?}",
+                path.display()
+            ))
+        })?;
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).map_err(|e| {
+        os_error(format!(
+            "cannot signal process {pid} from {}: {e}",
+            path.display()
+        ))
+    })?;
+    println!(
+        "configuration valid; sent SIGHUP to spamgate (pid {pid}): it logs \"configuration reloaded\""
+    );
+    Ok(())
+}
+
+fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), daemon::Fatal> {
+    let config = load(which.config.as_ref())?;
+    init_logs("warn");
+    let filter = which.filter(&config)?;
+    runtime()?.block_on(async {
+        let store = daemon::open_store(&config).await?;
+        let found = store.find_greylist(&filter, limit).await;
+        store.close().await;
+        let found = found.map_err(store_error)?;
+        let now = SystemClock.now_secs();
+        let state = |expires_at: u64| if expires_at > now { "live" } else { "expired" };
+        if json {
+            let triplets: Vec<_> = found
+                .triplets
+                .iter()
+                .map(|row| {
+                    serde_json::json!({
+                        "network": row.network, "sender": row.sender, "recipient": row.recipient,
+                        "first_seen": row.first_seen, "last_seen": row.last_seen,
+                        "attempts": row.attempts, "passed_at": row.passed_at,
+                        "expires_at": row.expires_at, "state": state(row.expires_at),
+                    })
+                })
+                .collect();
+            let awl = found.awl.as_ref().map(|awl| {
+                serde_json::json!({
+                    "client": awl.client, "first_seen": awl.first_seen,
+                    "last_seen": awl.last_seen, "expires_at": awl.expires_at,
+                    "state": state(awl.expires_at),
+                })
+            });
+            println!("{}", serde_json::json!({ "triplets": triplets, "awl": awl }));
+            return Ok(());
+        }
+        if let Some(client) = which.client {
+            match &found.awl {
+                Some(awl) => println!(
+                    "awl\t{}\tfirst_seen={}\tlast_seen={}\texpires_at={}\t{}",
+                    awl.client, awl.first_seen, awl.last_seen, awl.expires_at,
+                    state(awl.expires_at)
+                ),
+                None => println!("awl\t{client}\tnone"),
+            }
+        }
+        for row in &found.triplets {
+            let passed = row
+                .passed_at
+                .map_or_else(|| "pending".to_string(), |t| format!("passed@{t}"));
+            println!(
+                "triplet\t{}\t<{}>\t<{}>\t{passed}\tattempts={}\tfirst_seen={}\tlast_seen={}\texpires_at={}\t{}",
+                row.network, row.sender, row.recipient, row.attempts, row.first_seen,
+                row.last_seen, row.expires_at, state(row.expires_at)
+            );
+        }
+        if found.triplets.len() >= limit && limit > 0 {
+            eprintln!("(showing the first {limit}; --limit N for more)");
+        }
+        Ok(())
+    })
+}
+
+fn greylist_delete(which: &GreylistWhich) -> Result<(), daemon::Fatal> {
+    let config = load(which.config.as_ref())?;
+    init_logs("warn");
+    let filter = which.filter(&config)?;
+    runtime()?.block_on(async {
+        let store = daemon::open_store(&config).await?;
+        let deleted = store.delete_greylist(&filter).await;
+        store.close().await;
+        let deleted = deleted.map_err(store_error)?;
+        println!(
+            "deleted\ttriplets={}\tawl={}",
+            deleted.triplets, deleted.awl
+        );
         Ok(())
     })
 }

@@ -113,6 +113,7 @@ fn write_config(dir: &Path, socket: &Path, extra: &str) -> std::path::PathBuf {
 [server]
 listen = ["unix:{socket}"]
 unix_mode = "0600"
+pid_file = "{pid_file}"
 [store]
 path = "{db}"
 [dns]
@@ -122,6 +123,7 @@ attempts = 1
 {extra}
 "#,
             socket = socket.display(),
+            pid_file = dir.join("spamgate.pid").display(),
             db = dir.join("state/spamgate.db").display(),
         ),
     )
@@ -148,16 +150,26 @@ fn serve_on_unix_socket_reload_and_terminate() {
     assert_eq!(mode, 0o600, "socket mode from config");
     assert_eq!(ask(&socket, PROPER_REQUEST), "action=DUNNO\n\n");
 
-    // Reload with an allow-list entry for the client: still served, on the same connection too.
+    let pid = child.id().to_string();
+    let pid_file = dir.path().join("spamgate.pid");
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), pid);
+
+    // `spamgate reload` checks the file, then signals the daemon; connections stay.
     let mut held = UnixStream::connect(&socket).unwrap();
     write_config(dir.path(), &socket, "[replies]\nprepend_header = true\n");
-    let pid = child.id().to_string();
+    let reload = spamgate()
+        .args(["reload", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&reload.stdout).contains(&format!("pid {pid}")),
+        "{reload:?}"
     );
     let start = Instant::now();
     loop {
@@ -171,8 +183,19 @@ fn serve_on_unix_socket_reload_and_terminate() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // An invalid config is refused and the running one kept.
+    // An invalid config: `spamgate reload` says why and does not signal...
     std::fs::write(&config, "[greylist]\nbogus = 1\n").unwrap();
+    let refused = spamgate()
+        .args(["reload", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(78), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("bogus"),
+        "{refused:?}"
+    );
+    // ...and the daemon, signalled anyway, refuses it and keeps the running one.
     assert!(
         Command::new("kill")
             .args(["-HUP", &pid])
@@ -203,6 +226,17 @@ fn serve_on_unix_socket_reload_and_terminate() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    assert!(!pid_file.exists(), "the pid file goes with the process");
+    let stale = spamgate()
+        .args(["reload", "--pid-file"])
+        .arg(&pid_file)
+        .output()
+        .unwrap();
+    assert_eq!(stale.status.code(), Some(71), "{stale:?}");
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("is spamgate running?"),
+        "{stale:?}"
+    );
     let mut stderr = String::new();
     child
         .stderr
@@ -320,6 +354,69 @@ fn greylist_rows(config: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+#[test]
+fn greylist_show_and_delete_name_entries_and_a_deleted_one_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("policy.sock");
+    let config = write_config(
+        dir.path(),
+        &socket,
+        "lookup_unknown = false\n[dnsbl]\nzones = []\n[greylist]\nmin_delay = \"1h\"\n",
+    );
+    let daemon = serve(&config, &socket);
+    for i in [1, 2, 251] {
+        // 203.0.113.1 (s1/r1), .2 (s2/r2), .1 again (s251/r251)
+        let reply = ask(&socket, &unknown_client_request(i));
+        assert!(reply.contains("please resend in"), "{reply}");
+    }
+    let run = |args: &[&str]| {
+        let out = spamgate()
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, shown, _) = run(&["greylist", "show", "--client", "203.0.113.1", "--json"]);
+    assert_eq!(code, Some(0));
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    // Triplets are per network: the /24 of .1 holds all three; no AWL entry yet.
+    assert_eq!(shown["triplets"].as_array().unwrap().len(), 3, "{shown}");
+    assert_eq!(shown["awl"], serde_json::Value::Null);
+    assert_eq!(shown["triplets"][0]["network"], "203.0.113.0/24");
+    assert_eq!(shown["triplets"][0]["state"], "live");
+
+    // The sender is normalised as stored: case and +extension do not matter.
+    let (code, text, _) = run(&["greylist", "show", "--sender", "S2+tag@Example.org"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("triplet\t203.0.113.0/24\t<s2@example.org>"),
+        "{text}"
+    );
+
+    let (code, text, _) = run(&["greylist", "delete", "--recipient", "r2@example.net"]);
+    assert_eq!(
+        (code, text.as_str()),
+        (Some(0), "deleted\ttriplets=1\tawl=0\n")
+    );
+    let (_, text, _) = run(&["greylist", "show", "--recipient", "r2@example.net"]);
+    assert_eq!(text, "");
+    // The deleted triplet's next attempt is new again (the retry says 3600 s, not less).
+    let reply = ask(&socket, &unknown_client_request(2));
+    assert!(reply.contains("please resend in 3600 seconds"), "{reply}");
+
+    let (code, _, stderr) = run(&["greylist", "delete"]);
+    assert_eq!(code, Some(78), "an empty filter is refused: {stderr}");
+    assert!(stderr.contains("--client"), "{stderr}");
+    drop(daemon);
 }
 
 #[test]

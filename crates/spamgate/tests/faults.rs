@@ -17,8 +17,8 @@ use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_engine::{StoreFailMode, UnixTime};
 use spamgate_store::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, SqliteOptions, SqliteStore, Store,
-    StoreCounts, StoreError, TripletRow,
+    AccountEvent, AccountStore, AllowEntry, AllowStore, GreylistDeleted, GreylistEntries,
+    GreylistFilter, SqliteOptions, SqliteStore, Store, StoreCounts, StoreError, TripletRow,
 };
 use tokio::net::TcpListener;
 
@@ -53,6 +53,19 @@ impl Store for Switched {
     }
     async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
         self.inner.list_triplets(limit).await
+    }
+    async fn find_greylist(
+        &self,
+        filter: &GreylistFilter,
+        limit: usize,
+    ) -> Result<GreylistEntries, StoreError> {
+        self.inner.find_greylist(filter, limit).await
+    }
+    async fn delete_greylist(
+        &self,
+        filter: &GreylistFilter,
+    ) -> Result<GreylistDeleted, StoreError> {
+        self.inner.delete_greylist(filter).await
     }
 }
 

@@ -67,6 +67,72 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<TripletRow>, StoreError>> + Send;
+
+    /// The entries `filter` names (`spamgate greylist show`), unexpired or not yet
+    /// deleted, at most `limit` triplets, the latest-expiring first. A scan over every
+    /// triplet (an admin command, not the request path).
+    fn find_greylist(
+        &self,
+        filter: &GreylistFilter,
+        limit: usize,
+    ) -> impl Future<Output = Result<GreylistEntries, StoreError>> + Send;
+
+    /// Deletes the entries `filter` names (`spamgate greylist delete`), so the next
+    /// attempt starts over as new. Returns how many of each kind went.
+    fn delete_greylist(
+        &self,
+        filter: &GreylistFilter,
+    ) -> impl Future<Output = Result<GreylistDeleted, StoreError>> + Send;
+}
+
+/// Which greylist entries an admin command means. Triplets are named by any of
+/// `network`, `sender`, `recipient` (every one given must equal the stored, normalised
+/// text); the auto-whitelist entry by `client`. A filter with no triplet field names no
+/// triplet, and one without `client` no AWL entry: nothing is ever matched by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GreylistFilter {
+    /// `192.0.2.0/24`, `2001:db8::/64` or `domain:example.net`, as `greylist list` shows.
+    pub network: Option<String>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub client: Option<std::net::IpAddr>,
+}
+
+impl GreylistFilter {
+    pub fn names_triplets(&self) -> bool {
+        self.network.is_some() || self.sender.is_some() || self.recipient.is_some()
+    }
+
+    /// Whether a stored triplet's texts match.
+    pub fn matches(&self, network: &str, sender: &str, recipient: &str) -> bool {
+        self.names_triplets()
+            && self.network.as_deref().is_none_or(|n| n == network)
+            && self.sender.as_deref().is_none_or(|s| s == sender)
+            && self.recipient.as_deref().is_none_or(|r| r == recipient)
+    }
+}
+
+/// What `find_greylist` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GreylistEntries {
+    pub triplets: Vec<TripletRow>,
+    pub awl: Option<AwlRow>,
+}
+
+/// How many entries `delete_greylist` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GreylistDeleted {
+    pub triplets: u64,
+    pub awl: u64,
+}
+
+/// One auto-whitelist entry in readable form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwlRow {
+    pub client: String,
+    pub first_seen: UnixTime,
+    pub last_seen: UnixTime,
+    pub expires_at: UnixTime,
 }
 
 /// A runtime allow-list entry (`spamgate allow add|remove|list`), effective on every
@@ -287,6 +353,21 @@ impl<S: Store> Store for Arc<S> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<TripletRow>, StoreError>> + Send {
         (**self).list_triplets(limit)
+    }
+
+    fn find_greylist(
+        &self,
+        filter: &GreylistFilter,
+        limit: usize,
+    ) -> impl Future<Output = Result<GreylistEntries, StoreError>> + Send {
+        (**self).find_greylist(filter, limit)
+    }
+
+    fn delete_greylist(
+        &self,
+        filter: &GreylistFilter,
+    ) -> impl Future<Output = Result<GreylistDeleted, StoreError>> + Send {
+        (**self).delete_greylist(filter)
     }
 }
 

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{
     AwlState, GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, Key, TripletState,
-    decide, needs_pending_count,
+    awl_key, decide, needs_pending_count,
 };
 use spamgate_engine::outbound::{
     Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate, gcra,
@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::schema::{self, MigrateError};
 use crate::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, Store, StoreCounts, StoreError,
-    TripletRow,
+    AccountEvent, AccountStore, AllowEntry, AllowStore, AwlRow, EventKind, GreylistDeleted,
+    GreylistEntries, GreylistFilter, Store, StoreCounts, StoreError, TripletRow,
 };
 
 /// Tunables of [`SqliteStore`].
@@ -301,7 +301,59 @@ impl Store for SqliteStore {
     async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
         self.read(move |conn| list(conn, limit)).await
     }
+
+    async fn find_greylist(
+        &self,
+        filter: &GreylistFilter,
+        limit: usize,
+    ) -> Result<GreylistEntries, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| find(conn, &filter, limit)).await
+    }
+
+    /// Finds the triplets on the read-only connection, then deletes them by key in small
+    /// write steps, so a scan over a large table never holds up the request path.
+    async fn delete_greylist(
+        &self,
+        filter: &GreylistFilter,
+    ) -> Result<GreylistDeleted, StoreError> {
+        let mut deleted = GreylistDeleted::default();
+        if filter.names_triplets() {
+            let wanted = filter.clone();
+            let keys = self
+                .read(move |conn| matching_triplet_keys(conn, &wanted))
+                .await?;
+            for chunk in keys.chunks(DELETE_CHUNK) {
+                let chunk = chunk.to_vec();
+                deleted.triplets += self
+                    .write(move |conn| {
+                        let mut statement =
+                            conn.prepare_cached("DELETE FROM triplets WHERE key = ?1")?;
+                        let mut removed = 0;
+                        for key in &chunk {
+                            removed += statement.execute([key])? as u64;
+                        }
+                        Ok(removed)
+                    })
+                    .await?;
+            }
+        }
+        if let Some(client) = filter.client {
+            let key = awl_key(client);
+            deleted.awl = self
+                .write(move |conn| {
+                    conn.prepare_cached("DELETE FROM awl WHERE key = ?1")?
+                        .execute([&key[..]])
+                        .map(|rows| rows as u64)
+                })
+                .await?;
+        }
+        Ok(deleted)
+    }
 }
+
+/// Triplets deleted per write step by `delete_greylist`.
+const DELETE_CHUNK: usize = 500;
 
 impl AllowStore for SqliteStore {
     async fn allow_add(&self, entry: &AllowEntry) -> Result<bool, StoreError> {
@@ -1151,19 +1203,78 @@ fn list(conn: &mut Connection, limit: usize) -> rusqlite::Result<Vec<TripletRow>
                 expires_at
          FROM triplets ORDER BY expires_at DESC LIMIT ?1",
     )?;
-    let rows = statement.query_map([limit], |row| {
-        Ok(TripletRow {
-            network: row.get(0)?,
-            sender: row.get(1)?,
-            recipient: row.get(2)?,
-            first_seen: unsigned(row.get(3)?),
-            last_seen: unsigned(row.get(4)?),
-            attempts: u32::try_from(row.get::<_, i64>(5)?.max(0)).unwrap_or(u32::MAX),
-            passed_at: row.get::<_, Option<i64>>(6)?.map(unsigned),
-            expires_at: unsigned(row.get(7)?),
-        })
-    })?;
+    let rows = statement.query_map([limit], triplet_row)?;
     rows.collect()
+}
+
+/// A row of `net_text, sender, recipient, first_seen, last_seen, attempts, passed_at,
+/// expires_at`.
+fn triplet_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TripletRow> {
+    Ok(TripletRow {
+        network: row.get(0)?,
+        sender: row.get(1)?,
+        recipient: row.get(2)?,
+        first_seen: unsigned(row.get(3)?),
+        last_seen: unsigned(row.get(4)?),
+        attempts: u32::try_from(row.get::<_, i64>(5)?.max(0)).unwrap_or(u32::MAX),
+        passed_at: row.get::<_, Option<i64>>(6)?.map(unsigned),
+        expires_at: unsigned(row.get(7)?),
+    })
+}
+
+/// The triplet part of a filter as SQL: a NULL parameter matches anything.
+const TRIPLET_FILTER: &str = "(?1 IS NULL OR net_text = ?1) AND (?2 IS NULL OR sender = ?2)
+     AND (?3 IS NULL OR recipient = ?3)";
+
+fn find(
+    conn: &mut Connection,
+    filter: &GreylistFilter,
+    limit: usize,
+) -> rusqlite::Result<GreylistEntries> {
+    let mut entries = GreylistEntries::default();
+    if filter.names_triplets() {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT net_text, sender, recipient, first_seen, last_seen, attempts, passed_at,
+                    expires_at
+             FROM triplets WHERE {TRIPLET_FILTER} ORDER BY expires_at DESC LIMIT ?4"
+        );
+        let mut statement = conn.prepare(&sql)?;
+        let rows = statement.query_map(
+            params![filter.network, filter.sender, filter.recipient, limit],
+            triplet_row,
+        )?;
+        entries.triplets = rows.collect::<rusqlite::Result<_>>()?;
+    }
+    if let Some(client) = filter.client {
+        entries.awl = conn
+            .prepare_cached(
+                "SELECT client, first_seen, last_seen, expires_at FROM awl WHERE key = ?1",
+            )?
+            .query_row([&awl_key(client)[..]], |row| {
+                Ok(AwlRow {
+                    client: row.get(0)?,
+                    first_seen: unsigned(row.get(1)?),
+                    last_seen: unsigned(row.get(2)?),
+                    expires_at: unsigned(row.get(3)?),
+                })
+            })
+            .optional()?;
+    }
+    Ok(entries)
+}
+
+fn matching_triplet_keys(
+    conn: &mut Connection,
+    filter: &GreylistFilter,
+) -> rusqlite::Result<Vec<Vec<u8>>> {
+    let sql = format!("SELECT key FROM triplets WHERE {TRIPLET_FILTER}");
+    let mut statement = conn.prepare(&sql)?;
+    let keys = statement.query_map(
+        params![filter.network, filter.sender, filter.recipient],
+        |row| row.get(0),
+    )?;
+    keys.collect()
 }
 
 #[cfg(test)]

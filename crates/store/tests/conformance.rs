@@ -21,8 +21,8 @@ use spamgate_engine::outbound::{
 };
 use spamgate_engine::verdict::AllowListKind::{self, *};
 use spamgate_store::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, RedisOptions, RedisStore,
-    SqliteOptions, SqliteStore, Store, StoreCounts,
+    AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, GreylistDeleted, GreylistFilter,
+    RedisOptions, RedisStore, SqliteOptions, SqliteStore, Store, StoreCounts,
 };
 
 use GreylistOutcome::*;
@@ -145,6 +145,7 @@ conformance!(
     state_survives_closing_and_reopening,
     counts_ignore_expired_entries,
     list_is_bounded_and_latest_expiry_first,
+    show_and_delete_find_entries_by_network_sender_recipient_and_client,
     concurrent_checks_are_atomic_per_triplet,
     a_shared_store_serves_several_hosts,
     allow_entries_are_added_replaced_removed_and_listed,
@@ -535,6 +536,151 @@ async fn list_is_bounded_and_latest_expiry_first(backend: impl Backend) {
     assert_eq!(rows[0].expires_at, T0 + 4 + WINDOW + 1);
     assert!(store.list_triplets(0).await.unwrap().is_empty());
     assert_eq!(store.list_triplets(100).await.unwrap().len(), 5);
+    backend.close(store).await;
+}
+
+fn filter(network: Option<&str>, sender: Option<&str>, recipient: Option<&str>) -> GreylistFilter {
+    GreylistFilter {
+        network: network.map(str::to_string),
+        sender: sender.map(str::to_string),
+        recipient: recipient.map(str::to_string),
+        client: None,
+    }
+}
+
+async fn show_and_delete_find_entries_by_network_sender_recipient_and_client(
+    backend: impl Backend,
+) {
+    let store = backend.open().await;
+    let alice = || keys("192.0.2.10", SENDER, "alice@example.org");
+    let bob = || keys("192.0.2.10", SENDER, "bob@example.org");
+    let carol = || keys("198.51.100.7", "other@example.net", "carol@example.org");
+    let cap = params_with_cap(2);
+    check(
+        &store,
+        &cap,
+        &[
+            step(0, alice(), New { retry_in: 300 }),
+            step(0, carol(), New { retry_in: 300 }),
+            step(400, carol(), Passed { waited: 400 }),
+            step(500, bob(), New { retry_in: 300 }),
+        ],
+    )
+    .await;
+
+    // (filter, recipients shown, latest-expiring first)
+    let cases: &[(GreylistFilter, &[&str])] = &[
+        (
+            filter(Some("192.0.2.0/24"), None, None),
+            &["bob@example.org", "alice@example.org"],
+        ),
+        (
+            filter(None, Some(SENDER), Some("alice@example.org")),
+            &["alice@example.org"],
+        ),
+        (
+            filter(None, Some("other@example.net"), None),
+            &["carol@example.org"],
+        ),
+        (
+            filter(Some("192.0.2.0/24"), Some("other@example.net"), None),
+            &[],
+        ),
+        (filter(Some("192.0.2.10"), None, None), &[]),
+        // No triplet field: no triplet, not all of them.
+        (GreylistFilter::default(), &[]),
+    ];
+    for (wanted, expected) in cases {
+        let found = store.find_greylist(wanted, 10).await.unwrap();
+        let recipients: Vec<&str> = found
+            .triplets
+            .iter()
+            .map(|t| t.recipient.as_str())
+            .collect();
+        assert_eq!(&recipients, expected, "{wanted:?}");
+        assert_eq!(found.awl, None, "{wanted:?}");
+    }
+    let limited = store
+        .find_greylist(&filter(Some("192.0.2.0/24"), None, None), 1)
+        .await
+        .unwrap();
+    assert_eq!(limited.triplets.len(), 1);
+
+    let carol_client = GreylistFilter {
+        client: Some("198.51.100.7".parse().unwrap()),
+        ..GreylistFilter::default()
+    };
+    let found = store.find_greylist(&carol_client, 10).await.unwrap();
+    let awl = found.awl.expect("carol's address is auto-whitelisted");
+    assert_eq!(
+        (awl.client.as_str(), awl.first_seen, awl.expires_at),
+        ("198.51.100.7", T0 + 400, T0 + 400 + LIFETIME)
+    );
+    assert!(found.triplets.is_empty());
+
+    // The /24 is at its cap of two pending triplets: a third is refused...
+    let dave = || keys("192.0.2.11", SENDER, "dave@example.org");
+    check(
+        &store,
+        &cap,
+        &[step(600, dave(), NetworkFull { pending: 2 })],
+    )
+    .await;
+    // ...until alice's is deleted: the cap stops counting it at once.
+    let deleted = store
+        .delete_greylist(&filter(None, None, Some("alice@example.org")))
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted,
+        GreylistDeleted {
+            triplets: 1,
+            awl: 0
+        }
+    );
+    check(
+        &store,
+        &cap,
+        &[
+            step(601, dave(), New { retry_in: 300 }),
+            // A deleted triplet starts over as new.
+            step(602, alice(), NetworkFull { pending: 2 }),
+        ],
+    )
+    .await;
+
+    // Deleting the AWL entry: carol's address is greylisted again for a new triplet
+    // (her passed triplet still passes).
+    let deleted = store.delete_greylist(&carol_client).await.unwrap();
+    assert_eq!(
+        deleted,
+        GreylistDeleted {
+            triplets: 0,
+            awl: 1
+        }
+    );
+    let carol_new = || keys("198.51.100.7", SENDER, "erin@example.org");
+    check(
+        &store,
+        &params(),
+        &[step(700, carol_new(), New { retry_in: 300 })],
+    )
+    .await;
+    assert_eq!(
+        store.delete_greylist(&carol_client).await.unwrap(),
+        GreylistDeleted::default(),
+        "nothing left to delete"
+    );
+    assert_eq!(
+        store
+            .delete_greylist(&GreylistFilter::default())
+            .await
+            .unwrap(),
+        GreylistDeleted::default(),
+        "an empty filter deletes nothing"
+    );
+    let left = store.list_triplets(10).await.unwrap();
+    assert_eq!(left.len(), 4, "{left:?}");
     backend.close(store).await;
 }
 
