@@ -25,6 +25,15 @@ pub struct DnsConfig {
     pub max_ttl: Duration,
     /// NXDOMAIN / no-data answers are cached at most this long.
     pub negative_max_ttl: Duration,
+    /// Finished list results (listed / not listed, per zone and client) kept in front of the
+    /// resolver's cache, each until its answer expires (the TTL clamped as above). A hit skips
+    /// the resolver altogether; failures are never kept. About 100 bytes each. 0 turns this
+    /// cache off (every lookup goes through the resolver and its cache).
+    pub list_cache_size: usize,
+    /// Most DNS queries in flight at once, so a cold burst of lookups cannot flood the
+    /// resolvers. A query waiting for its turn counts against its deadline and fails like a
+    /// timeout when that passes. Lookups answered from the list cache need no turn. At least 1.
+    pub max_in_flight: usize,
 }
 
 impl Default for DnsConfig {
@@ -37,6 +46,8 @@ impl Default for DnsConfig {
             min_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(3600),
             negative_max_ttl: Duration::from_secs(300),
+            list_cache_size: 100_000,
+            max_in_flight: 512,
         }
     }
 }
@@ -49,9 +60,20 @@ impl DnsConfig {
         self.timeout.saturating_mul(attempts) + Duration::from_millis(250)
     }
 
+    /// How long NXDOMAIN / no-data answers are cached: the floor never exceeds the ceiling.
+    pub(crate) fn negative_ttl_bounds(&self) -> (Duration, Duration) {
+        (
+            self.min_ttl.min(self.negative_max_ttl),
+            self.negative_max_ttl,
+        )
+    }
+
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.timeout.is_zero() {
             return Err("timeout must be greater than zero".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be at least 1".into());
         }
         if self.min_ttl > self.max_ttl {
             return Err(format!(
@@ -72,8 +94,9 @@ pub(crate) fn resolver_opts(config: &DnsConfig) -> ResolverOpts {
     opts.cache_size = u64::try_from(config.cache_size).unwrap_or(u64::MAX);
     opts.positive_min_ttl = Some(config.min_ttl);
     opts.positive_max_ttl = Some(config.max_ttl);
-    opts.negative_min_ttl = Some(config.min_ttl.min(config.negative_max_ttl));
-    opts.negative_max_ttl = Some(config.negative_max_ttl);
+    let (negative_min, negative_max) = config.negative_ttl_bounds();
+    opts.negative_min_ttl = Some(negative_min);
+    opts.negative_max_ttl = Some(negative_max);
     // /etc/hosts must not answer list or PTR queries.
     opts.use_hosts_file = ResolveHosts::Never;
     opts
@@ -172,5 +195,10 @@ mod tests {
             ..DnsConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("min_ttl"));
+        let bad = DnsConfig {
+            max_in_flight: 0,
+            ..DnsConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("max_in_flight"));
     }
 }

@@ -8,7 +8,9 @@
 //!   sentinels) and of TXT reasons.
 //! - [`config`]: [`DnsConfig`] and its mapping onto hickory's resolver options.
 //! - [`lookup`]: [`Dns`], the async front: a hickory resolver (TTL cache with clamped TTLs)
-//!   plus coalescing of identical in-flight queries.
+//!   plus coalescing of identical in-flight queries, a cap on queries in flight, and in front
+//!   of it all a cache of finished list results (`front_cache`), since even a hickory cache
+//!   hit is costly per request.
 //!
 //! **Invariant:** a DNS failure is never a listing and never a verdict about the client: it is
 //! [`ListResult::Error`] or [`Rdns::TempFail`]. A per-zone circuit breaker can wrap
@@ -16,6 +18,7 @@
 
 pub mod answers;
 pub mod config;
+mod front_cache;
 pub mod lookup;
 pub mod names;
 pub mod zonespec;

@@ -176,12 +176,16 @@ async fn list_lookup_table() {
             ListResult::Error("SERVFAIL".into()),
         ),
     ];
-    for (zone, client, expected) in table {
-        assert_eq!(
-            dns.list_lookup(&spec(zone), ip(client)).await,
-            expected,
-            "{zone} {client}"
-        );
+    // The second round comes from the list cache: specs of one zone with different filters
+    // must not share results.
+    for round in 0..2 {
+        for (zone, client, expected) in &table {
+            assert_eq!(
+                dns.list_lookup(&spec(zone), ip(client)).await,
+                *expected,
+                "{zone} {client} round {round}"
+            );
+        }
     }
 }
 
@@ -436,4 +440,95 @@ fn invalid_config_is_rejected() {
     };
     let err = Dns::new(&bad).unwrap_err();
     assert!(err.to_string().contains("timeout"), "{err}");
+}
+
+#[tokio::test]
+async fn results_are_kept_until_their_ttl_expires() {
+    // TTL 2 s for answers and for NXDOMAIN (SOA minimum); min_ttl 0 leaves it unraised. (2 s
+    // rather than 1 s, so a stall of the loaded test machine between the first two rounds
+    // cannot expire them.)
+    let zone = "$TTL 2
+@           SOA ns.test. hostmaster.test. 1 3600 600 86400 2
+10.2.0.192  A   127.0.0.2
+10.2.0.192  TXT \"listed\"
+";
+    let server = TestDns::start(&[("ttl1.test.", zone)]).await.unwrap();
+    let dns = Dns::new(&DnsConfig {
+        min_ttl: Duration::ZERO,
+        ..config(server.addr())
+    })
+    .unwrap();
+    let zone = spec("ttl1.test");
+    let lookup_both = || async {
+        assert_eq!(
+            dns.list_lookup(&zone, ip("192.0.2.10")).await,
+            listed(&["127.0.0.2"], Some("listed"))
+        );
+        assert_eq!(
+            dns.list_lookup(&zone, ip("192.0.2.11")).await,
+            ListResult::NotListed
+        );
+    };
+    lookup_both().await;
+    lookup_both().await;
+    let counts = || {
+        [
+            server.query_count("10.2.0.192.ttl1.test", "A"),
+            server.query_count("10.2.0.192.ttl1.test", "TXT"),
+            server.query_count("11.2.0.192.ttl1.test", "A"),
+        ]
+    };
+    assert_eq!(counts(), [1, 1, 1], "{:?}", server.queries());
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    lookup_both().await;
+    assert_eq!(counts(), [2, 2, 2], "{:?}", server.queries());
+}
+
+#[tokio::test]
+async fn failures_are_asked_again_every_time() {
+    let server = server().await;
+    let dns = dns_for(&server);
+    for _ in 0..3 {
+        assert_eq!(
+            dns.list_lookup(&spec("broken.test"), ip("192.0.2.10"))
+                .await,
+            ListResult::Error("SERVFAIL".into())
+        );
+        assert_eq!(
+            dns.list_lookup(&spec("silent.test"), ip("192.0.2.10"))
+                .await,
+            ListResult::Error("timeout".into())
+        );
+    }
+    assert_eq!(server.query_count("10.2.0.192.broken.test", "A"), 3);
+    assert!(server.query_count("10.2.0.192.silent.test", "A") >= 3);
+}
+
+#[tokio::test]
+async fn queries_in_flight_are_capped() {
+    let server = all_zones(TestDns::builder().delay(Duration::from_millis(100)))
+        .start()
+        .await
+        .unwrap();
+    let dns = Dns::new(&DnsConfig {
+        timeout: Duration::from_secs(2),
+        max_in_flight: 2,
+        ..config(server.addr())
+    })
+    .unwrap();
+    let zone = spec("bl.test");
+    // Ten different clients, none listed: ten A queries that would all overlap.
+    let clients: Vec<IpAddr> = (100..110).map(|n| ip(&format!("192.0.2.{n}"))).collect();
+    let results = join_all(clients.iter().map(|c| dns.list_lookup(&zone, *c))).await;
+    assert!(
+        results.iter().all(|r| *r == ListResult::NotListed),
+        "{results:?}"
+    );
+    assert_eq!(server.queries().len(), 10, "{:?}", server.queries());
+    assert!(
+        server.peak_in_flight() <= 2,
+        "peak {}",
+        server.peak_in_flight()
+    );
 }
