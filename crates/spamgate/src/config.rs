@@ -11,6 +11,7 @@ use spamgate_engine::allow::AllowConfig;
 use spamgate_engine::greylist::{GreylistParams, KeyPolicy};
 use spamgate_engine::{EngineConfig, ListPolicy, StoreFailMode, default_greylist_classes};
 use spamgate_rdns::ClassifierConfig;
+use spamgate_store::SqliteOptions;
 
 use crate::render::Replies;
 
@@ -248,6 +249,11 @@ pub struct StoreConfig {
     /// How often expired entries are removed.
     #[serde(with = "humantime_serde")]
     pub cleanup_interval: Duration,
+    /// SQLite: answered changes may wait this long for their commit, so many requests
+    /// share one commit and none waits for it; a crash loses at most this window
+    /// (senders greylisted once more). `0s`: commit before every answer.
+    #[serde(with = "humantime_serde")]
+    pub durability_window: Duration,
     /// Redis: `redis://[user:password@]host:port/db` (with Sentinel, only the database
     /// number and credentials are used).
     pub redis_url: String,
@@ -269,6 +275,7 @@ impl Default for StoreConfig {
             fail_mode: StoreFailMode::Dunno,
             timeout: Duration::from_secs(5),
             cleanup_interval: Duration::from_secs(600),
+            durability_window: SqliteOptions::default().durability_window,
             backend: StoreBackend::Sqlite,
             redis_url: "redis://127.0.0.1:6379/0".into(),
             redis_sentinel_master: None,
@@ -293,6 +300,11 @@ pub struct DnsSection {
     /// a temporary DNS failure (Postfix does not say which).
     pub lookup_unknown: bool,
     pub cache_size: usize,
+    /// Finished DNS-list results kept in front of the resolver's cache (a hit costs a
+    /// hash, not a resolver lookup); 0 turns it off.
+    pub list_cache_size: usize,
+    /// DNS queries in flight at once; more wait (within their timeout).
+    pub max_in_flight: usize,
     #[serde(with = "humantime_serde")]
     pub min_ttl: Duration,
     #[serde(with = "humantime_serde")]
@@ -308,6 +320,8 @@ impl Default for DnsSection {
             always_lookup: false,
             lookup_unknown: true,
             cache_size: 65536,
+            list_cache_size: spamgate_dns::DnsConfig::default().list_cache_size,
+            max_in_flight: spamgate_dns::DnsConfig::default().max_in_flight,
             // postscreen clamps DNSBL TTLs to 60 s..1 h.
             min_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(3600),
@@ -344,6 +358,8 @@ impl DnsSection {
             timeout: self.timeout,
             attempts: self.attempts,
             cache_size: self.cache_size,
+            list_cache_size: self.list_cache_size,
+            max_in_flight: self.max_in_flight,
             min_ttl: self.min_ttl,
             max_ttl: self.max_ttl,
             ..spamgate_dns::DnsConfig::default()

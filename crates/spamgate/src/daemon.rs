@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use spamgate_dns::Dns;
 use spamgate_store::{RedisOptions, RedisStore, SentinelOptions, SqliteOptions, SqliteStore};
@@ -47,7 +48,9 @@ impl Fatal {
 /// Redis.
 pub async fn open_store(config: &Config) -> Result<AnyStore, Fatal> {
     match config.store.backend {
-        StoreBackend::Sqlite => open_sqlite(&config.store.path).map(AnyStore::Sqlite),
+        StoreBackend::Sqlite => {
+            open_sqlite(&config.store.path, config.store.durability_window).map(AnyStore::Sqlite)
+        }
         StoreBackend::Redis => {
             let options = redis_options(config);
             RedisStore::connect(&options)
@@ -77,7 +80,7 @@ pub fn redis_options(config: &Config) -> RedisOptions {
 }
 
 /// Open an SQLite store file, creating its directory when missing.
-pub fn open_sqlite(path: &Path) -> Result<SqliteStore, Fatal> {
+pub fn open_sqlite(path: &Path, durability_window: Duration) -> Result<SqliteStore, Fatal> {
     if let Some(dir) = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
@@ -89,7 +92,11 @@ pub fn open_sqlite(path: &Path) -> Result<SqliteStore, Fatal> {
             )
         })?;
     }
-    SqliteStore::open(path, SqliteOptions::default()).map_err(|e| Fatal::new(exit::STORE, e))
+    let options = SqliteOptions {
+        durability_window,
+        ..SqliteOptions::default()
+    };
+    SqliteStore::open(path, options).map_err(|e| Fatal::new(exit::STORE, e))
 }
 
 pub fn build_dns(config: &Config) -> Result<Dns, Fatal> {

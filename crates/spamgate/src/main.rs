@@ -1005,7 +1005,7 @@ fn store_command(command: StoreCommand, config: Option<PathBuf>) -> Result<(), d
         };
         match &to {
             Endpoint::Sqlite(path) => {
-                daemon::open_sqlite(path)?.close().await;
+                daemon::open_sqlite(path, std::time::Duration::ZERO)?.close().await;
                 spamgate_store::import_sqlite(path, &dump).await.map_err(store_error)?
             }
             Endpoint::Redis(url) => redis(url)

@@ -421,6 +421,19 @@ fn greylist_show_and_delete_name_entries_and_a_deleted_one_starts_over() {
 
 #[test]
 fn kill_9_loses_nothing_that_was_answered() {
+    // Without a durability window every answer waits for its commit: kill at once.
+    kill_9_case("0s", Duration::ZERO);
+}
+
+#[test]
+fn kill_9_loses_nothing_answered_before_the_durability_window() {
+    // The default window (50 ms): what was answered longer ago than that is in the file.
+    kill_9_case("50ms", Duration::from_millis(500));
+}
+
+/// Answers N new triplets, waits `settle`, kills the daemon with SIGKILL, and checks
+/// every answered attempt is in the file; then again for the retries.
+fn kill_9_case(window: &str, settle: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("policy.sock");
     let config = write_config(
@@ -429,12 +442,19 @@ fn kill_9_loses_nothing_that_was_answered() {
         // (continues the [dns] table) no lookups at all: the test is about the store.
         "lookup_unknown = false\n[dnsbl]\nzones = []\n[greylist]\nmin_delay = \"1h\"\nmax_pending_per_network = 1000\n",
     );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "[store]\n",
+        &format!("[store]\ndurability_window = \"{window}\"\n"),
+    );
+    std::fs::write(&config, text).unwrap();
     const N: usize = 200;
     let mut daemon = serve(&config, &socket);
     for i in 0..N {
         let reply = ask(&socket, &unknown_client_request(i));
         assert!(reply.contains("please resend in"), "{reply}");
     }
+    std::thread::sleep(settle);
     daemon.0.kill().unwrap(); // SIGKILL: no shutdown path runs
     daemon.0.wait().unwrap();
     drop(daemon);
@@ -454,6 +474,7 @@ fn kill_9_loses_nothing_that_was_answered() {
         let reply = ask(&socket, &unknown_client_request(i));
         assert!(reply.contains("please resend in"), "{reply}");
     }
+    std::thread::sleep(settle);
     drop(daemon);
     let rows = greylist_rows(&config);
     assert_eq!(rows.len(), N);

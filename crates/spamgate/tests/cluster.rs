@@ -209,10 +209,10 @@ fn store_migrate_copies_sqlite_state_into_redis() {
         ),
     )
     .unwrap();
-    {
-        let _single = serve(&sqlite_config, &socket);
-        assert!(ask(&socket, "203.0.113.20", "m@example.net").contains("3600 seconds"));
-    }
+    // Migration is done with the daemon stopped (docs/cluster.md).
+    let single = serve(&sqlite_config, &socket);
+    assert!(ask(&socket, "203.0.113.20", "m@example.net").contains("3600 seconds"));
+    single.stop();
     let (redis_config, redis_socket) = config(dir.path(), "mx1", port);
     let out = Command::new(env!("CARGO_BIN_EXE_spamgate"))
         .args(["store", "migrate", "--from"])

@@ -1,14 +1,23 @@
 //! The SQLite store.
 //!
 //! One OS thread owns the writing connection. Requests arrive on a bounded channel;
-//! the thread takes everything queued (up to `max_batch`), runs it in one transaction,
-//! commits, and only then replies. Each request is atomic because one thread runs them
-//! in order; under load, many requests share one commit (group commit).
+//! the thread takes everything queued (up to `max_batch`) and runs it in a savepoint of
+//! one long transaction. Each request is atomic because one thread runs them in order.
 //!
-//! Durability: WAL with `synchronous=NORMAL`. A process crash (even `kill -9`) loses
-//! nothing that was committed, hence nothing a caller got an answer for. A power loss
-//! or kernel crash can lose the transactions committed since the last WAL checkpoint
-//! (fsync): for greylisting that means a few senders are deferred once more.
+//! Durability window (`durability_window`, default 50 ms): a batch is answered as soon
+//! as it ran, and the transaction commits when the window since it began is over, so
+//! every request of the window shares one commit and none waits for it. A process
+//! crash (even `kill -9`) loses at most the answered changes of the last window: for
+//! greylisting, a few senders are deferred once more. With a zero window each batch
+//! commits before it is answered and a crash loses nothing answered. Reads through the
+//! store commit first (a caller reads its own writes); other processes see changes at
+//! most one window late. WAL with `synchronous=NORMAL`: a power loss or kernel crash
+//! can also lose what was committed since the last checkpoint's fsync.
+//!
+//! Expiry runs after the batch is answered, in steps capped by rows and by time
+//! (2 ms), so a large cleanup delays requests by one step at most. Past a size bound
+//! the writer truncates the WAL itself between transactions: a checkpoint beside a
+//! busy writer cannot.
 //!
 //! Two more connections keep slow work off the writer thread: a checkpoint thread
 //! copies committed pages from the WAL into the file (and pays for the fsync), and a
@@ -23,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{
     AwlState, GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, Key, TripletState,
@@ -60,6 +69,12 @@ pub struct SqliteOptions {
     pub wal_pages: u32,
     /// How long account events are kept; `expire` deletes older ones.
     pub event_retention: Duration,
+    /// Answered changes may stay uncommitted this long, so many batches share one
+    /// commit and no request waits for one; a crash of the process loses at most this
+    /// much. Zero: commit every batch before answering it.
+    pub durability_window: Duration,
+    /// WAL size past which the writer truncates it after a commit.
+    pub wal_truncate_bytes: u64,
 }
 
 impl Default for SqliteOptions {
@@ -73,6 +88,8 @@ impl Default for SqliteOptions {
             checkpoint_interval: Duration::from_millis(100),
             wal_pages: 10_000,
             event_retention: Duration::from_secs(90 * 86_400),
+            durability_window: Duration::from_millis(50),
+            wal_truncate_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -97,11 +114,15 @@ enum Request {
     /// One atomic unit of work inside the batch transaction.
     Step(Box<dyn Step>),
     Expire(UnixTime, Reply<u64>),
+    /// Commit what ran before it (reads on the other connection then see it).
+    Sync(Reply<()>),
 }
 
 /// A request's work, run in the batch transaction and answered only after the commit.
 trait Step: Send {
     fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Committed before it is answered, whatever the durability window.
+    fn durable(&self) -> bool;
     /// The batch committed: send the result.
     fn answer(self: Box<Self>);
     /// The batch failed (this step or another one): send the error.
@@ -110,6 +131,7 @@ trait Step: Send {
 
 struct Job<T, F> {
     work: Option<F>,
+    durable: bool,
     output: Option<T>,
     reply: Reply<T>,
 }
@@ -124,6 +146,10 @@ where
             self.output = Some(work(conn)?);
         }
         Ok(())
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn answer(self: Box<Self>) {
@@ -183,11 +209,14 @@ impl SqliteStore {
             .map_err(open_error)?;
 
         let (requests, receiver) = mpsc::channel(options.queue_capacity.max(1));
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path = PathBuf::from(wal_path);
         let (finished_tx, finished) = oneshot::channel();
         std::thread::Builder::new()
             .name("spamgate-store".into())
             .spawn(move || {
-                run_writer(writer, receiver, &options);
+                run_writer(writer, receiver, &options, wal_path);
                 // The writer is closed: the checkpointer's last checkpoint empties the WAL.
                 drop(stop_checkpoints);
                 if checkpoints.join().is_err() {
@@ -237,13 +266,33 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `work` on the store thread, atomically, in order with every other write.
+    /// Runs `work` on the store thread, atomically, in order with every other write;
+    /// answered within the durability window.
     async fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_with(false, work).await
+    }
+
+    /// As [`SqliteStore::write`], but committed before it is answered: for the rare
+    /// records an operator or another process must find at once (account status,
+    /// events, allow-list entries, deletions).
+    async fn write_durably<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_with(true, work).await
+    }
+
+    async fn write_with<T: Send + 'static>(
+        &self,
+        durable: bool,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
+            durable,
             work: Some(work),
             output: None,
             reply,
@@ -251,10 +300,14 @@ impl SqliteStore {
         self.call(Request::Step(Box::new(job)), answer).await
     }
 
+    /// Reads on the read-only connection, after committing what this store answered
+    /// before (so a caller reads its own writes, whatever the durability window).
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Request::Sync(reply), answer).await?;
         let reader = Arc::clone(&self.reader);
         let result = tokio::task::spawn_blocking(move || {
             let mut conn = reader.lock().map_err(|_| StoreError::Closed)?;
@@ -326,7 +379,7 @@ impl Store for SqliteStore {
             for chunk in keys.chunks(DELETE_CHUNK) {
                 let chunk = chunk.to_vec();
                 deleted.triplets += self
-                    .write(move |conn| {
+                    .write_durably(move |conn| {
                         let mut statement =
                             conn.prepare_cached("DELETE FROM triplets WHERE key = ?1")?;
                         let mut removed = 0;
@@ -341,7 +394,7 @@ impl Store for SqliteStore {
         if let Some(client) = filter.client {
             let key = awl_key(client);
             deleted.awl = self
-                .write(move |conn| {
+                .write_durably(move |conn| {
                     conn.prepare_cached("DELETE FROM awl WHERE key = ?1")?
                         .execute([&key[..]])
                         .map(|rows| rows as u64)
@@ -358,12 +411,13 @@ const DELETE_CHUNK: usize = 500;
 impl AllowStore for SqliteStore {
     async fn allow_add(&self, entry: &AllowEntry) -> Result<bool, StoreError> {
         let entry = entry.clone();
-        self.write(move |conn| allow_add_step(conn, &entry)).await
+        self.write_durably(move |conn| allow_add_step(conn, &entry))
+            .await
     }
 
     async fn allow_remove(&self, kind: AllowListKind, value: &str) -> Result<bool, StoreError> {
         let value = value.to_string();
-        self.write(move |conn| allow_remove_step(conn, kind, &value))
+        self.write_durably(move |conn| allow_remove_step(conn, kind, &value))
             .await
     }
 
@@ -385,7 +439,7 @@ impl AccountStore for SqliteStore {
 
     async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
         let account = account.clone();
-        self.write(move |conn| put_account_step(conn, &account))
+        self.write_durably(move |conn| put_account_step(conn, &account))
             .await
     }
 
@@ -410,7 +464,7 @@ impl AccountStore for SqliteStore {
         let data = serde_json::to_string(&event.kind)
             .map_err(|e| StoreError::from(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
         let event = event.clone();
-        self.write(move |conn| record_event_step(conn, &event, &data))
+        self.write_durably(move |conn| record_event_step(conn, &event, &data))
             .await
     }
 
@@ -596,120 +650,331 @@ fn diagnose(path: &Path, error: StoreError) -> StoreError {
 }
 
 fn run_writer(
-    mut conn: Connection,
-    mut receiver: mpsc::Receiver<Request>,
+    conn: Connection,
+    receiver: mpsc::Receiver<Request>,
     options: &SqliteOptions,
+    wal_path: PathBuf,
 ) {
-    let max_batch = options.max_batch.max(1);
-    let expiry = ExpirySettings {
-        batch: options.expire_batch.max(1),
-        event_retention: options.event_retention.as_secs(),
+    // A current-thread runtime only to wait for requests with a deadline (the commit
+    // of the open transaction); nothing else runs on it.
+    let waiter = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "the store thread cannot start its timer");
+            return;
+        }
     };
+    let mut writer = Writer {
+        conn,
+        wal_path: Some(wal_path),
+        open_since: None,
+        uncommitted: 0,
+        window: options.durability_window,
+        max_uncommitted: options.max_batch.max(1) * 16,
+        expiry: ExpirySettings {
+            batch: options.expire_batch.max(1),
+            event_retention: options.event_retention.as_secs(),
+            step_time: EXPIRY_STEP_TIME,
+        },
+        wal_limit: options.wal_truncate_bytes,
+    };
+    let max_batch = options.max_batch.max(1);
+    let mut receiver = receiver;
     let mut batch = Vec::with_capacity(max_batch);
     let mut expiring = VecDeque::new();
     loop {
-        if expiring.is_empty() {
-            // Blocks until at least one request; 0 means every sender is gone and the
-            // queue is empty.
-            if receiver.blocking_recv_many(&mut batch, max_batch) == 0 {
-                break;
-            }
-        } else {
+        let open = writer.open_since.map(|since| since + writer.window);
+        let received = if !expiring.is_empty() {
             // An expiry is in progress: take what is queued, without waiting.
-            while batch.len() < max_batch {
-                match receiver.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        // Nobody can await the expiry any more, and it is idempotent.
-                        expiring.clear();
-                        break;
-                    }
+            match try_recv_many(&mut receiver, &mut batch, max_batch) {
+                Some(n) => n,
+                None => {
+                    // Nobody can await the expiry any more, and it is idempotent.
+                    expiring.clear();
+                    batch.len()
                 }
             }
+        } else if let Some(deadline) = open {
+            let wait = async {
+                tokio::time::timeout_at(
+                    tokio::time::Instant::from_std(deadline),
+                    receiver.recv_many(&mut batch, max_batch),
+                )
+                .await
+            };
+            match waiter.block_on(wait) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) => {
+                    // The window is over: make what was answered durable.
+                    let _ = writer.commit();
+                    continue;
+                }
+            }
+        } else {
+            // Blocks until at least one request; 0 means every sender is gone and the
+            // queue is empty.
+            match receiver.blocking_recv_many(&mut batch, max_batch) {
+                0 => break,
+                n => n,
+            }
+        };
+        if received > 0 {
+            writer.run_batch(&mut batch, &mut expiring);
         }
-        run_batch(&mut conn, &mut batch, &mut expiring, &expiry);
+        writer.expiry_step(&mut expiring);
+        if writer
+            .open_since
+            .is_some_and(|since| since.elapsed() >= writer.window)
+            || writer.uncommitted >= writer.max_uncommitted
+        {
+            let _ = writer.commit();
+        }
     }
-    if let Err((_, error)) = conn.close() {
+    let _ = writer.commit();
+    if let Err((_, error)) = writer.conn.close() {
         tracing::warn!(%error, "closing the store failed");
     }
 }
 
+/// `try_recv` up to `max` more requests; `None` when every sender is gone.
+fn try_recv_many(
+    receiver: &mut mpsc::Receiver<Request>,
+    batch: &mut Vec<Request>,
+    max: usize,
+) -> Option<usize> {
+    while batch.len() < max {
+        match receiver.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+        }
+    }
+    Some(batch.len())
+}
+
+/// How long one expiry step may delete before the requests queued behind it run.
+const EXPIRY_STEP_TIME: Duration = Duration::from_millis(2);
+/// Rows per DELETE within an expiry step (the step repeats them until its time is up).
+const EXPIRY_CHUNK: usize = 100;
+
 struct ExpirySettings {
-    /// Rows deleted per step.
+    /// Rows deleted per step at most.
     batch: usize,
     /// Seconds.
     event_retention: u64,
+    step_time: Duration,
 }
 
-/// Runs `batch` and one expiry step in one transaction, then replies. If anything
-/// fails, the whole transaction rolls back and every request of the batch gets the
-/// error: later requests may have read what earlier ones wrote.
-fn run_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Request>,
-    expiring: &mut VecDeque<ExpireJob>,
-    expiry: &ExpirySettings,
-) {
-    let mut ran: Vec<Box<dyn Step>> = Vec::with_capacity(batch.len());
-    let mut requests = batch.drain(..);
-    let result = (|| -> rusqlite::Result<bool> {
-        // IMMEDIATE: take the write lock now (waiting up to busy_timeout) rather than
-        // fail on upgrade if another process writes too.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for request in requests.by_ref() {
-            match request {
-                Request::Step(mut step) => {
-                    let result = step.run(&tx);
-                    ran.push(step);
-                    result?;
-                }
-                Request::Expire(now, reply) => expiring.push_back(ExpireJob {
-                    now,
-                    events_before: now.saturating_sub(expiry.event_retention),
-                    deleted: 0,
-                    reply,
-                }),
-            }
-        }
-        let mut expiry_done = false;
-        if let Some(job) = expiring.front_mut() {
-            let deleted = expire_step(&tx, job.now, job.events_before, expiry.batch)?;
-            job.deleted += deleted;
-            expiry_done = deleted < expiry.batch as u64;
-        }
-        tx.commit()?;
-        Ok(expiry_done)
-    })();
+/// The store thread's connection and its open transaction.
+///
+/// Each batch of requests runs inside a savepoint of one long transaction: a failing
+/// batch is undone alone, without touching what earlier batches wrote. With a
+/// durability window (> 0) the thread answers a batch as soon as it ran, and commits
+/// when the window since the transaction began is over (or enough has piled up), so
+/// many batches share one commit and nobody waits for it. A crash loses at most the
+/// last window of answered changes. With a zero window every batch commits before it
+/// is answered: nothing answered is ever lost.
+struct Writer {
+    conn: Connection,
+    wal_path: Option<PathBuf>,
+    /// When the open transaction began.
+    open_since: Option<std::time::Instant>,
+    /// Batches run in the open transaction.
+    uncommitted: usize,
+    window: Duration,
+    max_uncommitted: usize,
+    expiry: ExpirySettings,
+    /// Past this WAL size the writer truncates the WAL itself after a commit.
+    wal_limit: u64,
+}
 
-    match result {
-        Ok(expiry_done) => {
-            for step in ran {
-                step.answer();
+impl Writer {
+    /// Opens the long transaction if none is open. IMMEDIATE: take the write lock now
+    /// (waiting up to busy_timeout) rather than fail on upgrade if another process
+    /// writes too.
+    fn begin(&mut self) -> rusqlite::Result<()> {
+        if self.open_since.is_none() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.open_since = Some(std::time::Instant::now());
+            self.uncommitted = 0;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction, if any. A failed commit rolls it back: the
+    /// changes answered since it began are lost (the durability window).
+    fn commit(&mut self) -> Result<(), Arc<rusqlite::Error>> {
+        if self.open_since.take().is_none() {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut self.uncommitted);
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.truncate_wal_if_large();
+                Ok(())
             }
-            if expiry_done && let Some(job) = expiring.pop_front() {
-                tracing::debug!(deleted = job.deleted, "store expiry finished");
-                let _ = job.reply.send(Ok(job.deleted));
+            Err(error) => {
+                tracing::error!(%error, batches, "store commit failed; the changes of these batches are lost");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Err(Arc::new(error))
             }
         }
-        Err(error) => {
-            tracing::warn!(%error, "store batch failed");
-            let error = Arc::new(error);
-            let failed = || StoreError::Sqlite(Arc::clone(&error));
-            for step in ran {
-                step.fail(failed());
+    }
+
+    /// Forgets a transaction SQLite rolled back by itself (disk full, I/O error).
+    fn notice_rollback(&mut self) {
+        if self.conn.is_autocommit() {
+            self.open_since = None;
+            self.uncommitted = 0;
+        }
+    }
+
+    /// A checkpoint beside a busy writer cannot restart the WAL, so under sustained
+    /// writes it only grows; between transactions the writer can truncate it.
+    fn truncate_wal_if_large(&self) {
+        let Some(path) = &self.wal_path else { return };
+        let large = std::fs::metadata(path).is_ok_and(|m| m.len() > self.wal_limit);
+        if large {
+            match checkpoint(&self.conn, "TRUNCATE") {
+                Ok(_) => tracing::debug!("store WAL truncated"),
+                Err(error) => tracing::warn!(%error, "store WAL truncation failed"),
             }
-            for request in requests {
+        }
+    }
+
+    /// Runs `batch` in a savepoint of the open transaction and answers it: at once
+    /// with a durability window, after the commit without one (or when the batch
+    /// holds a sync). If a step fails, the batch's changes are undone and each of its
+    /// requests gets the error (later requests may have read what earlier ones wrote).
+    fn run_batch(&mut self, batch: &mut Vec<Request>, expiring: &mut VecDeque<ExpireJob>) {
+        let mut ran: Vec<Box<dyn Step>> = Vec::with_capacity(batch.len());
+        let mut syncs = Vec::new();
+        let mut requests = batch.drain(..);
+        let result = (|| -> rusqlite::Result<()> {
+            self.begin()?;
+            self.conn.execute_batch("SAVEPOINT batch")?;
+            for request in requests.by_ref() {
                 match request {
-                    Request::Step(step) => step.fail(failed()),
-                    Request::Expire(_, reply) => {
-                        let _ = reply.send(Err(failed()));
+                    Request::Step(mut step) => {
+                        let result = step.run(&self.conn);
+                        ran.push(step);
+                        if let Err(error) = result {
+                            let _ = self.conn.execute_batch("ROLLBACK TO batch; RELEASE batch");
+                            return Err(error);
+                        }
+                    }
+                    Request::Expire(now, reply) => expiring.push_back(ExpireJob {
+                        now,
+                        events_before: now.saturating_sub(self.expiry.event_retention),
+                        deleted: 0,
+                        reply,
+                    }),
+                    Request::Sync(reply) => syncs.push(reply),
+                }
+            }
+            self.conn.execute_batch("RELEASE batch")?;
+            self.uncommitted += 1;
+            Ok(())
+        })();
+        let result = result.map_err(Arc::new).and_then(|()| {
+            if self.window.is_zero() || !syncs.is_empty() || ran.iter().any(|step| step.durable()) {
+                self.commit()
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => {
+                for step in ran {
+                    step.answer();
+                }
+                for reply in syncs {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "store batch failed");
+                let failed = || StoreError::Sqlite(Arc::clone(&error));
+                for step in ran {
+                    step.fail(failed());
+                }
+                for reply in syncs {
+                    let _ = reply.send(Err(failed()));
+                }
+                for request in requests {
+                    match request {
+                        Request::Step(step) => step.fail(failed()),
+                        Request::Expire(_, reply) => {
+                            let _ = reply.send(Err(failed()));
+                        }
+                        Request::Sync(reply) => {
+                            let _ = reply.send(Err(failed()));
+                        }
                     }
                 }
+                self.notice_rollback();
+                // Earlier batches' answered changes are still in the open transaction.
+                if self.window.is_zero() {
+                    let _ = self.commit();
+                }
             }
-            // A failing expiry would fail every batch after it: give it up.
-            if let Some(job) = expiring.pop_front() {
-                let _ = job.reply.send(Err(failed()));
+        }
+    }
+
+    /// After the batch was answered: deletes expired rows of the first expiry in
+    /// chunks until the step's row or time budget is spent; answers that expiry when
+    /// nothing is left.
+    fn expiry_step(&mut self, expiring: &mut VecDeque<ExpireJob>) {
+        let Some(job) = expiring.front_mut() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let budget = self.expiry.batch;
+        let step_time = self.expiry.step_time;
+        let result = (|| -> rusqlite::Result<bool> {
+            self.begin()?;
+            let mut deleted_now = 0;
+            loop {
+                let chunk = EXPIRY_CHUNK.min(budget - deleted_now);
+                let deleted = expire_step(&self.conn, job.now, job.events_before, chunk)?;
+                job.deleted += deleted;
+                deleted_now += deleted as usize;
+                if deleted < chunk as u64 {
+                    return Ok(true);
+                }
+                if deleted_now >= budget || started.elapsed() >= step_time {
+                    return Ok(false);
+                }
+            }
+        })();
+        let result = result.map_err(Arc::new).and_then(|done| {
+            self.uncommitted += 1;
+            if self.window.is_zero() {
+                self.commit()?;
+            }
+            Ok(done)
+        });
+        match result {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Some(job) = expiring.pop_front() {
+                    tracing::debug!(deleted = job.deleted, "store expiry finished");
+                    let _ = job.reply.send(Ok(job.deleted));
+                }
+            }
+            // A failing expiry would fail again at once: give it up.
+            Err(error) => {
+                tracing::warn!(%error, "store expiry failed");
+                self.notice_rollback();
+                if let Some(job) = expiring.pop_front() {
+                    let _ = job.reply.send(Err(StoreError::Sqlite(error)));
+                }
             }
         }
     }

@@ -411,6 +411,8 @@ async fn expire_removes_idle_rate_states_and_old_events() {
     let store = fixture.open_with(SqliteOptions {
         event_retention: secs(10 * DAY),
         expire_batch: 2,
+        // rate_rows reads the file on its own connection: commit before answering.
+        durability_window: secs(0),
         ..SqliteOptions::default()
     });
     // Hourly state of 3 accounts, and one daily state.

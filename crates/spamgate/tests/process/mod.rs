@@ -15,6 +15,18 @@ pub fn spamgate() -> Command {
 /// A child process killed on drop, so a failing test leaves nothing behind.
 pub struct Killed(pub Child);
 
+impl Killed {
+    /// Stops it the way systemd does (SIGTERM), waiting for a clean exit: the store
+    /// commits everything it answered.
+    pub fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
