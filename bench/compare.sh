@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CELL_SECONDS=8          # measured seconds per (server, C) cell
 LEVELS="1 8 64"
-SERVERS="baseline spamgate spamgate-all spamgate-info postgrey sqlgrey gross"
+SERVERS="baseline spamgate spamgate-sync spamgate-all spamgate-info postgrey sqlgrey gross"
 OUT=""
 KEEP=0
 BUILD=1
@@ -173,8 +173,8 @@ PIDS+=($!)
 wait_tcp "$DNS_PORT" "$!" dnsmasq
 
 # --- servers ------------------------------------------------------------------------------
-spamgate_config() { # NAME LOG_LEVEL GREYLIST_CLASSES
-    local name=$1 level=$2 classes=$3 port=$4
+spamgate_config() { # NAME LOG_LEVEL GREYLIST_CLASSES PORT [DURABILITY_WINDOW]
+    local name=$1 level=$2 classes=$3 port=$4 window=${5:-50ms}
     mkdir -p "$WORK/$name"
     cat >"$WORK/$name/spamgate.toml" <<EOF
 log_level = "$level"
@@ -182,6 +182,7 @@ log_level = "$level"
 listen = ["127.0.0.1:$port"]
 [store]
 path = "$WORK/$name/spamgate.db"
+durability_window = "$window"
 [dns]
 nameservers = ["127.0.0.1:$DNS_PORT"]
 [dnsbl]
@@ -202,6 +203,10 @@ start_server() { # NAME PORT -> sets SERVER_PID
             "$BASELINE" --listen "127.0.0.1:$port" >"$WORK/$name.log" 2>&1 & ;;
         spamgate)
             spamgate_config "$name" warn "$SELECTIVE" "$port"
+            "$SPAMGATE" serve -c "$dir/spamgate.toml" >"$WORK/$name.log" 2>&1 & ;;
+        spamgate-sync)
+            # Every answer waits for its commit (nothing answered is lost in a crash).
+            spamgate_config "$name" warn "$SELECTIVE" "$port" 0s
             "$SPAMGATE" serve -c "$dir/spamgate.toml" >"$WORK/$name.log" 2>&1 & ;;
         spamgate-all)
             spamgate_config "$name" warn "$EVERYONE" "$port"

@@ -131,6 +131,11 @@ attempts = 1
     path
 }
 
+/// `spamgate ARGS PATH`, waited for.
+fn run_with_path(args: &[&str], path: &Path) -> std::process::Output {
+    spamgate().args(args).arg(path).output().unwrap()
+}
+
 const PROPER_REQUEST: &str = "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\nclient_name=mail.example.test\nreverse_client_name=mail.example.test\nsender=a@example.org\nrecipient=b@example.net\n\n";
 
 #[test]
@@ -157,11 +162,7 @@ fn serve_on_unix_socket_reload_and_terminate() {
     // `spamgate reload` checks the file, then signals the daemon; connections stay.
     let mut held = UnixStream::connect(&socket).unwrap();
     write_config(dir.path(), &socket, "[replies]\nprepend_header = true\n");
-    let reload = spamgate()
-        .args(["reload", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let reload = run_with_path(&["reload", "-c"], &config);
     assert!(
         reload.status.success(),
         "{}",
@@ -185,11 +186,7 @@ fn serve_on_unix_socket_reload_and_terminate() {
     }
     // An invalid config: `spamgate reload` says why and does not signal...
     std::fs::write(&config, "[greylist]\nbogus = 1\n").unwrap();
-    let refused = spamgate()
-        .args(["reload", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let refused = run_with_path(&["reload", "-c"], &config);
     assert_eq!(refused.status.code(), Some(78), "{refused:?}");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("bogus"),
@@ -227,11 +224,7 @@ fn serve_on_unix_socket_reload_and_terminate() {
     };
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     assert!(!pid_file.exists(), "the pid file goes with the process");
-    let stale = spamgate()
-        .args(["reload", "--pid-file"])
-        .arg(&pid_file)
-        .output()
-        .unwrap();
+    let stale = run_with_path(&["reload", "--pid-file"], &pid_file);
     assert_eq!(stale.status.code(), Some(71), "{stale:?}");
     assert!(
         String::from_utf8_lossy(&stale.stderr).contains("is spamgate running?"),
