@@ -100,20 +100,54 @@ impl GreylistKeys {
         sender: &str,
         recipient: &str,
     ) -> GreylistKeys {
-        let ip_network = client_network(client, policy).to_string();
+        use std::fmt::Write as _;
+
+        /// Feeds formatted text to the hasher as it is written: the hash inputs are the
+        /// readable keys (`t\0network\0sender\0recipient`, `n\0ip-network`, `a\0client`),
+        /// byte for byte, without building them as strings first.
+        struct HashWriter(blake3::Hasher);
+        impl std::fmt::Write for HashWriter {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                self.0.update(s.as_bytes());
+                Ok(())
+            }
+        }
+        impl HashWriter {
+            fn key(&self) -> Key {
+                let mut key = [0u8; 16];
+                key.copy_from_slice(&self.0.finalize().as_bytes()[..16]);
+                key
+            }
+        }
+
+        let ip_network = client_network(client, policy);
         let network = confirmed_name
             .filter(|_| policy.key_by_ptr_domain)
             .and_then(organisational_domain)
             .map(|domain| format!("domain:{domain}"))
-            .unwrap_or_else(|| ip_network.clone());
+            .unwrap_or_else(|| ip_network.to_string());
         let sender = normalise_sender(sender);
         let recipient = recipient.trim().to_ascii_lowercase();
-        let triplet_key = hash_key(&format!("t\0{network}\0{sender}\0{recipient}"));
+        let mut triplet = HashWriter(blake3::Hasher::new());
+        triplet
+            .0
+            .update(b"t\0")
+            .update(network.as_bytes())
+            .update(b"\0")
+            .update(sender.as_bytes())
+            .update(b"\0")
+            .update(recipient.as_bytes());
+        let triplet_key = triplet.key();
         // The pending cap always counts per IP network, never per PTR domain: a generic
         // name's domain is the access ISP, and one cap for all its customers would let its
         // bots lock out every new sender there.
-        let network_key = hash_key(&format!("n\0{ip_network}"));
-        let awl_key = awl_key(client);
+        let mut network_hash = HashWriter(blake3::Hasher::new());
+        // Writing into the hasher cannot fail.
+        let _ = write!(network_hash, "n\0{ip_network}");
+        let network_key = network_hash.key();
+        let mut awl = HashWriter(blake3::Hasher::new());
+        let _ = write!(awl, "a\0{client}");
+        let awl_key = awl.key();
         GreylistKeys {
             network,
             sender,
@@ -422,6 +456,48 @@ pub fn decide(
                 },
                 writes,
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stores keep these keys on disk: hashing the parts one by one must give exactly the
+    /// keys of the readable forms, as before.
+    #[test]
+    fn keys_are_hashes_of_the_readable_forms() {
+        let policy = KeyPolicy::default();
+        let cases: [(&str, Option<&str>, &str, &str); 4] = [
+            (
+                "192.0.2.10",
+                None,
+                "Bounce+1234@Example.COM",
+                " R@Example.net ",
+            ),
+            ("2001:db8:1:2::1", None, "", "r@example.net"),
+            (
+                "198.51.100.1",
+                Some("a8-30.smtp-out.example.co.jp"),
+                "prvs=1234abcd=s@x.example",
+                "r@example.net",
+            ),
+            ("203.0.113.9", Some("unlisted.invalid"), "s@x.example", "r"),
+        ];
+        for (client, name, sender, recipient) in cases {
+            let client: IpAddr = client.parse().unwrap();
+            let keys = GreylistKeys::new(&policy, client, name, sender, recipient);
+            let ip_network = client_network(client, &policy);
+            let triplet = format!("t\0{}\0{}\0{}", keys.network, keys.sender, keys.recipient);
+            assert_eq!(keys.triplet_key, hash_key(&triplet), "{client}");
+            assert_eq!(
+                keys.network_key,
+                hash_key(&format!("n\0{ip_network}")),
+                "{client}"
+            );
+            assert_eq!(keys.awl_key, awl_key(client), "{client}");
+            assert_eq!(keys.sender, normalise_sender(sender));
         }
     }
 }

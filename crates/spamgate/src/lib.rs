@@ -17,6 +17,7 @@ pub mod backend;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod op25b;
 pub mod render;

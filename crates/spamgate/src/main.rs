@@ -332,7 +332,12 @@ struct CheckArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = {
+        // Writes the log lines still buffered before the error line below and the exit.
+        let _logs = spamgate::logging::FlushOnExit;
+        run(cli)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
             eprintln!("spamgate: {:#}", fatal.error);
@@ -364,7 +369,8 @@ fn init_logs(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Buffered, written by its own thread: a log line never waits for stderr.
+        .with_writer(spamgate::logging::install())
         .with_ansi(false)
         .try_init();
 }

@@ -1,5 +1,7 @@
 //! Rendering a [`Verdict`] as a Postfix access(5) action, with operator-editable texts.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 use spamgate_engine::client::ClientClass;
 use spamgate_engine::{Action, Envelope, Reason, Verdict};
@@ -127,18 +129,32 @@ impl Replies {
 
     /// The action line for Postfix (without `action=`).
     pub fn render(&self, verdict: &Verdict, envelope: &Envelope) -> String {
+        let mut out = String::new();
+        self.render_into(verdict, envelope, &mut out);
+        out
+    }
+
+    /// [`render`](Self::render), appended to `out`: the daemon renders every reply into
+    /// one buffer per connection instead of a new `String` (and two more inside) each.
+    pub fn render_into(&self, verdict: &Verdict, envelope: &Envelope, out: &mut String) {
         match verdict.action {
-            Action::Pass if self.prepend_header => format!(
-                "PREPEND {}: pass; {}",
-                self.header_name,
-                sanitize(&verdict.reasons_short())
-            ),
-            Action::Pass => "DUNNO".to_string(),
+            Action::Pass if self.prepend_header => {
+                out.push_str("PREPEND ");
+                out.push_str(&self.header_name);
+                out.push_str(": pass; ");
+                let start = out.len();
+                for (i, reason) in verdict.reasons.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(&reason.short());
+                }
+                sanitize_tail(out, start);
+            }
+            Action::Pass => out.push_str("DUNNO"),
             Action::Greylist { retry_in } => {
-                format!(
-                    "DEFER_IF_PERMIT {}",
-                    self.expand(&self.greylist, verdict, envelope, Some(retry_in))
-                )
+                out.push_str("DEFER_IF_PERMIT ");
+                self.expand(&self.greylist, verdict, envelope, Some(retry_in), out);
             }
             Action::Reject => {
                 let template = verdict.reasons.iter().find_map(|r| match r {
@@ -147,16 +163,24 @@ impl Replies {
                     Reason::RateLimit { .. } => Some(&self.submission_too_large),
                     _ => None,
                 });
-                self.expand(template.unwrap_or(&self.reject), verdict, envelope, None)
+                self.expand(
+                    template.unwrap_or(&self.reject),
+                    verdict,
+                    envelope,
+                    None,
+                    out,
+                );
             }
-            Action::Defer { retry_in } => {
-                self.expand(&self.submission_limit, verdict, envelope, Some(retry_in))
-            }
+            Action::Defer { retry_in } => self.expand(
+                &self.submission_limit,
+                verdict,
+                envelope,
+                Some(retry_in),
+                out,
+            ),
             Action::TempFail => {
-                format!(
-                    "DEFER_IF_PERMIT {}",
-                    self.expand(&self.tempfail, verdict, envelope, None)
-                )
+                out.push_str("DEFER_IF_PERMIT ");
+                self.expand(&self.tempfail, verdict, envelope, None, out);
             }
         }
     }
@@ -171,25 +195,21 @@ impl Replies {
         }
     }
 
+    /// Appends `template` with its placeholders filled in, sanitised, to `out`.
     fn expand(
         &self,
         template: &str,
         verdict: &Verdict,
         envelope: &Envelope,
         retry_in: Option<u64>,
-    ) -> String {
+        out: &mut String,
+    ) {
         let class = verdict.client_class();
-        let (zone, txt) = {
-            let lists: Vec<(&str, Option<&str>)> = verdict.rejecting_lists().collect();
-            let zones: Vec<&str> = lists.iter().map(|(z, _)| *z).collect();
-            let txt = lists.iter().find_map(|(_, t)| *t).map(|t| format!("; {t}"));
-            (zones.join(", "), txt.unwrap_or_default())
-        };
         let rule = match class {
             Some(ClientClass::Generic { rule, .. }) => rule.as_str(),
             _ => "",
         };
-        let mut out = String::with_capacity(template.len() + 64);
+        let start = out.len();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
             out.push_str(&rest[..open]);
@@ -197,8 +217,11 @@ impl Replies {
             match after.find('}') {
                 Some(close) => {
                     let name = &after[..close];
+                    // Writing into a String cannot fail.
                     match name {
-                        "client_address" => out.push_str(&envelope.client_address.to_string()),
+                        "client_address" => {
+                            let _ = write!(out, "{}", envelope.client_address);
+                        }
                         "client_name" => {
                             out.push_str(envelope.client_name.as_deref().unwrap_or("unknown"))
                         }
@@ -207,12 +230,24 @@ impl Replies {
                         "class" => out.push_str(class.map_or("", ClientClass::id)),
                         "rule" => out.push_str(rule),
                         "reason" => out.push_str(self.reason_words(class)),
-                        "retry_in" => out.push_str(&retry_in.unwrap_or(0).to_string()),
-                        "zone" => out.push_str(&zone),
-                        "txt" => out.push_str(&txt),
-                        "username" | "status" | "limit" => {
-                            out.push_str(&submission_field(verdict, name))
+                        "retry_in" => {
+                            let _ = write!(out, "{}", retry_in.unwrap_or(0));
                         }
+                        "zone" => {
+                            for (i, (zone, _)) in verdict.rejecting_lists().enumerate() {
+                                if i > 0 {
+                                    out.push_str(", ");
+                                }
+                                out.push_str(zone);
+                            }
+                        }
+                        "txt" => {
+                            if let Some(txt) = verdict.rejecting_lists().find_map(|(_, t)| t) {
+                                out.push_str("; ");
+                                out.push_str(txt);
+                            }
+                        }
+                        "username" | "status" | "limit" => submission_field(verdict, name, out),
                         other => {
                             out.push('{');
                             out.push_str(other);
@@ -228,22 +263,19 @@ impl Replies {
             }
         }
         out.push_str(rest);
-        sanitize(&out)
+        sanitize_tail(out, start);
     }
 }
 
-/// `{username}`, `{status}`, `{limit}` from a submission verdict's reasons.
-fn submission_field(verdict: &Verdict, name: &str) -> String {
-    verdict
-        .reasons
-        .iter()
-        .find_map(|r| match (name, r) {
-            ("username", Reason::Submission { username }) => Some(username.clone()),
-            ("status", Reason::AccountStatus { status }) => Some(status.id().to_string()),
-            ("limit", Reason::RateLimit { limit, .. }) => Some(limit.id().to_string()),
-            _ => None,
-        })
-        .unwrap_or_default()
+/// Appends `{username}`, `{status}` or `{limit}` from a submission verdict's reasons.
+fn submission_field(verdict: &Verdict, name: &str, out: &mut String) {
+    let value = verdict.reasons.iter().find_map(|r| match (name, r) {
+        ("username", Reason::Submission { username }) => Some(username.as_str()),
+        ("status", Reason::AccountStatus { status }) => Some(status.id()),
+        ("limit", Reason::RateLimit { limit, .. }) => Some(limit.id()),
+        _ => None,
+    });
+    out.push_str(value.unwrap_or_default());
 }
 
 fn check_placeholders(key: &str, text: &str) -> Result<(), ConfigError> {
@@ -272,18 +304,155 @@ fn invalid(key: &str, value: &str, message: &str) -> ConfigError {
     }
 }
 
-/// Reply texts go on one protocol line: no control characters, bounded length.
-fn sanitize(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if out.len() > 450 {
-        let mut cut = 450;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+/// Reply texts go on one protocol line: no control characters, bounded length. Applies to
+/// `out[start..]`, the text just appended.
+fn sanitize_tail(out: &mut String, start: usize) {
+    if out[start..].chars().any(char::is_control) {
+        let clean: String = out[start..]
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        out.truncate(start);
+        out.push_str(&clean);
     }
-    out
+    if out.len() - start > MAX_TEXT_LEN {
+        out.truncate(out.floor_char_boundary(start + MAX_TEXT_LEN));
+    }
+}
+
+const MAX_TEXT_LEN: usize = 450;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            client_name: Some("host-1.dyn.example.test".into()),
+            sender: "s@example.test".into(),
+            recipient: "r@example.net".into(),
+            ..Envelope::new("192.0.2.7".parse().unwrap())
+        }
+    }
+
+    fn listed(zone: &str, weight: i32, txt: Option<&str>) -> Reason {
+        Reason::Dnsbl {
+            zone: zone.into(),
+            weight,
+            answers: vec!["127.0.0.2".parse().unwrap()],
+            txt: txt.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn reject_names_every_rejecting_list_and_the_first_txt() {
+        let verdict = Verdict {
+            action: Action::Reject,
+            reasons: vec![
+                listed("a.test", 1, None),
+                listed("wl.test", -5, Some("not me")),
+                listed("b.test", 2, Some("see http://b.test/192.0.2.7")),
+                listed("c.test", 1, Some("second txt")),
+            ],
+        };
+        assert_eq!(
+            Replies::default().render(&verdict, &envelope()),
+            "554 5.7.1 Service unavailable; client [192.0.2.7] blocked using \
+             a.test, b.test, c.test; see http://b.test/192.0.2.7"
+        );
+    }
+
+    #[test]
+    fn greylist_and_placeholders_are_appended_to_what_is_in_the_buffer() {
+        let replies = Replies {
+            greylist: "{class}/{rule} {client_name} <{sender}> <{recipient}> \
+                       {retry_in}s {reason} {unknown}{txt}{zone}"
+                .into(),
+            ..Replies::default()
+        };
+        let verdict = Verdict {
+            action: Action::Greylist { retry_in: 300 },
+            reasons: vec![Reason::Client {
+                client: ClientClass::Generic {
+                    name: "host-1.dyn.example.test".into(),
+                    rule: "dyn".into(),
+                },
+            }],
+        };
+        let mut out = String::from("kept|");
+        replies.render_into(&verdict, &envelope(), &mut out);
+        assert_eq!(
+            out,
+            "kept|DEFER_IF_PERMIT generic/dyn host-1.dyn.example.test <s@example.test> \
+             <r@example.net> 300s S25R check, host name looks dynamic {unknown}"
+        );
+    }
+
+    #[test]
+    fn control_characters_become_spaces_and_long_texts_are_cut_on_a_char_boundary() {
+        let verdict = Verdict {
+            action: Action::Greylist { retry_in: 1 },
+            reasons: vec![],
+        };
+        let envelope = Envelope {
+            sender: "a\u{7}b\u{85}c".into(),
+            ..envelope()
+        };
+        let replies = Replies {
+            greylist: "<{sender}>".into(),
+            ..Replies::default()
+        };
+        assert_eq!(
+            replies.render(&verdict, &envelope),
+            "DEFER_IF_PERMIT <a b c>"
+        );
+
+        // 449 ASCII bytes then a 2-byte character: the cut at 450 falls inside it.
+        let long = Replies {
+            greylist: format!("{}é and more", "x".repeat(449)),
+            ..Replies::default()
+        };
+        let mut out = String::from("prefix ");
+        long.render_into(&verdict, &envelope, &mut out);
+        assert_eq!(out, format!("prefix DEFER_IF_PERMIT {}", "x".repeat(449)));
+    }
+
+    #[test]
+    fn pass_is_dunno_or_a_header_with_the_reasons() {
+        let verdict = Verdict::pass(vec![
+            Reason::Stage {
+                protocol_state: "DATA".into(),
+            },
+            Reason::GreylistDisabled,
+        ]);
+        assert_eq!(Replies::default().render(&verdict, &envelope()), "DUNNO");
+        let prepend = Replies {
+            prepend_header: true,
+            ..Replies::default()
+        };
+        assert_eq!(
+            prepend.render(&verdict, &envelope()),
+            "PREPEND X-Spamgate: pass; stage:DATA greylist:disabled"
+        );
+    }
+
+    #[test]
+    fn submission_fields_come_from_the_reasons() {
+        let verdict = Verdict {
+            action: Action::Reject,
+            reasons: vec![
+                Reason::Submission {
+                    username: "taro@example.test".into(),
+                },
+                Reason::AccountStatus {
+                    status: spamgate_engine::outbound::AccountStatus::Suspended,
+                },
+            ],
+        };
+        assert_eq!(
+            Replies::default().render(&verdict, &envelope()),
+            "554 5.7.1 Sending refused: account taro@example.test is suspended; \
+             please contact customer support"
+        );
+    }
 }

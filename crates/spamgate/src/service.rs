@@ -367,10 +367,12 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
         let Some(username) = sasl_username.filter(|u| !u.is_empty()) else {
             return SubmissionPolicy::unauthenticated(server_port.unwrap_or(0));
         };
-        let state = protocol_state.to_ascii_uppercase();
-        if !matches!(state.as_str(), "RCPT" | "DATA" | "END-OF-MESSAGE")
-            && state != policy.charge_at
-        {
+        // `charge_at` is upper case; comparing without case saves an upper-cased copy.
+        let charged_here = protocol_state.eq_ignore_ascii_case(&policy.charge_at);
+        let checked_here = ["RCPT", "DATA", "END-OF-MESSAGE"]
+            .iter()
+            .any(|s| protocol_state.eq_ignore_ascii_case(s));
+        if !checked_here && !charged_here {
             return Verdict::pass(vec![Reason::Submission {
                 username: username.to_string(),
             }]);
@@ -388,7 +390,7 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
             }
             return verdict;
         }
-        if state != policy.charge_at {
+        if !charged_here {
             return Verdict::pass(vec![Reason::Submission {
                 username: username.to_string(),
             }]);
@@ -487,21 +489,23 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
         let look_up =
             policy.always_lookup || (policy.lookup_unknown && postfix_view == RdnsFact::NoPtr);
         // All lookups at once: the request costs one round trip, not three.
-        let (dnswl, dnsbl, rdns) = tokio::join!(
+        let (dnswl, dnsbl, looked_up) = tokio::join!(
             self.lists(&policy.dnswl, client),
             self.lists(&policy.dnsbl, client),
             async {
                 if look_up {
                     let fact = self.resolver.rdns(client).await;
                     self.metrics.rdns_lookup(&fact);
-                    fact
+                    Some(fact)
                 } else {
-                    postfix_view.clone()
+                    None
                 }
             }
         );
+        // Postfix's view is used as is, not copied, when nothing was looked up.
+        let rdns = looked_up.as_ref().unwrap_or(&postfix_view);
 
-        let plan = match policy.engine.evaluate(envelope, &dnswl, &dnsbl, &rdns) {
+        let plan = match policy.engine.evaluate(envelope, &dnswl, &dnsbl, rdns) {
             Evaluation::Done(verdict) => return verdict,
             Evaluation::Greylist(plan) => plan,
         };
