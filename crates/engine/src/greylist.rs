@@ -14,17 +14,45 @@ use crate::UnixTime;
 /// A fixed-size key: the first 16 bytes of a BLAKE3 hash of the readable key.
 pub type Key = [u8; 16];
 
+/// Feeds formatted text to the hasher as it is written: a key's hash input is its
+/// readable form (`t\0network\0sender\0recipient`, `n\0ip-network`, `a\0client`), byte
+/// for byte, without building it as a string first.
+struct HashWriter(blake3::Hasher);
+
+impl HashWriter {
+    fn new() -> HashWriter {
+        HashWriter(blake3::Hasher::new())
+    }
+
+    fn key(&self) -> Key {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&self.0.finalize().as_bytes()[..16]);
+        key
+    }
+}
+
+impl std::fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
 fn hash_key(text: &str) -> Key {
-    let digest = blake3::hash(text.as_bytes());
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest.as_bytes()[..16]);
-    key
+    let mut hasher = HashWriter::new();
+    hasher.0.update(text.as_bytes());
+    hasher.key()
 }
 
 /// The auto-whitelist key of one client address (what `spamgate greylist show --client`
 /// looks up).
 pub fn awl_key(client: IpAddr) -> Key {
-    hash_key(&format!("a\0{client}"))
+    use std::fmt::Write as _;
+    let mut hasher = HashWriter::new();
+    // Writing into the hasher cannot fail.
+    let _ = write!(hasher, "a\0{client}");
+    hasher.key()
 }
 
 /// Tunables, from the `[greylist]` config table.
@@ -102,24 +130,6 @@ impl GreylistKeys {
     ) -> GreylistKeys {
         use std::fmt::Write as _;
 
-        /// Feeds formatted text to the hasher as it is written: the hash inputs are the
-        /// readable keys (`t\0network\0sender\0recipient`, `n\0ip-network`, `a\0client`),
-        /// byte for byte, without building them as strings first.
-        struct HashWriter(blake3::Hasher);
-        impl std::fmt::Write for HashWriter {
-            fn write_str(&mut self, s: &str) -> std::fmt::Result {
-                self.0.update(s.as_bytes());
-                Ok(())
-            }
-        }
-        impl HashWriter {
-            fn key(&self) -> Key {
-                let mut key = [0u8; 16];
-                key.copy_from_slice(&self.0.finalize().as_bytes()[..16]);
-                key
-            }
-        }
-
         let ip_network = client_network(client, policy);
         let network = confirmed_name
             .filter(|_| policy.key_by_ptr_domain)
@@ -128,7 +138,7 @@ impl GreylistKeys {
             .unwrap_or_else(|| ip_network.to_string());
         let sender = normalise_sender(sender);
         let recipient = recipient.trim().to_ascii_lowercase();
-        let mut triplet = HashWriter(blake3::Hasher::new());
+        let mut triplet = HashWriter::new();
         triplet
             .0
             .update(b"t\0")
@@ -141,13 +151,11 @@ impl GreylistKeys {
         // The pending cap always counts per IP network, never per PTR domain: a generic
         // name's domain is the access ISP, and one cap for all its customers would let its
         // bots lock out every new sender there.
-        let mut network_hash = HashWriter(blake3::Hasher::new());
+        let mut network_hash = HashWriter::new();
         // Writing into the hasher cannot fail.
         let _ = write!(network_hash, "n\0{ip_network}");
         let network_key = network_hash.key();
-        let mut awl = HashWriter(blake3::Hasher::new());
-        let _ = write!(awl, "a\0{client}");
-        let awl_key = awl.key();
+        let awl_key = awl_key(client);
         GreylistKeys {
             network,
             sender,
@@ -496,7 +504,9 @@ mod tests {
                 hash_key(&format!("n\0{ip_network}")),
                 "{client}"
             );
+            // Keys already stored stay valid: each one hashes its readable form.
             assert_eq!(keys.awl_key, awl_key(client), "{client}");
+            assert_eq!(keys.awl_key, hash_key(&format!("a\0{client}")), "{client}");
             assert_eq!(keys.sender, normalise_sender(sender));
         }
     }
