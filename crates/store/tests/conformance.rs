@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use redis_server::RedisServer;
-use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_engine::greylist::GreylistOutcome;
 use spamgate_engine::outbound::{
     Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate,
 };
@@ -158,34 +158,6 @@ conformance!(
     events_newest_first_filtered_and_bounded,
     expiry_drops_old_events_and_idle_rate_states,
 );
-
-/// One attempt: seconds after [`T0`], the keys, and the expected outcome.
-struct Step {
-    at: u64,
-    keys: GreylistKeys,
-    expected: GreylistOutcome,
-}
-
-fn step(at: u64, keys: GreylistKeys, expected: GreylistOutcome) -> Step {
-    Step { at, keys, expected }
-}
-
-/// Applies the steps in order and compares every outcome.
-async fn check(store: &impl Store, params: &GreylistParams, steps: &[Step]) {
-    for (index, step) in steps.iter().enumerate() {
-        let outcome = store
-            .greylist(&step.keys, params, T0 + step.at, true)
-            .await
-            .unwrap();
-        assert_eq!(
-            outcome, step.expected,
-            "step {index} at T0+{} for {} {} -> {}",
-            step.at, step.keys.client, step.keys.sender, step.keys.recipient
-        );
-    }
-}
-
-const SENDER: &str = "news@example.com";
 
 fn counts(pending: u64, passed: u64, awl: u64) -> StoreCounts {
     StoreCounts {

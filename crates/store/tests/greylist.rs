@@ -5,38 +5,10 @@
 mod common;
 
 use common::*;
-use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_engine::greylist::GreylistOutcome;
 use spamgate_store::{SqliteOptions, SqliteStore, Store, StoreCounts};
 
 use GreylistOutcome::*;
-
-/// One attempt: seconds after [`T0`], the keys, and the expected outcome.
-struct Step {
-    at: u64,
-    keys: GreylistKeys,
-    expected: GreylistOutcome,
-}
-
-fn step(at: u64, keys: GreylistKeys, expected: GreylistOutcome) -> Step {
-    Step { at, keys, expected }
-}
-
-/// Applies the steps in order and compares every outcome.
-async fn check(store: &impl Store, params: &GreylistParams, steps: &[Step]) {
-    for (index, step) in steps.iter().enumerate() {
-        let outcome = store
-            .greylist(&step.keys, params, T0 + step.at, true)
-            .await
-            .unwrap();
-        assert_eq!(
-            outcome, step.expected,
-            "step {index} at T0+{} for {} {} -> {}",
-            step.at, step.keys.client, step.keys.sender, step.keys.recipient
-        );
-    }
-}
-
-const SENDER: &str = "news@example.com";
 
 #[tokio::test]
 async fn expire_removes_expired_rows_only_in_bounded_steps() {

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use spamgate_engine::greylist::{GreylistKeys, GreylistParams, KeyPolicy};
-use spamgate_store::{SqliteOptions, SqliteStore};
+use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyPolicy};
+use spamgate_store::{SqliteOptions, SqliteStore, Store};
 use tempfile::TempDir;
 
 /// An arbitrary "now" for the first attempt.
@@ -70,3 +70,31 @@ pub fn keys_named(
 pub fn secs(value: u64) -> Duration {
     Duration::from_secs(value)
 }
+
+/// One attempt: seconds after [`T0`], the keys, and the expected outcome.
+pub struct Step {
+    pub at: u64,
+    pub keys: GreylistKeys,
+    pub expected: GreylistOutcome,
+}
+
+pub fn step(at: u64, keys: GreylistKeys, expected: GreylistOutcome) -> Step {
+    Step { at, keys, expected }
+}
+
+/// Applies the steps in order and compares every outcome.
+pub async fn check(store: &impl Store, params: &GreylistParams, steps: &[Step]) {
+    for (index, step) in steps.iter().enumerate() {
+        let outcome = store
+            .greylist(&step.keys, params, T0 + step.at, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome, step.expected,
+            "step {index} at T0+{} for {} {} -> {}",
+            step.at, step.keys.client, step.keys.sender, step.keys.recipient
+        );
+    }
+}
+
+pub const SENDER: &str = "news@example.com";
