@@ -669,7 +669,7 @@ fn run_writer(
     };
     let mut writer = Writer {
         conn,
-        wal_path: Some(wal_path),
+        wal_path,
         open_since: None,
         uncommitted: 0,
         window: options.durability_window,
@@ -780,7 +780,8 @@ struct ExpirySettings {
 /// is answered: nothing answered is ever lost.
 struct Writer {
     conn: Connection,
-    wal_path: Option<PathBuf>,
+    /// The WAL file, watched for its size.
+    wal_path: PathBuf,
     /// When the open transaction began.
     open_since: Option<std::time::Instant>,
     /// Batches run in the open transaction.
@@ -838,8 +839,7 @@ impl Writer {
     /// A checkpoint beside a busy writer cannot restart the WAL, so under sustained
     /// writes it only grows; between transactions the writer can truncate it.
     fn truncate_wal_if_large(&self) {
-        let Some(path) = &self.wal_path else { return };
-        let large = std::fs::metadata(path).is_ok_and(|m| m.len() > self.wal_limit);
+        let large = std::fs::metadata(&self.wal_path).is_ok_and(|m| m.len() > self.wal_limit);
         if large {
             match checkpoint(&self.conn, "TRUNCATE") {
                 Ok(_) => tracing::debug!("store WAL truncated"),
