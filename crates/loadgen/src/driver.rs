@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
-use crate::report::{ActionMix, Latency, Report};
+use crate::report::{ActionKind, ActionMix, Latency, Report};
 use crate::workload::Workload;
 
 /// Error messages kept for the report.
@@ -155,8 +155,14 @@ impl Connection {
     }
 }
 
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, 3).expect("valid histogram bounds")
+}
+
 struct PhaseStats {
     latency_ns: Histogram<u64>,
+    /// The same latencies by [`ActionKind`], in [`ActionKind::ALL`]'s order.
+    latency_by_action_ns: Vec<Histogram<u64>>,
     actions: ActionMix,
     errors: u64,
     error_samples: Vec<String>,
@@ -165,8 +171,8 @@ struct PhaseStats {
 impl PhaseStats {
     fn new() -> PhaseStats {
         PhaseStats {
-            latency_ns: Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, 3)
-                .expect("valid histogram bounds"),
+            latency_ns: latency_histogram(),
+            latency_by_action_ns: ActionKind::ALL.map(|_| latency_histogram()).into(),
             actions: ActionMix::default(),
             errors: 0,
             error_samples: Vec::new(),
@@ -183,6 +189,13 @@ impl PhaseStats {
     fn merge(&mut self, other: PhaseStats) {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.latency_ns.add(&other.latency_ns);
+        for (mine, theirs) in self
+            .latency_by_action_ns
+            .iter_mut()
+            .zip(&other.latency_by_action_ns)
+        {
+            let _ = mine.add(theirs);
+        }
         self.actions.add(&other.actions);
         self.errors += other.errors;
         for sample in other.error_samples {
@@ -226,11 +239,12 @@ async fn drive(
         let started = Instant::now();
         match tokio::time::timeout(options.request_timeout, connection.exchange()).await {
             Ok(Ok(action)) => {
-                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                stats
-                    .latency_ns
-                    .saturating_record(ns.clamp(1, HISTOGRAM_MAX_NS));
-                stats.actions.count(&action);
+                let ns = u64::try_from(started.elapsed().as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, HISTOGRAM_MAX_NS);
+                stats.latency_ns.saturating_record(ns);
+                let kind = stats.actions.count(&action);
+                stats.latency_by_action_ns[kind as usize].saturating_record(ns);
                 failures = 0;
             }
             Ok(Err(e)) => {
@@ -348,6 +362,12 @@ pub async fn run(workload: Arc<Workload>, options: RunOptions) -> anyhow::Result
         seconds,
         requests_per_second: requests as f64 / seconds.max(1e-9),
         latency_us: Latency::from_histogram(&stats.latency_ns),
+        latency_by_action_us: ActionKind::ALL
+            .iter()
+            .zip(&stats.latency_by_action_ns)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(kind, h)| (kind.name().to_owned(), Latency::from_histogram(h)))
+            .collect(),
         actions: stats.actions,
         error_samples: stats.error_samples,
         next_index,

@@ -21,23 +21,17 @@ pub struct ActionMix {
 }
 
 impl ActionMix {
-    pub fn count(&mut self, action: &str) {
-        let word = action.split_ascii_whitespace().next().unwrap_or("");
-        let slot = if word.eq_ignore_ascii_case("DUNNO") {
-            &mut self.dunno
-        } else if word.eq_ignore_ascii_case("DEFER_IF_PERMIT") {
-            &mut self.defer_if_permit
-        } else if word.eq_ignore_ascii_case("DEFER")
-            || word.eq_ignore_ascii_case("DEFER_IF_REJECT")
-            || is_code(word, b'4')
-        {
-            &mut self.defer
-        } else if word.eq_ignore_ascii_case("REJECT") || is_code(word, b'5') {
-            &mut self.reject
-        } else {
-            &mut self.other
-        };
-        *slot += 1;
+    /// Counts `action` and says which kind it was.
+    pub fn count(&mut self, action: &str) -> ActionKind {
+        let kind = ActionKind::of(action);
+        *match kind {
+            ActionKind::Dunno => &mut self.dunno,
+            ActionKind::DeferIfPermit => &mut self.defer_if_permit,
+            ActionKind::Defer => &mut self.defer,
+            ActionKind::Reject => &mut self.reject,
+            ActionKind::Other => &mut self.other,
+        } += 1;
+        kind
     }
 
     pub fn add(&mut self, other: &ActionMix) {
@@ -50,6 +44,55 @@ impl ActionMix {
 
     pub fn total(&self) -> u64 {
         self.dunno + self.defer_if_permit + self.defer + self.reject + self.other
+    }
+}
+
+/// The kinds [`ActionMix`] counts, in its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionKind {
+    Dunno,
+    DeferIfPermit,
+    Defer,
+    Reject,
+    Other,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 5] = [
+        ActionKind::Dunno,
+        ActionKind::DeferIfPermit,
+        ActionKind::Defer,
+        ActionKind::Reject,
+        ActionKind::Other,
+    ];
+
+    pub fn of(action: &str) -> ActionKind {
+        let word = action.split_ascii_whitespace().next().unwrap_or("");
+        if word.eq_ignore_ascii_case("DUNNO") {
+            ActionKind::Dunno
+        } else if word.eq_ignore_ascii_case("DEFER_IF_PERMIT") {
+            ActionKind::DeferIfPermit
+        } else if word.eq_ignore_ascii_case("DEFER")
+            || word.eq_ignore_ascii_case("DEFER_IF_REJECT")
+            || is_code(word, b'4')
+        {
+            ActionKind::Defer
+        } else if word.eq_ignore_ascii_case("REJECT") || is_code(word, b'5') {
+            ActionKind::Reject
+        } else {
+            ActionKind::Other
+        }
+    }
+
+    /// The name used in reports (the field names of [`ActionMix`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Dunno => "dunno",
+            ActionKind::DeferIfPermit => "defer_if_permit",
+            ActionKind::Defer => "defer",
+            ActionKind::Reject => "reject",
+            ActionKind::Other => "other",
+        }
     }
 }
 
@@ -102,6 +145,10 @@ pub struct Report {
     pub requests_per_second: f64,
     pub latency_us: Latency,
     pub actions: ActionMix,
+    /// Latency of each kind of answer that occurred (by [`ActionKind::name`]): shows
+    /// whether a tail belongs to the answers that touched the store.
+    #[serde(default)]
+    pub latency_by_action_us: std::collections::BTreeMap<String, Latency>,
     /// The first few error messages, for diagnosis.
     pub error_samples: Vec<String>,
     /// The request index after the last one sent: `--first` for a run that continues.
@@ -153,6 +200,13 @@ impl fmt::Display for Report {
             a.other,
             share(a.other)
         )?;
+        for (kind, l) in &self.latency_by_action_us {
+            writeln!(
+                f,
+                "  {kind:<16} p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+                l.p50, l.p90, l.p99, l.max
+            )?;
+        }
         if let Some(server) = self.server_cpu_us_per_request {
             writeln!(f, "server CPU {server:.1} µs per request")?;
         }

@@ -141,6 +141,7 @@ mod tests {
                 defer_if_permit: 10,
                 ..ActionMix::default()
             },
+            latency_by_action_us: Default::default(),
             error_samples: Vec::new(),
             next_index: 0,
             server_cpu_us_per_request: Some(rps / 1000.0),
