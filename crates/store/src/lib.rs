@@ -17,6 +17,7 @@
 //! writes what they return, atomically.
 #![forbid(unsafe_code)]
 
+mod pending;
 mod redis;
 mod schema;
 mod sqlite;

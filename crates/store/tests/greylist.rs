@@ -1,5 +1,5 @@
 //! What only the SQLite store does: expiry deletes rows, in bounded steps (Redis lets
-//! TTLs do it). The greylist cases every backend shares (life cycle, caps, persistence,
+//! TTLs do it); the writer remembers pending counts and must notice what changes them. The greylist cases every backend shares (life cycle, caps, persistence,
 //! listings) are in conformance.rs, which runs them against SQLite and Redis.
 
 mod common;
@@ -52,6 +52,54 @@ async fn expire_removes_expired_rows_only_in_bounded_steps() {
     assert_eq!(store.expire(T0 + 400 + LIFETIME - 1).await.unwrap(), 0);
     assert_eq!(store.expire(T0 + 400 + LIFETIME).await.unwrap(), 2);
     assert_eq!(store.counts(T0).await.unwrap(), counts(0, 0, 0));
+}
+
+/// The writer keeps each network's pending count in memory once counted. Rows that
+/// another process adds, or that an expiry deletes with its own clock, must still count
+/// exactly as the query would.
+#[tokio::test]
+async fn pending_counts_follow_other_processes_and_expiry() {
+    let fixture = Fixture::new();
+    let first = fixture.open();
+    let to = |client, n: u32| keys(client, SENDER, &format!("user{n}@example.org"));
+    let cap = params_with_cap(3);
+    check(
+        &first,
+        &cap,
+        &[
+            step(0, to("192.0.2.10", 1), New { retry_in: 300 }),
+            step(1, to("192.0.2.11", 2), New { retry_in: 300 }),
+        ],
+    )
+    .await;
+    // Another daemon on the same file (it waits for the first one's commit).
+    let second = fixture.open();
+    check(
+        &second,
+        &cap,
+        &[step(2, to("192.0.2.12", 3), New { retry_in: 300 })],
+    )
+    .await;
+    second.close().await;
+    check(
+        &first,
+        &cap,
+        &[step(3, to("192.0.2.13", 4), NetworkFull { pending: 3 })],
+    )
+    .await;
+    // An expiry run that deletes the first triplet (its window is over at WINDOW + 1)
+    // frees a place even for a request whose clock is a second behind the expiry's.
+    assert_eq!(first.expire(T0 + WINDOW + 1).await.unwrap(), 1);
+    check(
+        &first,
+        &cap,
+        &[
+            step(WINDOW, to("192.0.2.13", 4), New { retry_in: 300 }),
+            step(WINDOW, to("192.0.2.14", 5), NetworkFull { pending: 3 }),
+        ],
+    )
+    .await;
+    first.close().await;
 }
 
 /// Sanity for the generic daemon code: an `Arc` of a store is a store.
