@@ -719,21 +719,29 @@ fn run_writer(
                 }
             }
         } else if let Some(deadline) = open {
-            let wait = async {
-                tokio::time::timeout_at(
-                    tokio::time::Instant::from_std(deadline),
-                    receiver.recv_many(&mut batch, max_batch),
-                )
-                .await
-            };
-            match waiter.block_on(wait) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(_) => {
-                    // The window is over: make what was answered durable.
-                    let _ = writer.commit();
-                    continue;
+            // Under load requests are usually queued already: take them without arming
+            // the timer (a timer registration and a park per batch otherwise).
+            match try_recv_many(&mut receiver, &mut batch, max_batch) {
+                None => break,
+                Some(0) => {
+                    let wait = async {
+                        tokio::time::timeout_at(
+                            tokio::time::Instant::from_std(deadline),
+                            receiver.recv_many(&mut batch, max_batch),
+                        )
+                        .await
+                    };
+                    match waiter.block_on(wait) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(_) => {
+                            // The window is over: make what was answered durable.
+                            let _ = writer.commit();
+                            continue;
+                        }
+                    }
                 }
+                Some(n) => n,
             }
         } else {
             // Blocks until at least one request; 0 means every sender is gone and the
