@@ -104,10 +104,12 @@ return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]),
         redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[1], '+inf')}
 ";
 
-/// KEYS: as READ_LUA. ARGV: 1 expected AWL value, 2 expected triplet value ('' for
-/// absent), 3 pending cap to re-check ('' for none), 4 now, 5 new triplet value ('' for
-/// none), 6 its TTL in ms, 7 new AWL value, 8 its TTL, 9 the triplet's member name in
-/// the pending set, 10 'add' / 'rem' / '' for that set, 11 the member's score (expiry).
+/// KEYS: as READ_LUA, then 4 the pending set the triplet leaves (its owner's: the
+/// network that created it). ARGV: 1 expected AWL value, 2 expected triplet value (''
+/// for absent), 3 pending cap to re-check ('' for none), 4 now, 5 new triplet value (''
+/// for none), 6 its TTL in ms, 7 new AWL value, 8 its TTL, 9 the triplet's member name
+/// in the pending sets, 10 'add' (to KEYS[3]) or '', 11 the member's score (expiry),
+/// 12 'leave' (KEYS[4]) or ''.
 /// Returns {1} when written, else {0, awl, triplet, pending} as READ_LUA would.
 const CAS_LUA: &str = r"
 local awl = redis.call('GET', KEYS[1])
@@ -124,13 +126,14 @@ if ARGV[3] ~= '' then
 end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('SET', KEYS[1], ARGV[7], 'PX', ARGV[8]) end
+if ARGV[12] == 'leave' then
+  redis.call('ZREM', KEYS[4], ARGV[9])
+end
 if ARGV[10] == 'add' then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
   redis.call('ZADD', KEYS[3], ARGV[11], ARGV[9])
   local ttl = tonumber(ARGV[6])
   if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
-elseif ARGV[10] == 'rem' then
-  redis.call('ZREM', KEYS[3], ARGV[9])
 end
 return {1}
 ";
@@ -324,10 +327,12 @@ impl RedisStore {
             let cap = (counted && matches!(outcome, GreylistOutcome::New { .. }))
                 .then_some(params.max_pending_per_network);
             let plan = WritePlan::new(keys, triplet.as_ref(), &writes, now);
+            let leaves = self.names.network(&plan.leaves.unwrap_or(keys.network_key));
             let mut invocation = self.cas.key(&names.awl);
             invocation
                 .key(&names.triplet)
                 .key(&names.network)
+                .key(&leaves)
                 .arg(snapshot.awl.as_deref().unwrap_or_default())
                 .arg(snapshot.triplet.as_deref().unwrap_or_default())
                 .arg(cap.map(|cap| cap.to_string()).unwrap_or_default())
@@ -338,7 +343,8 @@ impl RedisStore {
                 .arg(plan.awl_ttl_ms)
                 .arg(&names.member)
                 .arg(plan.pending_action)
-                .arg(plan.pending_score);
+                .arg(plan.pending_score)
+                .arg(if plan.leaves.is_some() { "leave" } else { "" });
             let reply: Value = invocation.invoke_async(&mut conn).await?;
             match parse_cas(reply)? {
                 None => {
@@ -404,8 +410,10 @@ impl RedisStore {
             .recent_triplets
             .get(&keys.triplet_key)
             .and_then(|seen| seen.value)
+            // Guessed as owned by this client's network: a triplet another network
+            // created fails the compare-and-set once and is read.
             .map(|(state, expires_at)| {
-                codec::encode_triplet(&triplet_value(keys, state, expires_at))
+                codec::encode_triplet(&triplet_value(keys, keys.network_key, state, expires_at))
             });
         Snapshot {
             awl,
@@ -495,11 +503,18 @@ fn stripe(key: &[u8]) -> usize {
 }
 
 /// The value this check stores for its triplet in `state`.
-fn triplet_value(keys: &GreylistKeys, state: TripletState, expires_at: UnixTime) -> StoredTriplet {
+/// `owner`: the network whose pending cap the triplet counts toward, the one that
+/// created it (a domain-keyed triplet may be retried from another network).
+fn triplet_value(
+    keys: &GreylistKeys,
+    owner: Key,
+    state: TripletState,
+    expires_at: UnixTime,
+) -> StoredTriplet {
     StoredTriplet {
         state,
         expires_at,
-        network_key: keys.network_key,
+        network_key: owner,
         network: keys.network.clone(),
         sender: keys.sender.clone(),
         recipient: keys.recipient.clone(),
@@ -523,6 +538,8 @@ struct WritePlan {
     awl_ttl_ms: u64,
     pending_action: &'static str,
     pending_score: UnixTime,
+    /// The owner's pending set the triplet leaves (it passed, or a new life replaces it).
+    leaves: Option<Key>,
 }
 
 impl WritePlan {
@@ -541,20 +558,25 @@ impl WritePlan {
             awl_ttl_ms: 0,
             pending_action: "",
             pending_score: 0,
+            leaves: None,
         };
         if let Some((state, expires_at)) = writes.triplet {
             let was_pending = old.filter(|old| old.state.passed_at.is_none());
+            let same_life = old.filter(|old| old.state.first_seen == state.first_seen);
+            let owner = same_life.map_or(keys.network_key, |old| old.network_key);
             if state.passed_at.is_none() {
-                // A new pending triplet joins the set; a retry of one is already in it.
-                if was_pending.is_none_or(|old| old.state.first_seen != state.first_seen) {
+                // A new pending triplet joins this client's network's set (leaving its
+                // previous life's); a retry of one is already in its owner's.
+                if same_life.is_none() {
                     plan.pending_action = "add";
                     plan.pending_score = expires_at;
+                    plan.leaves = was_pending.map(|old| old.network_key);
                 }
-            } else if was_pending.is_some() {
-                plan.pending_action = "rem";
+            } else {
+                plan.leaves = was_pending.map(|old| old.network_key);
             }
             plan.triplet = Some(codec::encode_triplet(&triplet_value(
-                keys, state, expires_at,
+                keys, owner, state, expires_at,
             )));
             plan.triplet_ttl_ms = ttl_ms(expires_at);
         }

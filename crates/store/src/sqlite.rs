@@ -1065,8 +1065,8 @@ fn greylist_step(tx: &mut Tx<'_>, job: &GreylistJob) -> rusqlite::Result<Greylis
         .optional()?;
     let stored = conn
         .prepare_cached(
-            "SELECT first_seen, last_seen, attempts, passed_at, expires_at FROM triplets
-             WHERE key = ?1 AND expires_at > ?2",
+            "SELECT first_seen, last_seen, attempts, passed_at, expires_at, network
+             FROM triplets WHERE key = ?1 AND expires_at > ?2",
         )?
         .query_row(params![&job.triplet_key[..], now], |row| {
             let state = TripletState {
@@ -1075,10 +1075,13 @@ fn greylist_step(tx: &mut Tx<'_>, job: &GreylistJob) -> rusqlite::Result<Greylis
                 attempts: u32::try_from(row.get::<_, i64>(2)?.max(0)).unwrap_or(u32::MAX),
                 passed_at: row.get::<_, Option<i64>>(3)?.map(unsigned),
             };
-            Ok((state, unsigned(row.get(4)?)))
+            // The network whose pending cap the row counts toward: the one that
+            // created it, not necessarily this client's (domain-keyed triplets).
+            let network: [u8; 16] = row.get(5)?;
+            Ok((state, unsigned(row.get(4)?), network))
         })
         .optional()?;
-    let triplet = stored.map(|(state, _)| state);
+    let triplet = stored.map(|(state, _, _)| state);
     let pending_in_network =
         if needs_pending_count(&job.params, awl.as_ref(), triplet.as_ref(), job.now) {
             match tx.pending.get(&job.network_key, job.now) {
@@ -1112,15 +1115,16 @@ fn greylist_step(tx: &mut Tx<'_>, job: &GreylistJob) -> rusqlite::Result<Greylis
     }
     if let Some((state, expires_at)) = writes.triplet {
         match stored {
-            Some((old, old_expires_at)) if old.first_seen == state.first_seen => {
+            Some((old, old_expires_at, row_network)) if old.first_seen == state.first_seen => {
                 let moved = update_triplet(conn, job, &old, old_expires_at, &state, expires_at)?;
                 if moved && old.passed_at.is_none() {
-                    tx.pending.forget(&job.network_key);
+                    tx.pending.forget(&row_network);
                 }
             }
-            Some(_) => {
-                // Replaces a live row that may have been counted.
+            Some((_, _, row_network)) => {
+                // Replaces a live row, which moves to this client's network.
                 insert_triplet(conn, job, &state, expires_at)?;
+                tx.pending.forget(&row_network);
                 tx.pending.forget(&job.network_key);
             }
             None => {
@@ -1154,7 +1158,8 @@ fn greylist_step(tx: &mut Tx<'_>, job: &GreylistJob) -> rusqlite::Result<Greylis
     Ok(outcome)
 }
 
-/// A new triplet, or one replacing an expired row.
+/// A new triplet, or one replacing an expired row. The row counts toward the pending
+/// cap of the network that created it, so a replaced row takes this client's network.
 fn insert_triplet(
     conn: &Connection,
     job: &GreylistJob,
@@ -1166,7 +1171,7 @@ fn insert_triplet(
                                expires_at, net_text, sender, recipient)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (key) DO UPDATE SET
-            first_seen = excluded.first_seen,
+            network = excluded.network, first_seen = excluded.first_seen,
             last_seen = excluded.last_seen, attempts = excluded.attempts,
             passed_at = excluded.passed_at, expires_at = excluded.expires_at",
     )?

@@ -139,6 +139,7 @@ conformance!(
     life_cycle,
     awl_use_after_the_refresh_interval_extends_its_life,
     a_sender_keyed_by_ptr_domain_passes_from_another_address,
+    a_domain_keyed_triplet_counts_toward_the_network_that_created_it,
     a_retry_after_the_window_starts_over,
     pending_triplets_per_network_are_capped,
     apply_false_writes_nothing,
@@ -305,6 +306,55 @@ async fn a_sender_keyed_by_ptr_domain_passes_from_another_address(backend: impl 
     assert_eq!(rows[0].network, "domain:example.net");
     assert_eq!(rows[0].attempts, 3);
     assert_eq!(store.counts(T0 + 600).await.unwrap(), counts(0, 1, 2));
+    backend.close(store).await;
+}
+
+/// A domain-keyed triplet counts toward the cap of the network that created it, also
+/// when another network's client of the same domain passes it or brings it back.
+async fn a_domain_keyed_triplet_counts_toward_the_network_that_created_it(backend: impl Backend) {
+    let store = backend.open().await;
+    let from = |client, name, n: u32| {
+        keys_named(client, Some(name), SENDER, &format!("user{n}@example.org"))
+    };
+    let a = |n| from("192.0.2.20", "out-1.mail.example.net", n);
+    let b = |n| from("198.51.100.20", "out-2.mail.example.net", n);
+    let c = |n| from("203.0.113.20", "out-3.mail.example.net", n);
+    check(
+        &store,
+        &params_with_cap(2),
+        &[
+            step(0, a(1), New { retry_in: 300 }),
+            step(0, a(2), New { retry_in: 300 }),
+            step(1, a(3), NetworkFull { pending: 2 }),
+            // b passes a's triplet 1: a's network has one pending triplet left.
+            step(400, b(1), Passed { waited: 400 }),
+            step(401, a(3), New { retry_in: 300 }),
+            step(402, a(4), NetworkFull { pending: 2 }),
+        ],
+    )
+    .await;
+    // Triplet 2 ran out of its window; c (b is on the AWL now) brings it back as its
+    // own network's pending triplet.
+    let later = WINDOW + 1;
+    check(
+        &store,
+        &params_with_cap(1),
+        &[
+            step(later, c(2), New { retry_in: 300 }),
+            step(later, c(5), NetworkFull { pending: 1 }),
+        ],
+    )
+    .await;
+    check(
+        &store,
+        &params_with_cap(2),
+        &[
+            // a still has triplet 3 (window from 401); triplet 2 is c's now.
+            step(later, a(6), New { retry_in: 300 }),
+            step(later, a(7), NetworkFull { pending: 2 }),
+        ],
+    )
+    .await;
     backend.close(store).await;
 }
 
