@@ -148,14 +148,13 @@ pub async fn run<S: Backend, R: Resolver, C: Clock>(
                     }
                 };
                 let service = service.clone();
-                let shutdown = shutdown.clone();
                 let idle = idle.clone();
                 connections.spawn(async move {
                     let _permit = permit;
                     let metrics = service.metrics().clone();
                     metrics.connection_opened();
                     let slot = IdleSlot::new(idle);
-                    conn.serve(service, limits, shutdown, &slot).await;
+                    conn.serve(service, limits, &slot).await;
                     metrics.connection_closed();
                 });
             }
@@ -167,6 +166,7 @@ pub async fn run<S: Backend, R: Resolver, C: Clock>(
         open = connections.len(),
         "shutting down: finishing in-flight requests"
     );
+    idle.close_all();
     let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })
@@ -191,6 +191,8 @@ struct IdleRegistry {
     next_id: std::sync::atomic::AtomicU64,
     /// Idle times are counted from here.
     epoch: Instant,
+    /// Shutting down: every connection closes when (or as soon as) it is idle.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Default for IdleRegistry {
@@ -199,6 +201,7 @@ impl Default for IdleRegistry {
             slots: std::sync::Mutex::default(),
             next_id: std::sync::atomic::AtomicU64::new(0),
             epoch: Instant::now(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -215,6 +218,16 @@ impl IdleRegistry {
         self.slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Shutdown: tells every connection to close once idle. A connection registered
+    /// after this sees `closing` before it first waits.
+    fn close_all(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for slot in self.lock().values() {
+            slot.evict.notify_one();
+        }
     }
 
     /// Signal the longest-idle connection to close; false if none is idle.
@@ -289,8 +302,16 @@ impl IdleSlot {
             .store(0, std::sync::atomic::Ordering::Release);
     }
 
+    /// Completes when the connection must close once idle: evicted, or shutdown
+    /// (see [`IdleSlot::closing`]).
     fn evicted(&self) -> tokio::sync::futures::Notified<'_> {
         self.state.evict.notified()
+    }
+
+    fn closing(&self) -> bool {
+        self.registry
+            .closing
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -358,7 +379,6 @@ impl Connection {
         mut self,
         service: Arc<Service<S, R, C>>,
         limits: ConnectionLimits,
-        mut shutdown: watch::Receiver<bool>,
         slot: &IdleSlot,
     ) {
         let mut decoder = PolicyDecoder::new(limits.codec);
@@ -367,30 +387,36 @@ impl Connection {
         // The action text, rendered in place request after request (no new String each).
         let mut action = String::with_capacity(256);
         let mut request_deadline: Option<Instant> = None;
+        // One timer and one close signal for the connection's whole life, moved rather
+        // than made anew per request: a later deadline is an atomic update in tokio's
+        // timer, where a new timeout per read took the timer's lock twice, and a waiter
+        // on a shared shutdown signal locked its list twice per request.
+        let timer = tokio::time::sleep_until(Instant::now() + limits.idle_timeout);
+        tokio::pin!(timer);
+        let close = slot.evicted();
+        tokio::pin!(close);
         loop {
             let in_progress = decoder.in_progress();
-            if *shutdown.borrow() && !in_progress {
+            if !in_progress && slot.closing() {
                 return;
             }
             let deadline = match request_deadline {
                 Some(d) if in_progress => d,
                 _ => Instant::now() + limits.idle_timeout,
             };
+            timer.as_mut().reset(deadline);
             if !in_progress {
                 slot.set_idle();
             }
             let read = tokio::select! {
-                read = tokio::time::timeout_at(deadline, self.io.read(&mut buf)) => read,
-                _ = slot.evicted(), if !in_progress => {
-                    debug!(peer = %self.peer, "closing idle connection to make room for a new one");
+                // An idle connection told to close does not take another request.
+                biased;
+                () = &mut close, if !in_progress => {
+                    debug!(peer = %self.peer, "closing idle connection (evicted to make room, or shutting down)");
                     return;
                 }
-                changed = shutdown.changed(), if !in_progress => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    continue;
-                }
+                read = self.io.read(&mut buf) => Ok(read),
+                () = &mut timer => Err(()),
             };
             let n = match read {
                 Err(_) => {
