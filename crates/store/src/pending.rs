@@ -31,6 +31,9 @@ struct Count {
 #[derive(Debug, Default)]
 pub(crate) struct PendingCounts {
     networks: HashMap<[u8; 16], Count>,
+    /// Expiry runs have deleted rows expiring at or before this time: a count whose
+    /// earliest row is among them may have lost rows and is not served.
+    expired_through: UnixTime,
 }
 
 impl PendingCounts {
@@ -39,7 +42,14 @@ impl PendingCounts {
         self.networks
             .get(network)
             .filter(|c| c.counted_at <= now && now < c.valid_until)
+            .filter(|c| c.valid_until > self.expired_through)
             .map(|c| c.pending)
+    }
+
+    /// An expiry run deletes rows with `expires_at <= until`. A count whose earliest row
+    /// expires later lost none of its rows and stays; the others are not served again.
+    pub(crate) fn expired_through(&mut self, until: UnixTime) {
+        self.expired_through = self.expired_through.max(until);
     }
 
     /// The store counted `pending` rows at `now`, the earliest of them expiring at
@@ -75,7 +85,7 @@ impl PendingCounts {
         self.networks.remove(network);
     }
 
-    /// Rows may have changed anywhere (deletions, expiry, rollback, another process).
+    /// Rows may have changed anywhere (deletions, rollback, another process).
     pub(crate) fn clear(&mut self) {
         self.networks.clear();
     }
@@ -114,6 +124,27 @@ mod tests {
         counts.added(&NET, 400);
         assert_eq!(counts.get(&NET, 399), Some(2));
         assert_eq!(counts.get(&NET, 400), None);
+    }
+
+    #[test]
+    fn an_expiry_run_drops_only_counts_whose_rows_it_may_delete() {
+        let mut counts = PendingCounts::default();
+        let early = [1; 16];
+        let late = [2; 16];
+        let none = [3; 16];
+        counts.counted(early, 100, 2, Some(200));
+        counts.counted(late, 100, 5, Some(300));
+        counts.counted(none, 100, 0, None);
+        // Rows expiring at or before 200 are deleted: `early`'s first row among them.
+        counts.expired_through(200);
+        assert_eq!(counts.get(&early, 150), None);
+        assert_eq!(counts.get(&late, 150), Some(5));
+        assert_eq!(counts.get(&none, 150), Some(0));
+        // An earlier run's time does not bring it back.
+        counts.expired_through(120);
+        assert_eq!(counts.get(&early, 150), None);
+        counts.counted(early, 201, 1, Some(400));
+        assert_eq!(counts.get(&early, 201), Some(1));
     }
 
     #[test]

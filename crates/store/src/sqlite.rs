@@ -990,12 +990,10 @@ impl Writer {
             let mut deleted_now = 0;
             loop {
                 let chunk = EXPIRY_CHUNK.min(budget - deleted_now);
+                // It deletes only rows expiring at or before `job.now` (its caller's
+                // clock): counts that include such rows stop being served.
+                self.pending.expired_through(job.now);
                 let deleted = expire_step(&self.conn, job.now, job.events_before, chunk)?;
-                if deleted > 0 {
-                    // An expiry's `now` is its caller's: it may differ from the
-                    // requests' clocks the counts were kept with.
-                    self.pending.clear();
-                }
                 job.deleted += deleted;
                 deleted_now += deleted as usize;
                 if deleted < chunk as u64 {
