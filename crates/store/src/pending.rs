@@ -7,9 +7,10 @@
 //! triplets in its open transaction, so after one count it can keep the figure exact
 //! by itself: +1 for each pending row it inserts, and the count stays true until the
 //! earliest counted row expires. Whatever it cannot follow exactly (a retry that
-//! passes, a replaced row, a deletion, an expiry run, a rolled-back batch, another
-//! process's commit) forgets the entry or the whole table, and the next decision counts
-//! again. A figure served from here is always the one the query would return.
+//! passes, a replaced row, a deletion, a rolled-back batch, another process's commit)
+//! forgets the entry or the whole table; an expiry run retires the counts whose earliest
+//! row it may delete. The next decision then counts again. A figure served from here is
+//! always the one the query would return.
 
 use std::collections::HashMap;
 
