@@ -553,7 +553,7 @@ fn open_connection(
         // The writer runs every batch in a savepoint inside its long transaction, so
         // each page a batch first touches is copied to the savepoint's sub-journal.
         // In memory that copy is a memcpy; in a temp file (the default) it was a
-        // pwrite per page, a quarter of the writer's time (profile finding 8).
+        // pwrite per page, a quarter of the writer's time (profile finding 9).
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(setup)?;
         conn.set_prepared_statement_cache_capacity(32);
