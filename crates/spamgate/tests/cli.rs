@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use spamgate::config::{Config, EXAMPLE};
 
 mod process;
-use process::{ask, serve, spamgate, wait_for};
+use process::{ask, run_with_config, serve, spamgate, wait_for};
 
 #[test]
 fn example_config_is_the_defaults() {
@@ -364,19 +364,7 @@ fn greylist_show_and_delete_name_entries_and_a_deleted_one_starts_over() {
         let reply = ask(&socket, &unknown_client_request(i));
         assert!(reply.contains("please resend in"), "{reply}");
     }
-    let run = |args: &[&str]| {
-        let out = spamgate()
-            .args(args)
-            .arg("-c")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_with_config(&config, args);
     let (code, shown, _) = run(&["greylist", "show", "--client", "203.0.113.1", "--json"]);
     assert_eq!(code, Some(0));
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
@@ -478,20 +466,7 @@ fn kill_9_case(window: &str, settle: Duration) {
 fn termination_is_final_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
-    let account = |args: &[&str]| {
-        let out = spamgate()
-            .arg("account")
-            .args(args)
-            .arg("-c")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let account = |args: &[&str]| run_with_config(&config, &[&["account"], args].concat());
     assert_eq!(
         account(&["suspend", "ken@example.jp", "--note", "spam run"]).0,
         Some(0)

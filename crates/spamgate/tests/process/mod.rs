@@ -12,6 +12,21 @@ pub fn spamgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spamgate"))
 }
 
+/// `spamgate ARGS... -c CONFIG` to its end: (exit code, stdout, stderr).
+pub fn run_with_config(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = spamgate()
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A child process killed on drop, so a failing test leaves nothing behind.
 pub struct Killed(pub Child);
 
