@@ -414,7 +414,7 @@ suspend_resume() {
     login_as carol@example.com
     submit carol-1-active "$CAROL_ADDR" --port "$SUB_PORT" --tls "${AS[@]}" --to friend@example.com
     expect carol-1-active "DATA" '^354 ' delivered || true
-    "$SPAMGATE_BIN" account suspend carol@example.com --note "e2e: infected PC, ticket 4712" \
+    "$SPAMGATE_BIN" account suspend carol@example.com --create --note "e2e: infected PC, ticket 4712" \
         --config "$cfg" >"$T/account-suspend.log" 2>&1 || fail carol-suspend "spamgate account suspend failed"
     submit carol-2-suspended "$CAROL_ADDR" --port "$SUB_PORT" --tls "${AS[@]}" --to friend@example.com
     expect carol-2-suspended "RCPT TO" "$REFUSED" || true

@@ -8,19 +8,20 @@ use crate::allow::{AllowConfig, AllowError, AllowList};
 use crate::client::ClientClass;
 use crate::envelope::Envelope;
 use crate::facts::{ListAnswer, ListFact, RdnsFact};
-use crate::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyPolicy};
-use crate::verdict::{Action, Reason, Verdict};
+use crate::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme};
+use crate::stage::Stage;
+use crate::verdict::{Action, Reason, Refusal, Verdict};
 
 /// How DNS list answers turn into a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListPolicy {
+pub struct ListRules {
     /// Reject when the summed weights of listing DNSBLs reach this (postscreen's threshold).
     pub threshold: i32,
 }
 
-impl Default for ListPolicy {
+impl Default for ListRules {
     fn default() -> Self {
-        ListPolicy { threshold: 1 }
+        ListRules { threshold: 1 }
     }
 }
 
@@ -35,18 +36,30 @@ pub enum StoreFailMode {
     Defer,
 }
 
+impl StoreFailMode {
+    /// The action for a transaction the store could not decide: never a refusal.
+    pub fn action(self) -> Action {
+        match self {
+            StoreFailMode::Dunno => Action::Pass,
+            StoreFailMode::Defer => Action::TempFail,
+        }
+    }
+}
+
 /// Everything the engine needs, already parsed; the daemon maps its TOML onto this.
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
     pub allow: AllowConfig,
     pub rdns: ClassifierConfig,
-    pub lists: ListPolicy,
+    pub lists: ListRules,
     pub greylist_enabled: bool,
     /// Client classes (ids from [`ClientClass::IDS`]) that are greylisted.
     pub greylist_classes: Vec<String>,
     pub greylist: GreylistParams,
-    pub keys: KeyPolicy,
+    pub keys: KeyScheme,
     pub store_fail_mode: StoreFailMode,
+    /// The stages at which the inbound policy decides; others pass.
+    pub decide_at: Vec<Stage>,
 }
 
 impl EngineConfig {
@@ -55,6 +68,7 @@ impl EngineConfig {
         EngineConfig {
             greylist_enabled: true,
             greylist_classes: default_greylist_classes(),
+            decide_at: vec![Stage::Rcpt],
             ..EngineConfig::default()
         }
     }
@@ -85,12 +99,13 @@ pub enum EngineError {
 pub struct Engine {
     allow: AllowList,
     classifier: Classifier,
-    lists: ListPolicy,
+    lists: ListRules,
     greylist_enabled: bool,
     greylist_classes: Vec<String>,
     greylist: GreylistParams,
-    keys: KeyPolicy,
+    keys: KeyScheme,
     store_fail_mode: StoreFailMode,
+    decide_at: Vec<Stage>,
 }
 
 /// The result of the DNS-dependent steps.
@@ -138,6 +153,17 @@ impl Engine {
             greylist: config.greylist.clone(),
             keys: config.keys.clone(),
             store_fail_mode: config.store_fail_mode,
+            decide_at: config.decide_at.clone(),
+        })
+    }
+
+    /// Step 0: the inbound policy decides only at the configured stages; at any other
+    /// the transaction passes, saying why.
+    pub fn check_stage(&self, stage: &Stage) -> Option<Verdict> {
+        (!self.decide_at.contains(stage)).then(|| {
+            Verdict::pass(vec![Reason::Stage {
+                protocol_state: stage.to_string(),
+            }])
         })
     }
 
@@ -164,10 +190,12 @@ impl Engine {
         ClientClass::classify(rdns, &self.classifier)
     }
 
-    /// Steps 2–5 up to the store: DNSWL, DNSBL, client class, greylist keys.
+    /// Steps 2–5 up to the store: DNSWL, DNSBL, client class, greylist keys. Greylisting
+    /// needs the recipient: before RCPT a suspicious client passes (lists still apply).
     pub fn evaluate(
         &self,
         envelope: &Envelope,
+        stage: &Stage,
         dnswl: &[ListFact],
         dnsbl: &[ListFact],
         rdns: &RdnsFact,
@@ -219,7 +247,9 @@ impl Engine {
             });
             if score >= self.lists.threshold {
                 return Evaluation::Done(Verdict {
-                    action: Action::Reject,
+                    action: Action::Reject {
+                        refusal: Refusal::Dnsbl,
+                    },
                     reasons,
                 });
             }
@@ -240,6 +270,12 @@ impl Engine {
         }
         if !self.greylist_enabled {
             reasons.push(Reason::GreylistDisabled);
+            return Evaluation::Done(Verdict::pass(reasons));
+        }
+        if *stage != Stage::Rcpt {
+            reasons.push(Reason::Stage {
+                protocol_state: stage.to_string(),
+            });
             return Evaluation::Done(Verdict::pass(reasons));
         }
         let keys = GreylistKeys::new(
@@ -266,11 +302,10 @@ impl Engine {
             }
             Err(error) => {
                 reasons.push(Reason::StoreError { error });
-                let action = match self.store_fail_mode {
-                    StoreFailMode::Dunno => Action::Pass,
-                    StoreFailMode::Defer => Action::TempFail,
-                };
-                Verdict { action, reasons }
+                Verdict {
+                    action: self.store_fail_mode.action(),
+                    reasons,
+                }
             }
         }
     }

@@ -85,16 +85,16 @@ impl Default for GreylistParams {
 
 /// How clients are grouped into a "network" for the triplet key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPolicy {
+pub struct KeyScheme {
     pub ipv4_prefix: u8,
     pub ipv6_prefix: u8,
     /// Use the organisational domain of a forward-confirmed PTR instead of the network.
     pub key_by_ptr_domain: bool,
 }
 
-impl Default for KeyPolicy {
+impl Default for KeyScheme {
     fn default() -> Self {
-        KeyPolicy {
+        KeyScheme {
             ipv4_prefix: 24,
             ipv6_prefix: 64,
             key_by_ptr_domain: true,
@@ -122,7 +122,7 @@ pub struct GreylistKeys {
 
 impl GreylistKeys {
     pub fn new(
-        policy: &KeyPolicy,
+        scheme: &KeyScheme,
         client: IpAddr,
         confirmed_name: Option<&str>,
         sender: &str,
@@ -130,9 +130,9 @@ impl GreylistKeys {
     ) -> GreylistKeys {
         use std::fmt::Write as _;
 
-        let ip_network = client_network(client, policy);
+        let ip_network = client_network(client, scheme);
         let network = confirmed_name
-            .filter(|_| policy.key_by_ptr_domain)
+            .filter(|_| scheme.key_by_ptr_domain)
             .and_then(organisational_domain)
             .map(|domain| format!("domain:{domain}"))
             .unwrap_or_else(|| ip_network.to_string());
@@ -169,10 +169,10 @@ impl GreylistKeys {
 }
 
 /// The client's network under the configured prefix lengths.
-pub fn client_network(client: IpAddr, policy: &KeyPolicy) -> IpNet {
+pub fn client_network(client: IpAddr, scheme: &KeyScheme) -> IpNet {
     let prefix = match client {
-        IpAddr::V4(_) => policy.ipv4_prefix.min(32),
-        IpAddr::V6(_) => policy.ipv6_prefix.min(128),
+        IpAddr::V4(_) => scheme.ipv4_prefix.min(32),
+        IpAddr::V6(_) => scheme.ipv6_prefix.min(128),
     };
     IpNet::new(client, prefix)
         .map(|net| net.trunc())
@@ -476,7 +476,7 @@ mod tests {
     /// keys of the readable forms, as before.
     #[test]
     fn keys_are_hashes_of_the_readable_forms() {
-        let policy = KeyPolicy::default();
+        let policy = KeyScheme::default();
         let cases: [(&str, Option<&str>, &str, &str); 4] = [
             (
                 "192.0.2.10",

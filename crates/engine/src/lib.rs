@@ -7,6 +7,8 @@
 //! - [`client`]: classification of the client from its reverse DNS.
 //! - [`greylist`]: keys, stored state and the pure greylist state machine.
 //! - [`outbound`]: submission accounts and the GCRA rate-limit function.
+//! - [`stage`]: the SMTP stage a question is asked at.
+//! - [`transaction`]: one question from a front-end, and which policy answers it.
 //! - [`verdict`]: the decision as a value, with machine-readable reasons.
 //! - [`Engine`]: ties them together in the order the policy demands.
 //!
@@ -22,14 +24,18 @@ pub mod facts;
 pub mod greylist;
 pub mod names;
 pub mod outbound;
+pub mod stage;
+pub mod transaction;
 pub mod verdict;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, Evaluation, GreylistPlan, ListPolicy, StoreFailMode,
+    Engine, EngineConfig, EngineError, Evaluation, GreylistPlan, ListRules, StoreFailMode,
     default_greylist_classes,
 };
 pub use envelope::Envelope;
-pub use verdict::{Action, Reason, Verdict};
+pub use stage::Stage;
+pub use transaction::{Direction, Transaction};
+pub use verdict::{Action, Reason, Refusal, Verdict};
 
 /// Seconds since the Unix epoch. The engine never reads a clock: callers pass this in.
 pub type UnixTime = u64;

@@ -222,21 +222,29 @@ mod tests {
     }
 }
 
-/// The submission policy from the `[submission]` config table: default limits per
-/// account; accounts may override them.
+/// The submission rules from the `[submission]` config table: which requests are
+/// submissions, where messages are charged, and the default limits per account
+/// (accounts may override them).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmissionPolicy {
+pub struct SubmissionRules {
+    /// Server ports that are submission services: a request there without SMTP AUTH is
+    /// refused.
+    pub ports: Vec<u16>,
+    /// The stage at which a message is charged against the limits.
+    pub charge_at: Stage,
     pub messages_per_hour: u32,
     pub message_burst: u32,
     pub recipients_per_day: u32,
     pub recipient_burst: u32,
 }
 
-impl Default for SubmissionPolicy {
+impl Default for SubmissionRules {
     fn default() -> Self {
         // Published ISP limits: 100–200 messages per hour per user; Microsoft 365 allows
         // 10,000 recipients a day. A home customer rarely needs more than this.
-        SubmissionPolicy {
+        SubmissionRules {
+            ports: vec![587, 465],
+            charge_at: Stage::Data,
             messages_per_hour: 100,
             message_burst: 30,
             recipients_per_day: 1000,
@@ -245,7 +253,56 @@ impl Default for SubmissionPolicy {
     }
 }
 
-impl SubmissionPolicy {
+/// What the submission policy needs to look at for one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmissionStep<'a> {
+    /// Decided without the store.
+    Done(Verdict),
+    /// Read the account's status (and refuse a suspended one).
+    CheckStatus { username: &'a str },
+    /// Read the status, then charge the message against the limits.
+    CheckAndCharge { username: &'a str, recipients: u32 },
+}
+
+impl SubmissionRules {
+    /// The first step for a submission transaction: no login on a submission port is
+    /// refused at once; the status is checked at RCPT, DATA and END-OF-MESSAGE; the
+    /// message is charged at `charge_at`; other stages pass.
+    pub fn step<'a>(&self, transaction: &'a Transaction) -> SubmissionStep<'a> {
+        let Some(username) = transaction.sasl_username.as_deref() else {
+            return SubmissionStep::Done(SubmissionRules::unauthenticated(
+                transaction.server_port.unwrap_or(0),
+            ));
+        };
+        let stage = &transaction.stage;
+        if *stage == self.charge_at {
+            return SubmissionStep::CheckAndCharge {
+                username,
+                recipients: transaction.recipient_count.max(1),
+            };
+        }
+        if matches!(stage, Stage::Rcpt | Stage::Data | Stage::EndOfMessage) {
+            return SubmissionStep::CheckStatus { username };
+        }
+        SubmissionStep::Done(Verdict::pass(vec![Reason::Submission {
+            username: username.to_string(),
+        }]))
+    }
+
+    /// The answer when the store could not be asked: the configured fail mode, never a
+    /// refusal.
+    pub fn store_trouble(username: &str, error: String, fail_mode: StoreFailMode) -> Verdict {
+        Verdict {
+            action: fail_mode.action(),
+            reasons: vec![
+                Reason::Submission {
+                    username: username.to_string(),
+                },
+                Reason::StoreError { error },
+            ],
+        }
+    }
+
     /// Step 1 (at RCPT): a suspended or terminated account is refused. An account that is
     /// not in the store is active with the default limits.
     pub fn check_status(&self, username: &str, account: Option<&Account>) -> Option<Verdict> {
@@ -258,7 +315,9 @@ impl SubmissionPolicy {
         }
         reasons.push(Reason::AccountStatus { status });
         Some(Verdict {
-            action: Action::Reject,
+            action: Action::Reject {
+                refusal: Refusal::AccountStatus,
+            },
             reasons,
         })
     }
@@ -329,7 +388,9 @@ impl SubmissionPolicy {
                     retry_in,
                 });
                 let action = if never_fits {
-                    Action::Reject
+                    Action::Reject {
+                        refusal: Refusal::TooLarge,
+                    }
                 } else {
                     Action::Defer { retry_in }
                 };
@@ -341,7 +402,9 @@ impl SubmissionPolicy {
     /// An unauthenticated request on a submission port.
     pub fn unauthenticated(server_port: u16) -> Verdict {
         Verdict {
-            action: Action::Reject,
+            action: Action::Reject {
+                refusal: Refusal::Unauthenticated,
+            },
             reasons: vec![Reason::Unauthenticated { server_port }],
         }
     }
@@ -356,4 +419,7 @@ fn scaled_burst(burst: u32, default_limit: u32, limit: u32) -> u32 {
         .clamp(1, limit.max(1))
 }
 
-use crate::verdict::{Action, Reason, Verdict};
+use crate::StoreFailMode;
+use crate::stage::Stage;
+use crate::transaction::Transaction;
+use crate::verdict::{Action, Reason, Refusal, Verdict};

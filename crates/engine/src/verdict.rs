@@ -18,8 +18,10 @@ pub enum Action {
     Pass,
     /// Temporary error asking the client to resend (Postfix `DEFER_IF_PERMIT`).
     Greylist { retry_in: u64 },
-    /// Permanent refusal (5xx). Only ever for a positive DNSBL score.
-    Reject,
+    /// Permanent refusal (5xx), and why: inbound only for a DNSBL score at the
+    /// threshold, submission only for the account's standing, a missing login or a
+    /// message that can never fit.
+    Reject { refusal: Refusal },
     /// Temporary error because spamgate itself is in trouble (store down, fail mode "defer").
     TempFail,
     /// Temporary refusal of a submission over its account's limit.
@@ -31,9 +33,34 @@ impl Action {
         match self {
             Action::Pass => "pass",
             Action::Greylist { .. } => "greylist",
-            Action::Reject => "reject",
+            Action::Reject { .. } => "reject",
             Action::TempFail => "tempfail",
             Action::Defer { .. } => "defer",
+        }
+    }
+}
+
+/// Why a transaction is refused for good. The reply template follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// Inbound: the client's DNSBL score reached the threshold.
+    Dnsbl,
+    /// Submission: the account is suspended or terminated.
+    AccountStatus,
+    /// Submission: no SMTP AUTH on a submission port.
+    Unauthenticated,
+    /// Submission: more recipients than the account may ever send at once.
+    TooLarge,
+}
+
+impl Refusal {
+    pub fn id(&self) -> &'static str {
+        match self {
+            Refusal::Dnsbl => "dnsbl",
+            Refusal::AccountStatus => "account-status",
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::TooLarge => "too-large",
         }
     }
 }

@@ -3,7 +3,9 @@
 use spamgate_engine::allow::AllowConfig;
 use spamgate_engine::facts::{ListAnswer, ListFact, RdnsFact};
 use spamgate_engine::greylist::GreylistOutcome;
-use spamgate_engine::{Action, Engine, EngineConfig, Envelope, Evaluation, Reason, StoreFailMode};
+use spamgate_engine::{
+    Action, Engine, EngineConfig, Envelope, Evaluation, Reason, Refusal, Stage, StoreFailMode,
+};
 
 fn engine(tweak: impl FnOnce(&mut EngineConfig)) -> Engine {
     let mut config = EngineConfig::seed_defaults();
@@ -72,9 +74,18 @@ fn check(
     expected: Expect,
 ) {
     let env = envelope("203.0.113.7");
-    let got = match engine.evaluate(&env, dnswl, dnsbl, &rdns) {
+    let got = match engine.evaluate(&env, &Stage::Rcpt, dnswl, dnsbl, &rdns) {
         Evaluation::Done(v) if v.action == Action::Pass => Expect::Pass,
-        Evaluation::Done(v) if v.action == Action::Reject => Expect::Reject,
+        Evaluation::Done(v)
+            if matches!(
+                v.action,
+                Action::Reject {
+                    refusal: Refusal::Dnsbl
+                }
+            ) =>
+        {
+            Expect::Reject
+        }
         Evaluation::Done(v) => panic!("unexpected {v:?}"),
         Evaluation::Greylist(plan) => {
             let class = plan.reasons.iter().find_map(|r| match r {
@@ -222,6 +233,7 @@ fn reject_names_the_list() {
     let e = engine(|_| {});
     let Evaluation::Done(v) = e.evaluate(
         &envelope("203.0.113.7"),
+        &Stage::Rcpt,
         &[],
         &[listed("bl.test", 1, "127.0.0.2")],
         &RdnsFact::NoPtr,
@@ -239,7 +251,13 @@ fn reject_names_the_list() {
 
 #[test]
 fn finish_maps_outcomes_and_store_failures() {
-    let plan = |e: &Engine| match e.evaluate(&envelope("203.0.113.7"), &[], &[], &RdnsFact::NoPtr) {
+    let plan = |e: &Engine| match e.evaluate(
+        &envelope("203.0.113.7"),
+        &Stage::Rcpt,
+        &[],
+        &[],
+        &RdnsFact::NoPtr,
+    ) {
         Evaluation::Greylist(p) => p,
         other => panic!("{other:?}"),
     };

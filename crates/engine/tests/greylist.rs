@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use spamgate_engine::greylist::{
-    GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, KeyPolicy, decide,
+    GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme, decide,
     needs_pending_count, normalise_sender, organisational_domain,
 };
 
@@ -180,7 +180,7 @@ fn sender_normalisation() {
 
 #[test]
 fn keys() {
-    let policy = KeyPolicy::default();
+    let policy = KeyScheme::default();
     let a = GreylistKeys::new(
         &policy,
         "192.0.2.10".parse().unwrap(),
@@ -249,9 +249,9 @@ fn keys() {
         d1.network_key, d2.network_key,
         "the pending cap counts per IP network, not per ISP domain"
     );
-    let off = KeyPolicy {
+    let off = KeyScheme {
         key_by_ptr_domain: false,
-        ..KeyPolicy::default()
+        ..KeyScheme::default()
     };
     let d3 = GreylistKeys::new(
         &off,

@@ -1,16 +1,17 @@
 //! The submission policy: account status, then limits charged per message.
 
 use spamgate_engine::outbound::{
-    Account, AccountStatus, LimitKind, LimitOverrides, SubmissionPolicy, gcra,
+    Account, AccountStatus, LimitKind, LimitOverrides, SubmissionRules, gcra,
 };
-use spamgate_engine::{Action, Reason};
+use spamgate_engine::{Action, Reason, Refusal};
 
-fn policy() -> SubmissionPolicy {
-    SubmissionPolicy {
+fn policy() -> SubmissionRules {
+    SubmissionRules {
         messages_per_hour: 10,
         message_burst: 10,
         recipients_per_day: 50,
         recipient_burst: 50,
+        ..SubmissionRules::default()
     }
 }
 
@@ -25,7 +26,12 @@ fn status_decides_first() {
         let verdict = p.check_status("u@example.jp", account.as_ref());
         assert_eq!(verdict.is_some(), refused, "{status:?}");
         if let Some(v) = verdict {
-            assert_eq!(v.action, Action::Reject);
+            assert_eq!(
+                v.action,
+                Action::Reject {
+                    refusal: Refusal::AccountStatus
+                }
+            );
             assert!(v.reasons.contains(&Reason::AccountStatus {
                 status: status.unwrap()
             }));
@@ -39,7 +45,7 @@ fn status_decides_first() {
 
 /// Charges applied to an in-memory TAT table, as a store does, all-or-nothing.
 fn send(
-    p: &SubmissionPolicy,
+    p: &SubmissionRules,
     account: Option<&Account>,
     tats: &mut [u64; 2],
     recipients: u32,
@@ -142,7 +148,7 @@ fn the_tripped_limit_is_named() {
 
 #[test]
 fn a_message_larger_than_the_burst_is_refused_for_good() {
-    let p = SubmissionPolicy {
+    let p = SubmissionRules {
         recipient_burst: 20,
         ..policy()
     };
@@ -150,7 +156,9 @@ fn a_message_larger_than_the_burst_is_refused_for_good() {
     let action = send(&p, None, &mut tats, 21, 1_000_000);
     assert_eq!(
         action,
-        Action::Reject,
+        Action::Reject {
+            refusal: Refusal::TooLarge
+        },
         "21 recipients can never fit a burst of 20"
     );
     assert_eq!(send(&p, None, &mut tats, 20, 1_000_000), Action::Pass);

@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use spamgate_app::lists::BreakerSettings;
+use spamgate_app::replies::ReplyError;
+use spamgate_app::{Replies, Settings, SettingsParts};
 use spamgate_engine::allow::AllowConfig;
-use spamgate_engine::greylist::{GreylistParams, KeyPolicy};
-use spamgate_engine::{EngineConfig, ListPolicy, StoreFailMode, default_greylist_classes};
+use spamgate_engine::greylist::{GreylistParams, KeyScheme};
+use spamgate_engine::outbound::SubmissionRules;
+use spamgate_engine::{EngineConfig, ListRules, Stage, StoreFailMode, default_greylist_classes};
 use spamgate_rdns::ClassifierConfig;
 use spamgate_store::SqliteOptions;
-
-use crate::render::Replies;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,7 +58,7 @@ pub struct SubmissionSection {
 
 impl Default for SubmissionSection {
     fn default() -> Self {
-        let p = spamgate_engine::outbound::SubmissionPolicy::default();
+        let p = SubmissionRules::default();
         SubmissionSection {
             enabled: true,
             ports: vec![587, 465],
@@ -70,13 +72,16 @@ impl Default for SubmissionSection {
 }
 
 impl SubmissionSection {
-    pub fn policy(&self) -> spamgate_engine::outbound::SubmissionPolicy {
-        spamgate_engine::outbound::SubmissionPolicy {
+    /// The engine's rules; `None` when submission is off.
+    pub fn rules(&self) -> Option<SubmissionRules> {
+        self.enabled.then(|| SubmissionRules {
+            ports: self.ports.clone(),
+            charge_at: Stage::parse(&self.charge_at),
             messages_per_hour: self.messages_per_hour,
             message_burst: self.message_burst,
             recipients_per_day: self.recipients_per_day,
             recipient_burst: self.recipient_burst,
-        }
+        })
     }
 }
 
@@ -165,21 +170,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// A parsed listener address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl std::fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
+pub use spamgate_net::ListenAddr;
 
 impl ServerConfig {
     pub fn listen_addrs(&self) -> Result<Vec<ListenAddr>, ConfigError> {
@@ -266,10 +257,16 @@ pub struct StoreConfig {
 }
 
 impl Default for StoreConfig {
+    /// The store under systemd's `STATE_DIRECTORY` when it is set.
     fn default() -> Self {
-        let dir = std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/lib/spamgate"));
+        StoreConfig::in_state_directory(std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+    }
+}
+
+impl StoreConfig {
+    /// The defaults with the file in `state_directory`, or `/var/lib/spamgate` without.
+    pub fn in_state_directory(state_directory: Option<PathBuf>) -> StoreConfig {
+        let dir = state_directory.unwrap_or_else(|| PathBuf::from("/var/lib/spamgate"));
         StoreConfig {
             path: dir.join("spamgate.db"),
             fail_mode: StoreFailMode::Dunno,
@@ -433,7 +430,7 @@ pub struct GreylistSection {
 impl Default for GreylistSection {
     fn default() -> Self {
         let params = GreylistParams::default();
-        let keys = KeyPolicy::default();
+        let keys = KeyScheme::default();
         GreylistSection {
             enabled: true,
             classes: default_greylist_classes(),
@@ -466,6 +463,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Engine(#[from] spamgate_engine::EngineError),
+    #[error("{0}")]
+    Reply(#[from] ReplyError),
     #[error("{0}")]
     Section(String),
 }
@@ -529,7 +528,7 @@ impl Config {
         self.server.listen_addrs()?;
         self.server.unix_mode_bits()?;
         for state in &self.server.decide_at {
-            if !STAGES.contains(&state.to_ascii_uppercase().as_str()) {
+            if !Stage::INBOUND_CHOICES.contains(&Stage::parse(state)) {
                 return Err(ConfigError::invalid(
                     "server.decide_at",
                     state,
@@ -586,10 +585,7 @@ impl Config {
             }
         }
         let sub = &self.submission;
-        if !matches!(
-            sub.charge_at.to_ascii_uppercase().as_str(),
-            "DATA" | "END-OF-MESSAGE"
-        ) {
+        if !Stage::CHARGE_CHOICES.contains(&Stage::parse(&sub.charge_at)) {
             return Err(ConfigError::invalid(
                 "submission.charge_at",
                 &sub.charge_at,
@@ -620,7 +616,7 @@ impl Config {
         EngineConfig {
             allow: self.allow.clone(),
             rdns: self.rdns.clone(),
-            lists: ListPolicy {
+            lists: ListRules {
                 threshold: self.dnsbl.threshold,
             },
             greylist_enabled: g.enabled,
@@ -632,13 +628,41 @@ impl Config {
                 max_pending_per_network: g.max_pending_per_network,
                 ..GreylistParams::default()
             },
-            keys: KeyPolicy {
+            keys: KeyScheme {
                 ipv4_prefix: g.ipv4_prefix,
                 ipv6_prefix: g.ipv6_prefix,
                 key_by_ptr_domain: g.key_by_ptr_domain,
             },
             store_fail_mode: self.store.fail_mode,
+            decide_at: self
+                .server
+                .decide_at
+                .iter()
+                .map(|s| Stage::parse(s))
+                .collect(),
         }
+    }
+
+    /// The application's settings for this configuration (validated first).
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let parts = SettingsParts {
+            engine: self.engine_config(),
+            dnsbl: DnsblSection::parse_zones(&self.dnsbl.zones, "dnsbl.zones")?,
+            dnswl: DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones")?,
+            breaker: BreakerSettings {
+                failures: self.dnsbl.breaker_failures,
+                cooldown: self.dnsbl.breaker_cooldown,
+            },
+            replies: self.replies.clone(),
+            always_lookup: self.dns.always_lookup,
+            lookup_unknown: self.dns.lookup_unknown,
+            store_timeout: self.store.timeout,
+            submission: self.submission.rules(),
+        };
+        Settings::new(parts).map_err(|e| match e {
+            spamgate_app::settings::SettingsError::Engine(e) => ConfigError::Engine(e),
+            spamgate_app::settings::SettingsError::Reply(e) => ConfigError::Reply(e),
+        })
     }
 
     /// The effective configuration as TOML (for `config check`).
@@ -646,8 +670,6 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
-
-const STAGES: [&str; 5] = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT"];
 
 /// The annotated example configuration (`spamgate config example`). A test checks that it
 /// parses and equals the built-in defaults, so it cannot drift.

@@ -14,9 +14,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use spamgate_app::{Backend, Clock, Resolver, Service, SystemClock};
+use spamgate_postfix::{ConnectionLimits, PostfixFrontEnd};
+
 use crate::config::Config;
-use crate::server::{self, ConnectionLimits};
-use crate::service::{Backend, Policy, Service, SystemClock};
 
 /// Exit codes (sysexits.h), so service managers and scripts can tell failures apart.
 pub mod exit {
@@ -109,7 +110,7 @@ pub fn build_dns(config: &Config) -> Result<Dns, Fatal> {
 
 /// Run the daemon until SIGTERM/SIGINT.
 pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), Fatal> {
-    let policy = Policy::from_config(&config).map_err(|e| Fatal::new(exit::CONFIG, e))?;
+    let settings = config.settings().map_err(|e| Fatal::new(exit::CONFIG, e))?;
     let dns = build_dns(&config)?;
     let store = open_store(&config).await?;
     info!(store = %store.describe(), "store open");
@@ -121,7 +122,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         .server
         .unix_mode_bits()
         .map_err(|e| Fatal::new(exit::CONFIG, e))?;
-    let listeners = server::bind(&addrs, mode)
+    let listeners = spamgate_net::bind(&addrs, mode)
         .await
         .map_err(|e| Fatal::new(exit::OS, e))?;
 
@@ -145,7 +146,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         Some(path) => Some(PidFile::write(path).map_err(|e| Fatal::new(exit::OS, e))?),
         None => None,
     };
-    let service = Arc::new(Service::new(policy, store, dns, SystemClock));
+    let service = Arc::new(Service::new(settings, store, dns, SystemClock));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if let Some(listener) = metrics_listener {
         tokio::spawn(crate::http::serve(
@@ -168,15 +169,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         shutdown_tx,
     ));
 
-    let limits = ConnectionLimits::from_config(&config.server);
-    server::run(
-        service.clone(),
-        listeners,
-        limits,
-        shutdown_rx,
-        config.server.shutdown_grace,
-    )
-    .await;
+    serve_postfix(service.clone(), listeners, &config.server, shutdown_rx).await;
     for addr in &addrs {
         if let crate::config::ListenAddr::Unix(path) = addr {
             let _ = std::fs::remove_file(path);
@@ -197,6 +190,38 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
 }
 
 /// The process id in a file while the daemon runs.
+/// Serves Postfix's policy connections on `listeners` with `[server]`'s limits until
+/// `shutdown`, then drains them.
+pub async fn serve_postfix<S: Backend, R: Resolver, C: Clock>(
+    service: Arc<Service<S, R, C>>,
+    listeners: Vec<spamgate_net::Listener>,
+    server: &crate::config::ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    let front_end = Arc::new(PostfixFrontEnd::new(service, connection_limits(server)));
+    spamgate_net::run(
+        front_end,
+        listeners,
+        server.max_connections,
+        shutdown,
+        server.shutdown_grace,
+    )
+    .await;
+}
+
+/// The Postfix connections' bounds from `[server]`.
+pub fn connection_limits(server: &crate::config::ServerConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        codec: spamgate_policy::Limits {
+            max_line_len: server.max_line_length,
+            max_attributes: server.max_attributes,
+            max_request_bytes: server.max_request_size,
+        },
+        idle_timeout: server.idle_timeout,
+        request_timeout: server.request_timeout,
+    }
+}
+
 struct PidFile(PathBuf);
 
 impl PidFile {
@@ -222,7 +247,7 @@ impl Drop for PidFile {
     }
 }
 
-async fn cleanup_loop<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
+async fn cleanup_loop<S: Backend, R: Resolver, C: Clock>(
     service: Arc<Service<S, R, C>>,
     every: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -254,11 +279,7 @@ pub const ALLOW_REFRESH: std::time::Duration = std::time::Duration::from_secs(2)
 
 /// Keep the runtime allow-list (`spamgate allow add`) current: entries added on any MX
 /// host sharing the store apply within [`ALLOW_REFRESH`].
-pub async fn allow_refresh_loop<
-    S: Backend,
-    R: crate::service::Resolver,
-    C: crate::service::Clock,
->(
+pub async fn allow_refresh_loop<S: Backend, R: Resolver, C: Clock>(
     service: Arc<Service<S, R, C>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -285,7 +306,7 @@ pub async fn allow_refresh_loop<
     }
 }
 
-async fn signal_loop<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
+async fn signal_loop<S: Backend, R: Resolver, C: Clock>(
     service: Arc<Service<S, R, C>>,
     config_path: Option<PathBuf>,
     mut current: Config,
@@ -314,7 +335,7 @@ async fn signal_loop<S: Backend, R: crate::service::Resolver, C: crate::service:
 }
 
 /// Re-read the config; on any error keep the running policy and say why.
-fn reload<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
+fn reload<S: Backend, R: Resolver, C: Clock>(
     service: &Service<S, R, C>,
     path: Option<&Path>,
     current: &Config,
@@ -323,8 +344,8 @@ fn reload<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
         info!("SIGHUP: running on built-in defaults, nothing to reload");
         return None;
     };
-    let loaded = Config::load(path).and_then(|next| Policy::from_config(&next).map(|p| (next, p)));
-    let (next, policy) = match loaded {
+    let loaded = Config::load(path).and_then(|next| next.settings().map(|s| (next, s)));
+    let (next, settings) = match loaded {
         Ok(pair) => pair,
         Err(e) => {
             service.metrics().reload(false);
@@ -345,7 +366,7 @@ fn reload<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
             warn!("SIGHUP: changes to [{what}] take effect after a restart");
         }
     }
-    service.replace_policy(policy);
+    service.replace_settings(settings);
     service.metrics().reload(true);
     info!(path = %path.display(), "SIGHUP: configuration reloaded");
     Some(next)

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use spamgate_app::metrics::Metrics;
 
 pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()

@@ -2,15 +2,16 @@
 //!
 //! Layout:
 //! - [`backend`]: the store chosen in `[store]` (SQLite or Redis) behind one type.
-//! - [`config`]: the TOML file, defaults and validation.
-//! - [`service`]: the decision pipeline (allow-lists → DNS → engine → store) with DNS,
-//!   store and clock injected.
-//! - [`server`]: listeners, connections, the policy codec, one log line per decision.
-//! - [`render`]: verdict → Postfix action text (configurable replies).
-//! - [`metrics`]: Prometheus metrics, one method per observable event.
+//! - [`config`]: the TOML file, defaults and validation, and its mapping onto the
+//!   application's settings.
 //! - [`op25b`]: the `spamgate op25b` commands (rules rendered by `spamgate-op25b`).
 //! - [`stats`]: `spamgate stats`, counts from decision log lines.
 //! - [`daemon`]: wiring for `spamgate serve`: open, bind, signals, reload, drain.
+//! - [`http`]: the `/metrics` and `/health` listener.
+//! - [`logging`]: the log writer thread.
+//!
+//! Decisions live in `spamgate-app` (over the pure `spamgate-engine`); the Postfix
+//! front-end in `spamgate-postfix`; listeners in `spamgate-net`.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -18,9 +19,5 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod logging;
-pub mod metrics;
 pub mod op25b;
-pub mod render;
-pub mod server;
-pub mod service;
 pub mod stats;

@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use spamgate::config::{Config, EXAMPLE};
 use spamgate::daemon::{self, exit};
-use spamgate::service::{Policy, Service, SystemClock};
-use spamgate_engine::Envelope;
-use spamgate_engine::facts::RdnsFact;
+use spamgate_app::{Clock, Mode, Service, SystemClock};
 use spamgate_rdns::NameClass;
 use spamgate_store::Store;
 
@@ -162,6 +160,9 @@ enum AccountCommand {
         username: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// Add the account if it is not in the store (otherwise an unknown name is an error).
+        #[arg(long)]
+        create: bool,
     },
     /// Let a suspended account send again.
     Resume {
@@ -177,6 +178,9 @@ enum AccountCommand {
         username: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// Add the account if it is not in the store (otherwise an unknown name is an error).
+        #[arg(long)]
+        create: bool,
     },
     /// Show one account.
     Show { username: String },
@@ -302,8 +306,11 @@ impl GreylistWhich {
     }
 }
 
+/// The attributes Postfix would send; the request then takes the daemon's own path
+/// (decoder, transaction, service, reply), without writing anything unless --record.
 #[derive(Args)]
 struct CheckArgs {
+    /// The client's IP address (Postfix `client_address`).
     #[arg(long)]
     client_address: IpAddr,
     /// Postfix's verified client name (`unknown` if none).
@@ -312,8 +319,10 @@ struct CheckArgs {
     /// Postfix's unverified PTR name.
     #[arg(long)]
     reverse_client_name: Option<String>,
+    /// The HELO/EHLO name (Postfix `helo_name`).
     #[arg(long)]
     helo: Option<String>,
+    /// The envelope sender; empty for the null sender.
     #[arg(long, default_value = "")]
     sender: String,
     #[arg(long)]
@@ -321,11 +330,22 @@ struct CheckArgs {
     /// Protocol state to decide at.
     #[arg(long, default_value = "RCPT")]
     protocol_state: String,
-    /// Record the attempt in the greylist, as a real request would.
+    /// The SMTP AUTH login (Postfix `sasl_username`): explains a submission decision.
+    #[arg(long)]
+    sasl_username: Option<String>,
+    /// The local port the client connected to (Postfix `server_port`, e.g. 587).
+    #[arg(long)]
+    server_port: Option<u16>,
+    /// Recipients of the message so far (Postfix `recipient_count`, at DATA).
+    #[arg(long)]
+    recipient_count: Option<u64>,
+    /// Record the attempt (greylist entry, charges, events), as a real request would.
     #[arg(long)]
     record: bool,
+    /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
+    /// Configuration file; without it, the built-in defaults.
     #[arg(long, short)]
     config: Option<PathBuf>,
 }
@@ -469,39 +489,39 @@ fn op25b(
 fn check(args: CheckArgs) -> Result<(), daemon::Fatal> {
     let config = load(args.config.as_ref())?;
     init_logs("warn");
+    let request = check_request(&args, &config)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let policy = Policy::from_config(&config).map_err(|e| daemon::Fatal {
+        let settings = config.settings().map_err(|e| daemon::Fatal {
             code: exit::CONFIG,
             error: e.into(),
         })?;
         let dns = daemon::build_dns(&config)?;
         let store = daemon::open_store(&config).await?;
-        let service = Service::new(policy, store, dns, SystemClock);
-        let envelope = Envelope {
-            client_address: args.client_address,
-            client_name: args.client_name.clone(),
-            reverse_client_name: args.reverse_client_name.clone(),
-            helo: args.helo.clone(),
-            sender: args.sender.clone(),
-            recipient: args.recipient.clone(),
+        let service = Service::new(settings, store, dns, SystemClock);
+        if let Err(e) = service.refresh_runtime_allow().await {
+            eprintln!("spamgate: cannot read the runtime allow-list: {e}");
+        }
+        let mode = if args.record {
+            Mode::Record
+        } else {
+            Mode::DryRun
         };
-        // Same reading of Postfix's names as the daemon's.
-        let rdns = RdnsFact::from_postfix(args.client_name.as_deref(), args.reverse_client_name.as_deref());
-        let envelope = match &rdns {
-            RdnsFact::Confirmed { name } => Envelope { client_name: Some(name.clone()), ..envelope },
-            _ => Envelope { client_name: None, ..envelope },
-        };
-        let verdict = service.decide(&envelope, &args.protocol_state.to_ascii_uppercase(), args.record).await;
-        let action = service.policy().replies.render(&verdict, &envelope);
+        let mut action = String::new();
+        let answer = spamgate_postfix::answer(&service, request, mode, &mut action).await;
         if args.json {
-            let out = serde_json::json!({ "verdict": verdict, "postfix_action": action, "recorded": args.record });
+            let out = serde_json::json!({
+                "verdict": answer.as_ref().map(|a| &a.verdict),
+                "postfix_action": action,
+                "recorded": args.record,
+            });
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         } else {
-            println!("action:  {}", verdict.action.id());
+            let action_id = answer.as_ref().map_or("pass", |a| a.verdict.action.id());
+            println!("action:  {action_id}");
             println!("postfix: action={action}");
             println!("reasons:");
-            for reason in &verdict.reasons {
+            for reason in answer.iter().flat_map(|a| &a.verdict.reasons) {
                 println!("  - {}", reason.short());
             }
             if !args.record {
@@ -511,6 +531,37 @@ fn check(args: CheckArgs) -> Result<(), daemon::Fatal> {
         service.into_store().close().await;
         Ok(())
     })
+}
+
+/// The request Postfix would send for these arguments, read back through the daemon's
+/// own decoder under the configured limits.
+fn check_request(
+    args: &CheckArgs,
+    config: &Config,
+) -> Result<spamgate_policy::PolicyRequest, daemon::Fatal> {
+    let request = spamgate_policy::PolicyRequest {
+        protocol_state: Some(spamgate_policy::ProtocolState::parse(&args.protocol_state)),
+        client_address: Some(args.client_address),
+        client_name: args.client_name.clone(),
+        reverse_client_name: args.reverse_client_name.clone(),
+        helo_name: args.helo.clone(),
+        sender: Some(args.sender.clone()),
+        recipient: Some(args.recipient.clone()),
+        sasl_username: args.sasl_username.clone(),
+        server_port: args.server_port,
+        recipient_count: args.recipient_count,
+        ..spamgate_policy::PolicyRequest::default()
+    };
+    let bytes = request.to_bytes();
+    let limits = daemon::connection_limits(&config.server).codec;
+    let mut decoder = spamgate_policy::PolicyDecoder::new(limits);
+    match decoder.decode(&mut bytes.as_slice()) {
+        Ok(Some(request)) => Ok(request),
+        Ok(None) => Err(usage_error("the request is incomplete".into())),
+        Err(e) => Err(usage_error(format!(
+            "the daemon would refuse this request: {e}"
+        ))),
+    }
 }
 
 fn classify(
@@ -584,7 +635,7 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
     runtime()?.block_on(async {
         let store = daemon::open_store(&config).await?;
         let fail = |e: spamgate_store::StoreError| daemon::Fatal { code: exit::STORE, error: e.into() };
-        let now = SystemClock.now_secs();
+        let now = SystemClock.now();
         match list {
             Some((limit, json)) => {
                 let rows = store.list_triplets(limit).await.map_err(fail)?;
@@ -618,7 +669,7 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
 fn reload(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> Result<(), daemon::Fatal> {
     let loaded = load(config.as_ref())?;
     // The same checks the daemon makes before it swaps configurations.
-    Policy::from_config(&loaded).map_err(|e| usage_error(format!("{e}")))?;
+    loaded.settings().map_err(|e| usage_error(format!("{e}")))?;
     let path = pid_file.or(loaded.server.pid_file).ok_or_else(|| {
         usage_error("no pid file: set [server] pid_file or pass --pid-file".into())
     })?;
@@ -664,7 +715,7 @@ fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), 
         let found = store.find_greylist(&filter, limit).await;
         store.close().await;
         let found = found.map_err(store_error)?;
-        let now = SystemClock.now_secs();
+        let now = SystemClock.now();
         let state = |expires_at: u64| if expires_at > now { "live" } else { "expired" };
         if json {
             let triplets: Vec<_> = found
@@ -748,36 +799,29 @@ fn usage_error(message: String) -> daemon::Fatal {
 }
 
 fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::Fatal> {
-    use spamgate_engine::verdict::AllowListKind;
-    use spamgate_store::{AllowEntry, AllowStore};
+    use spamgate_app::allow::{AllowCommandError, AllowService};
     let config = load(config.as_ref())?;
     init_logs("warn");
-    let kind_of = |text: &str| {
-        AllowListKind::parse(text)
-            .filter(|k| AllowListKind::RUNTIME.contains(k))
-            .ok_or_else(|| {
-                usage_error(format!(
-                    "unknown kind {text:?}: client-address, client-name, sender or recipient"
-                ))
-            })
+    let failed = |e: AllowCommandError| {
+        if e.is_usage() {
+            usage_error(e.to_string())
+        } else {
+            daemon::Fatal {
+                code: exit::STORE,
+                error: e.into(),
+            }
+        }
     };
     runtime()?.block_on(async {
         let store = daemon::open_store(&config).await?;
+        let allow = AllowService::new(&store);
         let result = async {
             match command {
                 AllowCommand::Add { kind, value, note } => {
-                    let entry = AllowEntry {
-                        kind: kind_of(&kind)?,
-                        value: value.trim().to_string(),
-                        note,
-                        added_at: SystemClock.now_secs(),
-                    };
-                    // Validate exactly as the daemon will read it.
-                    spamgate_engine::allow::AllowList::new(
-                        &spamgate::service::runtime_entry_config(&entry),
-                    )
-                    .map_err(|e| usage_error(e.to_string()))?;
-                    let new = store.allow_add(&entry).await.map_err(store_error)?;
+                    let (entry, new) = allow
+                        .add(&kind, &value, note, SystemClock.now())
+                        .await
+                        .map_err(failed)?;
                     println!(
                         "{} {} {}",
                         if new { "added" } else { "updated" },
@@ -786,23 +830,11 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
                     );
                 }
                 AllowCommand::Remove { kind, value } => {
-                    let kind = kind_of(&kind)?;
-                    if store
-                        .allow_remove(kind, value.trim())
-                        .await
-                        .map_err(store_error)?
-                    {
-                        println!("removed {} {}", kind.id(), value.trim());
-                    } else {
-                        return Err(usage_error(format!(
-                            "no such entry: {} {}",
-                            kind.id(),
-                            value.trim()
-                        )));
-                    }
+                    let (kind, value) = allow.remove(&kind, &value).await.map_err(failed)?;
+                    println!("removed {} {value}", kind.id());
                 }
                 AllowCommand::List => {
-                    for e in store.allow_list().await.map_err(store_error)? {
+                    for e in allow.list().await.map_err(failed)? {
                         println!(
                             "{}\t{}\tadded_at={}\t{}",
                             e.kind.id(),
@@ -826,8 +858,9 @@ fn account(
     config: Option<PathBuf>,
     json: bool,
 ) -> Result<(), daemon::Fatal> {
-    use spamgate_engine::outbound::{Account, AccountStatus};
-    use spamgate_store::{AccountEvent, AccountStore, EventKind};
+    use spamgate_app::accounts::{AccountError, AccountService, StatusChange};
+    use spamgate_engine::outbound::{Account, AccountStatus, LimitOverrides};
+    use spamgate_store::EventKind;
     let config = load(config.as_ref())?;
     init_logs("warn");
     let show = |a: &Account| {
@@ -846,42 +879,28 @@ fn account(
             );
         }
     };
+    let failed = |e: AccountError| {
+        if e.is_usage() {
+            usage_error(e.to_string())
+        } else {
+            daemon::Fatal {
+                code: exit::STORE,
+                error: e.into(),
+            }
+        }
+    };
     runtime()?.block_on(async {
         let store = daemon::open_store(&config).await?;
-        let now = SystemClock.now_secs();
+        let accounts = AccountService::new(&store);
+        let now = SystemClock.now();
         let result = async {
-            let set_status = async |username: &str,
-                                    to: AccountStatus,
-                                    note: String,
-                                    force: bool|
-                   -> Result<(), daemon::Fatal> {
-                let mut account = store
-                    .account(username)
+            let status = async |username: &str, to, note, change| {
+                let account = accounts
+                    .set_status(username, to, note, change, now)
                     .await
-                    .map_err(store_error)?
-                    .unwrap_or_else(|| Account::new(username, now));
-                let from = account.status;
-                // Termination ends the contract: only `--force` brings such an account back.
-                if from == AccountStatus::Terminated && to != AccountStatus::Terminated && !force {
-                    return Err(usage_error(format!(
-                        "{username} is terminated; use --force to reactivate a terminated account"
-                    )));
-                }
-                account.status = to;
-                if !note.is_empty() {
-                    account.note = note.clone();
-                }
-                account.updated_at = now;
-                store.put_account(&account).await.map_err(store_error)?;
-                let event = AccountEvent {
-                    at: now,
-                    username: username.to_string(),
-                    kind: EventKind::StatusChanged { from, to },
-                    detail: note,
-                };
-                store.record_event(&event).await.map_err(store_error)?;
+                    .map_err(failed)?;
                 show(&account);
-                Ok(())
+                Ok::<(), daemon::Fatal>(())
             };
             match command {
                 AccountCommand::Add {
@@ -890,41 +909,54 @@ fn account(
                     recipients_per_day,
                     note,
                 } => {
-                    let mut account = store
-                        .account(&username)
+                    let limits = LimitOverrides {
+                        messages_per_hour,
+                        recipients_per_day,
+                    };
+                    let account = accounts
+                        .put_limits(&username, limits, note, now)
                         .await
-                        .map_err(store_error)?
-                        .unwrap_or_else(|| Account::new(&username, now));
-                    account.limits.messages_per_hour =
-                        messages_per_hour.or(account.limits.messages_per_hour);
-                    account.limits.recipients_per_day =
-                        recipients_per_day.or(account.limits.recipients_per_day);
-                    if !note.is_empty() {
-                        account.note = note;
-                    }
-                    account.updated_at = now;
-                    store.put_account(&account).await.map_err(store_error)?;
+                        .map_err(failed)?;
                     show(&account);
                 }
-                AccountCommand::Suspend { username, note } => {
-                    set_status(&username, AccountStatus::Suspended, note, false).await?
+                AccountCommand::Suspend {
+                    username,
+                    note,
+                    create,
+                } => {
+                    let change = StatusChange {
+                        create,
+                        ..StatusChange::default()
+                    };
+                    status(&username, AccountStatus::Suspended, note, change).await?
                 }
                 AccountCommand::Resume {
                     username,
                     note,
                     force,
-                } => set_status(&username, AccountStatus::Active, note, force).await?,
-                AccountCommand::Terminate { username, note } => {
-                    set_status(&username, AccountStatus::Terminated, note, false).await?
+                } => {
+                    let change = StatusChange {
+                        force,
+                        ..StatusChange::default()
+                    };
+                    status(&username, AccountStatus::Active, note, change).await?
+                }
+                AccountCommand::Terminate {
+                    username,
+                    note,
+                    create,
+                } => {
+                    let change = StatusChange {
+                        create,
+                        ..StatusChange::default()
+                    };
+                    status(&username, AccountStatus::Terminated, note, change).await?
                 }
                 AccountCommand::Show { username } => {
-                    match store.account(&username).await.map_err(store_error)? {
-                        Some(a) => show(&a),
-                        None => println!("{username}\tactive (not in the store: default limits)"),
-                    }
+                    show(&accounts.show(&username).await.map_err(failed)?)
                 }
                 AccountCommand::List { limit } => {
-                    for a in store.list_accounts(limit).await.map_err(store_error)? {
+                    for a in accounts.list(limit).await.map_err(failed)? {
                         show(&a);
                     }
                 }
@@ -934,10 +966,10 @@ fn account(
                     limit,
                 } => {
                     let since = now.saturating_sub(since.as_secs());
-                    for e in store
+                    for e in accounts
                         .events(username.as_deref(), since, limit)
                         .await
-                        .map_err(store_error)?
+                        .map_err(failed)?
                     {
                         if json {
                             println!("{}", serde_json::to_string(&e).unwrap_or_default());
@@ -1016,7 +1048,7 @@ fn store_command(command: StoreCommand, config: Option<PathBuf>) -> Result<(), d
             }
             Endpoint::Redis(url) => redis(url)
                 .await?
-                .import(&dump, SystemClock.now_secs())
+                .import(&dump, SystemClock.now())
                 .await
                 .map_err(store_error)?,
         }

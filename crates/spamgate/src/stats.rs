@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::BufRead;
 
 use serde::Serialize;
+use spamgate_app::decision_log::{self, LogLine};
 
 #[derive(Debug, Default, Serialize)]
 pub struct DecisionCounts {
@@ -27,35 +28,18 @@ impl DecisionCounts {
     }
 
     pub fn add_line(&mut self, line: &str) {
-        let Some(at) = line.find("spamgate::decision: ") else {
-            return;
-        };
-        let record = &line[at..];
-        let (Some(action), Some(reasons)) =
-            (field(record, "action="), quoted(record, "reasons=\""))
-        else {
-            self.unreadable += 1;
-            return;
-        };
-        self.decisions += 1;
-        *self.by_action.entry(action.to_string()).or_default() += 1;
-        for token in reasons.split_whitespace() {
-            *self.by_reason.entry(reason_key(token)).or_default() += 1;
+        match decision_log::parse(line) {
+            LogLine::Other => {}
+            LogLine::Unreadable => self.unreadable += 1,
+            LogLine::Decision(record) => {
+                self.decisions += 1;
+                *self.by_action.entry(record.action.to_string()).or_default() += 1;
+                for token in record.reasons.split_whitespace() {
+                    *self.by_reason.entry(reason_key(token)).or_default() += 1;
+                }
+            }
         }
     }
-}
-
-/// The value after `name` up to the next space.
-fn field<'a>(record: &'a str, name: &str) -> Option<&'a str> {
-    let start = record.find(name)? + name.len();
-    record[start..].split(' ').next()
-}
-
-/// The value after `name` (which ends with a quote) up to the closing quote.
-fn quoted<'a>(record: &'a str, name: &str) -> Option<&'a str> {
-    let start = record.find(name)? + name.len();
-    let end = record[start..].find('"')?;
-    Some(&record[start..start + end])
 }
 
 /// A low-cardinality key: drop per-message details (waits, answers, weights).

@@ -1,6 +1,6 @@
 //! The `spamgate` binary as an operator uses it: real processes, real files, signals.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,14 +13,15 @@ use process::{ask, run_with_config, serve, spamgate, wait_for};
 
 #[test]
 fn example_config_is_the_defaults() {
-    // SAFETY of the comparison: the default store path depends on STATE_DIRECTORY.
-    if std::env::var_os("STATE_DIRECTORY").is_some() {
-        return;
-    }
     let parsed = Config::parse(EXAMPLE).expect("the example parses");
+    // The example names the store path of a system without systemd's STATE_DIRECTORY,
+    // whatever the environment of this test.
+    let defaults = Config {
+        store: spamgate::config::StoreConfig::in_state_directory(None),
+        ..Config::default()
+    };
     assert_eq!(
-        parsed,
-        Config::default(),
+        parsed, defaults,
         "dist/spamgate.example.toml drifted from the defaults"
     );
 }
@@ -149,6 +150,32 @@ fn serve_on_unix_socket_reload_and_terminate() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The daemon's log lines, as they come.
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = log_tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let wait_for_log = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match log_rx.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the daemon never logged {text:?}: {e}"),
+            }
+        }
+    };
     wait_for(&socket);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
@@ -200,7 +227,7 @@ fn serve_on_unix_socket_reload_and_terminate() {
             .unwrap()
             .success()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_log("new configuration rejected");
     assert!(ask(&socket, PROPER_REQUEST).starts_with("action=PREPEND"));
     held.write_all(PROPER_REQUEST.as_bytes()).unwrap();
 
@@ -230,17 +257,33 @@ fn serve_on_unix_socket_reload_and_terminate() {
         String::from_utf8_lossy(&stale.stderr).contains("is spamgate running?"),
         "{stale:?}"
     );
-    let mut stderr = String::new();
-    child
-        .stderr
+    let log = log_reader.join().unwrap();
+    let decision_lines = log
+        .iter()
+        .filter(|l| l.contains("spamgate::decision:"))
+        .count();
+    assert!(decision_lines >= 3, "decisions are logged: {log:?}");
+    // `spamgate stats` reads the lines this daemon really wrote.
+    let mut stats = spamgate()
+        .args(["stats", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    stats
+        .stdin
         .take()
         .unwrap()
-        .read_to_string(&mut stderr)
+        .write_all(log.join("\n").as_bytes())
         .unwrap();
-    assert!(stderr.contains("new configuration rejected"), "{stderr}");
-    assert!(
-        stderr.contains("spamgate::decision"),
-        "decisions are logged: {stderr}"
+    let counted = stats.wait_with_output().unwrap();
+    let counted: serde_json::Value = serde_json::from_slice(&counted.stdout).unwrap();
+    assert_eq!(counted["decisions"], decision_lines, "{counted}");
+    assert_eq!(counted["by_action"]["pass"], decision_lines, "{counted}");
+    assert_eq!(counted["unreadable"], 0, "{counted}");
+    assert_eq!(
+        counted["by_reason"]["client:proper"], decision_lines,
+        "{counted}"
     );
     assert!(!socket.exists(), "the socket is removed on exit");
 }
@@ -467,8 +510,20 @@ fn termination_is_final_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
     let account = |args: &[&str]| run_with_config(&config, &[&["account"], args].concat());
+    // A name that is not in the store is an error, and creates nothing.
+    let (code, _, err) = account(&["suspend", "ken@example.jp", "--note", "spam run"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("no account \"ken@example.jp\""), "{err}");
+    assert_eq!(account(&["list"]).1, "", "nothing was created");
     assert_eq!(
-        account(&["suspend", "ken@example.jp", "--note", "spam run"]).0,
+        account(&[
+            "suspend",
+            "ken@example.jp",
+            "--note",
+            "spam run",
+            "--create"
+        ])
+        .0,
         Some(0)
     );
     let (code, out, _) = account(&["resume", "ken@example.jp"]);

@@ -187,7 +187,7 @@ async fn dns_server_down_never_rejects() {
         config,
         None,
         dir.clone(),
-        std::sync::Arc::new(spamgate::service::ManualClock::new(T0)),
+        std::sync::Arc::new(spamgate_app::ManualClock::new(T0)),
     )
     .await;
     for attrs in [
@@ -330,7 +330,7 @@ async fn a_failing_list_is_skipped_by_the_circuit_breaker() {
         config,
         Some(dns),
         dir,
-        std::sync::Arc::new(spamgate::service::ManualClock::new(T0)),
+        std::sync::Arc::new(spamgate_app::ManualClock::new(T0)),
     )
     .await;
     for i in 0..5 {

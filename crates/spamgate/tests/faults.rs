@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use common::*;
-use spamgate::server::{self, ConnectionLimits, Listener};
-use spamgate::service::{ManualClock, Policy, Service};
+use spamgate_app::{ManualClock, Service};
 use spamgate_dns::Dns;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_engine::{StoreFailMode, UnixTime};
+use spamgate_net::Listener;
 use spamgate_store::{
     AccountEvent, AccountStore, AllowEntry, AllowStore, GreylistDeleted, GreylistEntries,
     GreylistFilter, SqliteOptions, SqliteStore, Store, StoreCounts, StoreError, TripletRow,
@@ -139,7 +139,7 @@ async fn start(
         mode: mode.clone(),
     };
     let service = Arc::new(Service::new(
-        Policy::from_config(&config).unwrap(),
+        config.settings().unwrap(),
         store,
         Dns::new(&config.dns.to_dns_config().unwrap()).unwrap(),
         Arc::new(ManualClock::new(T0)),
@@ -147,13 +147,11 @@ async fn start(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(server::run(
-        service.clone(),
-        vec![Listener::Tcp(listener)],
-        ConnectionLimits::from_config(&config.server),
-        rx,
-        Duration::from_secs(1),
-    ));
+    let served = service.clone();
+    tokio::spawn(async move {
+        spamgate::daemon::serve_postfix(served, vec![Listener::Tcp(listener)], &config.server, rx)
+            .await
+    });
     std::mem::forget(_tx);
     std::mem::forget(dns);
     let client = Client {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use spamgate::service::ManualClock;
+use spamgate_app::ManualClock;
 use tokio::io::AsyncWriteExt;
 
 const PROPER: [(&str, &str); 2] = [

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use spamgate::service::ManualClock;
+use spamgate_app::ManualClock;
 use spamgate_engine::outbound::{Account, AccountStatus, LimitOverrides};
 use spamgate_store::{AccountStore, EventKind};
 

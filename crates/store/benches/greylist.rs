@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyPolicy};
+use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme};
 use spamgate_store::{SqliteOptions, SqliteStore, Store};
 use tokio::runtime::Runtime;
 
@@ -33,7 +33,7 @@ fn client(n: u32) -> IpAddr {
 
 fn keys(client_n: u32, recipient_n: u32) -> GreylistKeys {
     GreylistKeys::new(
-        &KeyPolicy::default(),
+        &KeyScheme::default(),
         client(client_n),
         None,
         "news@example.com",

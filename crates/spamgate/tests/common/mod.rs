@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spamgate::config::Config;
-use spamgate::server::{self, ConnectionLimits, Listener};
-use spamgate::service::{ManualClock, Policy, Service};
+use spamgate_app::{ManualClock, Service};
 use spamgate_dns::Dns;
+use spamgate_net::Listener;
 use spamgate_store::{SqliteOptions, SqliteStore};
 use spamgate_testdns::{TestDns, TestDnsBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -115,21 +115,27 @@ impl Harness {
         dir: Arc<tempfile::TempDir>,
         clock: Arc<ManualClock>,
     ) -> Harness {
-        let policy = Policy::from_config(&config).unwrap();
+        let settings = config.settings().unwrap();
         let resolver = Dns::new(&config.dns.to_dns_config().unwrap()).unwrap();
         let store = SqliteStore::open(&config.store.path, SqliteOptions::default()).unwrap();
-        let service = Arc::new(Service::new(policy, store, resolver, clock.clone()));
+        let service = Arc::new(Service::new(settings, store, resolver, clock.clone()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, rx) = watch::channel(false);
-        let limits = ConnectionLimits::from_config(&config.server);
-        let task = tokio::spawn(server::run(
-            service.clone(),
-            vec![Listener::Tcp(listener)],
-            limits,
-            rx,
-            Duration::from_secs(2),
-        ));
+        let server = spamgate::config::ServerConfig {
+            shutdown_grace: Duration::from_secs(2),
+            ..config.server.clone()
+        };
+        let service_for_task = service.clone();
+        let task = tokio::spawn(async move {
+            spamgate::daemon::serve_postfix(
+                service_for_task,
+                vec![Listener::Tcp(listener)],
+                &server,
+                rx,
+            )
+            .await
+        });
         let db = config.store.path.clone();
         Harness {
             addr,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyPolicy};
+use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme};
 use spamgate_store::{SqliteOptions, SqliteStore, Store};
 use tempfile::TempDir;
 
@@ -59,7 +59,7 @@ pub fn keys_named(
     recipient: &str,
 ) -> GreylistKeys {
     GreylistKeys::new(
-        &KeyPolicy::default(),
+        &KeyScheme::default(),
         client.parse().unwrap(),
         confirmed_name,
         sender,

@@ -1,47 +1,46 @@
-//! Listeners and connections: bytes in, the codec, the pipeline, bytes out.
-//!
-//! Every read is bounded in time and size. A malformed request is logged and the
-//! connection closed without a reply (Postfix's contract: it retries, then applies
-//! `smtpd_policy_service_default_action`).
+//! Listeners and connections, for any front-end: bind, accept, the connection limit
+//! with eviction of the longest-idle connection, and the drain at shutdown. What a
+//! connection says is the front-end's business ([`Handler`]).
+#![forbid(unsafe_code)]
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use spamgate_engine::{Envelope, Verdict};
-use spamgate_policy::{Limits, PolicyDecoder, PolicyRequest, encode_action};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::config::{ListenAddr, ServerConfig};
-use crate::service::{Backend, Clock, Resolver, Service};
-
-/// Per-connection bounds, from `[server]`.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    pub codec: Limits,
-    pub idle_timeout: Duration,
-    pub request_timeout: Duration,
-    pub max_connections: usize,
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
 }
 
-impl ConnectionLimits {
-    pub fn from_config(server: &ServerConfig) -> ConnectionLimits {
-        ConnectionLimits {
-            codec: Limits {
-                max_line_len: server.max_line_length,
-                max_attributes: server.max_attributes,
-                max_request_bytes: server.max_request_size,
-            },
-            idle_timeout: server.idle_timeout,
-            request_timeout: server.request_timeout,
-            max_connections: server.max_connections,
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
+}
+
+/// A front-end's side of a connection.
+pub trait Handler: Send + Sync + 'static {
+    /// Serves one connection until it closes. `slot` tells the listener when the
+    /// connection is idle (so it may be evicted) and when it must close.
+    fn serve(&self, connection: Connection, slot: &IdleSlot) -> impl Future<Output = ()> + Send;
+
+    fn connection_opened(&self) {}
+    fn connection_closed(&self) {}
+    /// A connection closed at once because the limit was reached.
+    fn connection_refused(&self) {}
 }
 
 /// A bound listener.
@@ -100,14 +99,14 @@ fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
 
 /// Serve until `shutdown` turns true, then stop accepting, let connections finish their
 /// current request (bounded by `grace`), and return.
-pub async fn run<S: Backend, R: Resolver, C: Clock>(
-    service: Arc<Service<S, R, C>>,
+pub async fn run<H: Handler>(
+    handler: Arc<H>,
     listeners: Vec<Listener>,
-    limits: ConnectionLimits,
+    max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(max_connections));
     let idle = Arc::new(IdleRegistry::default());
     let mut connections = JoinSet::new();
     let mut acceptors = JoinSet::new();
@@ -134,28 +133,27 @@ pub async fn run<S: Backend, R: Resolver, C: Clock>(
                         match tokio::time::timeout(EVICTION_WAIT, permits.clone().acquire_owned()).await {
                             Ok(Ok(p)) => p,
                             _ => {
-                                service.metrics().connection_refused();
+                                handler.connection_refused();
                                 warn!(peer = %conn.peer, "connection limit reached; closing new connection");
                                 continue;
                             }
                         }
                     }
                     Err(_) => {
-                        service.metrics().connection_refused();
-                        warn!(peer = %conn.peer, limit = limits.max_connections,
+                        handler.connection_refused();
+                        warn!(peer = %conn.peer, limit = max_connections,
                               "connection limit reached and every connection busy; closing new connection");
                         continue;
                     }
                 };
-                let service = service.clone();
+                let handler = handler.clone();
                 let idle = idle.clone();
                 connections.spawn(async move {
                     let _permit = permit;
-                    let metrics = service.metrics().clone();
-                    metrics.connection_opened();
+                    handler.connection_opened();
                     let slot = IdleSlot::new(idle);
-                    conn.serve(service, limits, &slot).await;
-                    metrics.connection_closed();
+                    handler.serve(conn, &slot).await;
+                    handler.connection_closed();
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -257,8 +255,9 @@ impl IdleRegistry {
     }
 }
 
-/// One connection's entry in the [`IdleRegistry`].
-struct IdleSlot {
+/// One connection's entry in the connection registry: the connection marks itself
+/// idle between requests and busy while it works on one.
+pub struct IdleSlot {
     registry: Arc<IdleRegistry>,
     id: u64,
     state: Arc<SlotState>,
@@ -281,7 +280,7 @@ impl IdleSlot {
     }
 
     /// Marks the connection idle, keeping the time it first became idle.
-    fn set_idle(&self) {
+    pub fn set_idle(&self) {
         use std::sync::atomic::Ordering;
         if self.state.idle_since.load(Ordering::Relaxed) != 0 {
             return;
@@ -296,7 +295,7 @@ impl IdleSlot {
                 .compare_exchange(0, since, Ordering::AcqRel, Ordering::Relaxed);
     }
 
-    fn set_busy(&self) {
+    pub fn set_busy(&self) {
         self.state
             .idle_since
             .store(0, std::sync::atomic::Ordering::Release);
@@ -304,11 +303,11 @@ impl IdleSlot {
 
     /// Completes when the connection must close once idle: evicted, or shutdown
     /// (see [`IdleSlot::closing`]).
-    fn evicted(&self) -> tokio::sync::futures::Notified<'_> {
+    pub fn evicted(&self) -> tokio::sync::futures::Notified<'_> {
         self.state.evict.notified()
     }
 
-    fn closing(&self) -> bool {
+    pub fn closing(&self) -> bool {
         self.registry
             .closing
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -321,12 +320,15 @@ impl Drop for IdleSlot {
     }
 }
 
-struct Connection {
-    io: Box<dyn Io>,
-    peer: String,
+/// An accepted connection.
+pub struct Connection {
+    pub io: Box<dyn Io>,
+    /// `ADDRESS:PORT`, or `unix:PATH` for a UNIX socket.
+    pub peer: String,
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A connection's byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 async fn accept_loop(
@@ -372,221 +374,6 @@ async fn accept(listener: &Listener) -> std::io::Result<Connection> {
             }
         }
     })
-}
-
-impl Connection {
-    async fn serve<S: Backend, R: Resolver, C: Clock>(
-        mut self,
-        service: Arc<Service<S, R, C>>,
-        limits: ConnectionLimits,
-        slot: &IdleSlot,
-    ) {
-        let mut decoder = PolicyDecoder::new(limits.codec);
-        let mut buf = vec![0u8; 8192];
-        let mut reply = Vec::with_capacity(256);
-        // The action text, rendered in place request after request (no new String each).
-        let mut action = String::with_capacity(256);
-        let mut request_deadline: Option<Instant> = None;
-        // One timer and one close signal for the connection's whole life, moved rather
-        // than made anew per request: a later deadline is an atomic update in tokio's
-        // timer, where a new timeout per read took the timer's lock twice, and a waiter
-        // on a shared shutdown signal locked its list twice per request.
-        let timer = tokio::time::sleep_until(Instant::now() + limits.idle_timeout);
-        tokio::pin!(timer);
-        let close = slot.evicted();
-        tokio::pin!(close);
-        loop {
-            let in_progress = decoder.in_progress();
-            if !in_progress && slot.closing() {
-                return;
-            }
-            let deadline = match request_deadline {
-                Some(d) if in_progress => d,
-                _ => Instant::now() + limits.idle_timeout,
-            };
-            timer.as_mut().reset(deadline);
-            if !in_progress {
-                slot.set_idle();
-            }
-            let read = tokio::select! {
-                // An idle connection told to close does not take another request.
-                biased;
-                () = &mut close, if !in_progress => {
-                    debug!(peer = %self.peer, "closing idle connection (evicted to make room, or shutting down)");
-                    return;
-                }
-                read = self.io.read(&mut buf) => Ok(read),
-                () = &mut timer => Err(()),
-            };
-            let n = match read {
-                Err(_) => {
-                    if in_progress {
-                        service.metrics().bad_request("request-timeout");
-                        warn!(peer = %self.peer, "request not completed within {:?}; closing", limits.request_timeout);
-                    } else {
-                        debug!(peer = %self.peer, "idle connection timed out");
-                    }
-                    return;
-                }
-                Ok(Err(e)) => {
-                    debug!(peer = %self.peer, "read error: {e}");
-                    return;
-                }
-                Ok(Ok(0)) => {
-                    if in_progress {
-                        service.metrics().bad_request("truncated");
-                        warn!(peer = %self.peer, "connection closed in the middle of a request");
-                    }
-                    return;
-                }
-                Ok(Ok(n)) => n,
-            };
-            slot.set_busy();
-            if !in_progress {
-                request_deadline = Some(Instant::now() + limits.request_timeout);
-            }
-            let mut input = &buf[..n];
-            loop {
-                match decoder.decode(&mut input) {
-                    Ok(Some(request)) => {
-                        reply.clear();
-                        action.clear();
-                        handle(&service, request, &mut action).await;
-                        encode_action(&action, &mut reply);
-                        if let Err(e) = self.io.write_all(&reply).await {
-                            debug!(peer = %self.peer, "write error: {e}");
-                            return;
-                        }
-                        request_deadline = Some(Instant::now() + limits.request_timeout);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        service.metrics().bad_request("malformed");
-                        warn!(peer = %self.peer, "bad policy request: {e}; closing connection without reply");
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Turn a request into an envelope, decide, log, and render the action text into `action`
-/// (appended; the caller clears it). The request is taken by value so the envelope can
-/// own its strings without copying them.
-pub async fn handle<S: Backend, R: Resolver, C: Clock>(
-    service: &Service<S, R, C>,
-    mut request: PolicyRequest,
-    action: &mut String,
-) {
-    let Some(client_address) = request.client_address else {
-        warn!(
-            queue_id = request.queue_id.as_deref().unwrap_or(""),
-            raw = request.client_address_raw().unwrap_or(""),
-            "request without a usable client_address; answering DUNNO"
-        );
-        action.push_str("DUNNO");
-        return;
-    };
-    let started = Instant::now();
-    let envelope = take_envelope(&mut request, client_address);
-    let state = request
-        .protocol_state
-        .as_ref()
-        .map_or("RCPT", |s| s.as_str());
-    let sasl_username = request.sasl_username.as_deref();
-    let verdict = if service.is_submission(sasl_username, request.server_port) {
-        let recipients = request
-            .recipient_count
-            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
-        service
-            .decide_submission(
-                sasl_username,
-                request.server_port,
-                state,
-                recipients,
-                envelope.client_address,
-                true,
-            )
-            .await
-    } else {
-        service.decide(&envelope, state, true).await
-    };
-    service.metrics().decision(&verdict, started.elapsed());
-    service
-        .policy()
-        .replies
-        .render_into(&verdict, &envelope, action);
-    log_decision(&request, &envelope, state, &verdict, action);
-}
-
-/// The envelope of a request, copying its strings.
-pub fn envelope_of(request: &PolicyRequest, client_address: std::net::IpAddr) -> Envelope {
-    Envelope {
-        // An IPv4-mapped IPv6 address is the IPv4 client (lists, networks, allow-lists).
-        client_address: client_address.to_canonical(),
-        client_name: request.verified_client_name().map(str::to_string),
-        reverse_client_name: request.known_reverse_client_name().map(str::to_string),
-        helo: request.helo_name.clone().filter(|h| !h.is_empty()),
-        sender: request.sender.clone().unwrap_or_default(),
-        recipient: request.recipient.clone().unwrap_or_default(),
-    }
-}
-
-/// [`envelope_of`] moving the strings out of the request instead of copying them (the
-/// request path's version: five fewer allocations per request). The fields it takes are
-/// left `None`.
-fn take_envelope(request: &mut PolicyRequest, client_address: std::net::IpAddr) -> Envelope {
-    let verified = request.verified_client_name().is_some();
-    let known_reverse = request.known_reverse_client_name().is_some();
-    Envelope {
-        client_address: client_address.to_canonical(),
-        client_name: request.client_name.take().filter(|_| verified),
-        reverse_client_name: request.reverse_client_name.take().filter(|_| known_reverse),
-        helo: request.helo_name.take().filter(|h| !h.is_empty()),
-        sender: request.sender.take().unwrap_or_default(),
-        recipient: request.recipient.take().unwrap_or_default(),
-    }
-}
-
-/// `reason reason reason`, written straight into the log line (no intermediate strings
-/// for the list and the join).
-struct ReasonsShort<'a>(&'a Verdict);
-
-impl std::fmt::Display for ReasonsShort<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, reason) in self.0.reasons.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(&reason.short())?;
-        }
-        Ok(())
-    }
-}
-
-fn log_decision(
-    request: &PolicyRequest,
-    envelope: &Envelope,
-    state: &str,
-    verdict: &Verdict,
-    action: &str,
-) {
-    // One stable, grep-able line per decision.
-    info!(
-        target: "spamgate::decision",
-        "action={} client={} name={} helo={} sender=<{}> recipient=<{}> state={} queue_id={} reasons=\"{}\" reply=\"{}\"",
-        verdict.action.id(),
-        envelope.client_address,
-        envelope.client_name.as_deref().or(envelope.reverse_client_name.as_deref()).unwrap_or("unknown"),
-        envelope.helo.as_deref().unwrap_or("-"),
-        envelope.sender,
-        envelope.recipient,
-        state,
-        request.queue_id.as_deref().filter(|q| !q.is_empty()).unwrap_or("-"),
-        ReasonsShort(verdict),
-        action,
-    );
 }
 
 #[cfg(test)]

@@ -1,12 +1,46 @@
-//! Rendering a [`Verdict`] as a Postfix access(5) action, with operator-editable texts.
+//! Reply texts: a [`Verdict`] becomes an SMTP reply (a kind, a basic code and a text),
+//! from operator-editable templates. Nothing here knows a front-end's wire format: the
+//! Postfix front-end adds its verbs (`DUNNO`, `DEFER_IF_PERMIT`), a milter would send the
+//! code and text.
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use spamgate_engine::client::ClientClass;
-use spamgate_engine::{Action, Envelope, Reason, Verdict};
+use spamgate_engine::{Action, Envelope, Reason, Refusal, Verdict};
 
-use crate::config::ConfigError;
+/// What kind of reply a verdict is, for a front-end to choose its verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// No objection; later checks still run. The text, if any, is a header to add.
+    Pass,
+    /// Greylisting: a temporary error asking the client to resend.
+    Greylist,
+    /// spamgate's own trouble (store down, fail mode "defer"): a temporary error.
+    TempFail,
+    /// A permanent refusal.
+    Reject,
+    /// A temporary refusal of a submission over its limit.
+    Defer,
+}
+
+/// The kind and the basic SMTP code of a verdict's reply; the text comes from
+/// [`Replies::write_text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHead {
+    pub kind: ReplyKind,
+    /// 250 for a pass, 450/451 for temporary errors, the template's own code otherwise.
+    pub code: u16,
+}
+
+/// A template that does not fit its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {value:?}: {message}")]
+pub struct ReplyError {
+    pub key: String,
+    pub value: String,
+    pub message: String,
+}
 
 /// The `[replies]` config table. Placeholders: `{client_address}`, `{client_name}`,
 /// `{sender}`, `{recipient}`, `{class}`, `{rule}`, `{reason}`, `{retry_in}`, `{zone}`,
@@ -80,7 +114,7 @@ const PLACEHOLDERS: [&str; 13] = [
 ];
 
 impl Replies {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ReplyError> {
         for (key, text) in [
             ("replies.reject", &self.reject),
             ("replies.greylist", &self.greylist),
@@ -127,22 +161,27 @@ impl Replies {
         Ok(())
     }
 
-    /// The action line for Postfix (without `action=`).
-    pub fn render(&self, verdict: &Verdict, envelope: &Envelope) -> String {
-        let mut out = String::new();
-        self.render_into(verdict, envelope, &mut out);
-        out
+    /// The reply's kind and basic code.
+    pub fn head(&self, verdict: &Verdict) -> ReplyHead {
+        let (kind, code) = match verdict.action {
+            Action::Pass => (ReplyKind::Pass, 250),
+            Action::Greylist { .. } => (ReplyKind::Greylist, 450),
+            Action::TempFail => (ReplyKind::TempFail, 451),
+            Action::Reject { refusal } => (ReplyKind::Reject, code_of(self.refusal(refusal))),
+            Action::Defer { .. } => (ReplyKind::Defer, code_of(&self.submission_limit)),
+        };
+        ReplyHead { kind, code }
     }
 
-    /// [`render`](Self::render), appended to `out`: the daemon renders every reply into
-    /// one buffer per connection instead of a new `String` (and two more inside) each.
-    pub fn render_into(&self, verdict: &Verdict, envelope: &Envelope, out: &mut String) {
+    /// Appends the reply text, without the basic code, to `out`: placeholders filled in,
+    /// control characters made spaces, the length bounded. A pass has no text unless
+    /// `prepend_header` asks for a header (`X-Spamgate: pass; reasons`).
+    pub fn write_text(&self, verdict: &Verdict, envelope: &Envelope, out: &mut String) {
         match verdict.action {
             Action::Pass if self.prepend_header => {
-                out.push_str("PREPEND ");
+                let start = out.len();
                 out.push_str(&self.header_name);
                 out.push_str(": pass; ");
-                let start = out.len();
                 for (i, reason) in verdict.reasons.iter().enumerate() {
                     if i > 0 {
                         out.push(' ');
@@ -151,37 +190,35 @@ impl Replies {
                 }
                 sanitize_tail(out, start);
             }
-            Action::Pass => out.push_str("DUNNO"),
+            Action::Pass => {}
             Action::Greylist { retry_in } => {
-                out.push_str("DEFER_IF_PERMIT ");
-                self.expand(&self.greylist, verdict, envelope, Some(retry_in), out);
+                self.expand(&self.greylist, verdict, envelope, Some(retry_in), out)
             }
-            Action::Reject => {
-                let template = verdict.reasons.iter().find_map(|r| match r {
-                    Reason::AccountStatus { .. } => Some(&self.submission_refused),
-                    Reason::Unauthenticated { .. } => Some(&self.submission_unauthenticated),
-                    Reason::RateLimit { .. } => Some(&self.submission_too_large),
-                    _ => None,
-                });
-                self.expand(
-                    template.unwrap_or(&self.reject),
-                    verdict,
-                    envelope,
-                    None,
-                    out,
-                );
-            }
+            Action::Reject { refusal } => self.expand(
+                without_code(self.refusal(refusal)),
+                verdict,
+                envelope,
+                None,
+                out,
+            ),
             Action::Defer { retry_in } => self.expand(
-                &self.submission_limit,
+                without_code(&self.submission_limit),
                 verdict,
                 envelope,
                 Some(retry_in),
                 out,
             ),
-            Action::TempFail => {
-                out.push_str("DEFER_IF_PERMIT ");
-                self.expand(&self.tempfail, verdict, envelope, None, out);
-            }
+            Action::TempFail => self.expand(&self.tempfail, verdict, envelope, None, out),
+        }
+    }
+
+    /// The template of a refusal.
+    fn refusal(&self, refusal: Refusal) -> &str {
+        match refusal {
+            Refusal::Dnsbl => &self.reject,
+            Refusal::AccountStatus => &self.submission_refused,
+            Refusal::Unauthenticated => &self.submission_unauthenticated,
+            Refusal::TooLarge => &self.submission_too_large,
         }
     }
 
@@ -278,7 +315,22 @@ fn submission_field(verdict: &Verdict, name: &str, out: &mut String) {
     out.push_str(value.unwrap_or_default());
 }
 
-fn check_placeholders(key: &str, text: &str) -> Result<(), ConfigError> {
+/// The basic code a template starts with (checked by [`Replies::validate`]).
+fn code_of(template: &str) -> u16 {
+    template
+        .get(..3)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(451)
+}
+
+/// The template after its basic code and the space that follows it.
+fn without_code(template: &str) -> &str {
+    template
+        .get(3..)
+        .map_or("", |rest| rest.strip_prefix(' ').unwrap_or(rest))
+}
+
+fn check_placeholders(key: &str, text: &str) -> Result<(), ReplyError> {
     let mut rest = text;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
@@ -296,8 +348,8 @@ fn check_placeholders(key: &str, text: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn invalid(key: &str, value: &str, message: &str) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(key: &str, value: &str, message: &str) -> ReplyError {
+    ReplyError {
         key: key.into(),
         value: value.into(),
         message: message.into(),
@@ -344,10 +396,20 @@ mod tests {
         }
     }
 
+    /// The head and the text of one verdict's reply.
+    fn reply(replies: &Replies, verdict: &Verdict) -> (ReplyKind, u16, String) {
+        let head = replies.head(verdict);
+        let mut text = String::new();
+        replies.write_text(verdict, &envelope(), &mut text);
+        (head.kind, head.code, text)
+    }
+
     #[test]
     fn reject_names_every_rejecting_list_and_the_first_txt() {
         let verdict = Verdict {
-            action: Action::Reject,
+            action: Action::Reject {
+                refusal: Refusal::Dnsbl,
+            },
             reasons: vec![
                 listed("a.test", 1, None),
                 listed("wl.test", -5, Some("not me")),
@@ -356,9 +418,14 @@ mod tests {
             ],
         };
         assert_eq!(
-            Replies::default().render(&verdict, &envelope()),
-            "554 5.7.1 Service unavailable; client [192.0.2.7] blocked using \
-             a.test, b.test, c.test; see http://b.test/192.0.2.7"
+            reply(&Replies::default(), &verdict),
+            (
+                ReplyKind::Reject,
+                554,
+                "5.7.1 Service unavailable; client [192.0.2.7] blocked using \
+                 a.test, b.test, c.test; see http://b.test/192.0.2.7"
+                    .into()
+            )
         );
     }
 
@@ -380,12 +447,13 @@ mod tests {
             }],
         };
         let mut out = String::from("kept|");
-        replies.render_into(&verdict, &envelope(), &mut out);
+        replies.write_text(&verdict, &envelope(), &mut out);
         assert_eq!(
             out,
-            "kept|DEFER_IF_PERMIT generic/dyn host-1.dyn.example.test <s@example.test> \
+            "kept|generic/dyn host-1.dyn.example.test <s@example.test> \
              <r@example.net> 300s S25R check, host name looks dynamic {unknown}"
         );
+        assert_eq!(replies.head(&verdict).code, 450);
     }
 
     #[test]
@@ -402,10 +470,9 @@ mod tests {
             greylist: "<{sender}>".into(),
             ..Replies::default()
         };
-        assert_eq!(
-            replies.render(&verdict, &envelope),
-            "DEFER_IF_PERMIT <a b c>"
-        );
+        let mut out = String::new();
+        replies.write_text(&verdict, &envelope, &mut out);
+        assert_eq!(out, "<a b c>");
 
         // 449 ASCII bytes then a 2-byte character: the cut at 450 falls inside it.
         let long = Replies {
@@ -413,46 +480,83 @@ mod tests {
             ..Replies::default()
         };
         let mut out = String::from("prefix ");
-        long.render_into(&verdict, &envelope, &mut out);
-        assert_eq!(out, format!("prefix DEFER_IF_PERMIT {}", "x".repeat(449)));
+        long.write_text(&verdict, &envelope, &mut out);
+        assert_eq!(out, format!("prefix {}", "x".repeat(449)));
     }
 
     #[test]
-    fn pass_is_dunno_or_a_header_with_the_reasons() {
+    fn a_pass_has_no_text_or_a_header_with_the_reasons() {
         let verdict = Verdict::pass(vec![
             Reason::Stage {
                 protocol_state: "DATA".into(),
             },
             Reason::GreylistDisabled,
         ]);
-        assert_eq!(Replies::default().render(&verdict, &envelope()), "DUNNO");
+        assert_eq!(
+            reply(&Replies::default(), &verdict),
+            (ReplyKind::Pass, 250, String::new())
+        );
         let prepend = Replies {
             prepend_header: true,
             ..Replies::default()
         };
         assert_eq!(
-            prepend.render(&verdict, &envelope()),
-            "PREPEND X-Spamgate: pass; stage:DATA greylist:disabled"
+            reply(&prepend, &verdict).2,
+            "X-Spamgate: pass; stage:DATA greylist:disabled"
         );
     }
 
     #[test]
-    fn submission_fields_come_from_the_reasons() {
-        let verdict = Verdict {
-            action: Action::Reject,
+    fn each_refusal_has_its_own_template_and_code() {
+        let submission = |refusal, reason| Verdict {
+            action: Action::Reject { refusal },
             reasons: vec![
                 Reason::Submission {
                     username: "taro@example.test".into(),
                 },
-                Reason::AccountStatus {
-                    status: spamgate_engine::outbound::AccountStatus::Suspended,
-                },
+                reason,
             ],
         };
+        let suspended = submission(
+            Refusal::AccountStatus,
+            Reason::AccountStatus {
+                status: spamgate_engine::outbound::AccountStatus::Suspended,
+            },
+        );
         assert_eq!(
-            Replies::default().render(&verdict, &envelope()),
-            "554 5.7.1 Sending refused: account taro@example.test is suspended; \
-             please contact customer support"
+            reply(&Replies::default(), &suspended),
+            (
+                ReplyKind::Reject,
+                554,
+                "5.7.1 Sending refused: account taro@example.test is suspended; \
+                 please contact customer support"
+                    .into()
+            )
+        );
+        let unauthenticated = Verdict {
+            action: Action::Reject {
+                refusal: Refusal::Unauthenticated,
+            },
+            reasons: vec![Reason::Unauthenticated { server_port: 587 }],
+        };
+        let (kind, code, text) = reply(&Replies::default(), &unauthenticated);
+        assert_eq!((kind, code), (ReplyKind::Reject, 530));
+        assert!(text.starts_with("5.7.0 Authentication required"), "{text}");
+        let too_large = submission(
+            Refusal::TooLarge,
+            Reason::RateLimit {
+                limit: spamgate_engine::outbound::LimitKind::RecipientsPerDay,
+                used: 0,
+                cost: 300,
+                allowed: 200,
+                retry_in: 0,
+            },
+        );
+        let (kind, code, text) = reply(&Replies::default(), &too_large);
+        assert_eq!((kind, code), (ReplyKind::Reject, 554));
+        assert!(
+            text.starts_with("5.5.3 Too many recipients for one message (recipients-per-day)"),
+            "{text}"
         );
     }
 }

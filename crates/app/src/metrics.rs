@@ -277,7 +277,9 @@ fn deciding_reason(verdict: &Verdict) -> &'static str {
         Reason::Stage { .. } => Some("stage"),
         Reason::Allowed { list, .. } => Some(list.id()),
         Reason::Dnswl { .. } => Some("dnswl"),
-        Reason::DnsblScore { .. } if verdict.action == Action::Reject => Some("dnsbl"),
+        Reason::DnsblScore { .. } if matches!(verdict.action, Action::Reject { .. }) => {
+            Some("dnsbl")
+        }
         Reason::Greylist { outcome, .. } => Some(outcome.id()),
         Reason::StoreError { .. } => Some("store-error"),
         Reason::GreylistDisabled => Some("greylist-disabled"),

@@ -1,0 +1,33 @@
+//! spamgate's application layer: what every front-end (the Postfix policy connection,
+//! the CLI, later milter and HTTP) calls. Front-ends translate bytes to a
+//! [`Transaction`](spamgate_engine::Transaction) and a [`Verdict`](spamgate_engine::Verdict)
+//! back to bytes; everything in between is here or in the pure engine.
+//!
+//! Layout:
+//! - [`service`]: [`Service::decide`], the one entry for decisions (routing, allow-lists,
+//!   DNS, engine, store), with DNS, store and clock injected.
+//! - [`settings`]: what a reload replaces, compiled from plain values.
+//! - [`lists`]: the DNS lists with their circuit breakers.
+//! - [`replies`]: reply templates → SMTP code and text (no front-end verbs).
+//! - [`accounts`], [`allow`]: the operator commands' rules (CLI today, desk and API next).
+//! - [`decision_log`]: the one decision log line, written and read back.
+//! - [`metrics`]: Prometheus metrics, one method per observable event.
+//! - [`clock`], [`resolver`]: the injected time and DNS.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod allow;
+pub mod clock;
+pub mod decision_log;
+pub mod lists;
+pub mod metrics;
+pub mod replies;
+pub mod resolver;
+pub mod service;
+pub mod settings;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use replies::{Replies, ReplyHead, ReplyKind};
+pub use resolver::Resolver;
+pub use service::{Backend, Mode, Service};
+pub use settings::{Settings, SettingsParts};

@@ -1,0 +1,287 @@
+//! The decision service: one input (a [`Transaction`]), one routing point
+//! ([`Direction::of`]), the engine for every decision, and the I/O it needs (DNS, the
+//! store, the clock) injected.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use spamgate_engine::allow::AllowList;
+use spamgate_engine::facts::RdnsFact;
+use spamgate_engine::outbound::{SubmissionRules, SubmissionStep};
+use spamgate_engine::{Direction, Evaluation, Reason, Transaction, UnixTime, Verdict};
+use spamgate_store::{AccountEvent, AccountStore, AllowStore, EventKind, Store, StoreError};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::lists::look_up_all;
+use crate::metrics::Metrics;
+use crate::resolver::Resolver;
+use crate::settings::Settings;
+
+/// Everything the request path needs from a store backend (SQLite, Redis).
+pub trait Backend: Store + AllowStore + AccountStore {}
+impl<T: Store + AllowStore + AccountStore> Backend for T {}
+
+/// Whether a decision may change stored state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As a real request: greylist attempts, charges and events are recorded.
+    Record,
+    /// `spamgate check`: the same decision, nothing written.
+    DryRun,
+}
+
+impl Mode {
+    fn records(self) -> bool {
+        self == Mode::Record
+    }
+}
+
+/// The service. One per daemon, shared by all front-ends and connections.
+pub struct Service<S, R, C> {
+    settings: ArcSwap<Settings>,
+    /// Allow-list entries added at run time (`spamgate allow add`), from the store.
+    runtime_allow: ArcSwap<AllowList>,
+    runtime_allow_generation: AtomicU64,
+    store: S,
+    resolver: R,
+    clock: C,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
+    pub fn new(settings: Settings, store: S, resolver: R, clock: C) -> Self {
+        Service {
+            settings: ArcSwap::from_pointee(settings),
+            runtime_allow: ArcSwap::from_pointee(AllowList::default()),
+            runtime_allow_generation: AtomicU64::new(u64::MAX),
+            store,
+            resolver,
+            clock,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// Swap in new settings (SIGHUP). In-flight requests finish with the old ones.
+    pub fn replace_settings(&self, settings: Settings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// Reload the runtime allow-list when its generation moved. Cheap when it did not.
+    pub async fn refresh_runtime_allow(&self) -> Result<bool, StoreError> {
+        let generation = self.store.allow_generation().await?;
+        if generation == self.runtime_allow_generation.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let entries = self.store.allow_list().await?;
+        self.runtime_allow
+            .store(Arc::new(crate::allow::compile(&entries)));
+        self.runtime_allow_generation
+            .store(generation, Ordering::Release);
+        Ok(true)
+    }
+
+    /// The decision for one transaction, inbound or submission, counted in the metrics.
+    /// Every front-end calls this; `spamgate check` with [`Mode::DryRun`].
+    pub async fn decide(&self, transaction: &Transaction, mode: Mode) -> Verdict {
+        let started = Instant::now();
+        let settings = self.settings.load_full();
+        let verdict = match Direction::of(transaction, settings.submission.as_ref()) {
+            Direction::Inbound => self.inbound(&settings, transaction, mode).await,
+            Direction::Submission => self.submission(&settings, transaction, mode).await,
+        };
+        self.metrics.decision(&verdict, started.elapsed());
+        verdict
+    }
+
+    /// Allow-lists, then every DNS lookup at once, the engine, and the store for
+    /// greylisting.
+    async fn inbound(&self, settings: &Settings, transaction: &Transaction, mode: Mode) -> Verdict {
+        let engine = &settings.engine;
+        let envelope = &transaction.envelope;
+        if let Some(verdict) = engine.check_stage(&transaction.stage) {
+            return verdict;
+        }
+        if let Some(verdict) = engine.check_allow(envelope) {
+            return verdict;
+        }
+        if let Some(reason) = self.runtime_allow.load().check(envelope) {
+            return Verdict::pass(vec![reason]);
+        }
+
+        let client = envelope.client_address;
+        let postfix_view = RdnsFact::from_postfix(
+            envelope.client_name.as_deref(),
+            envelope.reverse_client_name.as_deref(),
+        );
+        let look_up =
+            settings.always_lookup || (settings.lookup_unknown && postfix_view == RdnsFact::NoPtr);
+        // All lookups at once: the request costs one round trip, not three.
+        let (dnswl, dnsbl, looked_up) = tokio::join!(
+            look_up_all(
+                &settings.dnswl,
+                client,
+                &self.resolver,
+                &self.clock,
+                &self.metrics
+            ),
+            look_up_all(
+                &settings.dnsbl,
+                client,
+                &self.resolver,
+                &self.clock,
+                &self.metrics
+            ),
+            async {
+                if look_up {
+                    let fact = self.resolver.rdns(client).await;
+                    self.metrics.rdns_lookup(&fact);
+                    Some(fact)
+                } else {
+                    None
+                }
+            }
+        );
+        // Postfix's view is used as is, not copied, when nothing was looked up.
+        let rdns = looked_up.as_ref().unwrap_or(&postfix_view);
+
+        let plan = match engine.evaluate(envelope, &transaction.stage, &dnswl, &dnsbl, rdns) {
+            Evaluation::Done(verdict) => return verdict,
+            Evaluation::Greylist(plan) => plan,
+        };
+        let now = self.clock.now();
+        let params = engine.greylist_params();
+        let outcome = self
+            .timed(
+                settings,
+                self.store.greylist(&plan.keys, params, now, mode.records()),
+            )
+            .await;
+        engine.finish(plan, outcome)
+    }
+
+    /// Account status at every checked stage, limits charged at `charge_at`. Store
+    /// trouble follows `store.fail_mode` like the inbound side.
+    async fn submission(
+        &self,
+        settings: &Settings,
+        transaction: &Transaction,
+        mode: Mode,
+    ) -> Verdict {
+        let Some(rules) = settings.submission.as_ref() else {
+            return Verdict::pass(Vec::new());
+        };
+        let fail_mode = settings.engine.store_fail_mode();
+        let (username, charge) = match rules.step(transaction) {
+            SubmissionStep::Done(verdict) => return verdict,
+            SubmissionStep::CheckStatus { username } => (username, None),
+            SubmissionStep::CheckAndCharge {
+                username,
+                recipients,
+            } => (username, Some(recipients)),
+        };
+        let client = transaction.envelope.client_address;
+        let now = self.clock.now();
+        let account = match self.timed(settings, self.store.account(username)).await {
+            Ok(account) => account,
+            Err(error) => return SubmissionRules::store_trouble(username, error, fail_mode),
+        };
+        if let Some(verdict) = rules.check_status(username, account.as_ref()) {
+            if mode.records() {
+                let status = account.as_ref().map(|a| a.status).unwrap_or_default();
+                self.event(username, now, EventKind::Rejected { status }, client)
+                    .await;
+            }
+            return verdict;
+        }
+        let Some(recipients) = charge else {
+            return Verdict::pass(vec![Reason::Submission {
+                username: username.to_string(),
+            }]);
+        };
+        let charges = rules.charges(account.as_ref(), recipients);
+        let now_ms = self.clock.now_ms();
+        let charge = self
+            .store
+            .charge(username, &charges, now_ms, mode.records());
+        let outcomes = match self.timed(settings, charge).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => return SubmissionRules::store_trouble(username, error, fail_mode),
+        };
+        let verdict = rules.finish(username, &charges, &outcomes);
+        if let (
+            true,
+            Some(Reason::RateLimit {
+                limit,
+                used,
+                allowed,
+                ..
+            }),
+        ) = (mode.records(), verdict.reasons.last())
+        {
+            let kind = EventKind::LimitExceeded {
+                limit: *limit,
+                used: *used,
+                limit_value: *allowed,
+            };
+            self.event(username, now, kind, client).await;
+        }
+        verdict
+    }
+
+    /// A store operation bounded by `store.timeout` and counted; the error as text.
+    async fn timed<T>(
+        &self,
+        settings: &Settings,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, String> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(settings.store_timeout, op)
+            .await
+            .map_err(|_| format!("timed out after {:?}", settings.store_timeout))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        self.metrics.store_op(started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// Best effort: an event that cannot be stored is logged, never fatal to the answer.
+    async fn event(&self, username: &str, at: UnixTime, kind: EventKind, client: std::net::IpAddr) {
+        let event = AccountEvent {
+            at,
+            username: username.to_string(),
+            kind,
+            detail: format!("client={client}"),
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            warn!(username, "cannot record account event: {e}");
+        } else {
+            info!(target: "spamgate::abuse", username, event = kind.id(), %client, "account event recorded");
+        }
+    }
+}
+
+impl<S, R, C> Service<S, R, C> {
+    /// Hand the store back (to close it on shutdown).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+}
