@@ -1,7 +1,7 @@
 //! A policy request as the application's [`Transaction`].
 
 use spamgate_engine::{Envelope, Stage, Transaction};
-use spamgate_policy::{PolicyRequest, ProtocolState};
+use spamgate_policy::PolicyRequest;
 
 /// The transaction a request describes, moving its strings out (the request path makes
 /// no copies); `None` when the request has no usable `client_address`.
@@ -23,31 +23,13 @@ pub fn transaction_of(request: &mut PolicyRequest) -> Option<Transaction> {
     };
     Some(Transaction {
         envelope,
-        stage: request
-            .protocol_state
-            .as_ref()
-            .map_or(Stage::Rcpt, stage_of),
+        stage: request.protocol_state.take().unwrap_or(Stage::Rcpt),
         sasl_username: request.sasl_username.take().filter(|u| !u.is_empty()),
         server_port: request.server_port,
         recipient_count: request
             .recipient_count
             .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
     })
-}
-
-fn stage_of(state: &ProtocolState) -> Stage {
-    match state {
-        ProtocolState::Connect => Stage::Connect,
-        ProtocolState::Ehlo => Stage::Ehlo,
-        ProtocolState::Helo => Stage::Helo,
-        ProtocolState::Mail => Stage::Mail,
-        ProtocolState::Rcpt => Stage::Rcpt,
-        ProtocolState::Data => Stage::Data,
-        ProtocolState::EndOfMessage => Stage::EndOfMessage,
-        ProtocolState::Vrfy => Stage::Vrfy,
-        ProtocolState::Etrn => Stage::Etrn,
-        ProtocolState::Bdat | ProtocolState::Other(_) => Stage::Other(state.as_str().to_string()),
-    }
 }
 
 #[cfg(test)]
@@ -92,7 +74,7 @@ mod tests {
             transaction("protocol_state=BDAT\nclient_address=192.0.2.7\n")
                 .unwrap()
                 .stage,
-            Stage::Other("BDAT".into())
+            Stage::Bdat
         );
         assert!(transaction("client_address=not-an-address\n").is_none());
     }

@@ -528,7 +528,7 @@ impl Config {
         self.server.listen_addrs()?;
         self.server.unix_mode_bits()?;
         for state in &self.server.decide_at {
-            if !Stage::INBOUND_CHOICES.contains(&Stage::parse(state)) {
+            if !spamgate_engine::stage::INBOUND_STAGES.contains(&Stage::parse(state)) {
                 return Err(ConfigError::invalid(
                     "server.decide_at",
                     state,
@@ -585,7 +585,7 @@ impl Config {
             }
         }
         let sub = &self.submission;
-        if !Stage::CHARGE_CHOICES.contains(&Stage::parse(&sub.charge_at)) {
+        if !spamgate_engine::stage::CHARGE_STAGES.contains(&Stage::parse(&sub.charge_at)) {
             return Err(ConfigError::invalid(
                 "submission.charge_at",
                 &sub.charge_at,

@@ -156,32 +156,11 @@ enum AccountCommand {
         note: String,
     },
     /// Refuse the account's submissions from the next request on.
-    Suspend {
-        username: String,
-        #[arg(long, default_value = "")]
-        note: String,
-        /// Add the account if it is not in the store (otherwise an unknown name is an error).
-        #[arg(long)]
-        create: bool,
-    },
+    Suspend(StatusArgs),
     /// Let a suspended account send again.
-    Resume {
-        username: String,
-        #[arg(long, default_value = "")]
-        note: String,
-        /// Also reactivate a terminated account.
-        #[arg(long)]
-        force: bool,
-    },
+    Resume(StatusArgs),
     /// Refuse the account's submissions for good (the contract ended).
-    Terminate {
-        username: String,
-        #[arg(long, default_value = "")]
-        note: String,
-        /// Add the account if it is not in the store (otherwise an unknown name is an error).
-        #[arg(long)]
-        create: bool,
-    },
+    Terminate(StatusArgs),
     /// Show one account.
     Show { username: String },
     /// List accounts.
@@ -198,6 +177,21 @@ enum AccountCommand {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+}
+
+/// The account whose status changes, and what the change may do.
+#[derive(Args)]
+struct StatusArgs {
+    username: String,
+    /// Why (kept with the account and in its event; shown to the abuse desk only).
+    #[arg(long, default_value = "")]
+    note: String,
+    /// Add the account if it is not in the store (otherwise an unknown name is an error).
+    #[arg(long)]
+    create: bool,
+    /// Change a terminated account too (termination is otherwise final).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -791,6 +785,21 @@ fn store_error(e: spamgate_store::StoreError) -> daemon::Fatal {
     }
 }
 
+/// An operator command's failure: the operator's mistake (usage), or the store's.
+fn operator_error(
+    error: impl std::error::Error + Send + Sync + 'static,
+    usage: bool,
+) -> daemon::Fatal {
+    if usage {
+        usage_error(error.to_string())
+    } else {
+        daemon::Fatal {
+            code: exit::STORE,
+            error: error.into(),
+        }
+    }
+}
+
 fn usage_error(message: String) -> daemon::Fatal {
     daemon::Fatal {
         code: exit::CONFIG,
@@ -803,14 +812,8 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
     let config = load(config.as_ref())?;
     init_logs("warn");
     let failed = |e: AllowCommandError| {
-        if e.is_usage() {
-            usage_error(e.to_string())
-        } else {
-            daemon::Fatal {
-                code: exit::STORE,
-                error: e.into(),
-            }
-        }
+        let usage = e.is_usage();
+        operator_error(e, usage)
     };
     runtime()?.block_on(async {
         let store = daemon::open_store(&config).await?;
@@ -880,23 +883,21 @@ fn account(
         }
     };
     let failed = |e: AccountError| {
-        if e.is_usage() {
-            usage_error(e.to_string())
-        } else {
-            daemon::Fatal {
-                code: exit::STORE,
-                error: e.into(),
-            }
-        }
+        let usage = e.is_usage();
+        operator_error(e, usage)
     };
     runtime()?.block_on(async {
         let store = daemon::open_store(&config).await?;
         let accounts = AccountService::new(&store);
         let now = SystemClock.now();
         let result = async {
-            let status = async |username: &str, to, note, change| {
+            let status = async |to, args: StatusArgs| {
+                let change = StatusChange {
+                    create: args.create,
+                    force: args.force,
+                };
                 let account = accounts
-                    .set_status(username, to, note, change, now)
+                    .set_status(&args.username, to, args.note, change, now)
                     .await
                     .map_err(failed)?;
                 show(&account);
@@ -919,39 +920,9 @@ fn account(
                         .map_err(failed)?;
                     show(&account);
                 }
-                AccountCommand::Suspend {
-                    username,
-                    note,
-                    create,
-                } => {
-                    let change = StatusChange {
-                        create,
-                        ..StatusChange::default()
-                    };
-                    status(&username, AccountStatus::Suspended, note, change).await?
-                }
-                AccountCommand::Resume {
-                    username,
-                    note,
-                    force,
-                } => {
-                    let change = StatusChange {
-                        force,
-                        ..StatusChange::default()
-                    };
-                    status(&username, AccountStatus::Active, note, change).await?
-                }
-                AccountCommand::Terminate {
-                    username,
-                    note,
-                    create,
-                } => {
-                    let change = StatusChange {
-                        create,
-                        ..StatusChange::default()
-                    };
-                    status(&username, AccountStatus::Terminated, note, change).await?
-                }
+                AccountCommand::Suspend(args) => status(AccountStatus::Suspended, args).await?,
+                AccountCommand::Resume(args) => status(AccountStatus::Active, args).await?,
+                AccountCommand::Terminate(args) => status(AccountStatus::Terminated, args).await?,
                 AccountCommand::Show { username } => {
                     show(&accounts.show(&username).await.map_err(failed)?)
                 }

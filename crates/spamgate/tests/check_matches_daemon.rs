@@ -170,32 +170,11 @@ fn check_args(attributes: &[(&str, &str)]) -> Vec<String> {
     args
 }
 
+/// The daemon tests' configuration, on a UNIX socket in `dir`.
 fn write_config(dir: &Path, dns: std::net::SocketAddr) -> std::path::PathBuf {
     let path = dir.join("spamgate.toml");
-    let text = format!(
-        r#"
-log_level = "warn"
-[server]
-listen = ["unix:{socket}"]
-[store]
-path = "{db}"
-[dns]
-nameservers = ["{dns}"]
-timeout = "400ms"
-attempts = 1
-[dnsbl]
-zones = ["bl.test=127.0.0.[2..3]"]
-allow_zones = ["wl.test"]
-[allow]
-client_addresses = ["198.51.100.0/28"]
-[greylist]
-min_delay = "300s"
-[submission]
-ports = [587]
-"#,
-        socket = dir.join("policy.sock").display(),
-        db = dir.join("spamgate.db").display(),
-    );
+    let listen = format!("unix:{}", dir.join("policy.sock").display());
+    let text = common::config_text(dns, &dir.join("spamgate.db"), &listen);
     std::fs::write(&path, text).unwrap();
     path
 }

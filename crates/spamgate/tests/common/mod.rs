@@ -73,11 +73,16 @@ pub fn dns_builder() -> TestDnsBuilder {
 
 /// The test configuration: short DNS timeouts, the lists above, a 300 s greylist delay.
 pub fn config_for(dns: std::net::SocketAddr, db: &std::path::Path) -> Config {
-    let text = format!(
+    Config::parse(&config_text(dns, db, "127.0.0.1:0")).expect("test config is valid")
+}
+
+/// [`config_for`]'s text, listening on `listen`.
+pub fn config_text(dns: std::net::SocketAddr, db: &std::path::Path, listen: &str) -> String {
+    format!(
         r#"
 log_level = "warn"
 [server]
-listen = ["127.0.0.1:0"]
+listen = ["{listen}"]
 [store]
 path = "{db}"
 [dns]
@@ -96,8 +101,7 @@ min_delay = "300s"
 max_pending_per_network = 50
 "#,
         db = db.display()
-    );
-    Config::parse(&text).expect("test config is valid")
+    )
 }
 
 impl Harness {
