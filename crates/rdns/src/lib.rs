@@ -30,7 +30,8 @@ pub use error::ClassifierError;
 use exceptions::Exceptions;
 use name::{MAX_NAME_LEN, Normalised, normalise};
 use rules::{
-    BARE_ZONE_LABEL, BUILTIN_RULES, DYN_ZONE_BARE_RULE, DYN_ZONE_RULE, RuleKind, ZONE_LABEL,
+    BARE_ZONE_LABEL, BUILTIN_RULES, DYN_ZONE_BARE_RULE, DYN_ZONE_RULE, RuleKind, SHORT_HOST_RULE,
+    ZONE_LABEL,
 };
 
 /// The rule id reported for input that is not a DNS host name (over 253 bytes, an empty or
@@ -107,6 +108,8 @@ enum ZoneCheck {
     AnyLabel,
     /// The second label is a bare zone label, left of the registrable domain.
     SecondLabel,
+    /// The first label is the one right left of the registrable domain.
+    FirstUnderDomain,
 }
 
 /// A compiled rule set with its exceptions. `Send + Sync`; share it behind an `Arc`.
@@ -201,6 +204,7 @@ impl Classifier {
                     zone_check: match builtin.id {
                         DYN_ZONE_RULE => Some(ZoneCheck::AnyLabel),
                         DYN_ZONE_BARE_RULE => Some(ZoneCheck::SecondLabel),
+                        SHORT_HOST_RULE => Some(ZoneCheck::FirstUnderDomain),
                         _ => None,
                     },
                 };
@@ -328,12 +332,14 @@ impl Classifier {
         let mut buf = [0; MAX_NAME_LEN];
         if let Normalised::Name(name) = normalise(name, &mut buf) {
             for index in self.rule_set.matches(name).iter() {
-                if self.zone_check_passes(index, name) {
+                if self.zone_check_passes(&self.rules[index], name) {
                     matched_rules.push(self.rules[index].id.clone());
                 }
             }
             for index in self.server_set.matches(name).iter() {
-                matched_rules.push(self.server_rules[index].id.clone());
+                if self.zone_check_passes(&self.server_rules[index], name) {
+                    matched_rules.push(self.server_rules[index].id.clone());
+                }
             }
         }
         Explanation {
@@ -357,7 +363,7 @@ impl Classifier {
         let mut first = None;
         let mut strong = false;
         for index in self.rule_set.matches(name).iter() {
-            if !self.zone_check_passes(index, name) {
+            if !self.zone_check_passes(&self.rules[index], name) {
                 continue;
             }
             first.get_or_insert(index);
@@ -376,18 +382,23 @@ impl Classifier {
         }
         if !strong
             && self.server_set.is_match(name)
-            && let Some(server) = self.server_set.matches(name).iter().next()
+            && let Some(server) = self
+                .server_set
+                .matches(name)
+                .iter()
+                .find(|&index| self.zone_check_passes(&self.server_rules[index], name))
         {
             return Verdict::ByServerRule(first, server);
         }
         Verdict::Generic(first)
     }
 
-    /// For `dyn-zone` and `dyn-zone-bare`: the zone label must lie left of the registrable
-    /// domain (public suffix list), so `x1.pool.example.co.uk` counts and a registered name
-    /// such as `mx1.pool.example` under a one-label suffix does not.
-    fn zone_check_passes(&self, index: usize, name: &[u8]) -> bool {
-        let Some(check) = self.rules[index].zone_check else {
+    /// The public-suffix check some rules need after their pattern matched. `dyn-zone` and
+    /// `dyn-zone-bare`: the zone label must lie left of the registrable domain, so
+    /// `x1.pool.example.co.uk` counts and `x1.pool.co.uk` does not. `short-host`: the first
+    /// label must be the one right left of the registrable domain.
+    fn zone_check_passes(&self, rule: &Rule, name: &[u8]) -> bool {
+        let Some(check) = rule.zone_check else {
             return true;
         };
         let Some(domain) = psl::domain(name) else {
@@ -395,6 +406,10 @@ impl Classifier {
         };
         // Labels ending before this offset are left of the registrable domain.
         let limit = name.len() - domain.as_bytes().len();
+        if let ZoneCheck::FirstUnderDomain = check {
+            // `limit` is where the registrable domain starts: the first label ends right there.
+            return name.iter().position(|&b| b == b'.') == limit.checked_sub(1);
+        }
         let mut offset = 0;
         for (position, label) in name.split(|&b| b == b'.').enumerate() {
             let end = offset + label.len();

@@ -98,6 +98,8 @@ pub(crate) const BARE_ZONE_LABEL: &str =
 pub(crate) const DYN_ZONE_RULE: &str = "dyn-zone";
 /// Same check, for the digit-less variant.
 pub(crate) const DYN_ZONE_BARE_RULE: &str = "dyn-zone-bare";
+/// The mail-server rule whose match needs the first label right under the registrable domain.
+pub(crate) const SHORT_HOST_RULE: &str = "short-host";
 
 /// The built-in rules, in reporting order (generic rules first, then mail-server rules).
 pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
@@ -133,7 +135,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     rule("dyn-keyword", Strong, keyword_with_digit!(line_words!())),
     rule(
         "subscriber-keyword",
-        Shape,
+        Strong,
         keyword_with_digit!(subscriber_words!()),
     ),
     // A first label with a digit, then a label named for end-user lines with at least two
@@ -205,5 +207,15 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
         "mail-domain",
         Server,
         r"\.[a-z0-9-]*(?:mail|smtp)[a-z0-9-]*\.[a-z]{2,}(?:\.[a-z]{2})?$",
+    ),
+    // A first label with at most five digits right under the registrable domain (checked
+    // against the public suffix list after the match): `m15-78.126.example`,
+    // `bm1-13.ed10.example`, `d1-sfbay-01.example.com`. Hand-numbered server pools look like
+    // this; an end-user line's name encodes more of its address or sits in a sub-zone
+    // (`h234n2fls32o895.telia.example` has eleven digits, `x1.pool.example.net` a zone).
+    rule(
+        SHORT_HOST_RULE,
+        Server,
+        r"^[^0-9.]*(?:[0-9][^0-9.]*){1,5}\.[^.]+\.[^.]",
     ),
 ];

@@ -136,8 +136,15 @@ const DEFAULT_TABLE: &[(&str, Want)] = &[
     ("mail-12.dyn.example.net", Generic("dyn-zone")),
     ("mx1.dsl-5.example.net", Generic("dyn-keyword")),
     // A mail word in a TLD or a bare registered domain is not a mail-service word.
-    ("abc1-x2.example.com.mx", Generic("s25r-1")),
-    ("abc1-x2.mx.example", Generic("s25r-1")),
+    ("abc123-x456.example.com.mx", Generic("s25r-1")),
+    ("abc123-x456.mx.example", Generic("s25r-1")),
+    // A short-numbered host right under the registrable domain is a server pool, not a line.
+    ("m15-78.126.example", Excepted("s25r-1", "short-host")),
+    ("d1-sfbay-01.example.com", Excepted("s25r-1", "short-host")),
+    ("p02m169.example.net", Excepted("s25r-1", "short-host")),
+    ("h234n2fls32o895.example.com", Generic("s25r-1")),
+    // ... but not when a strong rule matches.
+    ("m15-78.pool.example.net", Generic("s25r-1")),
     // Proper mail servers.
     ("mail.example.com", Proper),
     ("smtp1.example.net", Proper),
@@ -385,7 +392,7 @@ fn operator_can_disable_add_and_except() {
         "mx1-2.example.com",
         Excepted("s25r-1", "mx1-2.example.com"),
     );
-    check(&with_s25r1, "host1-22.example.org", Generic("s25r-1"));
+    check(&with_s25r1, "host1-22334.example.org", Generic("s25r-1"));
     check(
         &with_s25r1,
         "relay1-22.example.org",
@@ -470,6 +477,7 @@ fn rules_lists_builtins_in_order_then_operator_rules() {
             "z",
             "mail-service",
             "mail-domain",
+            "short-host",
         ]
     );
     let (_, s25r_1) = classifier.rules().next().unwrap();
@@ -708,14 +716,14 @@ fn explain_says_which_rule_or_exception_decided() {
         ),
         ("x1.pool.example.co.uk", rule("dyn-zone"), &["dyn-zone"]),
         // The public-suffix check refuses the zone label: not listed as matched.
-        ("x1.pool.co.uk", Decision::NoRule, &[]),
+        ("x1.pool.co.uk", Decision::NoRule, &["short-host"]),
         (
             "mx1-2.example.com",
             Decision::MailServerRule {
                 rule: "s25r-1".into(),
                 id: "mail-service".into(),
             },
-            &["s25r-1", "mail-service"],
+            &["s25r-1", "mail-service", "short-host"],
         ),
         (
             "st43p00im-ztdg10061801.me.com",
@@ -735,7 +743,7 @@ fn explain_says_which_rule_or_exception_decided() {
     let json = serde_json::to_string(&classifier.explain("mx1-2.example.com")).unwrap();
     assert_eq!(
         json,
-        r#"{"class":{"class":"excepted","rule":"s25r-1","exception":"mail-service"},"decision":{"by":"mail_server_rule","rule":"s25r-1","id":"mail-service"},"matched_rules":["s25r-1","mail-service"]}"#
+        r#"{"class":{"class":"excepted","rule":"s25r-1","exception":"mail-service"},"decision":{"by":"mail_server_rule","rule":"s25r-1","id":"mail-service"},"matched_rules":["s25r-1","mail-service","short-host"]}"#
     );
 }
 
