@@ -1,6 +1,7 @@
 //! Prints the classifier's explanation of each name given as an argument, one JSON line each:
 //! `cargo run -p spamgate-rdns --example explain -- mx1-2.example.com`.
-//! `--no-builtin-exceptions` first turns the shipped exception list off.
+//! `--no-builtin-exceptions` first turns the shipped exception list off; `--s25r-only` keeps
+//! only the published S25R rules 1-6 (no other rule, no exception), as the corpus harness does.
 
 use spamgate_rdns::{Classifier, ClassifierConfig};
 
@@ -9,6 +10,16 @@ fn main() {
     let mut config = ClassifierConfig::default();
     if args.first().map(String::as_str) == Some("--no-builtin-exceptions") {
         args.remove(0);
+        config.builtin_exceptions = false;
+    }
+    if args.first().map(String::as_str) == Some("--s25r-only") {
+        args.remove(0);
+        let all = Classifier::new(&config).expect("default configuration compiles");
+        config.disable_rules = all
+            .rules()
+            .map(|(id, _)| id.to_owned())
+            .filter(|id| !id.starts_with("s25r-"))
+            .collect();
         config.builtin_exceptions = false;
     }
     let classifier = Classifier::new(&config).expect("default configuration compiles");

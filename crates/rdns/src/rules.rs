@@ -157,7 +157,12 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     rule(
         "hex-ip",
         Strong,
-        r"^(?:0x|[a-z]{1,5}-?)?(?:[0-9a-f]{8})(?:\.|-[a-z]*\.)",
+        concat!(
+            // Eight hex digits, at least one of them a decimal digit (so a word such as
+            // `cafebabe` is not an address).
+            r"^(?:0x|[a-z]{1,5}-?)?(?:[0-9][0-9a-f]{7}|[a-f]{1}[0-9][0-9a-f]{6}|[a-f]{2}[0-9][0-9a-f]{5}|[a-f]{3}[0-9][0-9a-f]{4}|[a-f]{4}[0-9][0-9a-f]{3}|[a-f]{5}[0-9][0-9a-f]{2}|[a-f]{6}[0-9][0-9a-f]{1}|[a-f]{7}[0-9][0-9a-f]{0}",
+            r")(?:\.|-[a-z]*\.)"
+        ),
     ),
     // Carrier-grade NAT and NAT pools: `nat-42.example.net`, `natpool3.example`,
     // `a.b.nat.umts.example.pl`.

@@ -120,6 +120,7 @@ const DEFAULT_TABLE: &[(&str, Want)] = &[
     ("ool-cbab71fe.example.net", Generic("hex-ip")),
     ("pcbab71fe.dip.example", Generic("hex-ip")),
     ("0xcbab71fe.example.dk", Generic("s25r-1")),
+    ("cafebabe.example.com", Proper),
     // NAT pools, unnamed reverse templates, digit-less hosts under a line zone.
     ("nat-42.example.net", Generic("nat-pool")),
     ("natpool3.example.net", Generic("nat-pool")),
