@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn builtin_list_parses_and_has_only_domains() {
         let entries: Vec<_> = builtin_entries().collect();
-        assert!(entries.len() >= 10, "{entries:?}");
+        assert!(!entries.is_empty(), "{entries:?}");
         for entry in &entries {
             assert!(matches!(parse(entry), Ok(Kind::Suffix(_))), "{entry}");
         }

@@ -3,7 +3,8 @@
 //! dynamic line (the S25R technique)?
 //!
 //! Layout:
-//! - `rules`: the built-in rule table (S25R rules 1-6, then spamgate's own).
+//! - `rules`: the built-in rule table (S25R rules 1-6, then spamgate's own generic rules, then
+//!   the mail-server rules that outweigh a shape-only match).
 //! - `exceptions`: known proper senders whose names match a rule (`exceptions.txt`), plus the
 //!   operator's exact / domain / regex exceptions.
 //! - `name`: normalisation and syntax check of the input name.
@@ -21,14 +22,17 @@ mod rules;
 
 use std::fmt;
 
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 pub use config::{ClassifierConfig, RuleConfig};
 pub use error::ClassifierError;
 
 use exceptions::Exceptions;
 use name::{MAX_NAME_LEN, Normalised, normalise};
-use rules::BUILTIN_RULES;
+use rules::{
+    BARE_ZONE_LABEL, BUILTIN_RULES, DYN_ZONE_BARE_RULE, DYN_ZONE_RULE, RuleKind, SHORT_HOST_RULE,
+    ZONE_LABEL,
+};
 
 /// The rule id reported for input that is not a DNS host name (over 253 bytes, an empty or
 /// overlong label, or a byte outside `[a-z0-9._-]`). Exceptions do not apply to it.
@@ -40,7 +44,9 @@ pub const INVALID_NAME_RULE: &str = "invalid-name";
 pub enum NameClass {
     /// Looks like an end-user/dynamic line: `rule` is the id of the first matching rule (in rule order).
     Generic { rule: String },
-    /// Matched a generic rule but an exception says it is a proper server.
+    /// Matched a generic rule but something says it is a proper server: `exception` is the
+    /// exception entry as written, or the id of the mail-server rule (`mail-service`,
+    /// `mail-domain`) that outweighed a shape-only match.
     Excepted { rule: String, exception: String },
     /// Does not look generic.
     Proper,
@@ -58,19 +64,77 @@ impl fmt::Display for NameClass {
     }
 }
 
+/// What decided a verdict: the answer of [`Classifier::explain`], for
+/// `spamgate classify --explain`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Decision {
+    /// Not a DNS host name: rule [`INVALID_NAME_RULE`], no exception applies.
+    InvalidName,
+    /// No generic rule matched (or only `dyn-zone` inside a registrable domain).
+    NoRule,
+    /// This generic rule made the name generic (the first match in rule order).
+    Rule { id: String },
+    /// Generic rule `rule` matched, exception `entry` (as written) overrode it.
+    Exception { rule: String, entry: String },
+    /// Shape-only rule `rule` matched, mail-server rule `id` outweighed it.
+    MailServerRule { rule: String, id: String },
+}
+
+/// A verdict with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Explanation {
+    /// The same verdict [`Classifier::classify`] gives.
+    pub class: NameClass,
+    /// Which rule or exception decided it.
+    pub decision: Decision,
+    /// Every active rule that matched the name, generic rules in table order, then mail-server
+    /// rules (a `dyn-zone` match the public-suffix check refused is left out).
+    pub matched_rules: Vec<String>,
+}
+
 #[derive(Debug)]
 struct Rule {
     id: String,
+    kind: RuleKind,
     pattern: String,
+    /// Whether the match still needs the public-suffix check of its zone label.
+    zone_check: Option<ZoneCheck>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ZoneCheck {
+    /// Some label after the first, left of the registrable domain, is a zone label.
+    AnyLabel,
+    /// The second label is a bare zone label, left of the registrable domain.
+    SecondLabel,
+    /// The first label is the one right left of the registrable domain.
+    FirstUnderDomain,
 }
 
 /// A compiled rule set with its exceptions. `Send + Sync`; share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Classifier {
+    /// Generic rules (built-in, then the operator's), in reporting order.
     rules: Vec<Rule>,
     /// One pattern per entry of `rules`, same order.
     rule_set: RegexSet,
+    /// Mail-server rules: looked at only after a shape-only match.
+    server_rules: Vec<Rule>,
+    server_set: RegexSet,
+    zone_label: Regex,
+    bare_zone_label: Regex,
     exceptions: Exceptions,
+}
+
+/// The classifier's internal verdict: indexes instead of strings, so `classify` allocates
+/// only the answer it returns.
+enum Verdict<'a> {
+    Invalid,
+    Proper,
+    Generic(usize),
+    ByException(usize, &'a str),
+    ByServerRule(usize, usize),
 }
 
 /// Regex settings shared by rules and exceptions: names are ASCII (checked before matching),
@@ -127,16 +191,29 @@ impl Classifier {
         }
 
         let mut rules = Vec::new();
+        let mut server_rules = Vec::new();
         if config.builtin_rules {
-            rules.extend(
-                BUILTIN_RULES
-                    .iter()
-                    .filter(|rule| !config.disable_rules.iter().any(|id| id == rule.id))
-                    .map(|rule| Rule {
-                        id: rule.id.to_owned(),
-                        pattern: rule.pattern.to_owned(),
-                    }),
-            );
+            for builtin in BUILTIN_RULES
+                .iter()
+                .filter(|rule| !config.disable_rules.iter().any(|id| id == rule.id))
+            {
+                let rule = Rule {
+                    id: builtin.id.to_owned(),
+                    kind: builtin.kind,
+                    pattern: builtin.pattern.to_owned(),
+                    zone_check: match builtin.id {
+                        DYN_ZONE_RULE => Some(ZoneCheck::AnyLabel),
+                        DYN_ZONE_BARE_RULE => Some(ZoneCheck::SecondLabel),
+                        SHORT_HOST_RULE => Some(ZoneCheck::FirstUnderDomain),
+                        _ => None,
+                    },
+                };
+                if builtin.kind == RuleKind::Server {
+                    server_rules.push(rule);
+                } else {
+                    rules.push(rule);
+                }
+            }
         }
         for rule in &config.rules {
             if !is_valid_rule_id(&rule.id) {
@@ -148,6 +225,7 @@ impl Classifier {
             let taken = rule.id == INVALID_NAME_RULE
                 || BUILTIN_RULES.iter().any(|builtin| builtin.id == rule.id)
                 || rules.iter().any(|seen| seen.id == rule.id);
+            // An operator rule is the operator's own judgement: no mail-server rule outweighs it.
             if taken {
                 return Err(ClassifierError::DuplicateRuleId {
                     id: rule.id.clone(),
@@ -161,12 +239,26 @@ impl Classifier {
                 })?;
             rules.push(Rule {
                 id: rule.id.clone(),
+                kind: RuleKind::Strong,
                 pattern: rule.pattern.clone(),
+                zone_check: None,
             });
         }
         let rule_set = regex_options(RegexSetBuilder::new(rules.iter().map(|r| &r.pattern)))
             .build()
             .map_err(|source| ClassifierError::RuleSetTooLarge { source })?;
+        let server_set = regex_options(RegexSetBuilder::new(
+            server_rules.iter().map(|r| &r.pattern),
+        ))
+        .build()
+        .map_err(|source| ClassifierError::RuleSetTooLarge { source })?;
+        let label_regex = |pattern: &str| {
+            regex_options(regex::bytes::RegexBuilder::new(pattern))
+                .build()
+                .map_err(|source| ClassifierError::RuleSetTooLarge { source })
+        };
+        let zone_label = label_regex(ZONE_LABEL)?;
+        let bare_zone_label = label_regex(BARE_ZONE_LABEL)?;
 
         // Operator entries first: when both cover a name, the operator's is the one reported.
         let mut exception_entries: Vec<&str> =
@@ -182,6 +274,10 @@ impl Classifier {
         Ok(Classifier {
             rules,
             rule_set,
+            server_rules,
+            server_set,
+            zone_label,
+            bare_zone_label,
             exceptions,
         })
     }
@@ -190,38 +286,156 @@ impl Classifier {
     /// Never panics and never allocates more than the verdict, whatever the input.
     pub fn classify(&self, name: &str) -> NameClass {
         let mut buf = [0; MAX_NAME_LEN];
-        let name = match normalise(name, &mut buf) {
-            Normalised::Empty => return NameClass::Proper,
-            Normalised::Invalid => {
-                return NameClass::Generic {
-                    rule: INVALID_NAME_RULE.to_owned(),
-                };
+        match self.verdict(name, &mut buf) {
+            Verdict::Invalid => NameClass::Generic {
+                rule: INVALID_NAME_RULE.to_owned(),
+            },
+            Verdict::Proper => NameClass::Proper,
+            Verdict::Generic(rule) => NameClass::Generic {
+                rule: self.rules[rule].id.clone(),
+            },
+            Verdict::ByException(rule, entry) => NameClass::Excepted {
+                rule: self.rules[rule].id.clone(),
+                exception: entry.to_owned(),
+            },
+            Verdict::ByServerRule(rule, server) => NameClass::Excepted {
+                rule: self.rules[rule].id.clone(),
+                exception: self.server_rules[server].id.clone(),
+            },
+        }
+    }
+
+    /// Classifies one name like [`classify`](Self::classify) and says why: which rule,
+    /// exception or mail-server rule decided, and every rule that matched. For
+    /// `spamgate classify --explain` and the corpus harness; slower than `classify` (it runs
+    /// every rule set in full), so not for the hot path.
+    pub fn explain(&self, name: &str) -> Explanation {
+        let class = self.classify(name);
+        let mut buf = [0; MAX_NAME_LEN];
+        let verdict = self.verdict(name, &mut buf);
+        let decision = match verdict {
+            Verdict::Invalid => Decision::InvalidName,
+            Verdict::Proper => Decision::NoRule,
+            Verdict::Generic(rule) => Decision::Rule {
+                id: self.rules[rule].id.clone(),
+            },
+            Verdict::ByException(rule, entry) => Decision::Exception {
+                rule: self.rules[rule].id.clone(),
+                entry: entry.to_owned(),
+            },
+            Verdict::ByServerRule(rule, server) => Decision::MailServerRule {
+                rule: self.rules[rule].id.clone(),
+                id: self.server_rules[server].id.clone(),
+            },
+        };
+        let mut matched_rules = Vec::new();
+        let mut buf = [0; MAX_NAME_LEN];
+        if let Normalised::Name(name) = normalise(name, &mut buf) {
+            for index in self.rule_set.matches(name).iter() {
+                if self.zone_check_passes(&self.rules[index], name) {
+                    matched_rules.push(self.rules[index].id.clone());
+                }
             }
+            for index in self.server_set.matches(name).iter() {
+                if self.zone_check_passes(&self.server_rules[index], name) {
+                    matched_rules.push(self.server_rules[index].id.clone());
+                }
+            }
+        }
+        Explanation {
+            class,
+            decision,
+            matched_rules,
+        }
+    }
+
+    fn verdict<'a>(&'a self, raw: &str, buf: &mut [u8; MAX_NAME_LEN]) -> Verdict<'a> {
+        let name = match normalise(raw, buf) {
+            Normalised::Empty => return Verdict::Proper,
+            Normalised::Invalid => return Verdict::Invalid,
             Normalised::Name(name) => name,
         };
         // `is_match` can stop early and skips the per-call allocation of `matches`; most
         // proper names end here.
         if !self.rule_set.is_match(name) {
-            return NameClass::Proper;
+            return Verdict::Proper;
         }
-        let Some(first) = self.rule_set.matches(name).iter().next() else {
-            return NameClass::Proper;
+        let mut first = None;
+        let mut strong = false;
+        for index in self.rule_set.matches(name).iter() {
+            if !self.zone_check_passes(&self.rules[index], name) {
+                continue;
+            }
+            first.get_or_insert(index);
+            if self.rules[index].kind == RuleKind::Strong {
+                strong = true;
+                break;
+            }
+        }
+        let Some(first) = first else {
+            return Verdict::Proper;
         };
-        let rule = self.rules[first].id.clone();
-        // Exceptions are looked at only now: proper names never pay for them.
-        match self.exceptions.find(name) {
-            Some(exception) => NameClass::Excepted {
-                rule,
-                exception: exception.to_owned(),
-            },
-            None => NameClass::Generic { rule },
+        // Exceptions and mail-server rules are looked at only now: proper names never pay
+        // for them.
+        if let Some(entry) = self.exceptions.find(name) {
+            return Verdict::ByException(first, entry);
         }
+        if !strong
+            && self.server_set.is_match(name)
+            && let Some(server) = self
+                .server_set
+                .matches(name)
+                .iter()
+                .find(|&index| self.zone_check_passes(&self.server_rules[index], name))
+        {
+            return Verdict::ByServerRule(first, server);
+        }
+        Verdict::Generic(first)
     }
 
-    /// The active rules in the order they are tried: `(id, pattern)`.
+    /// The public-suffix check some rules need after their pattern matched. `dyn-zone` and
+    /// `dyn-zone-bare`: the zone label must lie left of the registrable domain, so
+    /// `x1.pool.example.co.uk` counts and `x1.pool.co.uk` does not. `short-host`: the first
+    /// label must be the one right left of the registrable domain.
+    fn zone_check_passes(&self, rule: &Rule, name: &[u8]) -> bool {
+        let Some(check) = rule.zone_check else {
+            return true;
+        };
+        let Some(domain) = psl::domain(name) else {
+            return false;
+        };
+        // Labels ending before this offset are left of the registrable domain.
+        let limit = name.len() - domain.as_bytes().len();
+        if let ZoneCheck::FirstUnderDomain = check {
+            // `limit` is where the registrable domain starts: the first label ends right there.
+            return name.iter().position(|&b| b == b'.') == limit.checked_sub(1);
+        }
+        let mut offset = 0;
+        for (position, label) in name.split(|&b| b == b'.').enumerate() {
+            let end = offset + label.len();
+            if end >= limit {
+                return false;
+            }
+            offset = end + 1;
+            match check {
+                ZoneCheck::AnyLabel if position >= 1 && self.zone_label.is_match(label) => {
+                    return true;
+                }
+                ZoneCheck::SecondLabel if position == 1 => {
+                    return self.bare_zone_label.is_match(label);
+                }
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// The active rules in the order they are tried: `(id, pattern)`. Generic rules first
+    /// (built-in, then the operator's), then the mail-server rules.
     pub fn rules(&self) -> impl Iterator<Item = (&str, &str)> {
         self.rules
             .iter()
+            .chain(&self.server_rules)
             .map(|rule| (rule.id.as_str(), rule.pattern.as_str()))
     }
 }

@@ -106,6 +106,46 @@ const DEFAULT_TABLE: &[(&str, Want)] = &[
     ("x1.pool.example.net", Generic("dyn-zone")),
     ("cbab71fe.ppp-bb.example.jp", Generic("dyn-zone")),
     ("host7.customers.static.example.com", Generic("dyn-zone")),
+    // A zone keyword under a multi-label public suffix counts like under `.net`.
+    ("x1.pool.example.net", Generic("dyn-zone")),
+    ("ab12cd.dyn.example.ne.jp", Generic("dyn-zone")),
+    ("x1.pool.example.co.uk", Generic("dyn-zone")),
+    ("x1.dsl.example.com.au", Generic("dyn-zone")),
+    ("ab12cd.dyn.example.or.jp", Generic("dyn-zone")),
+    // ... but not when the keyword is the registrable domain itself.
+    ("x1.pool.co.uk", Proper),
+    ("x1.dsl.com.au", Proper),
+    // Hex-encoded IPv4 first label.
+    ("cbab71fe.example.net", Generic("hex-ip")),
+    ("ool-cbab71fe.example.net", Generic("hex-ip")),
+    ("pcbab71fe.dip.example", Generic("hex-ip")),
+    ("0xcbab71fe.example.dk", Generic("s25r-1")),
+    ("cafebabe.example.com", Proper),
+    // NAT pools, unnamed reverse templates, digit-less hosts under a line zone.
+    ("nat-42.example.net", Generic("nat-pool")),
+    ("natpool3.example.net", Generic("nat-pool")),
+    ("unassigned.example.net", Generic("unassigned")),
+    ("host.unallocated.example.org", Generic("unassigned")),
+    ("abcdef.dip.example.net", Generic("dyn-zone-bare")),
+    ("abcdef.ppp.example.ne.jp", Generic("dyn-zone-bare")),
+    (
+        "mail.dsl.example.net",
+        Excepted("dyn-zone-bare", "mail-service"),
+    ),
+    // A mail word does not outweigh a strong rule.
+    ("smtp.203-0-113-5.dynamic.example.net", Generic("s25r-3")),
+    ("mail-12.dyn.example.net", Generic("dyn-zone")),
+    ("mx1.dsl-5.example.net", Generic("dyn-keyword")),
+    // A mail word in a TLD or a bare registered domain is not a mail-service word.
+    ("abc123-x456.example.com.mx", Generic("s25r-1")),
+    ("abc123-x456.mx.example", Generic("s25r-1")),
+    // A short-numbered host right under the registrable domain is a server pool, not a line.
+    ("m15-78.126.example", Excepted("s25r-1", "short-host")),
+    ("d1-sfbay-01.example.com", Excepted("s25r-1", "short-host")),
+    ("p02m169.example.net", Excepted("s25r-1", "short-host")),
+    ("h234n2fls32o895.example.com", Generic("s25r-1")),
+    // ... but not when a strong rule matches.
+    ("m15-78.pool.example.net", Generic("s25r-1")),
     // Proper mail servers.
     ("mail.example.com", Proper),
     ("smtp1.example.net", Proper),
@@ -140,36 +180,50 @@ const DEFAULT_TABLE: &[(&str, Want)] = &[
     ("mta214a-ord.mtasv.net", Proper),
     ("smtp509.mail.kks.yahoo.co.jp", Proper),
     ("mail-sor-f41.google.com", Proper),
-    // Proper servers S25R itself flags: published as-is, exceptions are the remedy.
-    ("mx1-2.example.com", Generic("s25r-1")),
-    ("mx1.mail2.example.co.jp", Generic("s25r-5")),
-    ("mail.1and1.example.co.uk", Generic("s25r-3")),
-    // Large senders flagged by S25R, saved by the built-in exceptions.
+    // Proper servers S25R itself flags (rules published as-is): a mail-service word outweighs
+    // the shape-only match.
+    ("mx1-2.example.com", Excepted("s25r-1", "mail-service")),
+    (
+        "mx1.mail2.example.co.jp",
+        Excepted("s25r-5", "mail-service"),
+    ),
+    (
+        "mail.1and1.example.co.uk",
+        Excepted("s25r-3", "mail-service"),
+    ),
+    // Large senders flagged by S25R: the mail-server rules save most of them, the built-in
+    // exceptions the rest.
     (
         "mail-eopbgr80071.outbound.protection.outlook.com",
-        Excepted("s25r-2", ".outbound.protection.outlook.com"),
+        Excepted("s25r-2", "mail-service"),
     ),
     (
         "mail-sn1nam02on2089.outbound.protection.outlook.com",
-        Excepted("s25r-1", ".outbound.protection.outlook.com"),
+        Excepted("s25r-1", "mail-service"),
     ),
     (
         "a8-30.smtp-out.amazonses.com",
-        Excepted("s25r-1", ".amazonses.com"),
+        Excepted("s25r-1", "mail-service"),
     ),
     (
         "a27-10.smtp-out.us-west-2.amazonses.com",
-        Excepted("s25r-1", ".amazonses.com"),
+        Excepted("s25r-1", "mail-service"),
     ),
-    ("mail-pj1-f67.google.com", Excepted("s25r-1", ".google.com")),
+    (
+        "mail-pj1-f67.google.com",
+        Excepted("s25r-1", "mail-service"),
+    ),
     (
         "sonic301-37.consmr.mail.bf2.yahoo.com",
-        Excepted("s25r-1", ".yahoo.com"),
+        Excepted("s25r-1", "mail-service"),
     ),
-    ("web53514.mail.yahoo.com", Excepted("s25r-2", ".yahoo.com")),
+    (
+        "web53514.mail.yahoo.com",
+        Excepted("s25r-2", "mail-service"),
+    ),
     (
         "nh605-vm5.bullet.mail.ssk.yahoo.co.jp",
-        Excepted("s25r-1", ".yahoo.co.jp"),
+        Excepted("s25r-1", "mail-service"),
     ),
     (
         "st43p00im-ztdg10061801.me.com",
@@ -179,17 +233,23 @@ const DEFAULT_TABLE: &[(&str, Want)] = &[
         "66-220-155-156.mail-mail.facebook.com",
         Excepted("s25r-1", ".mail-mail.facebook.com"),
     ),
-    ("sender4-of-o53.zoho.com", Excepted("s25r-1", ".zoho.com")),
-    ("sender11-op-o11.zoho.eu", Excepted("s25r-1", ".zoho.eu")),
+    (
+        "sender4-of-o53.zoho.com",
+        Excepted("s25r-1", "mail-service"),
+    ),
+    (
+        "sender11-op-o11.zoho.eu",
+        Excepted("s25r-1", "mail-service"),
+    ),
     (
         "mail136-18.atl41.mandrillapp.com",
-        Excepted("s25r-1", ".mandrillapp.com"),
+        Excepted("s25r-1", "mail-service"),
     ),
-    ("so254-9.mailgun.net", Excepted("s25r-1", ".mailgun.net")),
-    ("m42-4.mailgun.net", Excepted("s25r-1", ".mailgun.net")),
+    ("so254-9.mailgun.net", Excepted("s25r-1", "mail-domain")),
+    ("m42-4.mailgun.net", Excepted("s25r-1", "mail-domain")),
     (
         "MTA-81-59.SparkPostMail.com.",
-        Excepted("s25r-1", ".sparkpostmail.com"),
+        Excepted("s25r-1", "mail-service"),
     ),
     // Not host names at all.
     ("mail..example.com", Generic("invalid-name")),
@@ -292,7 +352,11 @@ fn operator_can_disable_add_and_except() {
         ("vps12.hosting.example.net", Proper),
         // Exact exception: that name only.
         ("mx2-2.example.com", Proper),
-        ("relay3.mx1-2.example.com", Generic("s25r-4")),
+        (
+            "relay3.mx1-2.example.com",
+            Excepted("s25r-4", "mail-service"),
+        ),
+        ("host3.ab1-2.example.com", Generic("s25r-4")),
         // Domain exception: the domain itself and every name under it.
         (
             "12345.partner.example.net",
@@ -310,8 +374,8 @@ fn operator_can_disable_add_and_except() {
         ),
         // Built-in exceptions stay on.
         (
-            "mail-eopbgr80071.outbound.protection.outlook.com",
-            Excepted("s25r-2", ".outbound.protection.outlook.com"),
+            "st43p00im-ztdg10061801.me.com",
+            Excepted("s25r-2", ".me.com"),
         ),
     ];
     for &(name, expected) in table {
@@ -329,7 +393,12 @@ fn operator_can_disable_add_and_except() {
         "mx1-2.example.com",
         Excepted("s25r-1", "mx1-2.example.com"),
     );
-    check(&with_s25r1, "relay1-22.example.org", Generic("s25r-1"));
+    check(&with_s25r1, "host1-22334.example.org", Generic("s25r-1"));
+    check(
+        &with_s25r1,
+        "relay1-22.example.org",
+        Excepted("s25r-1", "mail-service"),
+    );
 }
 
 #[test]
@@ -402,7 +471,14 @@ fn rules_lists_builtins_in_order_then_operator_rules() {
             "dyn-keyword",
             "subscriber-keyword",
             "dyn-zone",
-            "z"
+            "hex-ip",
+            "nat-pool",
+            "unassigned",
+            "dyn-zone-bare",
+            "z",
+            "mail-service",
+            "mail-domain",
+            "short-host",
         ]
     );
     let (_, s25r_1) = classifier.rules().next().unwrap();
@@ -622,4 +698,60 @@ proptest! {
 fn default_classifier_shared() -> &'static Classifier {
     static CLASSIFIER: std::sync::OnceLock<Classifier> = std::sync::OnceLock::new();
     CLASSIFIER.get_or_init(default_classifier)
+}
+
+/// `explain` gives the same verdict as `classify` and says what decided it.
+#[test]
+fn explain_says_which_rule_or_exception_decided() {
+    use spamgate_rdns::Decision;
+    let classifier = default_classifier();
+    let rule = |id: &str| Decision::Rule { id: id.into() };
+    let table: &[(&str, Decision, &[&str])] = &[
+        ("mail.example.com", Decision::NoRule, &["mail-service"]),
+        ("", Decision::NoRule, &[]),
+        ("mail..example.com", Decision::InvalidName, &[]),
+        (
+            "123-123-123-123.adsl.example.net",
+            rule("s25r-1"),
+            &["s25r-1", "s25r-3", "ip4-in-name", "dyn-zone"],
+        ),
+        ("x1.pool.example.co.uk", rule("dyn-zone"), &["dyn-zone"]),
+        // The public-suffix check refuses the zone label: not listed as matched.
+        ("x1.pool.co.uk", Decision::NoRule, &["short-host"]),
+        (
+            "mx1-2.example.com",
+            Decision::MailServerRule {
+                rule: "s25r-1".into(),
+                id: "mail-service".into(),
+            },
+            &["s25r-1", "mail-service", "short-host"],
+        ),
+        (
+            "st43p00im-ztdg10061801.me.com",
+            Decision::Exception {
+                rule: "s25r-1".into(),
+                entry: ".me.com".into(),
+            },
+            &["s25r-1", "s25r-2"],
+        ),
+    ];
+    for (name, decision, matched) in table {
+        let explanation = classifier.explain(name);
+        assert_eq!(explanation.class, classifier.classify(name), "{name}");
+        assert_eq!(&explanation.decision, decision, "{name}");
+        assert_eq!(explanation.matched_rules, *matched, "{name}");
+    }
+    let json = serde_json::to_string(&classifier.explain("mx1-2.example.com")).unwrap();
+    assert_eq!(
+        json,
+        r#"{"class":{"class":"excepted","rule":"s25r-1","exception":"mail-service"},"decision":{"by":"mail_server_rule","rule":"s25r-1","id":"mail-service"},"matched_rules":["s25r-1","mail-service","short-host"]}"#
+    );
+}
+
+proptest! {
+    #[test]
+    fn explain_agrees_with_classify(name in "[a-z0-9.-]{0,60}") {
+        let classifier = default_classifier_shared();
+        prop_assert_eq!(classifier.explain(&name).class, classifier.classify(&name));
+    }
 }
