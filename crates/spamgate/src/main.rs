@@ -46,13 +46,21 @@ enum Command {
     /// Explain the decision for one transaction (does not change state unless --record).
     Check(CheckArgs),
     /// Classify host names (arguments, or stdin one per line) by the reverse-DNS rules.
+    /// Lines as logs have them work too: Postfix's `name[address]` and `unknown`. One
+    /// answer per input line, in order (an empty line gets an empty answer).
     Classify {
+        /// Host names; none: read stdin.
         names: Vec<String>,
+        /// Configuration file (its `[rdns]` rules and exceptions); without it, the defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// List the active rules instead.
         #[arg(long)]
         rules: bool,
+        /// Also say which rule or exception decided, and every rule that matched.
+        #[arg(long)]
+        explain: bool,
+        /// One JSON object per name.
         #[arg(long)]
         json: bool,
     },
@@ -402,8 +410,9 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             names,
             config,
             rules,
+            explain,
             json,
-        } => classify(names, config, rules, json),
+        } => classify(names, config, rules, explain, json),
         Command::Config { command } => match command {
             ConfigCommand::Check { config } => {
                 let loaded = load(config.as_ref())?;
@@ -562,6 +571,7 @@ fn classify(
     names: Vec<String>,
     config: Option<PathBuf>,
     rules: bool,
+    explain: bool,
     json: bool,
 ) -> Result<(), daemon::Fatal> {
     let config = load(config.as_ref())?;
@@ -576,26 +586,39 @@ fn classify(
         }
         return Ok(());
     }
-    let mut emit = |name: &str| {
-        let name = name.trim();
+    let mut emit = |line: &str| {
+        let name = host_name_of(line);
         if name.is_empty() {
+            let answer = if json { r#"{"name":""}"# } else { "" };
+            let _ = writeln!(out, "{answer}");
             return;
         }
-        let class = classifier.classify(name);
+        let explanation = classifier.explain(name);
         if json {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::json!({ "name": name, "class": class })
-            );
-        } else {
-            let text = match &class {
-                NameClass::Generic { rule } => format!("generic\t{rule}"),
-                NameClass::Excepted { rule, exception } => {
-                    format!("proper\texcepted {exception} (matched {rule})")
-                }
-                NameClass::Proper => "proper\t-".to_string(),
+            let value = if explain {
+                serde_json::json!({ "name": name, "class": explanation.class,
+                    "decision": explanation.decision, "matched_rules": explanation.matched_rules })
+            } else {
+                serde_json::json!({ "name": name, "class": explanation.class })
             };
+            let _ = writeln!(out, "{value}");
+            return;
+        }
+        let text = match &explanation.class {
+            NameClass::Generic { rule } => format!("generic\t{rule}"),
+            NameClass::Excepted { rule, exception } => {
+                format!("proper\texcepted {exception} (matched {rule})")
+            }
+            NameClass::Proper => "proper\t-".to_string(),
+        };
+        if explain {
+            let matched = if explanation.matched_rules.is_empty() {
+                "-".to_string()
+            } else {
+                explanation.matched_rules.join(",")
+            };
+            let _ = writeln!(out, "{name}\t{text}\tmatched={matched}");
+        } else {
             let _ = writeln!(out, "{name}\t{text}");
         }
     };
@@ -609,6 +632,14 @@ fn classify(
         }
     }
     Ok(())
+}
+
+/// The host name in a line as logs write it: `name`, Postfix's `name[address]` (or
+/// `name[address]:port`), with surrounding space; `unknown[address]` is the name
+/// `unknown`, which no rule matches.
+fn host_name_of(line: &str) -> &str {
+    let line = line.trim();
+    line.split_once('[').map_or(line, |(name, _)| name).trim()
 }
 
 fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {

@@ -95,11 +95,41 @@ fn classify_reads_arguments_and_stdin() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3, "one answer per input line: {lines:?}");
+    assert_eq!(lines[2], serde_json::json!({ "name": "" }));
     assert_eq!(lines[0]["class"]["class"], "excepted", "{lines:?}");
     assert_eq!(lines[0]["class"]["rule"], "s25r-1", "{lines:?}");
     assert_eq!(lines[1]["class"]["class"], "generic", "{lines:?}");
     assert_eq!(lines[1]["class"]["rule"], "s25r-2", "{lines:?}");
+}
+
+#[test]
+fn classify_reads_log_forms_and_explains() {
+    let mut child = spamgate()
+        .args(["classify", "--explain"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = "123-123-123-123.dhcp.example.net[203.0.113.7]\n\nunknown[192.0.2.1]\n  mail.example.com[2001:db8::25]:25  \n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "aligned with the input: {text}");
+    assert!(
+        lines[0].starts_with("123-123-123-123.dhcp.example.net\tgeneric\t")
+            && lines[0].contains("matched="),
+        "{text}"
+    );
+    assert_eq!(lines[1], "", "{text}");
+    assert_eq!(lines[2], "unknown\tproper\t-\tmatched=-", "{text}");
+    assert!(lines[3].starts_with("mail.example.com\tproper"), "{text}");
 }
 
 fn write_config(dir: &Path, socket: &Path, extra: &str) -> std::path::PathBuf {
