@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CELL_SECONDS=8          # measured seconds per (server, C) cell
 LEVELS="1 8 64"
-SERVERS="baseline spamgate spamgate-sync spamgate-all spamgate-info postgrey sqlgrey gross"
+SERVERS="baseline spamgate spamgate-window spamgate-all spamgate-info postgrey sqlgrey gross"
 OUT=""
 KEEP=0
 BUILD=1
@@ -174,7 +174,7 @@ wait_tcp "$DNS_PORT" "$!" dnsmasq
 
 # --- servers ------------------------------------------------------------------------------
 spamgate_config() { # NAME LOG_LEVEL GREYLIST_CLASSES PORT [DURABILITY_WINDOW]
-    local name=$1 level=$2 classes=$3 port=$4 window=${5:-50ms}
+    local name=$1 level=$2 classes=$3 port=$4 window=${5:-0s}
     mkdir -p "$WORK/$name"
     cat >"$WORK/$name/spamgate.toml" <<EOF
 log_level = "$level"
@@ -204,9 +204,10 @@ start_server() { # NAME PORT -> sets SERVER_PID
         spamgate)
             spamgate_config "$name" warn "$SELECTIVE" "$port"
             "$SPAMGATE" serve -c "$dir/spamgate.toml" >"$WORK/$name.log" 2>&1 & ;;
-        spamgate-sync)
-            # Every answer waits for its commit (nothing answered is lost in a crash).
-            spamgate_config "$name" warn "$SELECTIVE" "$port" 0s
+        spamgate-window)
+            # A 50 ms durability window: answers before the commit (a crash loses the
+            # window's changes). The default commits before answering.
+            spamgate_config "$name" warn "$SELECTIVE" "$port" 50ms
             "$SPAMGATE" serve -c "$dir/spamgate.toml" >"$WORK/$name.log" 2>&1 & ;;
         spamgate-all)
             spamgate_config "$name" warn "$EVERYONE" "$port"

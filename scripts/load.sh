@@ -25,7 +25,6 @@ cat >"$T/spamgate.toml" <<TOML
 log_level = "warn"
 [server]
 listen = ["unix:$T/policy.sock"]
-max_connections = 8192
 [store]
 path = "$T/spamgate.db"
 [dns]

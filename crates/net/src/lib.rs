@@ -125,26 +125,11 @@ pub async fn run<H: Handler>(
             }
             next = conn_rx.recv() => {
                 let Some(conn) = next else { break };
-                let permit = match permits.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    // At the limit, close the connection that has been idle longest to make
-                    // room, so a flood of idle connections cannot lock Postfix out.
-                    Err(_) if idle.evict_oldest() => {
-                        match tokio::time::timeout(EVICTION_WAIT, permits.clone().acquire_owned()).await {
-                            Ok(Ok(p)) => p,
-                            _ => {
-                                handler.connection_refused();
-                                warn!(peer = %conn.peer, "connection limit reached; closing new connection");
-                                continue;
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        handler.connection_refused();
-                        warn!(peer = %conn.peer, limit = max_connections,
-                              "connection limit reached and every connection busy; closing new connection");
-                        continue;
-                    }
+                let Some(permit) = admit(&permits, &idle).await else {
+                    handler.connection_refused();
+                    warn!(peer = %conn.peer, limit = max_connections,
+                          "connection limit reached and no connection freed within {OVERLOAD_WAIT:?}; closing new connection");
+                    continue;
                 };
                 let handler = handler.clone();
                 let idle = idle.clone();
@@ -178,8 +163,37 @@ pub async fn run<H: Handler>(
     }
 }
 
-/// How long a new connection waits for an evicted idle connection to give up its slot.
-const EVICTION_WAIT: Duration = Duration::from_secs(2);
+/// How long a new connection may wait for a place when every connection is busy: it
+/// is queued rather than dropped (Postfix waits `smtpd_policy_service_timeout`, 100 s by
+/// default, for an answer).
+pub const OVERLOAD_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a queued connection looks again for an idle one to evict.
+const EVICTION_RETRY: Duration = Duration::from_millis(20);
+
+/// A place for a new connection: a free one; else the longest-idle connection is told
+/// to close; else the connection waits (queued, in arrival order) for a place, up to
+/// [`OVERLOAD_WAIT`]. `None` when none came.
+async fn admit(
+    permits: &Arc<Semaphore>,
+    idle: &IdleRegistry,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let deadline = Instant::now() + OVERLOAD_WAIT;
+    loop {
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        // An evicted connection closes at once; the retry picks up its place.
+        idle.evict_oldest();
+        let wait = EVICTION_RETRY.min(deadline.saturating_duration_since(Instant::now()));
+        if wait.is_zero() {
+            return None;
+        }
+        if let Ok(Ok(permit)) = tokio::time::timeout(wait, permits.clone().acquire_owned()).await {
+            return Some(permit);
+        }
+    }
+}
 
 /// Connections waiting idle between requests. Becoming idle or busy is one atomic
 /// operation on the connection's own slot (twice per request); only opening, closing and

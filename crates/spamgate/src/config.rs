@@ -15,7 +15,6 @@ use spamgate_engine::greylist::{GreylistParams, KeyScheme};
 use spamgate_engine::outbound::SubmissionRules;
 use spamgate_engine::{EngineConfig, ListRules, Stage, StoreFailMode, default_greylist_classes};
 use spamgate_rdns::ClassifierConfig;
-use spamgate_store::SqliteOptions;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -131,7 +130,9 @@ pub struct ServerConfig {
     pub listen: Vec<String>,
     /// Octal permission bits for UNIX sockets.
     pub unix_mode: String,
-    pub max_connections: usize,
+    /// Connections served at once. Unset: derived at start from the file-descriptor
+    /// limit (raised to the hard limit first), less a reserve for the store and DNS.
+    pub max_connections: Option<usize>,
     /// Postfix closes idle policy connections after 300 s; we wait a little longer.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -157,11 +158,11 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: vec!["127.0.0.1:10023".into()],
             unix_mode: "0660".into(),
-            max_connections: 1024,
+            max_connections: None,
             idle_timeout: Duration::from_secs(330),
             request_timeout: Duration::from_secs(100),
             max_line_length: 4096,
-            max_attributes: 128,
+            max_attributes: 1000,
             max_request_size: 65536,
             decide_at: vec!["RCPT".into()],
             shutdown_grace: Duration::from_secs(10),
@@ -272,7 +273,8 @@ impl StoreConfig {
             fail_mode: StoreFailMode::Dunno,
             timeout: Duration::from_secs(5),
             cleanup_interval: Duration::from_secs(600),
-            durability_window: SqliteOptions::default().durability_window,
+            // Commit before answering: a kill -9 loses nothing that was answered.
+            durability_window: Duration::ZERO,
             backend: StoreBackend::Sqlite,
             redis_url: "redis://127.0.0.1:6379/0".into(),
             redis_sentinel_master: None,
@@ -545,7 +547,7 @@ impl Config {
                 "must be at least 64 and at most server.max_request_size",
             ));
         }
-        if self.server.max_connections == 0 {
+        if self.server.max_connections == Some(0) {
             return Err(ConfigError::invalid(
                 "server.max_connections",
                 "0",

@@ -111,6 +111,16 @@ pub fn build_dns(config: &Config) -> Result<Dns, Fatal> {
 /// Run the daemon until SIGTERM/SIGINT.
 pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), Fatal> {
     let settings = config.settings().map_err(|e| Fatal::new(exit::CONFIG, e))?;
+    let open_files = raise_open_files_limit();
+    let reserve = config.dns.max_in_flight as u64 + RESERVED_FILES;
+    let server = crate::config::ServerConfig {
+        max_connections: config
+            .server
+            .max_connections
+            .or(Some(derived_max_connections(open_files, reserve))),
+        ..config.server.clone()
+    };
+    info!(open_files, "open-files limit");
     let dns = build_dns(&config)?;
     let store = open_store(&config).await?;
     info!(store = %store.describe(), "store open");
@@ -169,7 +179,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         shutdown_tx,
     ));
 
-    serve_postfix(service.clone(), listeners, &config.server, shutdown_rx).await;
+    serve_postfix(service.clone(), listeners, &server, shutdown_rx).await;
     for addr in &addrs {
         if let crate::config::ListenAddr::Unix(path) = addr {
             let _ = std::fs::remove_file(path);
@@ -199,14 +209,59 @@ pub async fn serve_postfix<S: Backend, R: Resolver, C: Clock>(
     shutdown: watch::Receiver<bool>,
 ) {
     let front_end = Arc::new(PostfixFrontEnd::new(service, connection_limits(server)));
+    let max_connections = server
+        .max_connections
+        .unwrap_or_else(|| derived_max_connections(open_files_limit(), DEFAULT_RESERVE));
+    info!(max_connections, "connection limit");
     spamgate_net::run(
         front_end,
         listeners,
-        server.max_connections,
+        max_connections,
         shutdown,
         server.shutdown_grace,
     )
     .await;
+}
+
+/// Descriptors kept for everything but policy connections beyond the DNS sockets: the
+/// store's files, the metrics listener, logs.
+const RESERVED_FILES: u64 = 128;
+
+/// The reserve with the default `dns.max_in_flight` (512).
+const DEFAULT_RESERVE: u64 = 512 + RESERVED_FILES;
+
+/// The most connections spamgate derives on its own (about 1 GiB of buffers).
+const DERIVED_MAX: u64 = 65_536;
+
+/// `server.max_connections` when unset: the open-files limit less `reserve`
+/// (`dns.max_in_flight` + 128), at least 16 and at most 65,536.
+pub fn derived_max_connections(open_files: u64, reserve: u64) -> usize {
+    let derived = open_files.saturating_sub(reserve).clamp(16, DERIVED_MAX);
+    usize::try_from(derived).unwrap_or(usize::MAX)
+}
+
+/// Raises the open-files soft limit to the hard limit, as servers do (systemd's default
+/// soft limit is 1,024, its hard limit 524,288), and returns the soft limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            warn!("cannot raise the open-files limit to the hard limit: {e}");
+        }
+    }
+    open_files_limit()
+}
+
+/// The open-files soft limit in force (`None`, unlimited, counts as the derived maximum).
+fn open_files_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(DERIVED_MAX + DEFAULT_RESERVE)
 }
 
 /// The Postfix connections' bounds from `[server]`.
@@ -370,4 +425,34 @@ fn reload<S: Backend, R: Resolver, C: Clock>(
     service.metrics().reload(true);
     info!(path = %path.display(), "SIGHUP: configuration reloaded");
     Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_limit_follows_the_open_files_limit() {
+        // (open-files limit, reserve, connections)
+        for (open_files, reserve, want) in [
+            (1_024, DEFAULT_RESERVE, 384),
+            (20_000, DEFAULT_RESERVE, 19_360),
+            (524_288, DEFAULT_RESERVE, 65_536),
+            (256, DEFAULT_RESERVE, 16),
+            (4_096, 1_024 + RESERVED_FILES, 2_944),
+        ] {
+            assert_eq!(
+                derived_max_connections(open_files, reserve),
+                want,
+                "{open_files} files, reserve {reserve}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_limit() {
+        let before = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        let now = raise_open_files_limit();
+        assert_eq!(Some(now), before.maximum.or(Some(now)));
+    }
 }

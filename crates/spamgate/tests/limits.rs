@@ -26,7 +26,7 @@ async fn harness(tweak: impl FnOnce(&mut spamgate::config::Config)) -> Harness {
 
 #[tokio::test]
 async fn an_idle_flood_cannot_lock_out_new_clients() {
-    let h = harness(|c| c.server.max_connections = 8).await;
+    let h = harness(|c| c.server.max_connections = Some(8)).await;
     let mut flood = Vec::new();
     for _ in 0..100 {
         flood.push(h.connect().await);
@@ -42,13 +42,55 @@ async fn an_idle_flood_cannot_lock_out_new_clients() {
 
 #[tokio::test]
 async fn a_busy_connection_is_never_evicted() {
-    let h = harness(|c| c.server.max_connections = 2).await;
+    let h = harness(|c| c.server.max_connections = Some(2)).await;
     let mut a = h.connect().await;
     let mut b = h.connect().await;
     // Both finish requests; then a third client arrives and one idle one makes room.
     assert_eq!(a.ask(&PROPER).await, "DUNNO");
     assert_eq!(b.ask(&PROPER).await, "DUNNO");
     assert_eq!(h.ask(&PROPER).await, "DUNNO");
+}
+
+#[tokio::test]
+async fn a_new_connection_waits_for_a_place_when_every_connection_is_busy() {
+    let h = harness(|c| c.server.max_connections = Some(4)).await;
+    // Four connections in the middle of a request: busy, never evicted.
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut conn = h.connect().await;
+        conn.send_raw(b"request=smtpd_access_policy\nclient_address=192.0.2.10\n")
+            .await;
+        busy.push(conn);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A fifth is queued, not closed...
+    let queued = {
+        let mut conn = h.connect().await;
+        tokio::spawn(async move { conn.ask(&PROPER).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !queued.is_finished(),
+        "answered or closed while every place was busy"
+    );
+    // ...and served once one of them finishes its request and falls idle.
+    busy[0].send_raw(b"client_name=mail.example.test\n\n").await;
+    assert_eq!(busy[0].read_reply().await.as_deref(), Some("DUNNO"));
+    assert_eq!(queued.await.unwrap(), "DUNNO");
+}
+
+#[tokio::test]
+async fn a_request_with_hundreds_of_attributes_is_answered_on_the_defaults() {
+    let h = harness(|_| {}).await;
+    let mut attributes: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("x_future_attribute_{i}"), "value".to_string()))
+        .collect();
+    attributes.extend(PROPER.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let attributes: Vec<(&str, &str)> = attributes
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(h.ask(&attributes).await, "DUNNO");
 }
 
 #[tokio::test]
@@ -121,7 +163,7 @@ async fn many_connections_each_with_many_requests() {
     // CI-sized; scripts/load.sh runs 2,000 connections x 50 requests.
     const CONNECTIONS: usize = 200;
     const REQUESTS: usize = 20;
-    let h = Arc::new(harness(|c| c.server.max_connections = 1024).await);
+    let h = Arc::new(harness(|c| c.server.max_connections = Some(1024)).await);
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..CONNECTIONS {
         let h = h.clone();
