@@ -114,36 +114,64 @@ const PLACEHOLDERS: [&str; 13] = [
 ];
 
 impl Replies {
+    /// The first problem of [`Replies::problems`].
     pub fn validate(&self) -> Result<(), ReplyError> {
-        for (key, text) in [
-            ("replies.reject", &self.reject),
-            ("replies.greylist", &self.greylist),
-            ("replies.tempfail", &self.tempfail),
-        ] {
-            check_placeholders(key, text)?;
-        }
-        for (key, text, class) in [
-            ("replies.reject", &self.reject, b'5'),
-            ("replies.submission_refused", &self.submission_refused, b'5'),
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every template that does not fit its key, once each: unknown placeholders, a
+    /// refusal without its 5xx (or 4xx) code, and a temporary error (greylisting,
+    /// spamgate's own trouble) that starts with a permanent 5xx code.
+    pub fn problems(&self) -> Vec<ReplyError> {
+        let mut problems = Vec::new();
+        let coded = [
+            ("replies.reject", &self.reject, Some(b'5')),
+            ("replies.greylist", &self.greylist, None),
+            ("replies.tempfail", &self.tempfail, None),
+            (
+                "replies.submission_refused",
+                &self.submission_refused,
+                Some(b'5'),
+            ),
             (
                 "replies.submission_unauthenticated",
                 &self.submission_unauthenticated,
-                b'5',
+                Some(b'5'),
             ),
-            ("replies.submission_limit", &self.submission_limit, b'4'),
+            (
+                "replies.submission_limit",
+                &self.submission_limit,
+                Some(b'4'),
+            ),
             (
                 "replies.submission_too_large",
                 &self.submission_too_large,
-                b'5',
+                Some(b'5'),
             ),
-        ] {
-            check_placeholders(key, text)?;
-            let code_ok = text.len() >= 3
-                && text.as_bytes()[0] == class
-                && text.as_bytes()[..3].iter().all(u8::is_ascii_digit);
-            if !code_ok {
-                let message = format!("must start with a {}xx code", class as char);
-                return Err(invalid(key, text, &message));
+        ];
+        for (key, text, class) in coded {
+            if let Err(e) = check_placeholders(key, text) {
+                problems.push(e);
+            }
+            let bytes = text.as_bytes();
+            match class {
+                Some(class) => {
+                    let code_ok = bytes.len() >= 3
+                        && bytes[0] == class
+                        && bytes[..3].iter().all(u8::is_ascii_digit);
+                    if !code_ok {
+                        let message = format!("must start with a {}xx code", class as char);
+                        problems.push(invalid(key, text, &message));
+                    }
+                }
+                // Sent after DEFER_IF_PERMIT: a 5xx code (or 5.x.x status) in it would
+                // turn a temporary error into a permanent one.
+                None if bytes.first() == Some(&b'5') => problems.push(invalid(
+                    key,
+                    text,
+                    "a temporary error must not start with a 5xx code or 5.x.x status",
+                )),
+                None => {}
             }
         }
         if self.header_name.is_empty()
@@ -152,13 +180,13 @@ impl Replies {
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b':')
         {
-            return Err(invalid(
+            problems.push(invalid(
                 "replies.header_name",
                 &self.header_name,
                 "not a header field name",
             ));
         }
-        Ok(())
+        problems
     }
 
     /// The reply's kind and basic code.

@@ -84,7 +84,7 @@ pub fn default_greylist_classes() -> Vec<String> {
 pub enum EngineError {
     #[error(transparent)]
     Allow(#[from] AllowError),
-    #[error("rdns: {0}")]
+    #[error(transparent)]
     Classifier(#[from] ClassifierError),
     #[error(
         "greylist.classes: unknown class {0:?} (known: no-ptr, ptr-not-confirmed, dns-tempfail, generic, proper)"

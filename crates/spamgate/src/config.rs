@@ -463,12 +463,50 @@ pub enum ConfigError {
         value: String,
         message: String,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] spamgate_engine::EngineError),
-    #[error("{0}")]
+    #[error(transparent)]
     Reply(#[from] ReplyError),
     #[error("{0}")]
     Section(String),
+    /// Several problems in one file, one per line.
+    #[error("{} problems:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Problems(Vec<ConfigError>),
+}
+
+/// A `log_level` that would silence the daemon is refused: every comma-separated
+/// directive must be a level, or `target=level` (a bare word that is not a level is a
+/// target filter that turns every other log line off).
+fn check_log_level(text: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word.trim()));
+    let directives: Vec<&str> = text.split(',').filter(|d| !d.trim().is_empty()).collect();
+    let bad = directives
+        .iter()
+        .find(|directive| match directive.rsplit_once('=') {
+            Some((target, level)) => target.trim().is_empty() || !is_level(level),
+            None => !is_level(directive),
+        });
+    match (directives.is_empty(), bad) {
+        (true, _) => Err(ConfigError::invalid(
+            "log_level",
+            text,
+            "empty: no log line would be written",
+        )),
+        (false, Some(bad)) => {
+            let what = if bad.trim() == text.trim() {
+                "not a level".to_string()
+            } else {
+                format!("{:?} is not a level", bad.trim())
+            };
+            let message = format!(
+                "{what} (trace, debug, info, warn, error, off) nor target=level: \
+                 no log line would be written"
+            );
+            Err(ConfigError::invalid("log_level", text, &message))
+        }
+        (false, None) => Ok(()),
+    }
 }
 
 impl ConfigError {
@@ -518,68 +556,86 @@ impl Config {
         }
     }
 
-    /// Everything that can be checked without binding or opening anything.
+    /// Everything that can be checked without binding or opening anything; every
+    /// problem at once ([`ConfigError::Problems`] when there are several).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.listen.is_empty() {
-            return Err(ConfigError::invalid(
+        let mut problems = self.problems();
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Problems(problems)),
+        }
+    }
+
+    /// Each problem of this configuration, once, in file order.
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |result: Result<(), ConfigError>| {
+            if let Err(e) = result {
+                problems.push(e);
+            }
+        };
+        let invalid = |key: &str, value: &str, message: &str| -> Result<(), ConfigError> {
+            Err(ConfigError::invalid(key, value, message))
+        };
+        check(check_log_level(&self.log_level));
+        let server = &self.server;
+        if server.listen.is_empty() {
+            check(invalid(
                 "server.listen",
                 "[]",
                 "at least one listener is needed",
             ));
         }
-        self.server.listen_addrs()?;
-        self.server.unix_mode_bits()?;
-        for state in &self.server.decide_at {
+        check(server.listen_addrs().map(drop));
+        check(server.unix_mode_bits().map(drop));
+        for state in &server.decide_at {
             if !spamgate_engine::stage::INBOUND_STAGES.contains(&Stage::parse(state)) {
-                return Err(ConfigError::invalid(
+                check(invalid(
                     "server.decide_at",
                     state,
                     "expected CONNECT, EHLO, HELO, MAIL or RCPT",
                 ));
             }
         }
-        if self.server.max_line_length < 64
-            || self.server.max_request_size < self.server.max_line_length
-        {
-            return Err(ConfigError::invalid(
+        if server.max_line_length < 64 || server.max_request_size < server.max_line_length {
+            check(invalid(
                 "server.max_line_length",
-                &self.server.max_line_length.to_string(),
+                &server.max_line_length.to_string(),
                 "must be at least 64 and at most server.max_request_size",
             ));
         }
-        if self.server.max_connections == Some(0) {
-            return Err(ConfigError::invalid(
-                "server.max_connections",
-                "0",
-                "must be positive",
-            ));
+        if server.max_connections == Some(0) {
+            check(invalid("server.max_connections", "0", "must be positive"));
         }
-        self.dns.nameserver_addrs()?;
+        check(self.dns.nameserver_addrs().map(drop));
         if self.dns.attempts == 0 || self.dns.timeout.is_zero() {
-            return Err(ConfigError::invalid(
+            check(invalid(
                 "dns.timeout",
                 "0",
                 "timeout and attempts must be positive",
             ));
         }
-        DnsblSection::parse_zones(&self.dnsbl.zones, "dnsbl.zones")?;
-        DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones")?;
-        self.replies.validate()?;
-        self.metrics.listen_addr()?;
+        check(DnsblSection::parse_zones(&self.dnsbl.zones, "dnsbl.zones").map(drop));
+        check(DnsblSection::parse_zones(&self.dnsbl.allow_zones, "dnsbl.allow_zones").map(drop));
+        for problem in self.replies.problems() {
+            check(Err(problem.into()));
+        }
+        check(self.metrics.listen_addr().map(drop));
         let store = &self.store;
         if store.backend == StoreBackend::Redis {
             let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
                 .iter()
                 .any(|s| store.redis_url.starts_with(s));
             if !scheme_ok {
-                return Err(ConfigError::invalid(
+                check(invalid(
                     "store.redis_url",
                     &store.redis_url,
                     "expected redis://host:port/db, rediss://... or unix:///path",
                 ));
             }
             if store.redis_sentinel_master.is_some() == store.redis_sentinels.is_empty() {
-                return Err(ConfigError::invalid(
+                check(invalid(
                     "store.redis_sentinels",
                     &store.redis_sentinels.join(","),
                     "give both redis_sentinel_master and redis_sentinels, or neither",
@@ -588,10 +644,18 @@ impl Config {
         }
         let sub = &self.submission;
         if !spamgate_engine::stage::CHARGE_STAGES.contains(&Stage::parse(&sub.charge_at)) {
-            return Err(ConfigError::invalid(
+            check(invalid(
                 "submission.charge_at",
                 &sub.charge_at,
                 "expected DATA or END-OF-MESSAGE",
+            ));
+        }
+        if sub.enabled && sub.ports.contains(&25) {
+            check(invalid(
+                "submission.ports",
+                "25",
+                "port 25 is where other MTAs deliver: every request there without SMTP AUTH \
+                 would be refused with a 5xx (submission ports are 587 and 465)",
             ));
         }
         for (key, value) in [
@@ -601,16 +665,23 @@ impl Config {
             ("submission.recipient_burst", sub.recipient_burst),
         ] {
             if value == 0 {
-                return Err(ConfigError::invalid(key, "0", "must be positive"));
+                check(invalid(key, "0", "must be positive"));
             }
         }
         // An empty [op25b] (no pools) means OP25B is not managed by spamgate here.
         if !self.op25b.pools.is_empty() {
-            spamgate_op25b::plan(&self.op25b, std::time::SystemTime::now())
-                .map_err(|e| ConfigError::Section(e.to_string()))?;
+            check(
+                spamgate_op25b::plan(&self.op25b, std::time::SystemTime::now())
+                    .map(drop)
+                    .map_err(|e| ConfigError::Section(e.to_string())),
+            );
         }
-        spamgate_engine::Engine::new(&self.engine_config())?;
-        Ok(())
+        check(
+            spamgate_engine::Engine::new(&self.engine_config())
+                .map(drop)
+                .map_err(ConfigError::from),
+        );
+        problems
     }
 
     pub fn engine_config(&self) -> EngineConfig {

@@ -21,7 +21,9 @@ use crate::config::Config;
 
 /// Exit codes (sysexits.h), so service managers and scripts can tell failures apart.
 pub mod exit {
-    /// Bad command line or configuration.
+    /// A command used wrongly: a missing argument, a name that is not there (EX_USAGE).
+    pub const USAGE: i32 = 64;
+    /// An invalid configuration (EX_CONFIG).
     pub const CONFIG: i32 = 78;
     /// The store cannot be opened (path, permissions, disk, newer schema).
     pub const STORE: i32 = 74;

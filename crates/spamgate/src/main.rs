@@ -362,10 +362,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(fatal) => {
-            eprintln!("spamgate: {:#}", fatal.error);
+            eprintln!("spamgate: {}", error_text(&fatal.error));
             ExitCode::from(u8::try_from(fatal.code).unwrap_or(1))
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text the message already
+/// carries (errors that quote their source) is not repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
@@ -694,7 +708,10 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
 fn reload(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> Result<(), daemon::Fatal> {
     let loaded = load(config.as_ref())?;
     // The same checks the daemon makes before it swaps configurations.
-    loaded.settings().map_err(|e| usage_error(format!("{e}")))?;
+    loaded.settings().map_err(|e| daemon::Fatal {
+        code: exit::CONFIG,
+        error: e.into(),
+    })?;
     let path = pid_file.or(loaded.server.pid_file).ok_or_else(|| {
         usage_error("no pid file: set [server] pid_file or pass --pid-file".into())
     })?;
@@ -833,7 +850,7 @@ fn operator_error(
 
 fn usage_error(message: String) -> daemon::Fatal {
     daemon::Fatal {
-        code: exit::CONFIG,
+        code: exit::USAGE,
         error: anyhow::anyhow!(message),
     }
 }

@@ -42,6 +42,19 @@ fn config_check_reports_errors_with_exit_78() {
             "[allow]\nclient_addresses = [\"192.0.2.0/33\"]\n",
             "192.0.2.0/33",
         ),
+        // Settings that would hurt: a silent daemon, port 25 as submission, a greylist
+        // reply that is permanent.
+        ("log_level = \"warnn\"\n", "not a level"),
+        ("log_level = \"spamgate\"\n", "not a level"),
+        ("[submission]\nports = [25, 587]\n", "port 25"),
+        (
+            "[replies]\ngreylist = \"550 5.7.1 go away\"\n",
+            "temporary error",
+        ),
+        (
+            "[replies]\ntempfail = \"5.3.0 broken\"\n",
+            "temporary error",
+        ),
     ];
     for (text, words) in cases {
         let path = dir.path().join("bad.toml");
@@ -54,6 +67,24 @@ fn config_check_reports_errors_with_exit_78() {
         assert_eq!(out.status.code(), Some(78), "{text}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(words), "{text}: {stderr}");
+    }
+    // Every problem of a file at once, each said once.
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "log_level = \"warnn\"\n[replies]\nreject = \"no code\"\n[rdns]\ndisable_rules = [\"no-such-rule\"]\n",
+    )
+    .unwrap();
+    let out = spamgate()
+        .args(["config", "check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 problems"), "{stderr}");
+    for words in ["warnn", "no code", "no-such-rule"] {
+        assert_eq!(stderr.matches(words).count(), 1, "{words} once: {stderr}");
     }
     let out = spamgate().args(["config", "check"]).output().unwrap();
     assert!(out.status.success());
@@ -468,7 +499,7 @@ fn greylist_show_and_delete_name_entries_and_a_deleted_one_starts_over() {
     assert!(reply.contains("please resend in 3600 seconds"), "{reply}");
 
     let (code, _, stderr) = run(&["greylist", "delete"]);
-    assert_eq!(code, Some(78), "an empty filter is refused: {stderr}");
+    assert_eq!(code, Some(64), "an empty filter is refused: {stderr}");
     assert!(stderr.contains("--client"), "{stderr}");
     drop(daemon);
 }
@@ -539,13 +570,36 @@ fn kill_9_case(window: Option<&str>, settle: Duration) {
 }
 
 #[test]
+fn misuse_exits_64_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
+    for args in [
+        &["allow", "remove", "sender", "nobody@example.org"][..],
+        &["allow", "add", "colour", "blue"],
+        &["account", "show", "nobody@example.jp"],
+        &["account", "terminate", "nobody@example.jp"],
+        &["greylist", "show"],
+    ] {
+        let (code, _, err) = run_with_config(&config, args);
+        assert_eq!(code, Some(64), "spamgate {args:?}: {err}");
+        assert!(!err.trim().is_empty(), "spamgate {args:?} says why");
+    }
+    assert_eq!(run_with_config(&config, &["allow", "list"]).1, "");
+    assert_eq!(run_with_config(&config, &["account", "list"]).1, "");
+}
+
+#[test]
 fn termination_is_final_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
     let account = |args: &[&str]| run_with_config(&config, &[&["account"], args].concat());
     // A name that is not in the store is an error, and creates nothing.
     let (code, _, err) = account(&["suspend", "ken@example.jp", "--note", "spam run"]);
-    assert_eq!(code, Some(78), "{err}");
+    assert_eq!(
+        code,
+        Some(64),
+        "a usage error, not a configuration error: {err}"
+    );
     assert!(err.contains("no account \"ken@example.jp\""), "{err}");
     assert_eq!(account(&["list"]).1, "", "nothing was created");
     assert_eq!(
@@ -571,7 +625,7 @@ fn termination_is_final_unless_forced() {
         Some(0)
     );
     let (code, _, err) = account(&["resume", "ken@example.jp"]);
-    assert_eq!(code, Some(78), "{err}");
+    assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("--force"), "{err}");
     let (code, out, _) = account(&["resume", "ken@example.jp", "--force"]);
     assert_eq!(code, Some(0));
