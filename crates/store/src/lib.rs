@@ -17,9 +17,7 @@
 //! writes what they return, atomically.
 #![forbid(unsafe_code)]
 
-mod pending;
 mod redis;
-mod schema;
 mod sqlite;
 
 use std::future::Future;
@@ -35,9 +33,9 @@ pub use crate::redis::{
     AwlRecord, RateRecord, RedisOptions, RedisStore, SentinelOptions, StoreDump, TripletRecord,
     export_sqlite, import_sqlite,
 };
-pub use schema::SCHEMA_VERSION;
 #[doc(hidden)]
 pub use sqlite::create_with_schema_version;
+pub use sqlite::schema::SCHEMA_VERSION;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Greylist state storage. The daemon is generic over this trait.
