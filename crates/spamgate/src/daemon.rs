@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spamgate_dns::Dns;
-use spamgate_store::{RedisOptions, RedisStore, SentinelOptions, SqliteOptions, SqliteStore};
+use spamgate_store::{
+    AnyStore, FullStore, RedisOptions, RedisStore, SentinelOptions, SqliteOptions, SqliteStore,
+};
 
-use crate::backend::AnyStore;
 use crate::config::StoreBackend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -222,7 +223,7 @@ impl Drop for PidFile {
     }
 }
 
-async fn cleanup_loop<S: Backend, R: crate::service::Resolver, C: crate::service::Clock>(
+async fn cleanup_loop<S: FullStore, R: crate::service::Resolver, C: crate::service::Clock>(
     service: Arc<Service<S, R, C>>,
     every: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,

@@ -1,7 +1,6 @@
 //! The spamgate daemon and its command line, as a library so tests can start it in-process.
 //!
 //! Layout:
-//! - [`backend`]: the store chosen in `[store]` (SQLite or Redis) behind one type.
 //! - [`config`]: the TOML file, defaults and validation.
 //! - [`service`]: the decision pipeline (allow-lists → DNS → engine → store) with DNS,
 //!   store and clock injected.
@@ -13,7 +12,6 @@
 //! - [`daemon`]: wiring for `spamgate serve`: open, bind, signals, reload, drain.
 #![forbid(unsafe_code)]
 
-pub mod backend;
 pub mod config;
 pub mod daemon;
 pub mod http;

@@ -13,7 +13,7 @@ use spamgate::service::{Policy, Service, SystemClock};
 use spamgate_engine::Envelope;
 use spamgate_engine::facts::RdnsFact;
 use spamgate_rdns::NameClass;
-use spamgate_store::Store;
+use spamgate_store::GreylistAdmin;
 
 #[derive(Parser)]
 #[command(
@@ -749,7 +749,7 @@ fn usage_error(message: String) -> daemon::Fatal {
 
 fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::Fatal> {
     use spamgate_engine::verdict::AllowListKind;
-    use spamgate_store::{AllowEntry, AllowStore};
+    use spamgate_store::{AllowAdmin, AllowEntry, AllowStore};
     let config = load(config.as_ref())?;
     init_logs("warn");
     let kind_of = |text: &str| {
@@ -827,7 +827,7 @@ fn account(
     json: bool,
 ) -> Result<(), daemon::Fatal> {
     use spamgate_engine::outbound::{Account, AccountStatus};
-    use spamgate_store::{AccountEvent, AccountStore, EventKind};
+    use spamgate_store::{AccountAdmin, AccountEvent, AccountStore, EventKind};
     let config = load(config.as_ref())?;
     init_logs("warn");
     let show = |a: &Account| {

@@ -15,7 +15,7 @@ use spamgate_engine::facts::{ListAnswer, ListFact, RdnsFact};
 use spamgate_engine::outbound::SubmissionPolicy;
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_engine::{Action, Engine, Envelope, Evaluation, Reason, UnixTime, Verdict};
-use spamgate_store::{AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, Store};
+use spamgate_store::{AccountEvent, AllowEntry, EventKind};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -48,9 +48,8 @@ impl Resolver for Dns {
     }
 }
 
-/// Everything the daemon needs from a store backend (SQLite, Redis).
-pub trait Backend: Store + AllowStore + AccountStore {}
-impl<T: Store + AllowStore + AccountStore> Backend for T {}
+/// Everything the daemon's request path needs from a store backend (SQLite, Redis).
+pub use spamgate_store::RequestStore as Backend;
 
 /// The time, injectable.
 pub trait Clock: Send + Sync + 'static {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use common::*;
 use rusqlite::Connection;
-use spamgate_engine::outbound::{
-    Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate,
+use spamgate_engine::outbound::{AccountStatus, GcraOutcome, LimitKind, Rate};
+use spamgate_store::{
+    AccountAdmin, AccountEvent, AccountStore, EventKind, GreylistAdmin, SqliteOptions,
 };
-use spamgate_store::{AccountEvent, AccountStore, EventKind, SqliteOptions, Store};
 
 use LimitKind::{MessagesPerHour, RecipientsPerDay};
 
@@ -31,19 +31,6 @@ fn daily(limit: u32) -> Rate {
         limit,
         period: secs(DAY),
         burst: limit,
-    }
-}
-
-fn account(username: &str, status: AccountStatus, messages_per_hour: Option<u32>) -> Account {
-    Account {
-        username: username.to_string(),
-        status,
-        limits: LimitOverrides {
-            messages_per_hour,
-            recipients_per_day: None,
-        },
-        note: format!("{} by the abuse desk", status.id()),
-        updated_at: T0,
     }
 }
 
@@ -265,19 +252,4 @@ async fn expire_removes_idle_rate_states_and_old_events() {
     assert_eq!(left, [event(T0 + 5 * DAY, "h1@example.jp", exceeded(10))]);
     assert_eq!(rate_rows(&fixture), 0);
     store.close().await;
-}
-
-/// Sanity for the generic daemon code: an `Arc` of a store is an account store.
-#[tokio::test]
-async fn shared_stores_are_account_stores() {
-    async fn suspended(store: impl AccountStore, name: &str) -> bool {
-        let account = store.account(name).await.unwrap();
-        account.is_some_and(|a| a.status == AccountStatus::Suspended)
-    }
-    let fixture = Fixture::new();
-    let store = Arc::new(fixture.open());
-    let bob = account("bob@example.jp", AccountStatus::Suspended, None);
-    store.put_account(&bob).await.unwrap();
-    assert!(suspended(Arc::clone(&store), "bob@example.jp").await);
-    assert!(!suspended(Arc::clone(&store), "alice@example.jp").await);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use spamgate_engine::verdict::AllowListKind::{self, *};
-use spamgate_store::{AllowEntry, AllowStore};
+use spamgate_store::{AllowAdmin, AllowEntry, AllowStore};
 
 enum Op {
     Add(AllowListKind, &'static str, &'static str, u64),
@@ -28,7 +28,7 @@ fn entry(kind: AllowListKind, value: &str, note: &str, added_at: u64) -> AllowEn
     }
 }
 
-async fn check(store: &impl AllowStore, steps: &[Step]) {
+async fn check(store: &(impl AllowStore + AllowAdmin), steps: &[Step]) {
     for (index, step) in steps.iter().enumerate() {
         let before = store.allow_generation().await.unwrap();
         let returned = match step.op {

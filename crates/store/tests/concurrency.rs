@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::*;
 use spamgate_engine::greylist::GreylistOutcome;
-use spamgate_store::{SqliteOptions, Store, StoreCounts};
+use spamgate_store::{GreylistAdmin, GreylistStore, SqliteOptions, StoreCounts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_are_atomic_per_triplet() {

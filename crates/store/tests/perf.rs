@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use common::*;
 use spamgate_engine::greylist::GreylistKeys;
-use spamgate_store::{SqliteStore, Store};
+use spamgate_store::{GreylistStore, SqliteStore};
 
 const TASKS: usize = 64;
 const TRIPLETS: u32 = 100_000;

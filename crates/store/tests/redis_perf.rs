@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistKeys;
-use spamgate_store::{RedisOptions, RedisStore, Store};
+use spamgate_store::{GreylistStore, RedisOptions, RedisStore};
 
 const TASKS: usize = 64;
 const TRIPLETS: u32 = 100_000;
@@ -33,7 +33,7 @@ fn all_keys(count: u32) -> Vec<GreylistKeys> {
 }
 
 /// Checks per second with `TASKS` tasks, each awaiting its calls one after another.
-async fn run_all<S: Store>(store: &Arc<S>, keys: &[GreylistKeys], now: u64) -> f64 {
+async fn run_all<S: GreylistStore>(store: &Arc<S>, keys: &[GreylistKeys], now: u64) -> f64 {
     let mut per_task: Vec<Vec<GreylistKeys>> = vec![Vec::new(); TASKS];
     for (index, keys) in keys.iter().enumerate() {
         per_task[index % TASKS].push(keys.clone());
@@ -57,7 +57,7 @@ async fn run_all<S: Store>(store: &Arc<S>, keys: &[GreylistKeys], now: u64) -> f
 }
 
 /// new, too-early, passed, awl-hit.
-async fn phases<S: Store>(store: &Arc<S>, keys: &[GreylistKeys]) -> [f64; 4] {
+async fn phases<S: GreylistStore>(store: &Arc<S>, keys: &[GreylistKeys]) -> [f64; 4] {
     [
         run_all(store, keys, T0).await,
         run_all(store, keys, T0 + 60).await,

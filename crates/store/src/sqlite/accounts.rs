@@ -7,7 +7,7 @@ use spamgate_engine::outbound::{
 };
 
 use super::{SqliteStore, sql_int, unsigned};
-use crate::{AccountEvent, AccountStore, EventKind, StoreError};
+use crate::{AccountAdmin, AccountEvent, AccountStore, EventKind, StoreError};
 
 impl AccountStore for SqliteStore {
     async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
@@ -15,26 +15,16 @@ impl AccountStore for SqliteStore {
         self.write(move |tx| account_step(tx.conn, &username)).await
     }
 
-    async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
-        let account = account.clone();
-        self.write_durably(move |tx| put_account_step(tx.conn, &account))
-            .await
-    }
-
-    async fn list_accounts(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
-        self.read(move |conn| list_accounts(conn, limit)).await
-    }
-
     async fn charge(
         &self,
         username: &str,
         charges: &[(LimitKind, Rate, u32)],
         now_ms: u64,
-        apply: bool,
+        record: bool,
     ) -> Result<Vec<(LimitKind, GcraOutcome)>, StoreError> {
         let username = username.to_string();
         let charges = charges.to_vec();
-        self.write(move |tx| charge_step(tx.conn, &username, &charges, now_ms, apply))
+        self.write(move |tx| charge_step(tx.conn, &username, &charges, now_ms, record))
             .await
     }
 
@@ -44,6 +34,18 @@ impl AccountStore for SqliteStore {
         let event = event.clone();
         self.write_durably(move |tx| record_event_step(tx.conn, &event, &data))
             .await
+    }
+}
+
+impl AccountAdmin for SqliteStore {
+    async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
+        let account = account.clone();
+        self.write_durably(move |tx| put_account_step(tx.conn, &account))
+            .await
+    }
+
+    async fn list_accounts(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
+        self.read(move |conn| list_accounts(conn, limit)).await
     }
 
     async fn events(
@@ -124,13 +126,13 @@ pub(super) fn list_accounts(conn: &mut Connection, limit: usize) -> rusqlite::Re
 }
 
 /// All charges against the stored states; all stored, or (if one is refused or
-/// `apply` is false) none.
+/// `record` is false) none.
 pub(super) fn charge_step(
     conn: &Connection,
     username: &str,
     charges: &[(LimitKind, Rate, u32)],
     now_ms: u64,
-    apply: bool,
+    record: bool,
 ) -> rusqlite::Result<Vec<(LimitKind, GcraOutcome)>> {
     let mut outcomes: Vec<(LimitKind, GcraOutcome)> = Vec::with_capacity(charges.len());
     for (kind, rate, cost) in charges {
@@ -147,7 +149,7 @@ pub(super) fn charge_step(
         };
         outcomes.push((*kind, gcra(rate, tat_ms, *cost, now_ms)));
     }
-    if !apply || !outcomes.iter().all(|(_, outcome)| outcome.allowed) {
+    if !record || !outcomes.iter().all(|(_, outcome)| outcome.allowed) {
         return Ok(outcomes);
     }
     // In input order, so a kind charged twice ends with its last state.

@@ -1,12 +1,89 @@
-//! Greylist administration on the read-only connection: counts, listings, finding.
+//! Greylist administration: expiry requests, counts, listings and finding on the
+//! read-only connection, deletion in small write steps.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::awl_key;
 
-use super::sql_int;
-use super::unsigned;
-use crate::{AwlRow, GreylistEntries, GreylistFilter, StoreCounts, TripletRow};
+use tokio::sync::oneshot;
+
+use super::writer::Request;
+use super::{SqliteStore, sql_int, unsigned};
+use crate::{
+    AwlRow, GreylistAdmin, GreylistDeleted, GreylistEntries, GreylistFilter, StoreCounts,
+    StoreError, TripletRow,
+};
+
+impl GreylistAdmin for SqliteStore {
+    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Request::Expire(now, reply), answer).await
+    }
+
+    async fn counts(&self, now: UnixTime) -> Result<StoreCounts, StoreError> {
+        self.read(move |conn| count_live(conn, now)).await
+    }
+
+    async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
+        self.read(move |conn| list(conn, limit)).await
+    }
+
+    async fn find_greylist(
+        &self,
+        filter: &GreylistFilter,
+        limit: usize,
+    ) -> Result<GreylistEntries, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| find(conn, &filter, limit)).await
+    }
+
+    /// Finds the triplets on the read-only connection, then deletes them by key in small
+    /// write steps, so a scan over a large table never holds up the request path.
+    async fn delete_greylist(
+        &self,
+        filter: &GreylistFilter,
+    ) -> Result<GreylistDeleted, StoreError> {
+        let mut deleted = GreylistDeleted::default();
+        if filter.names_triplets() {
+            let wanted = filter.clone();
+            let keys = self
+                .read(move |conn| matching_triplet_keys(conn, &wanted))
+                .await?;
+            for chunk in keys.chunks(DELETE_CHUNK) {
+                let chunk = chunk.to_vec();
+                deleted.triplets += self
+                    .write_durably(move |tx| {
+                        // Deleted pending rows lower their networks' counts.
+                        tx.pending.clear();
+                        let mut statement = tx
+                            .conn
+                            .prepare_cached("DELETE FROM triplets WHERE key = ?1")?;
+                        let mut removed = 0;
+                        for key in &chunk {
+                            removed += statement.execute([key])? as u64;
+                        }
+                        Ok(removed)
+                    })
+                    .await?;
+            }
+        }
+        if let Some(client) = filter.client {
+            let key = awl_key(client);
+            deleted.awl = self
+                .write_durably(move |tx| {
+                    tx.conn
+                        .prepare_cached("DELETE FROM awl WHERE key = ?1")?
+                        .execute([&key[..]])
+                        .map(|rows| rows as u64)
+                })
+                .await?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Triplets deleted per write step by `delete_greylist`.
+pub(super) const DELETE_CHUNK: usize = 500;
 
 pub(super) fn count_live(conn: &mut Connection, now: UnixTime) -> rusqlite::Result<StoreCounts> {
     let now = sql_int(now);

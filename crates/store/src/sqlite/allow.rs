@@ -4,9 +4,20 @@ use rusqlite::{Connection, OptionalExtension, params};
 use spamgate_engine::verdict::AllowListKind;
 
 use super::{SqliteStore, sql_int, unsigned};
-use crate::{AllowEntry, AllowStore, StoreError};
+use crate::{AllowAdmin, AllowEntry, AllowStore, StoreError};
 
 impl AllowStore for SqliteStore {
+    async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
+        self.read(list_allowed).await
+    }
+
+    async fn allow_generation(&self) -> Result<u64, StoreError> {
+        self.read(|conn| generation(conn, ALLOW_LIST_GENERATION))
+            .await
+    }
+}
+
+impl AllowAdmin for SqliteStore {
     async fn allow_add(&self, entry: &AllowEntry) -> Result<bool, StoreError> {
         let entry = entry.clone();
         self.write_durably(move |tx| allow_add_step(tx.conn, &entry))
@@ -16,15 +27,6 @@ impl AllowStore for SqliteStore {
     async fn allow_remove(&self, kind: AllowListKind, value: &str) -> Result<bool, StoreError> {
         let value = value.to_string();
         self.write_durably(move |tx| allow_remove_step(tx.conn, kind, &value))
-            .await
-    }
-
-    async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
-        self.read(list_allowed).await
-    }
-
-    async fn allow_generation(&self) -> Result<u64, StoreError> {
-        self.read(|conn| generation(conn, ALLOW_LIST_GENERATION))
             .await
     }
 }

@@ -6,40 +6,36 @@ use rusqlite::{Connection, OptionalExtension, params};
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{
     AwlState, GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, Key, TripletState,
-    awl_key, decide, needs_pending_count,
+    decide, needs_pending_count,
 };
-use tokio::sync::oneshot;
 
-use super::admin::{count_live, find, list, matching_triplet_keys};
-use super::writer::{Request, Tx};
+use super::writer::Tx;
 use super::{SqliteStore, sql_int, unsigned};
-use crate::{
-    GreylistDeleted, GreylistEntries, GreylistFilter, Store, StoreCounts, StoreError, TripletRow,
-};
+use crate::{GreylistStore, StoreError};
 
 pub(super) struct GreylistJob {
     pub(super) triplet_key: Key,
     pub(super) network_key: Key,
     pub(super) awl_key: Key,
-    /// Readable texts, stored with new rows; empty when `apply` is false.
+    /// Readable texts, stored with new rows; empty when `record` is false.
     pub(super) network: String,
     pub(super) sender: String,
     pub(super) recipient: String,
     pub(super) client: Option<IpAddr>,
     pub(super) params: GreylistParams,
     pub(super) now: UnixTime,
-    pub(super) apply: bool,
+    pub(super) record: bool,
 }
 
-impl Store for SqliteStore {
+impl GreylistStore for SqliteStore {
     async fn greylist(
         &self,
         keys: &GreylistKeys,
         params: &GreylistParams,
         now: UnixTime,
-        apply: bool,
+        record: bool,
     ) -> Result<GreylistOutcome, StoreError> {
-        let text = |s: &String| if apply { s.clone() } else { String::new() };
+        let text = |s: &String| if record { s.clone() } else { String::new() };
         let job = GreylistJob {
             triplet_key: keys.triplet_key,
             network_key: keys.network_key,
@@ -47,83 +43,14 @@ impl Store for SqliteStore {
             network: text(&keys.network),
             sender: text(&keys.sender),
             recipient: text(&keys.recipient),
-            client: apply.then_some(keys.client),
+            client: record.then_some(keys.client),
             params: params.clone(),
             now,
-            apply,
+            record,
         };
         self.write(move |tx| greylist_step(tx, &job)).await
     }
-
-    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.call(Request::Expire(now, reply), answer).await
-    }
-
-    async fn counts(&self, now: UnixTime) -> Result<StoreCounts, StoreError> {
-        self.read(move |conn| count_live(conn, now)).await
-    }
-
-    async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
-        self.read(move |conn| list(conn, limit)).await
-    }
-
-    async fn find_greylist(
-        &self,
-        filter: &GreylistFilter,
-        limit: usize,
-    ) -> Result<GreylistEntries, StoreError> {
-        let filter = filter.clone();
-        self.read(move |conn| find(conn, &filter, limit)).await
-    }
-
-    /// Finds the triplets on the read-only connection, then deletes them by key in small
-    /// write steps, so a scan over a large table never holds up the request path.
-    async fn delete_greylist(
-        &self,
-        filter: &GreylistFilter,
-    ) -> Result<GreylistDeleted, StoreError> {
-        let mut deleted = GreylistDeleted::default();
-        if filter.names_triplets() {
-            let wanted = filter.clone();
-            let keys = self
-                .read(move |conn| matching_triplet_keys(conn, &wanted))
-                .await?;
-            for chunk in keys.chunks(DELETE_CHUNK) {
-                let chunk = chunk.to_vec();
-                deleted.triplets += self
-                    .write_durably(move |tx| {
-                        // Deleted pending rows lower their networks' counts.
-                        tx.pending.clear();
-                        let mut statement = tx
-                            .conn
-                            .prepare_cached("DELETE FROM triplets WHERE key = ?1")?;
-                        let mut removed = 0;
-                        for key in &chunk {
-                            removed += statement.execute([key])? as u64;
-                        }
-                        Ok(removed)
-                    })
-                    .await?;
-            }
-        }
-        if let Some(client) = filter.client {
-            let key = awl_key(client);
-            deleted.awl = self
-                .write_durably(move |tx| {
-                    tx.conn
-                        .prepare_cached("DELETE FROM awl WHERE key = ?1")?
-                        .execute([&key[..]])
-                        .map(|rows| rows as u64)
-                })
-                .await?;
-        }
-        Ok(deleted)
-    }
 }
-
-/// Triplets deleted per write step by `delete_greylist`.
-pub(super) const DELETE_CHUNK: usize = 500;
 
 /// A network's live pending triplets and the earliest of their expiry times (when the
 /// count changes by itself).
@@ -195,7 +122,7 @@ pub(super) fn greylist_step(
         pending_in_network,
     };
     let (outcome, writes) = decide(&job.params, &inputs, job.now);
-    if !job.apply {
+    if !job.record {
         return Ok(outcome);
     }
     if let Some((state, expires_at)) = writes.triplet {

@@ -41,6 +41,7 @@
 mod accounts;
 mod admin;
 mod allow;
+mod dump;
 mod expire;
 mod greylist;
 mod open;
@@ -52,9 +53,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::StoreError;
+pub use dump::{export_sqlite, import_sqlite};
 pub use open::SqliteOptions;
 #[doc(hidden)]
 pub use open::create_with_schema_version;
@@ -64,15 +66,20 @@ use writer::{Job, Request, Tx, run_writer};
 /// Greylist, allow-list and account state in one SQLite file. See the module
 /// documentation.
 ///
-/// Dropping it lets the thread commit what is queued and stop; [`SqliteStore::close`]
-/// also waits for that. A call whose future is dropped after it was queued may still
-/// be applied.
+/// A handle: clones share the one store thread and its connections, so the daemon,
+/// its background tasks and (later) the abuse desk can each hold one. When the last
+/// clone is dropped the thread commits what is queued and stops;
+/// [`SqliteStore::close`] also waits for that. A call whose future is dropped after
+/// it was queued may still be applied.
+#[derive(Clone)]
 pub struct SqliteStore {
-    path: PathBuf,
-    requests: mpsc::Sender<Request>,
+    /// Declared first so it is dropped first: the last connection to close removes
+    /// the WAL.
     reader: Arc<Mutex<Connection>>,
-    /// Completes (with an error) when the thread ends and drops its sender.
-    finished: oneshot::Receiver<()>,
+    requests: mpsc::Sender<Request>,
+    path: Arc<Path>,
+    /// Closed (`changed` fails) when the thread ends and drops its sender.
+    finished: watch::Receiver<()>,
 }
 
 impl SqliteStore {
@@ -103,7 +110,7 @@ impl SqliteStore {
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let wal_path = PathBuf::from(wal_path);
-        let (finished_tx, finished) = oneshot::channel();
+        let (finished_tx, finished) = watch::channel(());
         std::thread::Builder::new()
             .name("spamgate-store".into())
             .spawn(move || {
@@ -118,7 +125,7 @@ impl SqliteStore {
             .map_err(open_error)?;
         tracing::info!(path = %path.display(), schema = schema::SCHEMA_VERSION, "store opened");
         Ok(SqliteStore {
-            path: path.to_path_buf(),
+            path: Arc::from(path),
             requests,
             reader: Arc::new(Mutex::new(reader)),
             finished,
@@ -129,20 +136,21 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Stops accepting requests and waits until the thread has committed the queued
-    /// ones and closed the file.
+    /// Stops accepting requests through this handle and waits until the thread has
+    /// committed the queued ones and closed the file: once every other clone is
+    /// closed or dropped too.
     pub async fn close(self) {
         let SqliteStore {
             requests,
             reader,
-            finished,
+            mut finished,
             ..
         } = self;
         // The reader goes first, so the last connection to close can remove the WAL.
         drop(reader);
         drop(requests);
         // Err is the normal outcome: the thread drops the sender when it ends.
-        let _ = finished.await;
+        let _ = finished.changed().await;
     }
 
     async fn call<T>(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyPolicy};
-use spamgate_store::{SqliteOptions, SqliteStore, Store};
+use spamgate_store::{GreylistStore, SqliteOptions, SqliteStore};
 use tempfile::TempDir;
 
 /// An arbitrary "now" for the first attempt.
@@ -83,7 +83,7 @@ pub fn step(at: u64, keys: GreylistKeys, expected: GreylistOutcome) -> Step {
 }
 
 /// Applies the steps in order and compares every outcome.
-pub async fn check(store: &impl Store, params: &GreylistParams, steps: &[Step]) {
+pub async fn check(store: &impl GreylistStore, params: &GreylistParams, steps: &[Step]) {
     for (index, step) in steps.iter().enumerate() {
         let outcome = store
             .greylist(&step.keys, params, T0 + step.at, true)
