@@ -145,7 +145,14 @@ async fn a_value_this_build_cannot_read_counts_as_absent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hosts_racing_on_the_same_entries_lose_no_update() {
     let server = RedisServer::start();
-    let hosts: Vec<Arc<RedisStore>> = futures_join(4, || connect(&server, "race:")).await;
+    // A check queues behind its host's others for the same entries: on a loaded machine
+    // that can outlast the usual 500 ms bound, which is not what this test is about.
+    let patient = RedisOptions {
+        timeout: Duration::from_secs(30),
+        ..options(&server, "race:")
+    };
+    let hosts: Vec<Arc<RedisStore>> =
+        futures_join(4, || async { RedisStore::connect(&patient).await.unwrap() }).await;
     let cap = 5;
     let params = Arc::new(params_with_cap(cap));
     let mut tasks = Vec::new();
@@ -161,18 +168,22 @@ async fn hosts_racing_on_the_same_entries_lose_no_update() {
                 format!("user{n}@example.org")
             };
             let keys = keys(&format!("192.0.2.{}", n % 200), SENDER, &recipient);
-            let outcome = store.greylist(&keys, &params, T0, true).await.unwrap();
-            (n % 3 != 0, outcome)
+            (n % 3 != 0, store.greylist(&keys, &params, T0, true).await)
         }));
     }
     let mut shared = Vec::new();
     let mut others = Vec::new();
+    // A check that lost the race to other hosts CAS_ATTEMPTS times in a row gives up
+    // (the daemon applies its fail mode) and has written nothing.
+    let mut gave_up = 0;
     for task in tasks {
-        let (is_shared, outcome) = task.await.unwrap();
-        if is_shared {
-            shared.push(outcome);
-        } else {
-            others.push(outcome);
+        match task.await.unwrap() {
+            (true, Ok(outcome)) => shared.push(outcome),
+            (false, Ok(outcome)) => others.push(outcome),
+            (_, Err(StoreError::Redis(message))) if message.contains("changed by other hosts") => {
+                gave_up += 1
+            }
+            (_, Err(error)) => panic!("{error}"),
         }
     }
     let is_new = |o: &&GreylistOutcome| matches!(o, New { .. });
@@ -187,7 +198,8 @@ async fn hosts_racing_on_the_same_entries_lose_no_update() {
         .count();
     // The shared triplet takes one place if it got one before the network filled up.
     assert!(shared_new <= 1);
-    assert_eq!(shared_new + too_early + full, 160);
+    assert_eq!(shared_new + too_early + full, shared.len());
+    assert_eq!(shared.len() + others.len() + gave_up, 240);
     if shared_new == 1 {
         assert_eq!(full, 0, "once recorded, retries need no room");
     }
