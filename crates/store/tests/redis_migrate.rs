@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistOutcome::*;
-use spamgate_engine::outbound::{Account, AccountStatus, LimitKind, Rate};
+use spamgate_engine::outbound::{Account, AccountStatus, LimitKind};
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_store::{
     AccountEvent, AllowEntry, AllowStore, EventKind, FullStore, RedisOptions, RedisStore,
@@ -18,14 +18,6 @@ use spamgate_store::{
 
 const SENDER: &str = "news@example.com";
 const NOW_MS: u64 = (T0 + 400) * 1000;
-
-fn hourly(limit: u32) -> Rate {
-    Rate {
-        limit,
-        period: secs(3600),
-        burst: limit,
-    }
-}
 
 /// What a host has after a while: a passed triplet (and its AWL entry), a pending one,
 /// allow-list entries, accounts, a rate state and events.
