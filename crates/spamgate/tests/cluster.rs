@@ -124,24 +124,18 @@ fn two_mx_hosts_share_greylist_and_allow_list_through_redis() {
     // An allow-list entry added through mx1's config applies on mx2 without a reload.
     let before = ask(&socket_b, "198.51.100.9", "probe0@example.net");
     assert!(before.starts_with("action=DEFER_IF_PERMIT"), "{before}");
-    let out = Command::new(env!("CARGO_BIN_EXE_spamgate"))
-        .args([
+    let (code, _, stderr) = process::run_with_config(
+        &config_a,
+        &[
             "allow",
             "add",
             "client-address",
             "198.51.100.0/24",
             "--note",
             "partner",
-            "-c",
-        ])
-        .arg(&config_a)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
+    assert_eq!(code, Some(0), "{stderr}");
     // mx2 polls the list's generation every 2 s (daemon::ALLOW_REFRESH). Each probe is a
     // first attempt (a new recipient), deferred until the entry applies: a retry would
     // pass by greylisting alone.
@@ -218,35 +212,21 @@ fn store_migrate_copies_sqlite_state_into_redis() {
     assert!(ask(&socket, "203.0.113.20", "m@example.net").contains("3600 seconds"));
     single.stop();
     let (redis_config, redis_socket) = config(dir.path(), "mx1", port);
-    let out = Command::new(env!("CARGO_BIN_EXE_spamgate"))
-        .args(["store", "migrate", "--from"])
-        .arg(format!("sqlite:{}", db.display()))
-        .args(["--to", &format!("redis://127.0.0.1:{port}/0"), "-c"])
-        .arg(&redis_config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let from = format!("sqlite:{}", db.display());
+    let to = format!("redis://127.0.0.1:{port}/0");
+    let (code, stdout, stderr) = process::run_with_config(
+        &redis_config,
+        &["store", "migrate", "--from", &from, "--to", &to],
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("migrated 1 triplets"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("migrated 1 triplets"), "{stdout}");
     let _mx = serve(&redis_config, &redis_socket);
     // The Redis-backed daemon knows the attempt made on the single host: with no
     // delay there, its retry passes; an entry that was not copied would be a first
     // attempt, deferred.
     let reply = ask(&redis_socket, "203.0.113.20", "m@example.net");
     assert_eq!(reply, "action=DUNNO\n\n", "the copied entry's retry passes");
-    let rows = Command::new(env!("CARGO_BIN_EXE_spamgate"))
-        .args(["greylist", "list", "--json", "-c"])
-        .arg(&redis_config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&rows.stdout);
+    let (_, text, _) = process::run_with_config(&redis_config, &["greylist", "list", "--json"]);
     assert!(text.contains("m@example.net"), "{text}");
     assert!(
         text.contains("\"attempts\":2"),
