@@ -13,8 +13,13 @@
 //!
 //! Expiry: every value carries its `expires_at`, and a value past it reads as absent,
 //! as in SQLite, so no decision depends on when an entry was deleted. Redis deletes
-//! keys by their TTL (set relative to the caller's clock), so [`Store::expire`] has
-//! nothing left to do.
+//! keys by their TTL (set relative to the caller's clock), so
+//! [`crate::GreylistAdmin::expire`] has only the event log left to trim.
+//!
+//! Files: `greylist` (the check), `admin` (counts, listings, finding and deleting by
+//! SCAN), `allow`, `accounts`, `dump` (export and import of a [`crate::StoreDump`]),
+//! `codec` (key names and value encodings), `recent` (this process's memory of recent
+//! entries) and `link` (the connection, following Sentinel failovers).
 //!
 //! Key layout and Redis Cluster: `docs/cluster.md`.
 
@@ -51,7 +56,7 @@ pub struct RedisOptions {
     pub key_prefix: String,
     /// Bound on one store operation (connecting included); slower ones fail.
     pub timeout: Duration,
-    /// Account events older than this go at the next [`Store::expire`].
+    /// Account events older than this go at the next [`crate::GreylistAdmin::expire`].
     pub event_retention: Duration,
     /// Triplets and AWL entries (each) this process remembers to save round trips
     /// (about 80 bytes each); 0 turns that off.

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::schema::{self, MigrateError};
 use crate::StoreError;
 
-/// Tunables of [`SqliteStore`].
+/// Tunables of [`super::SqliteStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteOptions {
     /// How long to wait for another process's write lock before failing.
