@@ -9,7 +9,7 @@ use spamgate_engine::outbound::{GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_store::{
     AccountEvent, AccountStore, AllowEntry, EventKind, GreylistAdmin, GreylistStore, SqliteOptions,
-    SqliteStore, StoreCounts,
+    SqliteStore, StoreCounts, StoreError,
 };
 use tempfile::TempDir;
 
@@ -295,9 +295,13 @@ pub async fn charge_concurrently<S: AccountStore + Clone>(hosts: &[S]) {
         .collect();
     let mut allowed = 0;
     for task in tasks {
-        let outcomes = task.await.unwrap().unwrap();
-        if outcomes.iter().all(|(_, outcome)| outcome.allowed) {
-            allowed += 1;
+        match task.await.unwrap() {
+            Ok(outcomes) if outcomes.iter().all(|(_, outcome)| outcome.allowed) => allowed += 1,
+            Ok(_) => {}
+            // Redis: a charge that lost the race to the other host every time gives up,
+            // as documented, having stored nothing; the others still share the limit.
+            Err(StoreError::Redis(message)) if message.contains("changed by other hosts") => {}
+            Err(error) => panic!("{error}"),
         }
     }
     assert_eq!(allowed, limit);
