@@ -4,7 +4,6 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::awl_key;
-
 use tokio::sync::oneshot;
 
 use super::writer::Request;

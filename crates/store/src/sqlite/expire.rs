@@ -1,14 +1,13 @@
 //! Expiry: deletes expired rows in steps capped by rows and time, between batches.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use spamgate_engine::UnixTime;
 
 use super::sql_int;
-use std::collections::VecDeque;
-use std::sync::Arc;
-
 use super::writer::{Reply, Writer};
 use crate::StoreError;
 
