@@ -4,7 +4,7 @@
 
 use spamgate_engine::UnixTime;
 use spamgate_engine::outbound::{Account, AccountStatus, LimitOverrides};
-use spamgate_store::{AccountEvent, AccountStore, EventKind, StoreError};
+use spamgate_store::{AccountAdmin, AccountEvent, AccountStore, EventKind, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -37,7 +37,7 @@ pub struct AccountService<'a, S> {
     store: &'a S,
 }
 
-impl<'a, S: AccountStore> AccountService<'a, S> {
+impl<'a, S: AccountStore + AccountAdmin> AccountService<'a, S> {
     pub fn new(store: &'a S) -> Self {
         AccountService { store }
     }

@@ -4,7 +4,7 @@
 use spamgate_engine::UnixTime;
 use spamgate_engine::allow::{AllowConfig, AllowError, AllowList};
 use spamgate_engine::verdict::AllowListKind;
-use spamgate_store::{AllowEntry, AllowStore, StoreError};
+use spamgate_store::{AllowAdmin, AllowEntry, AllowStore, StoreError};
 use tracing::warn;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub struct AllowService<'a, S> {
     store: &'a S,
 }
 
-impl<'a, S: AllowStore> AllowService<'a, S> {
+impl<'a, S: AllowStore + AllowAdmin> AllowService<'a, S> {
     pub fn new(store: &'a S) -> Self {
         AllowService { store }
     }

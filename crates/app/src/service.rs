@@ -11,7 +11,7 @@ use spamgate_engine::allow::AllowList;
 use spamgate_engine::facts::RdnsFact;
 use spamgate_engine::outbound::{SubmissionRules, SubmissionStep};
 use spamgate_engine::{Direction, Evaluation, Reason, Transaction, UnixTime, Verdict};
-use spamgate_store::{AccountEvent, AccountStore, AllowStore, EventKind, Store, StoreError};
+use spamgate_store::{AccountEvent, EventKind, StoreError};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -22,8 +22,7 @@ use crate::resolver::Resolver;
 use crate::settings::Settings;
 
 /// Everything the request path needs from a store backend (SQLite, Redis).
-pub trait Backend: Store + AllowStore + AccountStore {}
-impl<T: Store + AllowStore + AccountStore> Backend for T {}
+pub use spamgate_store::RequestStore as Backend;
 
 /// Whether a decision may change stored state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use spamgate_app::accounts::{AccountError, AccountService, StatusChange};
 use spamgate_engine::outbound::{Account, AccountStatus};
-use spamgate_store::{AccountStore, SqliteOptions, SqliteStore};
+use spamgate_store::{AccountAdmin, AccountStore, SqliteOptions, SqliteStore};
 
 const USER: &str = "taro@example.jp";
 const NOW: u64 = 1_800_000_000;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spamgate_dns::Dns;
-use spamgate_store::{RedisOptions, RedisStore, SentinelOptions, SqliteOptions, SqliteStore};
+use spamgate_store::{
+    AnyStore, FullStore, RedisOptions, RedisStore, SentinelOptions, SqliteOptions, SqliteStore,
+};
 
-use crate::backend::AnyStore;
 use crate::config::StoreBackend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -304,7 +305,7 @@ impl Drop for PidFile {
     }
 }
 
-async fn cleanup_loop<S: Backend, R: Resolver, C: Clock>(
+async fn cleanup_loop<S: Backend + FullStore, R: Resolver, C: Clock>(
     service: Arc<Service<S, R, C>>,
     every: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,

@@ -1,7 +1,6 @@
 //! The spamgate daemon and its command line, as a library so tests can start it in-process.
 //!
 //! Layout:
-//! - [`backend`]: the store chosen in `[store]` (SQLite or Redis) behind one type.
 //! - [`config`]: the TOML file, defaults and validation, and its mapping onto the
 //!   application's settings.
 //! - [`op25b`]: the `spamgate op25b` commands (rules rendered by `spamgate-op25b`).
@@ -14,7 +13,6 @@
 //! front-end in `spamgate-postfix`; listeners in `spamgate-net`.
 #![forbid(unsafe_code)]
 
-pub mod backend;
 pub mod config;
 pub mod daemon;
 pub mod http;

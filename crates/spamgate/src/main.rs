@@ -11,7 +11,7 @@ use spamgate::config::{Config, EXAMPLE};
 use spamgate::daemon::{self, exit};
 use spamgate_app::{Clock, Mode, Service, SystemClock};
 use spamgate_rdns::NameClass;
-use spamgate_store::Store;
+use spamgate_store::GreylistAdmin;
 
 #[derive(Parser)]
 #[command(

@@ -381,7 +381,7 @@ async fn a_failing_list_is_skipped_by_the_circuit_breaker() {
 #[tokio::test]
 async fn runtime_allow_entries_apply_without_a_reload() {
     use spamgate_engine::verdict::AllowListKind;
-    use spamgate_store::{AllowEntry, AllowStore};
+    use spamgate_store::{AllowAdmin, AllowEntry};
     let h = Harness::start().await;
     let listed = [
         ("client_address", "192.0.2.66"),

@@ -13,12 +13,11 @@ use spamgate_app::{ManualClock, Service};
 use spamgate_dns::Dns;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate};
-use spamgate_engine::verdict::AllowListKind;
 use spamgate_engine::{StoreFailMode, UnixTime};
 use spamgate_net::Listener;
 use spamgate_store::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, GreylistDeleted, GreylistEntries,
-    GreylistFilter, SqliteOptions, SqliteStore, Store, StoreCounts, StoreError, TripletRow,
+    AccountEvent, AccountStore, AllowEntry, AllowStore, GreylistStore, SqliteOptions, SqliteStore,
+    StoreError,
 };
 use tokio::net::TcpListener;
 
@@ -26,97 +25,64 @@ const OK: u8 = 0;
 const FAIL: u8 = 1;
 const HANG: u8 = 2;
 
+/// The request path only (what the daemon's service needs), each call through the
+/// switch: the store fails or hangs on demand.
 struct Switched {
     inner: SqliteStore,
     mode: Arc<AtomicU8>,
 }
 
-impl Store for Switched {
+impl Switched {
+    async fn switch<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL => Err(StoreError::Closed),
+            HANG => std::future::pending().await,
+            _ => call.await,
+        }
+    }
+}
+
+impl GreylistStore for Switched {
     async fn greylist(
         &self,
         keys: &GreylistKeys,
         params: &GreylistParams,
         now: UnixTime,
-        apply: bool,
+        record: bool,
     ) -> Result<GreylistOutcome, StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            FAIL => Err(StoreError::Closed),
-            HANG => std::future::pending().await,
-            _ => self.inner.greylist(keys, params, now, apply).await,
-        }
-    }
-    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
-        self.inner.expire(now).await
-    }
-    async fn counts(&self, now: UnixTime) -> Result<StoreCounts, StoreError> {
-        self.inner.counts(now).await
-    }
-    async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
-        self.inner.list_triplets(limit).await
-    }
-    async fn find_greylist(
-        &self,
-        filter: &GreylistFilter,
-        limit: usize,
-    ) -> Result<GreylistEntries, StoreError> {
-        self.inner.find_greylist(filter, limit).await
-    }
-    async fn delete_greylist(
-        &self,
-        filter: &GreylistFilter,
-    ) -> Result<GreylistDeleted, StoreError> {
-        self.inner.delete_greylist(filter).await
+        self.switch(self.inner.greylist(keys, params, now, record))
+            .await
     }
 }
 
 impl AllowStore for Switched {
-    async fn allow_add(&self, entry: &AllowEntry) -> Result<bool, StoreError> {
-        self.inner.allow_add(entry).await
-    }
-    async fn allow_remove(&self, kind: AllowListKind, value: &str) -> Result<bool, StoreError> {
-        self.inner.allow_remove(kind, value).await
+    async fn allow_generation(&self) -> Result<u64, StoreError> {
+        self.switch(self.inner.allow_generation()).await
     }
     async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
-        self.inner.allow_list().await
-    }
-    async fn allow_generation(&self) -> Result<u64, StoreError> {
-        self.inner.allow_generation().await
+        self.switch(self.inner.allow_list()).await
     }
 }
 
 impl AccountStore for Switched {
     async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            FAIL => Err(StoreError::Closed),
-            HANG => std::future::pending().await,
-            _ => self.inner.account(username).await,
-        }
-    }
-    async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
-        self.inner.put_account(account).await
-    }
-    async fn list_accounts(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
-        self.inner.list_accounts(limit).await
+        self.switch(self.inner.account(username)).await
     }
     async fn charge(
         &self,
         username: &str,
         charges: &[(LimitKind, Rate, u32)],
         now_ms: u64,
-        apply: bool,
+        record: bool,
     ) -> Result<Vec<(LimitKind, GcraOutcome)>, StoreError> {
-        self.inner.charge(username, charges, now_ms, apply).await
+        self.switch(self.inner.charge(username, charges, now_ms, record))
+            .await
     }
     async fn record_event(&self, event: &AccountEvent) -> Result<(), StoreError> {
-        self.inner.record_event(event).await
-    }
-    async fn events(
-        &self,
-        username: Option<&str>,
-        since: UnixTime,
-        limit: usize,
-    ) -> Result<Vec<AccountEvent>, StoreError> {
-        self.inner.events(username, since, limit).await
+        self.switch(self.inner.record_event(event)).await
     }
 }
 

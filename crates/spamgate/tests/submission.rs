@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::*;
 use spamgate_app::ManualClock;
 use spamgate_engine::outbound::{Account, AccountStatus, LimitOverrides};
-use spamgate_store::{AccountStore, EventKind};
+use spamgate_store::{AccountAdmin, EventKind};
 
 async fn harness() -> Harness {
     let dns = dns_builder().start().await.unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme};
-use spamgate_store::{SqliteOptions, SqliteStore, Store};
+use spamgate_store::{GreylistStore, SqliteOptions, SqliteStore};
 use tokio::runtime::Runtime;
 
 const TASKS: u64 = 64;

@@ -1,25 +1,35 @@
 //! Persistent state for spamgate: greylist triplets, the runtime allow-list, and
 //! submission accounts with their rate limits and events.
 //!
-//! Layout:
-//! - [`Store`]: greylist state, what the inbound daemon needs from any backend.
-//! - [`AllowStore`]: the runtime allow-list (`spamgate allow`), with a generation
-//!   number that daemons poll to notice changes made by other processes or hosts.
-//! - [`AccountStore`]: submission accounts, atomic all-or-nothing GCRA charges against
-//!   their limits, and the abuse desk's event log.
-//! - [`SqliteStore`]: all three traits over one file. One dedicated thread owns the
-//!   writing connection and applies queued requests in group-committed transactions;
-//!   listings and polls use a read-only connection.
-//! - `schema`: the ordered migrations behind `PRAGMA user_version`.
+//! Traits, each a request-path side and an administration side, so a front-end asks
+//! for no more than it uses (the abuse desk's own state will be one more pair):
+//! - [`GreylistStore`] (the check) and [`GreylistAdmin`] (expiry, counts, listing,
+//!   finding and deleting entries).
+//! - [`AllowStore`] (the runtime allow-list and the generation number daemons poll to
+//!   notice changes made by other processes or hosts) and [`AllowAdmin`] (add, remove).
+//! - [`AccountStore`] (look up, atomic all-or-nothing GCRA charges, record an event) and
+//!   [`AccountAdmin`] (put, list, read the abuse desk's event log).
+//! - [`RequestStore`]: all a daemon's request path needs; [`FullStore`]: everything.
+//!   Both are implemented for every type with the parts.
+//!
+//! Backends, one folder each, every store a cheaply cloned handle:
+//! - `sqlite/`: [`SqliteStore`], one file. One thread owns the writing connection and
+//!   runs queued requests in group-committed transactions; listings and polls use a
+//!   read-only connection. One file per concern (see its module documentation).
+//! - `redis/`: [`RedisStore`], shared by several MX hosts; the engine decides here and
+//!   compare-and-set scripts make each transition atomic.
+//! - `any`: [`AnyStore`], the backend chosen at run time, forwarding every trait.
+//! - `dump`: [`StoreDump`], everything a store holds, backend-neutral, for
+//!   `spamgate store migrate`; each backend exports and imports it in its own `dump`.
 //!
 //! **Invariant:** policies live in the engine ([`spamgate_engine::greylist::decide`],
 //! [`spamgate_engine::outbound::gcra`]); a store only reads the inputs, calls them and
 //! writes what they return, atomically.
 #![forbid(unsafe_code)]
 
-mod pending;
+mod any;
+mod dump;
 mod redis;
-mod schema;
 mod sqlite;
 
 use std::future::Future;
@@ -31,29 +41,32 @@ use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, AccountStatus, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 
-pub use crate::redis::{
-    AwlRecord, RateRecord, RedisOptions, RedisStore, SentinelOptions, StoreDump, TripletRecord,
-    export_sqlite, import_sqlite,
-};
-pub use schema::SCHEMA_VERSION;
+pub use any::AnyStore;
+pub use dump::{AwlRecord, RateRecord, StoreDump, TripletRecord};
+pub use redis::{RedisOptions, RedisStore, SentinelOptions};
 #[doc(hidden)]
 pub use sqlite::create_with_schema_version;
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::schema::SCHEMA_VERSION;
+pub use sqlite::{SqliteOptions, SqliteStore, export_sqlite, import_sqlite};
 
-/// Greylist state storage. The daemon is generic over this trait.
-pub trait Store: Send + Sync + 'static {
+/// The greylist check: what the inbound request path needs.
+pub trait GreylistStore: Send + Sync + 'static {
     /// Atomically reads the client's auto-whitelist entry and the triplet (and the
     /// network's pending count when [`spamgate_engine::greylist::needs_pending_count`]
-    /// asks for it), applies [`spamgate_engine::greylist::decide`] and, when `apply`,
-    /// writes its result. `apply = false` is the read-only mode of `spamgate check`.
+    /// asks for it), applies [`spamgate_engine::greylist::decide`] and, when `record`,
+    /// writes its result. `record = false` is the read-only mode of `spamgate check`.
     fn greylist(
         &self,
         keys: &GreylistKeys,
         params: &GreylistParams,
         now: UnixTime,
-        apply: bool,
+        record: bool,
     ) -> impl Future<Output = Result<GreylistOutcome, StoreError>> + Send;
+}
 
+/// Maintenance and administration of the stored state: expiry (the daemon's cleanup
+/// loop), counts (metrics, `spamgate stats`) and the `spamgate greylist` commands.
+pub trait GreylistAdmin: Send + Sync + 'static {
     /// Deletes rows with `expires_at <= now` (greylist and rate-limit state, in
     /// backends that keep it here too) and events past their retention, in small
     /// batches; returns how many.
@@ -85,6 +98,17 @@ pub trait Store: Send + Sync + 'static {
         filter: &GreylistFilter,
     ) -> impl Future<Output = Result<GreylistDeleted, StoreError>> + Send;
 }
+
+/// Everything a daemon's request path needs from a store: the greylist check, the
+/// runtime allow-list it polls, and the submission accounts it charges.
+pub trait RequestStore: GreylistStore + AllowStore + AccountStore {}
+impl<T: GreylistStore + AllowStore + AccountStore> RequestStore for T {}
+
+/// Everything a backend offers: the request path and the administration beside it
+/// (cleanup loop, CLI, migration). The abuse desk's own state will be one more
+/// request/admin pair of traits beside these, leaving the request path alone.
+pub trait FullStore: RequestStore + GreylistAdmin + AllowAdmin + AccountAdmin {}
+impl<T: RequestStore + GreylistAdmin + AllowAdmin + AccountAdmin> FullStore for T {}
 
 /// Which greylist entries an admin command means. Triplets are named by any of
 /// `network`, `sender`, `recipient` (every one given must equal the stored, normalised
@@ -146,8 +170,18 @@ pub struct AllowEntry {
     pub added_at: UnixTime,
 }
 
-/// The runtime allow-list.
+/// The runtime allow-list as a daemon reads it.
 pub trait AllowStore: Send + Sync + 'static {
+    /// A number that changes whenever the list changes. Read it before
+    /// [`AllowStore::allow_list`]: a change in between shows as a later move.
+    fn allow_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// All entries, ordered by kind then value.
+    fn allow_list(&self) -> impl Future<Output = Result<Vec<AllowEntry>, StoreError>> + Send;
+}
+
+/// Changes to the runtime allow-list (`spamgate allow add|remove`).
+pub trait AllowAdmin: Send + Sync + 'static {
     /// Insert or replace (same kind+value: note/added_at updated). Returns true if it
     /// was new. Bumps the generation.
     fn allow_add(
@@ -161,13 +195,6 @@ pub trait AllowStore: Send + Sync + 'static {
         kind: AllowListKind,
         value: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// All entries, ordered by kind then value.
-    fn allow_list(&self) -> impl Future<Output = Result<Vec<AllowEntry>, StoreError>> + Send;
-
-    /// A number that changes whenever the list changes. Read it before
-    /// [`AllowStore::allow_list`]: a change in between shows as a later move.
-    fn allow_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// One recorded event for the abuse desk.
@@ -213,13 +240,35 @@ impl EventKind {
     }
 }
 
-/// Submission accounts, their rate-limit state and their events.
+/// Submission accounts as the request path uses them: look one up, charge its
+/// limits, record what happened.
 pub trait AccountStore: Send + Sync + 'static {
     fn account(
         &self,
         username: &str,
     ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
 
+    /// Atomically: for each `(kind, rate, cost)` reads the stored TAT for
+    /// `(username, kind)` (0 if none) and applies [`spamgate_engine::outbound::gcra`];
+    /// only if every charge is allowed and `record` are the new TATs stored. Returns
+    /// the outcomes in input order; when one is refused, the allowed ones say what would
+    /// have been stored, and nothing was. A kind given twice sees its first charge.
+    fn charge(
+        &self,
+        username: &str,
+        charges: &[(LimitKind, Rate, u32)],
+        now_ms: u64,
+        record: bool,
+    ) -> impl Future<Output = Result<Vec<(LimitKind, GcraOutcome)>, StoreError>> + Send;
+
+    fn record_event(
+        &self,
+        event: &AccountEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Account administration (`spamgate account ...`, later the abuse desk).
+pub trait AccountAdmin: Send + Sync + 'static {
     /// Insert or replace.
     fn put_account(&self, account: &Account)
     -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -229,24 +278,6 @@ pub trait AccountStore: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
-
-    /// Atomically: for each `(kind, rate, cost)` reads the stored TAT for
-    /// `(username, kind)` (0 if none) and applies [`spamgate_engine::outbound::gcra`];
-    /// only if every charge is allowed and `apply` are the new TATs stored. Returns the
-    /// outcomes in input order; when one is refused, the allowed ones say what would
-    /// have been stored, and nothing was. A kind given twice sees its first charge.
-    fn charge(
-        &self,
-        username: &str,
-        charges: &[(LimitKind, Rate, u32)],
-        now_ms: u64,
-        apply: bool,
-    ) -> impl Future<Output = Result<Vec<(LimitKind, GcraOutcome)>, StoreError>> + Send;
-
-    fn record_event(
-        &self,
-        event: &AccountEvent,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Newest first; `username` None = all accounts; only events at or after `since`.
     fn events(
@@ -323,125 +354,5 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         StoreError::Sqlite(Arc::new(error))
-    }
-}
-
-/// Lets the daemon share one store between tasks.
-impl<S: Store> Store for Arc<S> {
-    fn greylist(
-        &self,
-        keys: &GreylistKeys,
-        params: &GreylistParams,
-        now: UnixTime,
-        apply: bool,
-    ) -> impl Future<Output = Result<GreylistOutcome, StoreError>> + Send {
-        (**self).greylist(keys, params, now, apply)
-    }
-
-    fn expire(&self, now: UnixTime) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).expire(now)
-    }
-
-    fn counts(
-        &self,
-        now: UnixTime,
-    ) -> impl Future<Output = Result<StoreCounts, StoreError>> + Send {
-        (**self).counts(now)
-    }
-
-    fn list_triplets(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<TripletRow>, StoreError>> + Send {
-        (**self).list_triplets(limit)
-    }
-
-    fn find_greylist(
-        &self,
-        filter: &GreylistFilter,
-        limit: usize,
-    ) -> impl Future<Output = Result<GreylistEntries, StoreError>> + Send {
-        (**self).find_greylist(filter, limit)
-    }
-
-    fn delete_greylist(
-        &self,
-        filter: &GreylistFilter,
-    ) -> impl Future<Output = Result<GreylistDeleted, StoreError>> + Send {
-        (**self).delete_greylist(filter)
-    }
-}
-
-impl<S: AllowStore> AllowStore for Arc<S> {
-    fn allow_add(
-        &self,
-        entry: &AllowEntry,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).allow_add(entry)
-    }
-
-    fn allow_remove(
-        &self,
-        kind: AllowListKind,
-        value: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).allow_remove(kind, value)
-    }
-
-    fn allow_list(&self) -> impl Future<Output = Result<Vec<AllowEntry>, StoreError>> + Send {
-        (**self).allow_list()
-    }
-
-    fn allow_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).allow_generation()
-    }
-}
-
-impl<S: AccountStore> AccountStore for Arc<S> {
-    fn account(
-        &self,
-        username: &str,
-    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send {
-        (**self).account(username)
-    }
-
-    fn put_account(
-        &self,
-        account: &Account,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).put_account(account)
-    }
-
-    fn list_accounts(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send {
-        (**self).list_accounts(limit)
-    }
-
-    fn charge(
-        &self,
-        username: &str,
-        charges: &[(LimitKind, Rate, u32)],
-        now_ms: u64,
-        apply: bool,
-    ) -> impl Future<Output = Result<Vec<(LimitKind, GcraOutcome)>, StoreError>> + Send {
-        (**self).charge(username, charges, now_ms, apply)
-    }
-
-    fn record_event(
-        &self,
-        event: &AccountEvent,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).record_event(event)
-    }
-
-    fn events(
-        &self,
-        username: Option<&str>,
-        since: UnixTime,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<AccountEvent>, StoreError>> + Send {
-        (**self).events(username, since, limit)
     }
 }

@@ -4,72 +4,19 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use rusqlite::Connection;
-use spamgate_engine::outbound::{
-    Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate,
-};
-use spamgate_store::{AccountEvent, AccountStore, EventKind, SqliteOptions, Store};
+use spamgate_engine::outbound::{AccountStatus, LimitKind};
+use spamgate_store::{AccountAdmin, AccountStore, EventKind, GreylistAdmin, SqliteOptions};
 
 use LimitKind::{MessagesPerHour, RecipientsPerDay};
-
-/// Milliseconds at [`T0`].
-const NOW_MS: u64 = T0 * 1000;
-
-fn hourly(limit: u32) -> Rate {
-    Rate {
-        limit,
-        period: secs(3600),
-        burst: limit,
-    }
-}
-
-fn daily(limit: u32) -> Rate {
-    Rate {
-        limit,
-        period: secs(DAY),
-        burst: limit,
-    }
-}
-
-fn account(username: &str, status: AccountStatus, messages_per_hour: Option<u32>) -> Account {
-    Account {
-        username: username.to_string(),
-        status,
-        limits: LimitOverrides {
-            messages_per_hour,
-            recipients_per_day: None,
-        },
-        note: format!("{} by the abuse desk", status.id()),
-        updated_at: T0,
-    }
-}
-
-/// One charge call: (kind, rate, cost) each, expecting (allowed, used) for each.
-async fn check(
-    store: &impl AccountStore,
-    username: &str,
-    now_ms: u64,
-    charges: &[(LimitKind, Rate, u32)],
-    expected: &[(bool, u64)],
-) -> Vec<(LimitKind, GcraOutcome)> {
-    let outcomes = store.charge(username, charges, now_ms, true).await.unwrap();
-    let kinds: Vec<LimitKind> = outcomes.iter().map(|(kind, _)| *kind).collect();
-    let wanted: Vec<LimitKind> = charges.iter().map(|(kind, ..)| *kind).collect();
-    assert_eq!(kinds, wanted, "outcomes in input order");
-    let got: Vec<(bool, u64)> = outcomes.iter().map(|(_, o)| (o.allowed, o.used)).collect();
-    assert_eq!(got, expected, "{username} at {now_ms} charging {charges:?}");
-    outcomes
-}
 
 #[tokio::test]
 async fn counters_are_exact_across_close_and_reopen() {
     let fixture = Fixture::new();
     let rate = daily(10);
     let store = fixture.open();
-    check(
+    charge(
         &store,
         "f@example.jp",
         NOW_MS,
@@ -81,7 +28,7 @@ async fn counters_are_exact_across_close_and_reopen() {
 
     let store = fixture.open();
     for used in 8..=10 {
-        check(
+        charge(
             &store,
             "f@example.jp",
             NOW_MS,
@@ -90,7 +37,7 @@ async fn counters_are_exact_across_close_and_reopen() {
         )
         .await;
     }
-    check(
+    charge(
         &store,
         "f@example.jp",
         NOW_MS,
@@ -105,59 +52,12 @@ async fn counters_are_exact_across_close_and_reopen() {
 async fn concurrent_charges_never_exceed_the_limit() {
     let fixture = Fixture::new();
     // A small batch: the charges spread over several transactions.
-    let store = Arc::new(fixture.open_with(SqliteOptions {
+    let store = fixture.open_with(SqliteOptions {
         max_batch: 8,
         ..SqliteOptions::default()
-    }));
-    let limit = 30;
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let charges = [
-                    (MessagesPerHour, hourly(1000), 1),
-                    (RecipientsPerDay, daily(limit), 1),
-                ];
-                store.charge("g@example.jp", &charges, NOW_MS, true).await
-            })
-        })
-        .collect();
-    let mut allowed = 0;
-    for task in tasks {
-        let outcomes = task.await.unwrap().unwrap();
-        if outcomes.iter().all(|(_, outcome)| outcome.allowed) {
-            allowed += 1;
-        }
-    }
-    assert_eq!(allowed, limit);
-    // Only the allowed charges were counted against the other limit too.
-    let now = store
-        .charge(
-            "g@example.jp",
-            &[(MessagesPerHour, hourly(1000), 0)],
-            NOW_MS,
-            false,
-        )
-        .await
-        .unwrap();
-    assert_eq!(now[0].1.used, u64::from(limit));
-}
-
-fn event(at: u64, username: &str, kind: EventKind) -> AccountEvent {
-    AccountEvent {
-        at,
-        username: username.to_string(),
-        kind,
-        detail: format!("client 192.0.2.{}", at % 250),
-    }
-}
-
-fn exceeded(used: u64) -> EventKind {
-    EventKind::LimitExceeded {
-        limit: MessagesPerHour,
-        used,
-        limit_value: 100,
-    }
+    });
+    charge_concurrently(std::slice::from_ref(&store)).await;
+    store.close().await;
 }
 
 #[test]
@@ -218,7 +118,7 @@ async fn expire_removes_idle_rate_states_and_old_events() {
     });
     // Hourly state of 3 accounts, and one daily state.
     for user in ["h1@example.jp", "h2@example.jp", "h3@example.jp"] {
-        check(
+        charge(
             &store,
             user,
             NOW_MS,
@@ -227,7 +127,7 @@ async fn expire_removes_idle_rate_states_and_old_events() {
         )
         .await;
     }
-    check(
+    charge(
         &store,
         "h1@example.jp",
         NOW_MS,
@@ -250,7 +150,7 @@ async fn expire_removes_idle_rate_states_and_old_events() {
     assert_eq!(store.expire(T0 + 1800 + 3600).await.unwrap(), 3);
     assert_eq!(rate_rows(&fixture), 1);
     // A fresh state after expiry: the whole limit again.
-    check(
+    charge(
         &store,
         "h2@example.jp",
         (T0 + 1800 + 3600) * 1000,
@@ -265,19 +165,4 @@ async fn expire_removes_idle_rate_states_and_old_events() {
     assert_eq!(left, [event(T0 + 5 * DAY, "h1@example.jp", exceeded(10))]);
     assert_eq!(rate_rows(&fixture), 0);
     store.close().await;
-}
-
-/// Sanity for the generic daemon code: an `Arc` of a store is an account store.
-#[tokio::test]
-async fn shared_stores_are_account_stores() {
-    async fn suspended(store: impl AccountStore, name: &str) -> bool {
-        let account = store.account(name).await.unwrap();
-        account.is_some_and(|a| a.status == AccountStatus::Suspended)
-    }
-    let fixture = Fixture::new();
-    let store = Arc::new(fixture.open());
-    let bob = account("bob@example.jp", AccountStatus::Suspended, None);
-    store.put_account(&bob).await.unwrap();
-    assert!(suspended(Arc::clone(&store), "bob@example.jp").await);
-    assert!(!suspended(Arc::clone(&store), "alice@example.jp").await);
 }

@@ -6,77 +6,18 @@ use std::sync::Arc;
 
 use common::*;
 use spamgate_engine::greylist::GreylistOutcome;
-use spamgate_store::{SqliteOptions, Store, StoreCounts};
+use spamgate_store::{GreylistAdmin, GreylistStore, SqliteOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_are_atomic_per_triplet() {
     let fixture = Fixture::new();
     // A small queue and batch make senders wait and batches split.
-    let store = Arc::new(fixture.open_with(SqliteOptions {
+    let store = fixture.open_with(SqliteOptions {
         queue_capacity: 64,
         max_batch: 32,
         ..SqliteOptions::default()
-    }));
-    let params = Arc::new(params_with_cap(10_000));
-
-    let mut tasks = Vec::new();
-    for n in 0..1000u32 {
-        let store = Arc::clone(&store);
-        let params = Arc::clone(&params);
-        tasks.push(tokio::spawn(async move {
-            // Even tasks share one triplet; odd tasks each have their own.
-            let shared = n % 2 == 0;
-            let recipient = if shared {
-                "shared@example.org".to_string()
-            } else {
-                format!("user{n}@example.org")
-            };
-            let client = format!("192.0.2.{}", n % 250);
-            let keys = keys(&client, "news@example.com", &recipient);
-            (shared, store.greylist(&keys, &params, T0, true).await)
-        }));
-    }
-
-    let mut shared_outcomes = Vec::new();
-    for task in tasks {
-        let (shared, outcome) = task.await.unwrap();
-        let outcome = outcome.unwrap();
-        if shared {
-            shared_outcomes.push(outcome);
-        } else {
-            assert_eq!(outcome, GreylistOutcome::New { retry_in: 300 });
-        }
-    }
-    let new = shared_outcomes
-        .iter()
-        .filter(|outcome| matches!(outcome, GreylistOutcome::New { .. }))
-        .count();
-    assert_eq!(new, 1, "exactly one New for the shared triplet");
-    let too_early = GreylistOutcome::TooEarly {
-        waited: 0,
-        retry_in: 300,
-    };
-    assert_eq!(
-        shared_outcomes.iter().filter(|&o| *o == too_early).count(),
-        499
-    );
-
-    assert_eq!(
-        store.counts(T0).await.unwrap(),
-        StoreCounts {
-            pending: 501,
-            passed: 0,
-            awl: 0
-        }
-    );
-    let rows = store.list_triplets(1000).await.unwrap();
-    let shared = rows
-        .iter()
-        .find(|row| row.recipient == "shared@example.org")
-        .unwrap();
-    assert_eq!(shared.attempts, 500, "no lost update");
-
-    let store = Arc::into_inner(store).expect("all tasks are done");
+    });
+    check_concurrently(&store, 1000).await;
     store.close().await;
 }
 

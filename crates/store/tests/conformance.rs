@@ -10,26 +10,24 @@
 mod common;
 mod redis_server;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistOutcome;
-use spamgate_engine::outbound::{
-    Account, AccountStatus, GcraOutcome, LimitKind, LimitOverrides, Rate,
-};
+use spamgate_engine::outbound::{Account, AccountStatus, LimitKind, LimitOverrides};
 use spamgate_engine::verdict::AllowListKind::{self, *};
 use spamgate_store::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, GreylistDeleted, GreylistFilter,
-    RedisOptions, RedisStore, SqliteOptions, SqliteStore, Store, StoreCounts,
+    AccountAdmin, AccountEvent, AccountStore, AllowAdmin, AllowStore, EventKind, FullStore,
+    GreylistAdmin, GreylistDeleted, GreylistFilter, GreylistStore, RedisOptions, RedisStore,
+    SqliteOptions, SqliteStore, StoreCounts,
 };
 
 use GreylistOutcome::*;
 
 /// A way to open (and reopen) one store's state.
 trait Backend: Send + Sync + 'static {
-    type S: Store + AllowStore + AccountStore;
+    type S: FullStore;
     fn open(&self) -> impl Future<Output = Self::S> + Send;
     fn close(&self, store: Self::S) -> impl Future<Output = ()> + Send;
 }
@@ -142,13 +140,14 @@ conformance!(
     a_domain_keyed_triplet_counts_toward_the_network_that_created_it,
     a_retry_after_the_window_starts_over,
     pending_triplets_per_network_are_capped,
-    apply_false_writes_nothing,
+    record_false_writes_nothing,
     state_survives_closing_and_reopening,
     counts_ignore_expired_entries,
     list_is_bounded_and_latest_expiry_first,
     show_and_delete_find_entries_by_network_sender_recipient_and_client,
     concurrent_checks_are_atomic_per_triplet,
     a_shared_store_serves_several_hosts,
+    clones_share_one_store,
     allow_entries_are_added_replaced_removed_and_listed,
     allow_changes_reach_every_host_with_the_generation,
     accounts_are_put_replaced_and_listed_by_name,
@@ -159,14 +158,6 @@ conformance!(
     events_newest_first_filtered_and_bounded,
     expiry_drops_old_events_and_idle_rate_states,
 );
-
-fn counts(pending: u64, passed: u64, awl: u64) -> StoreCounts {
-    StoreCounts {
-        pending,
-        passed,
-        awl,
-    }
-}
 
 async fn life_cycle(backend: impl Backend) {
     let store = backend.open().await;
@@ -433,7 +424,7 @@ async fn pending_triplets_per_network_are_capped(backend: impl Backend) {
     backend.close(store).await;
 }
 
-async fn apply_false_writes_nothing(backend: impl Backend) {
+async fn record_false_writes_nothing(backend: impl Backend) {
     let store = backend.open().await;
     let triplet = || keys("203.0.113.5", SENDER, "alice@example.org");
     let check_only = |at| {
@@ -499,14 +490,7 @@ async fn state_survives_closing_and_reopening(backend: impl Backend) {
 
 async fn counts_ignore_expired_entries(backend: impl Backend) {
     let store = backend.open().await;
-    let to = |client, n: u32| keys(client, SENDER, &format!("user{n}@example.org"));
-    let mut steps: Vec<Step> = (0..25)
-        .map(|n| step(0, to("192.0.2.50", n), New { retry_in: 300 }))
-        .collect();
-    steps.push(step(400, to("192.0.2.50", 0), Passed { waited: 400 }));
-    // Another address: 192.0.2.50 is on the AWL now.
-    steps.extend((25..30).map(|n| step(DAY, to("198.51.100.50", n), New { retry_in: 300 })));
-    check(&store, &params_with_cap(1000), &steps).await;
+    check(&store, &params_with_cap(1000), &expiring_mix()).await;
 
     // A pending triplet is valid through first_seen + WINDOW, gone a second later.
     let gone = T0 + WINDOW + 1;
@@ -535,7 +519,7 @@ async fn counts_ignore_expired_entries(backend: impl Backend) {
         &params_with_cap(1000),
         &[step(
             400 + LIFETIME,
-            to("192.0.2.50", 0),
+            keys("192.0.2.50", SENDER, "user0@example.org"),
             New { retry_in: 300 },
         )],
     )
@@ -706,58 +690,9 @@ async fn show_and_delete_find_entries_by_network_sender_recipient_and_client(
     backend.close(store).await;
 }
 
-async fn concurrent_checks_are_atomic_per_triplet(backend: impl Backend) {
-    let store = Arc::new(backend.open().await);
-    let params = Arc::new(params_with_cap(10_000));
-    let mut tasks = Vec::new();
-    for n in 0..400u32 {
-        let store = Arc::clone(&store);
-        let params = Arc::clone(&params);
-        tasks.push(tokio::spawn(async move {
-            // Even tasks share one triplet (from many addresses of its network); odd
-            // tasks each have their own.
-            let shared = n % 2 == 0;
-            let recipient = if shared {
-                "shared@example.org".to_string()
-            } else {
-                format!("user{n}@example.org")
-            };
-            let client = format!("192.0.2.{}", n % 250);
-            let keys = keys(&client, "news@example.com", &recipient);
-            (shared, store.greylist(&keys, &params, T0, true).await)
-        }));
-    }
-    let mut shared_outcomes = Vec::new();
-    for task in tasks {
-        let (shared, outcome) = task.await.unwrap();
-        let outcome = outcome.unwrap();
-        if shared {
-            shared_outcomes.push(outcome);
-        } else {
-            assert_eq!(outcome, New { retry_in: 300 });
-        }
-    }
-    let new = shared_outcomes
-        .iter()
-        .filter(|outcome| matches!(outcome, New { .. }))
-        .count();
-    assert_eq!(new, 1, "exactly one New for the shared triplet");
-    let too_early = TooEarly {
-        waited: 0,
-        retry_in: 300,
-    };
-    assert_eq!(
-        shared_outcomes.iter().filter(|&o| *o == too_early).count(),
-        199
-    );
-    assert_eq!(store.counts(T0).await.unwrap(), counts(201, 0, 0));
-    let rows = store.list_triplets(1000).await.unwrap();
-    let shared = rows
-        .iter()
-        .find(|row| row.recipient == "shared@example.org")
-        .unwrap();
-    assert_eq!(shared.attempts, 200, "no lost update");
-    let store = Arc::into_inner(store).expect("all tasks are done");
+async fn concurrent_checks_are_atomic_per_triplet(backend: impl Backend<S: Clone>) {
+    let store = backend.open().await;
+    check_concurrently(&store, 400).await;
     backend.close(store).await;
 }
 
@@ -808,22 +743,13 @@ async fn a_shared_store_serves_several_hosts(backend: impl Backend) {
 
 // ---- the runtime allow-list ----
 
-fn allow_entry(kind: AllowListKind, value: &str, note: &str, added_at: u64) -> AllowEntry {
-    AllowEntry {
-        kind,
-        value: value.to_string(),
-        note: note.to_string(),
-        added_at,
-    }
-}
-
 enum AllowOp {
     Add(AllowListKind, &'static str, &'static str, u64),
     Remove(AllowListKind, &'static str),
 }
 
 /// Each operation with what it returns (new / existed) and whether the generation moves.
-async fn check_allow(store: &impl AllowStore, steps: &[(AllowOp, bool, bool)]) {
+async fn check_allow(store: &(impl AllowStore + AllowAdmin), steps: &[(AllowOp, bool, bool)]) {
     for (index, (op, returns, moves)) in steps.iter().enumerate() {
         let before = store.allow_generation().await.unwrap();
         let returned = match *op {
@@ -837,6 +763,42 @@ async fn check_allow(store: &impl AllowStore, steps: &[(AllowOp, bool, bool)]) {
         assert_eq!(returned, *returns, "step {index}");
         assert_eq!(after != before, *moves, "step {index}: {before} -> {after}");
     }
+}
+
+/// A store is a handle: what one clone writes, another reads at once, so the daemon's
+/// tasks (and later the abuse desk) each hold a clone instead of an `Arc`.
+async fn clones_share_one_store(backend: impl Backend<S: Clone>) {
+    let store = backend.open().await;
+    let clone = store.clone();
+    let triplet = || keys("192.0.2.30", SENDER, "alice@example.org");
+    assert_eq!(
+        clone
+            .greylist(&triplet(), &params(), T0, true)
+            .await
+            .unwrap(),
+        New { retry_in: 300 }
+    );
+    assert_eq!(
+        store
+            .greylist(&triplet(), &params(), T0 + 60, true)
+            .await
+            .unwrap(),
+        TooEarly {
+            waited: 60,
+            retry_in: 240
+        }
+    );
+    let bob = Account {
+        username: "bob@example.jp".into(),
+        status: AccountStatus::Suspended,
+        limits: LimitOverrides::default(),
+        note: String::new(),
+        updated_at: T0,
+    };
+    store.put_account(&bob).await.unwrap();
+    assert_eq!(clone.account("bob@example.jp").await.unwrap(), Some(bob));
+    drop(clone);
+    backend.close(store).await;
 }
 
 async fn allow_entries_are_added_replaced_removed_and_listed(backend: impl Backend) {
@@ -926,43 +888,7 @@ async fn allow_changes_reach_every_host_with_the_generation(backend: impl Backen
 
 // ---- accounts, charges, events ----
 
-/// Milliseconds at [`T0`].
-const NOW_MS: u64 = T0 * 1000;
-
-fn hourly(limit: u32) -> Rate {
-    Rate {
-        limit,
-        period: secs(3600),
-        burst: limit,
-    }
-}
-
-fn daily(limit: u32) -> Rate {
-    Rate {
-        limit,
-        period: secs(DAY),
-        burst: limit,
-    }
-}
-
 use LimitKind::{MessagesPerHour, RecipientsPerDay};
-
-/// One charge call: (kind, rate, cost) each, expecting (allowed, used) for each.
-async fn charge(
-    store: &impl AccountStore,
-    username: &str,
-    now_ms: u64,
-    charges: &[(LimitKind, Rate, u32)],
-    expected: &[(bool, u64)],
-) -> Vec<(LimitKind, GcraOutcome)> {
-    let outcomes = store.charge(username, charges, now_ms, true).await.unwrap();
-    let kinds: Vec<LimitKind> = outcomes.iter().map(|(kind, _)| *kind).collect();
-    let wanted: Vec<LimitKind> = charges.iter().map(|(kind, ..)| *kind).collect();
-    assert_eq!(kinds, wanted, "outcomes in input order");
-    let got: Vec<(bool, u64)> = outcomes.iter().map(|(_, o)| (o.allowed, o.used)).collect();
-    assert_eq!(got, expected, "{username} at {now_ms} charging {charges:?}");
-    outcomes
-}
 
 async fn accounts_are_put_replaced_and_listed_by_name(backend: impl Backend) {
     let store = backend.open().await;
@@ -1106,62 +1032,11 @@ async fn a_dry_charge_stores_nothing(backend: impl Backend) {
 }
 
 /// Two hosts (two stores on one state) charging one account at once.
-async fn concurrent_charges_from_two_hosts_never_exceed_the_limit(backend: impl Backend) {
-    let hosts = [
-        Arc::new(backend.open().await),
-        Arc::new(backend.open().await),
-    ];
-    let limit = 30;
-    let tasks: Vec<_> = (0..100)
-        .map(|n| {
-            let store = Arc::clone(&hosts[n % 2]);
-            tokio::spawn(async move {
-                let charges = [
-                    (MessagesPerHour, hourly(1000), 1),
-                    (RecipientsPerDay, daily(limit), 1),
-                ];
-                store.charge("g@example.jp", &charges, NOW_MS, true).await
-            })
-        })
-        .collect();
-    let mut allowed = 0;
-    for task in tasks {
-        let outcomes = task.await.unwrap().unwrap();
-        if outcomes.iter().all(|(_, outcome)| outcome.allowed) {
-            allowed += 1;
-        }
-    }
-    assert_eq!(allowed, limit);
-    // Only the allowed charges were counted against the other limit too.
-    let now = hosts[0]
-        .charge(
-            "g@example.jp",
-            &[(MessagesPerHour, hourly(1000), 0)],
-            NOW_MS,
-            false,
-        )
-        .await
-        .unwrap();
-    assert_eq!(now[0].1.used, u64::from(limit));
+async fn concurrent_charges_from_two_hosts_never_exceed_the_limit(backend: impl Backend<S: Clone>) {
+    let hosts = [backend.open().await, backend.open().await];
+    charge_concurrently(&hosts).await;
     for host in hosts {
-        backend.close(Arc::into_inner(host).unwrap()).await;
-    }
-}
-
-fn event(at: u64, username: &str, kind: EventKind) -> AccountEvent {
-    AccountEvent {
-        at,
-        username: username.to_string(),
-        kind,
-        detail: format!("client 192.0.2.{}", at % 250),
-    }
-}
-
-fn exceeded(used: u64) -> EventKind {
-    EventKind::LimitExceeded {
-        limit: MessagesPerHour,
-        used,
-        limit_value: 100,
+        backend.close(host).await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use rusqlite::Connection;
 use spamgate_engine::greylist::GreylistOutcome;
-use spamgate_store::{SqliteOptions, Store};
+use spamgate_store::{GreylistAdmin, GreylistStore, SqliteOptions};
 
 /// Triplets committed to the file, as a separate connection (process) sees them.
 fn committed_triplets(fixture: &Fixture) -> i64 {
@@ -25,7 +25,7 @@ fn with_window(window: Duration) -> SqliteOptions {
     }
 }
 
-async fn new_triplet(store: &impl Store, n: u32) {
+async fn new_triplet(store: &impl GreylistStore, n: u32) {
     let outcome = store
         .greylist(
             &keys("192.0.2.10", "a@example.org", &format!("u{n}@example.net")),
@@ -135,7 +135,7 @@ async fn a_large_expiry_finishes_in_capped_steps_while_requests_are_answered() {
 #[tokio::test]
 async fn operator_records_are_committed_before_they_are_answered() {
     use spamgate_engine::verdict::AllowListKind;
-    use spamgate_store::{AllowEntry, AllowStore};
+    use spamgate_store::{AllowAdmin, AllowEntry};
     let fixture = Fixture::new();
     let store = fixture.open_with(with_window(Duration::from_secs(3600)));
     new_triplet(&store, 1).await;

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use spamgate_engine::greylist::GreylistOutcome;
-use spamgate_store::{SqliteOptions, SqliteStore, Store, StoreCounts};
+use spamgate_store::{GreylistAdmin, SqliteOptions};
 
 use GreylistOutcome::*;
 
@@ -18,20 +18,8 @@ async fn expire_removes_expired_rows_only_in_bounded_steps() {
         expire_batch: 10,
         ..SqliteOptions::default()
     });
-    let to = |client, n: u32| keys(client, SENDER, &format!("user{n}@example.org"));
-    let mut steps: Vec<Step> = (0..25)
-        .map(|n| step(0, to("192.0.2.50", n), New { retry_in: 300 }))
-        .collect();
-    steps.push(step(400, to("192.0.2.50", 0), Passed { waited: 400 }));
-    // Another address: 192.0.2.50 is on the AWL now.
-    steps.extend((25..30).map(|n| step(DAY, to("198.51.100.50", n), New { retry_in: 300 })));
-    check(&store, &params_with_cap(1000), &steps).await;
+    check(&store, &params_with_cap(1000), &expiring_mix()).await;
 
-    let counts = |pending, passed, awl| StoreCounts {
-        pending,
-        passed,
-        awl,
-    };
     // A pending triplet is valid through first_seen + WINDOW, gone a second later.
     let gone = T0 + WINDOW + 1;
     // Counts ignore expired rows before they are deleted.
@@ -100,13 +88,4 @@ async fn pending_counts_follow_other_processes_and_expiry() {
     )
     .await;
     first.close().await;
-}
-
-/// Sanity for the generic daemon code: an `Arc` of a store is a store.
-fn assert_store<S: Store>() {}
-
-#[test]
-fn shared_stores_are_stores() {
-    assert_store::<SqliteStore>();
-    assert_store::<std::sync::Arc<SqliteStore>>();
 }

@@ -8,8 +8,8 @@ use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome};
 use spamgate_engine::outbound::{LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_store::{
-    AccountStore, AllowEntry, AllowStore, SCHEMA_VERSION, Store, StoreCounts,
-    create_with_schema_version,
+    AccountStore, AllowAdmin, AllowEntry, AllowStore, GreylistAdmin, GreylistStore, SCHEMA_VERSION,
+    StoreCounts, create_with_schema_version,
 };
 
 /// Writes a pending triplet and an AWL entry as schema version 1 laid them out.

@@ -131,7 +131,7 @@ fn a_file_that_is_not_a_database_is_refused() {
 #[tokio::test]
 async fn a_database_locked_by_another_process_fails_calls_then_recovers() {
     use spamgate_engine::greylist::GreylistOutcome;
-    use spamgate_store::Store;
+    use spamgate_store::{GreylistAdmin, GreylistStore};
 
     let fixture = Fixture::new();
     let store = fixture.open_with(SqliteOptions {

@@ -5,12 +5,14 @@ mod common;
 mod redis_server;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistOutcome::{self, *};
-use spamgate_store::{RedisOptions, RedisStore, Store, StoreCounts, StoreError};
+use spamgate_store::{
+    GreylistAdmin, GreylistStore, RedisOptions, RedisStore, StoreCounts, StoreError,
+};
 
 const SENDER: &str = "news@example.com";
 
@@ -143,7 +145,14 @@ async fn a_value_this_build_cannot_read_counts_as_absent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hosts_racing_on_the_same_entries_lose_no_update() {
     let server = RedisServer::start();
-    let hosts: Vec<Arc<RedisStore>> = futures_join(4, || connect(&server, "race:")).await;
+    // A check queues behind its host's others for the same entries: on a loaded machine
+    // that can outlast the usual 500 ms bound, which is not what this test is about.
+    let patient = RedisOptions {
+        timeout: Duration::from_secs(30),
+        ..options(&server, "race:")
+    };
+    let hosts: Vec<Arc<RedisStore>> =
+        futures_join(4, || async { RedisStore::connect(&patient).await.unwrap() }).await;
     let cap = 5;
     let params = Arc::new(params_with_cap(cap));
     let mut tasks = Vec::new();
@@ -159,18 +168,22 @@ async fn hosts_racing_on_the_same_entries_lose_no_update() {
                 format!("user{n}@example.org")
             };
             let keys = keys(&format!("192.0.2.{}", n % 200), SENDER, &recipient);
-            let outcome = store.greylist(&keys, &params, T0, true).await.unwrap();
-            (n % 3 != 0, outcome)
+            (n % 3 != 0, store.greylist(&keys, &params, T0, true).await)
         }));
     }
     let mut shared = Vec::new();
     let mut others = Vec::new();
+    // A check that lost the race to other hosts CAS_ATTEMPTS times in a row gives up
+    // (the daemon applies its fail mode) and has written nothing.
+    let mut gave_up = 0;
     for task in tasks {
-        let (is_shared, outcome) = task.await.unwrap();
-        if is_shared {
-            shared.push(outcome);
-        } else {
-            others.push(outcome);
+        match task.await.unwrap() {
+            (true, Ok(outcome)) => shared.push(outcome),
+            (false, Ok(outcome)) => others.push(outcome),
+            (_, Err(StoreError::Redis(message))) if message.contains("changed by other hosts") => {
+                gave_up += 1
+            }
+            (_, Err(error)) => panic!("{error}"),
         }
     }
     let is_new = |o: &&GreylistOutcome| matches!(o, New { .. });
@@ -185,7 +198,8 @@ async fn hosts_racing_on_the_same_entries_lose_no_update() {
         .count();
     // The shared triplet takes one place if it got one before the network filled up.
     assert!(shared_new <= 1);
-    assert_eq!(shared_new + too_early + full, 160);
+    assert_eq!(shared_new + too_early + full, shared.len());
+    assert_eq!(shared.len() + others.len() + gave_up, 240);
     if shared_new == 1 {
         assert_eq!(full, 0, "once recorded, retries need no room");
     }
@@ -282,7 +296,7 @@ async fn until_ok<T>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_down_fails_within_the_timeout_and_recovers_by_itself() {
+async fn redis_down_fails_each_call_and_recovers_by_itself() {
     // Persistent, so the state is still there after the restart.
     let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let store = connect(&server, "sg:").await;
@@ -293,16 +307,13 @@ async fn redis_down_fails_within_the_timeout_and_recovers_by_itself() {
     );
 
     server.stop();
+    // Each call comes back with the error the daemon turns into its fail mode.
     for at in [100, 101, 102] {
-        let start = Instant::now();
         let result = store.greylist(&triplet, &params(), T0 + at, true).await;
-        let took = start.elapsed();
         assert!(
             matches!(result, Err(StoreError::Redis(_))),
             "{result:?} while Redis is down"
         );
-        // The bound is 500 ms; the margin is for a loaded test machine.
-        assert!(took < Duration::from_secs(2), "took {took:?}");
     }
     assert!(store.counts(T0).await.is_err());
     assert!(store.list_triplets(10).await.is_err());
@@ -325,18 +336,62 @@ async fn redis_down_fails_within_the_timeout_and_recovers_by_itself() {
     );
 }
 
-#[tokio::test]
-async fn connecting_to_nothing_fails_within_the_timeout() {
-    let port = redis_server::free_port();
-    let start = Instant::now();
-    let result = RedisStore::connect(&RedisOptions {
-        url: format!("redis://127.0.0.1:{port}/0"),
-        timeout: Duration::from_millis(300),
-        ..RedisOptions::default()
+/// A server that stops answering (paused, not gone): the call ends with the timeout
+/// error rather than waiting for it, and the next call after the pause succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_fails_the_call_by_its_timeout() {
+    let server = RedisServer::start();
+    let store = connect(&server, "sg:").await;
+    let triplet = keys("192.0.2.81", SENDER, "alice@example.org");
+    assert_eq!(
+        store.greylist(&triplet, &params(), T0, true).await.unwrap(),
+        New { retry_in: 300 }
+    );
+    // Far longer than the store's 500 ms bound, so the call below surely meets it.
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "3000", "ALL"]), "OK");
+    match store.greylist(&triplet, &params(), T0 + 100, true).await {
+        // The connection's own response timeout and the store's bound are both 500 ms;
+        // either may speak first.
+        Err(StoreError::Redis(message)) => assert!(
+            message.contains("timed out") || message.contains("no answer within 500ms"),
+            "the error names the timeout: {message}"
+        ),
+        other => panic!("answered while the server was paused: {other:?}"),
+    }
+    let (outcome, _) = until_ok(100, async || {
+        store.greylist(&triplet, &params(), T0 + 400, true).await
     })
     .await;
-    assert!(matches!(result, Err(StoreError::Redis(_))));
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        outcome,
+        Passed { waited: 400 },
+        "the paused call wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_or_to_a_silent_server_fails() {
+    let connect_to = async |port: u16| {
+        RedisStore::connect(&RedisOptions {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            timeout: Duration::from_millis(300),
+            ..RedisOptions::default()
+        })
+        .await
+    };
+    let refused = connect_to(redis_server::free_port()).await;
+    assert!(matches!(refused, Err(StoreError::Redis(_))));
+    // The kernel completes the handshake, nobody ever answers: only the timeout ends
+    // the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let result = connect_to(silent.local_addr().unwrap().port()).await;
+    match result {
+        Err(StoreError::Redis(message)) => assert!(
+            message.contains("no answer within 300ms"),
+            "the error names the timeout: {message}"
+        ),
+        other => panic!("connected to a silent server: {:?}", other.map(|_| ())),
+    }
 
     let bad_url = RedisStore::connect(&RedisOptions {
         url: "http://example.test/".into(),
@@ -344,13 +399,4 @@ async fn connecting_to_nothing_fails_within_the_timeout() {
     })
     .await;
     assert!(matches!(bad_url, Err(StoreError::Redis(_))));
-}
-
-/// A store is a store for the daemon's generic code, shared or not.
-fn assert_store<S: Store>() {}
-
-#[test]
-fn redis_stores_are_stores() {
-    assert_store::<RedisStore>();
-    assert_store::<Arc<RedisStore>>();
 }

@@ -9,27 +9,19 @@ use std::time::Duration;
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistOutcome::*;
-use spamgate_engine::outbound::{Account, AccountStatus, LimitKind, Rate};
+use spamgate_engine::outbound::{Account, AccountStatus, LimitKind};
 use spamgate_engine::verdict::AllowListKind;
 use spamgate_store::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, EventKind, RedisOptions, RedisStore, Store,
+    AccountEvent, AllowEntry, AllowStore, EventKind, FullStore, RedisOptions, RedisStore,
     StoreDump, export_sqlite, import_sqlite,
 };
 
 const SENDER: &str = "news@example.com";
 const NOW_MS: u64 = (T0 + 400) * 1000;
 
-fn hourly(limit: u32) -> Rate {
-    Rate {
-        limit,
-        period: secs(3600),
-        burst: limit,
-    }
-}
-
 /// What a host has after a while: a passed triplet (and its AWL entry), a pending one,
 /// allow-list entries, accounts, a rate state and events.
-async fn fill(store: &(impl Store + AllowStore + AccountStore)) {
+async fn fill(store: &impl FullStore) {
     let passed = keys("192.0.2.10", SENDER, "alice@example.org");
     let pending = keys_named(
         "198.51.100.20",
@@ -92,7 +84,7 @@ async fn fill(store: &(impl Store + AllowStore + AccountStore)) {
 }
 
 /// The target decides as the source would have.
-async fn goes_on(store: &(impl Store + AllowStore + AccountStore)) {
+async fn goes_on(store: &impl FullStore) {
     let other = keys("192.0.2.10", SENDER, "carol@example.org");
     assert_eq!(
         store

@@ -5,64 +5,23 @@
 mod common;
 mod redis_server;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistKeys;
-use spamgate_store::{RedisOptions, RedisStore, Store};
+use spamgate_store::{GreylistStore, RedisOptions, RedisStore};
 
 const TASKS: usize = 64;
 const TRIPLETS: u32 = 100_000;
 
-/// Distinct triplets, one per client address, spread over many networks like real
-/// first attempts.
-fn all_keys(count: u32) -> Vec<GreylistKeys> {
-    (0..count)
-        .map(|n| {
-            let [_, a, b, c] = n.to_be_bytes();
-            let client = format!("2001:db8:{a:x}{b:02x}:{c:x}::25");
-            keys(
-                &client,
-                "newsletter@example.com",
-                &format!("user{n}@example.org"),
-            )
-        })
-        .collect()
-}
-
-/// Checks per second with `TASKS` tasks, each awaiting its calls one after another.
-async fn run_all<S: Store>(store: &Arc<S>, keys: &[GreylistKeys], now: u64) -> f64 {
-    let mut per_task: Vec<Vec<GreylistKeys>> = vec![Vec::new(); TASKS];
-    for (index, keys) in keys.iter().enumerate() {
-        per_task[index % TASKS].push(keys.clone());
-    }
-    let start = Instant::now();
-    let tasks: Vec<_> = per_task
-        .into_iter()
-        .map(|batch| {
-            let store = Arc::clone(store);
-            tokio::spawn(async move {
-                for keys in batch {
-                    store.greylist(&keys, &params(), now, true).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    keys.len() as f64 / start.elapsed().as_secs_f64()
-}
-
 /// new, too-early, passed, awl-hit.
-async fn phases<S: Store>(store: &Arc<S>, keys: &[GreylistKeys]) -> [f64; 4] {
+async fn phases<S: GreylistStore + Clone>(store: &S, keys: &[GreylistKeys]) -> [f64; 4] {
     [
-        run_all(store, keys, T0).await,
-        run_all(store, keys, T0 + 60).await,
-        run_all(store, keys, T0 + 400).await,
-        run_all(store, keys, T0 + 500).await,
+        checks_per_second(store, keys, T0, TASKS).await,
+        checks_per_second(store, keys, T0 + 60, TASKS).await,
+        checks_per_second(store, keys, T0 + 400, TASKS).await,
+        checks_per_second(store, keys, T0 + 500, TASKS).await,
     ]
 }
 
@@ -114,12 +73,12 @@ fn used_memory(server: &RedisServer) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run in release with --nocapture"]
 async fn figures() {
-    let keys = all_keys(TRIPLETS);
+    let keys = spread_keys(TRIPLETS);
 
     let fixture = Fixture::new();
-    let sqlite = Arc::new(fixture.open());
+    let sqlite = fixture.open();
     let sqlite_figures = phases(&sqlite, &keys).await;
-    Arc::into_inner(sqlite).unwrap().close().await;
+    sqlite.close().await;
 
     println!("greylist checks, {TRIPLETS} distinct triplets per phase, same machine:");
     line("sqlite", sqlite_figures);
@@ -132,21 +91,19 @@ async fn figures() {
     ] {
         let redis_server = RedisServer::start();
         let empty = used_memory(&redis_server);
-        let redis = Arc::new(
-            RedisStore::connect(&RedisOptions {
-                url: redis_server.url(),
-                timeout: Duration::from_secs(5),
-                recent_entries,
-                ..RedisOptions::default()
-            })
-            .await
-            .unwrap(),
-        );
+        let redis = RedisStore::connect(&RedisOptions {
+            url: redis_server.url(),
+            timeout: Duration::from_secs(5),
+            recent_entries,
+            ..RedisOptions::default()
+        })
+        .await
+        .unwrap();
         // CPU per check of each phase: (spamgate side, redis-server), in µs.
         let mut cpu = Vec::new();
         let mut phase = async |now| {
             let (client, server_cpu) = (own_cpu(), redis_cpu(&redis_server));
-            let rate = run_all(&redis, &keys, now).await;
+            let rate = checks_per_second(&redis, &keys, now, TASKS).await;
             let per = |seconds: f64| seconds / f64::from(TRIPLETS) * 1e6;
             cpu.push((
                 per(own_cpu() - client),

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistOutcome::*;
-use spamgate_store::{RedisOptions, RedisStore, SentinelOptions, Store, StoreError};
+use spamgate_store::{
+    GreylistAdmin, GreylistStore, RedisOptions, RedisStore, SentinelOptions, StoreError,
+};
 
 const MASTER_NAME: &str = "spamgate-test";
 

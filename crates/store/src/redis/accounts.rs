@@ -16,7 +16,7 @@ use spamgate_engine::UnixTime;
 use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate, gcra};
 
 use super::{CAS_ATTEMPTS, RedisStore};
-use crate::{AccountEvent, AccountStore, StoreError};
+use crate::{AccountAdmin, AccountEvent, AccountStore, StoreError};
 
 /// KEYS: the rate states. ARGV: for each key its expected value ('' for absent), then
 /// for each its new value and TTL (ms). Returns 1 when written, 0 if one changed.
@@ -157,6 +157,109 @@ impl AccountStore for RedisStore {
             .transpose()
     }
 
+    async fn charge(
+        &self,
+        username: &str,
+        charges: &[(LimitKind, Rate, u32)],
+        now_ms: u64,
+        record: bool,
+    ) -> Result<Vec<(LimitKind, GcraOutcome)>, StoreError> {
+        // The distinct kinds, in order of first appearance, and their keys.
+        let mut kinds: Vec<LimitKind> = Vec::new();
+        for (kind, ..) in charges {
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
+        let keys: Vec<String> = kinds
+            .iter()
+            .map(|kind| self.rate_key(*kind, username))
+            .collect();
+        let attempt = async || -> Result<Option<Vec<(LimitKind, GcraOutcome)>>, StoreError> {
+            let mut conn = self.link.conn();
+            let stored: Vec<Option<String>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                self.bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+                    .await?
+            };
+            let tat_of = |index: usize| -> u64 {
+                stored[index]
+                    .as_deref()
+                    .and_then(|text| text.parse().ok())
+                    .unwrap_or(0)
+            };
+            let mut outcomes: Vec<(LimitKind, GcraOutcome)> = Vec::with_capacity(charges.len());
+            for (kind, rate, cost) in charges {
+                // A kind charged twice continues from its earlier charge in this call.
+                let tat_ms = match outcomes.iter().rev().find(|(k, _)| k == kind) {
+                    Some((_, earlier)) => earlier.tat_ms,
+                    None => tat_of(kinds.iter().position(|k| k == kind).unwrap_or(0)),
+                };
+                outcomes.push((*kind, gcra(rate, tat_ms, *cost, now_ms)));
+            }
+            if !record || !outcomes.iter().all(|(_, outcome)| outcome.allowed) {
+                return Ok(Some(outcomes));
+            }
+            let mut invocation = CHARGE.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            for value in &stored {
+                invocation.arg(value.as_deref().unwrap_or_default());
+            }
+            for kind in &kinds {
+                // The last charge of a kind holds its final state.
+                let (index, (_, outcome)) = outcomes
+                    .iter()
+                    .enumerate()
+                    .rfind(|(_, (k, _))| k == kind)
+                    .expect("every kind was charged");
+                let period_ms = charges[index].1.period.as_millis() as u64;
+                // As in SQLite: kept one period past the TAT, after which gcra would
+                // treat it as fresh anyway.
+                let expires_ms = outcome.tat_ms.div_ceil(1000) * 1000 + period_ms;
+                invocation
+                    .arg(outcome.tat_ms)
+                    .arg(expires_ms.saturating_sub(now_ms).max(1));
+            }
+            let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+            Ok((written == 1).then_some(outcomes))
+        };
+        // Charges of one account from this process wait for each other, so conflicts
+        // only come from other hosts.
+        self.within(async {
+            let _guard = self.locks[super::greylist::stripe(username.as_bytes())].lock().await;
+            for _ in 0..CAS_ATTEMPTS {
+                if let Some(outcomes) = attempt().await? {
+                    return Ok(outcomes);
+                }
+            }
+            Err(StoreError::Redis(format!(
+                "rate limits of {username} changed by other hosts {CAS_ATTEMPTS} times during one charge"
+            )))
+        })
+        .await
+    }
+
+    async fn record_event(&self, event: &AccountEvent) -> Result<(), StoreError> {
+        let json = serde_json::to_string(event)
+            .map_err(|e| malformed("event", &self.events_key(None), e))?;
+        let mut invocation = RECORD.key(self.events_key(None));
+        invocation
+            .key(self.events_key(Some(&event.username)))
+            .key(format!("{}ev:seq", self.names.prefix()))
+            .key(self.event_users_key())
+            .arg(event.at)
+            .arg(json)
+            .arg(&event.username);
+        let mut conn = self.link.conn();
+        let _: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+}
+
+impl AccountAdmin for RedisStore {
     async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
         let key = self.account_key(&account.username);
         let json = serde_json::to_vec(account).map_err(|e| malformed("account", &key, e))?;
@@ -200,107 +303,6 @@ impl AccountStore for RedisStore {
             }
         }
         Ok(accounts)
-    }
-
-    async fn charge(
-        &self,
-        username: &str,
-        charges: &[(LimitKind, Rate, u32)],
-        now_ms: u64,
-        apply: bool,
-    ) -> Result<Vec<(LimitKind, GcraOutcome)>, StoreError> {
-        // The distinct kinds, in order of first appearance, and their keys.
-        let mut kinds: Vec<LimitKind> = Vec::new();
-        for (kind, ..) in charges {
-            if !kinds.contains(kind) {
-                kinds.push(*kind);
-            }
-        }
-        let keys: Vec<String> = kinds
-            .iter()
-            .map(|kind| self.rate_key(*kind, username))
-            .collect();
-        let attempt = async || -> Result<Option<Vec<(LimitKind, GcraOutcome)>>, StoreError> {
-            let mut conn = self.link.conn();
-            let stored: Vec<Option<String>> = if keys.is_empty() {
-                Vec::new()
-            } else {
-                self.bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
-                    .await?
-            };
-            let tat_of = |index: usize| -> u64 {
-                stored[index]
-                    .as_deref()
-                    .and_then(|text| text.parse().ok())
-                    .unwrap_or(0)
-            };
-            let mut outcomes: Vec<(LimitKind, GcraOutcome)> = Vec::with_capacity(charges.len());
-            for (kind, rate, cost) in charges {
-                // A kind charged twice continues from its earlier charge in this call.
-                let tat_ms = match outcomes.iter().rev().find(|(k, _)| k == kind) {
-                    Some((_, earlier)) => earlier.tat_ms,
-                    None => tat_of(kinds.iter().position(|k| k == kind).unwrap_or(0)),
-                };
-                outcomes.push((*kind, gcra(rate, tat_ms, *cost, now_ms)));
-            }
-            if !apply || !outcomes.iter().all(|(_, outcome)| outcome.allowed) {
-                return Ok(Some(outcomes));
-            }
-            let mut invocation = CHARGE.prepare_invoke();
-            for key in &keys {
-                invocation.key(key);
-            }
-            for value in &stored {
-                invocation.arg(value.as_deref().unwrap_or_default());
-            }
-            for kind in &kinds {
-                // The last charge of a kind holds its final state.
-                let (index, (_, outcome)) = outcomes
-                    .iter()
-                    .enumerate()
-                    .rfind(|(_, (k, _))| k == kind)
-                    .expect("every kind was charged");
-                let period_ms = charges[index].1.period.as_millis() as u64;
-                // As in SQLite: kept one period past the TAT, after which gcra would
-                // treat it as fresh anyway.
-                let expires_ms = outcome.tat_ms.div_ceil(1000) * 1000 + period_ms;
-                invocation
-                    .arg(outcome.tat_ms)
-                    .arg(expires_ms.saturating_sub(now_ms).max(1));
-            }
-            let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-            Ok((written == 1).then_some(outcomes))
-        };
-        // Charges of one account from this process wait for each other, so conflicts
-        // only come from other hosts.
-        self.within(async {
-            let _guard = self.locks[super::stripe(username.as_bytes())].lock().await;
-            for _ in 0..CAS_ATTEMPTS {
-                if let Some(outcomes) = attempt().await? {
-                    return Ok(outcomes);
-                }
-            }
-            Err(StoreError::Redis(format!(
-                "rate limits of {username} changed by other hosts {CAS_ATTEMPTS} times during one charge"
-            )))
-        })
-        .await
-    }
-
-    async fn record_event(&self, event: &AccountEvent) -> Result<(), StoreError> {
-        let json = serde_json::to_string(event)
-            .map_err(|e| malformed("event", &self.events_key(None), e))?;
-        let mut invocation = RECORD.key(self.events_key(None));
-        invocation
-            .key(self.events_key(Some(&event.username)))
-            .key(format!("{}ev:seq", self.names.prefix()))
-            .key(self.event_users_key())
-            .arg(event.at)
-            .arg(json)
-            .arg(&event.username);
-        let mut conn = self.link.conn();
-        let _: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        Ok(())
     }
 
     async fn events(

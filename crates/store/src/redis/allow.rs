@@ -7,7 +7,7 @@ use redis::Script;
 use spamgate_engine::verdict::AllowListKind;
 
 use super::RedisStore;
-use crate::{AllowEntry, AllowStore, StoreError};
+use crate::{AllowAdmin, AllowEntry, AllowStore, StoreError};
 
 /// KEYS: list, generation. ARGV: field, value. Returns 1 if the field is new.
 const ADD_LUA: &str = r"
@@ -61,6 +61,32 @@ fn decode(field: &[u8], value: &[u8]) -> Option<AllowEntry> {
 }
 
 impl AllowStore for RedisStore {
+    async fn allow_generation(&self) -> Result<u64, StoreError> {
+        let (_, generation) = self.allow_keys();
+        let mut conn = self.link.conn();
+        let value: Option<u64> = self
+            .bounded(redis::cmd("GET").arg(&generation).query_async(&mut conn))
+            .await?;
+        Ok(value.unwrap_or(0))
+    }
+
+    /// Ordered by the kind's id, then value, as SQLite orders them.
+    async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
+        let (list, _) = self.allow_keys();
+        let mut conn = self.link.conn();
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = self
+            .bounded(redis::cmd("HGETALL").arg(&list).query_async(&mut conn))
+            .await?;
+        let mut entries: Vec<AllowEntry> = pairs
+            .iter()
+            .filter_map(|(field, value)| decode(field, value))
+            .collect();
+        entries.sort_by(|a, b| (a.kind.id(), &a.value).cmp(&(b.kind.id(), &b.value)));
+        Ok(entries)
+    }
+}
+
+impl AllowAdmin for RedisStore {
     async fn allow_add(&self, entry: &AllowEntry) -> Result<bool, StoreError> {
         let (list, generation) = self.allow_keys();
         let mut invocation = ADD.key(&list);
@@ -80,30 +106,6 @@ impl AllowStore for RedisStore {
         let mut conn = self.link.conn();
         let removed: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(removed > 0)
-    }
-
-    /// Ordered by the kind's id, then value, as SQLite orders them.
-    async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
-        let (list, _) = self.allow_keys();
-        let mut conn = self.link.conn();
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = self
-            .bounded(redis::cmd("HGETALL").arg(&list).query_async(&mut conn))
-            .await?;
-        let mut entries: Vec<AllowEntry> = pairs
-            .iter()
-            .filter_map(|(field, value)| decode(field, value))
-            .collect();
-        entries.sort_by(|a, b| (a.kind.id(), &a.value).cmp(&(b.kind.id(), &b.value)));
-        Ok(entries)
-    }
-
-    async fn allow_generation(&self) -> Result<u64, StoreError> {
-        let (_, generation) = self.allow_keys();
-        let mut conn = self.link.conn();
-        let value: Option<u64> = self
-            .bounded(redis::cmd("GET").arg(&generation).query_async(&mut conn))
-            .await?;
-        Ok(value.unwrap_or(0))
     }
 }
 

@@ -1,105 +1,21 @@
-//! The Redis store: greylist state shared by several MX hosts.
-//!
-//! The engine's [`decide`](spamgate_engine::greylist::decide) runs here, in Rust; Redis
-//! makes each transition atomic. A compare-and-set script writes the decision's result
-//! only if the client's AWL entry and the triplet still hold what the decision was made
-//! on (and the network still has room, when that mattered); else it answers with the
-//! current values, as the read script would, and the decision is made again. A check
-//! starts from a guess (what this process last saw, or "nothing stored", see
-//! `recent`), so a first attempt or an unchanged retry takes one round trip and
-//! anything else two. Decisions that write nothing are made on values read atomically
-//! (the read script). Within one process, checks that would write the same entries
-//! wait for each other (striped locks), so conflicts only come from other hosts.
-//!
-//! Expiry: every value carries its `expires_at`, and a value past it reads as absent,
-//! as in SQLite, so no decision depends on when an entry was deleted. Redis deletes
-//! keys by their TTL (set relative to the caller's clock), so [`Store::expire`] has
-//! nothing left to do.
-//!
-//! Key layout and Redis Cluster: `docs/cluster.md`.
-
-mod accounts;
-mod allow;
-mod codec;
-mod link;
-mod migrate;
-mod recent;
-
-pub use migrate::{AwlRecord, RateRecord, StoreDump, TripletRecord, export_sqlite, import_sqlite};
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::time::Duration;
+//! The greylist check: the engine decides here, a compare-and-set script makes the
+//! transition atomic (see the module documentation of `redis`).
 
 use redis::aio::ConnectionManager;
-use redis::{RedisError, Script, Value};
+use redis::{RedisError, Value};
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{
     AwlState, GreylistInputs, GreylistKeys, GreylistOutcome, GreylistParams, GreylistWrites, Key,
-    TripletState, awl_key, needs_pending_count,
+    TripletState, needs_pending_count,
 };
 
-use crate::{
-    AwlRow, GreylistDeleted, GreylistEntries, GreylistFilter, Store, StoreCounts, StoreError,
-    TripletRow,
-};
-use codec::{Names, StoredAwl, StoredTriplet};
-use link::Link;
-
-/// Where the Redis store is and how long an operation may take.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisOptions {
-    /// `redis://[user:password@]host:port/db` (`unix:///path?db=N` for a socket). With
-    /// Sentinel only its database number and credentials are used.
-    pub url: String,
-    /// Find the master through Redis Sentinel and follow its failovers.
-    pub sentinel: Option<SentinelOptions>,
-    /// Put before every key name; the hosts of one spamgate cluster share it.
-    pub key_prefix: String,
-    /// Bound on one store operation (connecting included); slower ones fail.
-    pub timeout: Duration,
-    /// Account events older than this go at the next [`Store::expire`].
-    pub event_retention: Duration,
-    /// Triplets and AWL entries (each) this process remembers to save round trips
-    /// (about 80 bytes each); 0 turns that off.
-    pub recent_entries: usize,
-}
-
-/// The sentinels watching the master.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentinelOptions {
-    /// The name in the sentinels' `sentinel monitor NAME ...`.
-    pub master_name: String,
-    /// Sentinel URLs, `redis://host:26379`.
-    pub addresses: Vec<String>,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        RedisOptions {
-            url: "redis://127.0.0.1:6379/0".into(),
-            sentinel: None,
-            key_prefix: "spamgate:".into(),
-            timeout: Duration::from_secs(1),
-            event_retention: Duration::from_secs(90 * 86_400),
-            recent_entries: 200_000,
-        }
-    }
-}
-
-/// Compare-and-set attempts one check may make before it fails: each lost race means
-/// another host wrote the same entries in between.
-const CAS_ATTEMPTS: usize = 16;
-/// Striped locks serialising writers of the same entries within this process.
-const LOCK_STRIPES: usize = 1024;
-/// Keys asked per SCAN step by counts and listings.
-const SCAN_BATCH: usize = 1000;
-/// Entries written per pipeline by an import.
-const RECORD_BATCH: usize = 500;
+use super::codec::{self, StoredAwl, StoredTriplet};
+use super::{CAS_ATTEMPTS, LOCK_STRIPES, RedisStore, recent};
+use crate::{GreylistStore, StoreError};
 
 /// KEYS: AWL entry, triplet, network's pending set. ARGV: now (seconds).
 /// Returns the two values (nil when absent) and the live pending count.
-const READ_LUA: &str = r"
+pub(super) const READ_LUA: &str = r"
 return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]),
         redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[1], '+inf')}
 ";
@@ -111,7 +27,7 @@ return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]),
 /// in the pending sets, 10 'add' (to KEYS[3]) or '', 11 the member's score (expiry),
 /// 12 'leave' (KEYS[4]) or ''.
 /// Returns {1} when written, else {0, awl, triplet, pending} as READ_LUA would.
-const CAS_LUA: &str = r"
+pub(super) const CAS_LUA: &str = r"
 local awl = redis.call('GET', KEYS[1])
 local triplet = redis.call('GET', KEYS[2])
 local since = '(' .. ARGV[4]
@@ -138,20 +54,6 @@ end
 return {1}
 ";
 
-/// Greylist state in one Redis (or a Sentinel-managed master), shared by several
-/// hosts. See the module documentation.
-pub struct RedisStore {
-    link: Link,
-    names: Names,
-    timeout: Duration,
-    event_retention: Duration,
-    read: Script,
-    cas: Script,
-    locks: Box<[tokio::sync::Mutex<()>]>,
-    recent_triplets: recent::Recent<(TripletState, UnixTime)>,
-    recent_awl: recent::Recent<(AwlState, UnixTime)>,
-}
-
 /// What the read (or a failed compare-and-set) saw: raw values, for comparing.
 #[derive(Debug, Clone, Default)]
 struct Snapshot {
@@ -169,77 +71,6 @@ struct CheckNames {
 }
 
 impl RedisStore {
-    /// Connects and checks that Redis answers, within `options.timeout`.
-    pub async fn connect(options: &RedisOptions) -> Result<RedisStore, StoreError> {
-        let link = Link::connect(options).await.map_err(redis_error)?;
-        Ok(RedisStore {
-            link,
-            names: Names::new(&options.key_prefix),
-            timeout: options.timeout,
-            event_retention: options.event_retention,
-            read: Script::new(READ_LUA),
-            cas: Script::new(CAS_LUA),
-            locks: (0..LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-            recent_triplets: recent::Recent::new(options.recent_entries),
-            recent_awl: recent::Recent::new(options.recent_entries),
-        })
-    }
-
-    pub fn key_prefix(&self) -> &str {
-        self.names.prefix()
-    }
-
-    /// Runs one operation within the timeout; failures reach the link (failover).
-    async fn bounded<T>(
-        &self,
-        operation: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, operation).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                self.link.failed(&error);
-                Err(redis_error(error))
-            }
-            Err(_) => {
-                let error = RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {:?}", self.timeout),
-                ));
-                self.link.failed(&error);
-                Err(redis_error(error))
-            }
-        }
-    }
-
-    /// Sends a pipeline unless it is empty (Redis refuses an empty one).
-    async fn run_pipe(
-        &self,
-        conn: &mut ConnectionManager,
-        pipe: &redis::Pipeline,
-    ) -> Result<(), StoreError> {
-        if pipe.is_empty() {
-            return Ok(());
-        }
-        self.bounded(pipe.exec_async(conn)).await
-    }
-
-    /// Bounds a whole operation of several steps (each step is bounded too).
-    async fn within<T>(
-        &self,
-        operation: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, operation)
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Redis(format!(
-                    "no answer within {:?}",
-                    self.timeout
-                )))
-            })
-    }
-
     /// The read is idempotent: after a dropped connection it is sent once more, on the
     /// connection the manager is already re-establishing.
     async fn read_snapshot(
@@ -265,7 +96,7 @@ impl RedisStore {
         keys: &GreylistKeys,
         params: &GreylistParams,
         now: UnixTime,
-        apply: bool,
+        record: bool,
     ) -> Result<Result<GreylistOutcome, StoreError>, RedisError> {
         if let Some(outcome) = self.recent_awl_answer(keys, params, now) {
             return Ok(Ok(outcome));
@@ -279,8 +110,8 @@ impl RedisStore {
         let mut conn = self.link.conn();
         // A dry run cannot compare-and-set, so it reads; a real check starts from a
         // guess (see `recent`), and a failed compare-and-set brings the real values.
-        let mut verified = !apply;
-        let mut snapshot = if apply {
+        let mut verified = !record;
+        let mut snapshot = if record {
             self.guess(keys)
         } else {
             let snapshot = self.read_snapshot(&mut conn, &names, now).await?;
@@ -309,7 +140,7 @@ impl RedisStore {
                 pending_in_network: if counted { snapshot.pending } else { 0 },
             };
             let (outcome, writes) = spamgate_engine::greylist::decide(params, &inputs, now);
-            if !apply || (writes.triplet.is_none() && writes.awl.is_none()) {
+            if !record || (writes.triplet.is_none() && writes.awl.is_none()) {
                 if verified {
                     return Ok(Ok(outcome));
                 }
@@ -452,50 +283,10 @@ impl RedisStore {
         };
         [Some(first), second]
     }
-
-    /// Every live key of one kind, with its value, in SCAN batches. Each command is
-    /// bounded by the timeout; the whole walk is not (it grows with the data).
-    async fn scan_values(
-        &self,
-        kind: &str,
-        mut each: impl FnMut(&[u8], &[u8]),
-    ) -> Result<(), StoreError> {
-        let pattern = self.names.pattern(kind);
-        let mut conn = self.link.conn();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, names): (u64, Vec<Vec<u8>>) = self
-                .bounded(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_BATCH)
-                        .query_async(&mut conn),
-                )
-                .await?;
-            if !names.is_empty() {
-                let values: Vec<Option<Vec<u8>>> = self
-                    .bounded(redis::cmd("MGET").arg(&names).query_async(&mut conn))
-                    .await?;
-                for (name, value) in names.iter().zip(values) {
-                    // Gone since the SCAN: its TTL ran out.
-                    if let Some(value) = value {
-                        each(name, &value);
-                    }
-                }
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-    }
 }
 
 /// The lock stripe of a key (FNV-1a: keys are hashes already, names are not).
-fn stripe(key: &[u8]) -> usize {
+pub(super) fn stripe(key: &[u8]) -> usize {
     let hash = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -617,176 +408,15 @@ fn unexpected(what: &'static str) -> RedisError {
     RedisError::from((redis::ErrorKind::Client, what))
 }
 
-fn redis_error(error: RedisError) -> StoreError {
-    StoreError::Redis(error.to_string())
-}
-
-impl Store for RedisStore {
+impl GreylistStore for RedisStore {
     async fn greylist(
         &self,
         keys: &GreylistKeys,
         params: &GreylistParams,
         now: UnixTime,
-        apply: bool,
+        record: bool,
     ) -> Result<GreylistOutcome, StoreError> {
-        self.bounded(self.greylist_bounded(keys, params, now, apply))
+        self.bounded(self.greylist_bounded(keys, params, now, record))
             .await?
     }
-
-    /// Greylist entries and rate-limit states go by their TTLs (and reads ignore
-    /// values past their `expires_at` before that); what is left is trimming the
-    /// account events past their retention. Returns how many events went.
-    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
-        self.expire_events(now.saturating_sub(self.event_retention.as_secs()))
-            .await
-    }
-
-    /// Exact for `now`, but a SCAN over every greylist key: O(entries) per call.
-    async fn counts(&self, now: UnixTime) -> Result<StoreCounts, StoreError> {
-        let mut counts = StoreCounts::default();
-        self.scan_values("t:", |_, value| {
-            if let Some(triplet) = codec::decode_triplet(value).filter(|t| t.expires_at > now) {
-                match triplet.state.passed_at {
-                    None => counts.pending += 1,
-                    Some(_) => counts.passed += 1,
-                }
-            }
-        })
-        .await?;
-        self.scan_values("a:", |_, value| {
-            if codec::decode_awl(value).is_some_and(|awl| awl.expires_at > now) {
-                counts.awl += 1;
-            }
-        })
-        .await?;
-        Ok(counts)
-    }
-
-    /// A SCAN over every triplet, keeping the `limit` latest-expiring.
-    async fn list_triplets(&self, limit: usize) -> Result<Vec<TripletRow>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // A min-heap of the best `limit` seen so far, by expiry.
-        let mut best: BinaryHeap<Reverse<(UnixTime, Vec<u8>)>> = BinaryHeap::new();
-        self.scan_values("t:", |name, value| {
-            if let Some(triplet) = codec::decode_triplet(value) {
-                best.push(Reverse((triplet.expires_at, value.to_vec())));
-                if best.len() > limit {
-                    best.pop();
-                }
-            }
-            let _ = name;
-        })
-        .await?;
-        Ok(latest_first(best))
-    }
-
-    /// A SCAN over every triplet, keeping the `limit` latest-expiring matches.
-    async fn find_greylist(
-        &self,
-        filter: &GreylistFilter,
-        limit: usize,
-    ) -> Result<GreylistEntries, StoreError> {
-        let mut entries = GreylistEntries::default();
-        if filter.names_triplets() && limit > 0 {
-            let mut best: BinaryHeap<Reverse<(UnixTime, Vec<u8>)>> = BinaryHeap::new();
-            self.scan_values("t:", |_, value| {
-                if let Some(triplet) = codec::decode_triplet(value)
-                    && filter.matches(&triplet.network, &triplet.sender, &triplet.recipient)
-                {
-                    best.push(Reverse((triplet.expires_at, value.to_vec())));
-                    if best.len() > limit {
-                        best.pop();
-                    }
-                }
-            })
-            .await?;
-            entries.triplets = latest_first(best);
-        }
-        if let Some(client) = filter.client {
-            let name = self.names.awl(&awl_key(client));
-            let mut conn = self.link.conn();
-            let value: Option<Vec<u8>> = self
-                .bounded(redis::cmd("GET").arg(&name).query_async(&mut conn))
-                .await?;
-            entries.awl = value
-                .as_deref()
-                .and_then(codec::decode_awl)
-                .map(|awl| AwlRow {
-                    client: awl.client,
-                    first_seen: awl.state.first_seen,
-                    last_seen: awl.state.last_seen,
-                    expires_at: awl.expires_at,
-                });
-        }
-        Ok(entries)
-    }
-
-    /// A SCAN over every triplet; each match leaves its network's pending set too, so the
-    /// pending cap stops counting it at once. Other hosts' recent-entry memories forget
-    /// a deleted entry by themselves: a compare-and-set against it fails and re-reads,
-    /// and an auto-whitelist hit is answered from memory for at most a minute.
-    async fn delete_greylist(
-        &self,
-        filter: &GreylistFilter,
-    ) -> Result<GreylistDeleted, StoreError> {
-        let mut deleted = GreylistDeleted::default();
-        if filter.names_triplets() {
-            let mut doomed: Vec<(Vec<u8>, Key)> = Vec::new();
-            self.scan_values("t:", |name, value| {
-                if let Some(triplet) = codec::decode_triplet(value)
-                    && filter.matches(&triplet.network, &triplet.sender, &triplet.recipient)
-                {
-                    doomed.push((name.to_vec(), triplet.network_key));
-                }
-            })
-            .await?;
-            let mut conn = self.link.conn();
-            for chunk in doomed.chunks(RECORD_BATCH) {
-                let mut pipe = redis::pipe();
-                for (name, network_key) in chunk {
-                    pipe.cmd("DEL").arg(name);
-                    if let Some(key) = self.names.parse_key("t:", name) {
-                        self.recent_triplets.put(key, None);
-                        pipe.cmd("ZREM")
-                            .arg(self.names.network(network_key))
-                            .arg(codec::hex(&key))
-                            .ignore();
-                    }
-                }
-                let removed: Vec<u64> = self.bounded(pipe.query_async(&mut conn)).await?;
-                deleted.triplets += removed.iter().sum::<u64>();
-            }
-        }
-        if let Some(client) = filter.client {
-            let key = awl_key(client);
-            // This process's memory must not answer from the entry it just deleted.
-            self.recent_awl.put(key, None);
-            let name = self.names.awl(&key);
-            let mut conn = self.link.conn();
-            deleted.awl = self
-                .bounded(redis::cmd("DEL").arg(&name).query_async(&mut conn))
-                .await?;
-        }
-        Ok(deleted)
-    }
-}
-
-/// Encoded triplets from a min-heap by expiry, as rows, the latest-expiring first.
-fn latest_first(best: BinaryHeap<Reverse<(UnixTime, Vec<u8>)>>) -> Vec<TripletRow> {
-    best.into_sorted_vec()
-        .into_iter()
-        .filter_map(|Reverse((_, value))| codec::decode_triplet(&value))
-        .map(|triplet| TripletRow {
-            network: triplet.network,
-            sender: triplet.sender,
-            recipient: triplet.recipient,
-            first_seen: triplet.state.first_seen,
-            last_seen: triplet.state.last_seen,
-            attempts: triplet.state.attempts,
-            passed_at: triplet.state.passed_at,
-            expires_at: triplet.expires_at,
-        })
-        .collect()
 }

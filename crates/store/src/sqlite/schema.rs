@@ -196,4 +196,81 @@ mod tests {
             );
         }
     }
+
+    fn fresh() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let details: Vec<String> = statement
+            .query_map([], |row| row.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        details.join("; ")
+    }
+
+    /// The schema's indexes serve the hot queries (and the very statements the steps run).
+    #[test]
+    fn hot_queries_use_their_indexes() {
+        let conn = fresh();
+        let pending = plan(
+            &conn,
+            "SELECT count(*) FROM (SELECT 1 FROM triplets
+             WHERE network = x'00' AND passed_at IS NULL AND expires_at > 5 LIMIT 10)",
+        );
+        assert!(pending.contains("triplets_pending"), "{pending}");
+        // The exact statement the greylist step runs reads only the index.
+        let step = plan(
+            &conn,
+            &crate::sqlite::greylist::PENDING_COUNT
+                .replace("?1", "x'00'")
+                .replace("?2", "5"),
+        );
+        assert!(step.contains("COVERING INDEX triplets_pending"), "{step}");
+        let expire = plan(
+            &conn,
+            "DELETE FROM triplets WHERE key IN
+             (SELECT key FROM triplets WHERE expires_at <= 5 LIMIT 10)",
+        );
+        assert!(expire.contains("triplets_expires"), "{expire}");
+        let lookup = plan(
+            &conn,
+            "SELECT * FROM awl WHERE key = x'00' AND expires_at > 5",
+        );
+        assert!(lookup.contains("PRIMARY KEY"), "{lookup}");
+        let rates = plan(
+            &conn,
+            "DELETE FROM rate_limits WHERE (username, kind) IN
+             (SELECT username, kind FROM rate_limits WHERE expires_at <= 5 LIMIT 10)",
+        );
+        assert!(rates.contains("rate_limits_expires"), "{rates}");
+        let old_events = plan(
+            &conn,
+            "DELETE FROM account_events WHERE id IN
+             (SELECT id FROM account_events WHERE at <= 5 LIMIT 10)",
+        );
+        assert!(old_events.contains("account_events_at"), "{old_events}");
+        // Newest first straight from an index: no sort step.
+        let all = plan(
+            &conn,
+            "SELECT * FROM account_events WHERE at >= 5 ORDER BY at DESC, id DESC LIMIT 10",
+        );
+        assert!(
+            all.contains("account_events_at") && !all.contains("TEMP B-TREE"),
+            "{all}"
+        );
+        let one = plan(
+            &conn,
+            "SELECT * FROM account_events WHERE username = 'a' AND at >= 5
+             ORDER BY at DESC, id DESC LIMIT 10",
+        );
+        assert!(
+            one.contains("account_events_user") && !one.contains("TEMP B-TREE"),
+            "{one}"
+        );
+    }
 }
