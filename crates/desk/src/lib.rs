@@ -1,0 +1,5 @@
+#![forbid(unsafe_code)]
+//! The abuse desk's core: see README.md for the module map.
+
+pub mod report;
+pub mod time;
