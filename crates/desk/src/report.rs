@@ -240,9 +240,8 @@ static IPV6: LazyLock<Regex> = LazyLock::new(|| {
 });
 static BRACKET_IP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]").expect("static regex"));
-static SPAMCOP_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\[SpamCop \(([^)]*)\) id:\s*(\d+)\]").expect("static regex")
-});
+static SPAMCOP_SUBJECT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[SpamCop \(([^)]*)\) id:\s*(\d+)\]").expect("static regex"));
 static SPAMCOP_EMAIL_FROM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?m)^\s*Email from ([0-9A-Fa-f:.]+)\s*/\s*(.+?)\s*$").expect("static regex")
 });
@@ -369,10 +368,14 @@ fn collect_parts(message: &mail_parser::Message<'_>, parts: &mut Parts, depth: u
         match (ctype.as_str(), subtype.as_str(), &part.body) {
             (_, _, PartType::Multipart(_)) => {}
             ("message", "feedback-report", _) => {
-                parts.feedback_fields.get_or_insert_with(|| header_fields(part.contents()));
+                parts
+                    .feedback_fields
+                    .get_or_insert_with(|| header_fields(part.contents()));
             }
             ("text", "rfc822-headers", _) | ("message", "rfc822-headers", _) => {
-                parts.enclosed_headers.get_or_insert_with(|| header_fields(part.contents()));
+                parts
+                    .enclosed_headers
+                    .get_or_insert_with(|| header_fields(part.contents()));
             }
             (_, _, PartType::Message(inner)) => {
                 if parts.enclosed_headers.is_none() {
@@ -426,7 +429,9 @@ fn parse_inner(raw: &[u8], options: &ParseOptions) -> Report {
 
     if let Some(enclosed) = &parts.enclosed_headers {
         report.original_message_id = field(enclosed, "message-id").map(str::to_string);
-        report.received_chain = fields_all(enclosed, "received").map(str::to_string).collect();
+        report.received_chain = fields_all(enclosed, "received")
+            .map(str::to_string)
+            .collect();
         if report.original_mail_from.is_none() {
             report.original_mail_from = field(enclosed, "return-path")
                 .map(|v| v.trim_matches(['<', '>']).to_string())
@@ -446,13 +451,21 @@ fn parse_inner(raw: &[u8], options: &ParseOptions) -> Report {
             .feedback_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("xarf"));
-        if let Some(json) = parts.json.as_ref().filter(|_| is_xarf || parts.json.is_some()) {
+        if let Some(json) = parts
+            .json
+            .as_ref()
+            .filter(|_| is_xarf || parts.json.is_some())
+        {
             if json.get("ReportClass").is_some() || is_xarf {
                 report.kind = ReportKind::Xarf;
                 apply_xarf_json(&mut report, json, zone);
             }
         }
-    } else if let Some(json) = parts.json.as_ref().filter(|j| j.get("ReportClass").is_some()) {
+    } else if let Some(json) = parts
+        .json
+        .as_ref()
+        .filter(|j| j.get("ReportClass").is_some())
+    {
         report.kind = ReportKind::Xarf;
         apply_xarf_json(&mut report, json, zone);
     } else if legacy_xarf {
@@ -469,7 +482,10 @@ fn parse_inner(raw: &[u8], options: &ParseOptions) -> Report {
         }
         let body = parts.texts.first().map(String::as_str).unwrap_or("");
         let body = if body.is_empty() {
-            message.body_text(0).map(|t| t.to_string()).unwrap_or_default()
+            message
+                .body_text(0)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
         } else {
             body.to_string()
         };
@@ -482,26 +498,23 @@ fn parse_inner(raw: &[u8], options: &ParseOptions) -> Report {
                 report.time = time_from_field(&m[2], zone, TimeSource::Text);
             }
         }
-        if report.received_chain.is_empty() {
-            // Old SpamCop reports paste the spam's headers into the text itself.
-            let start = body.find("\nReceived:").map(|i| i + 1).unwrap_or(body.len());
-            let pasted = header_fields(&body.as_bytes()[start..]);
-            report.received_chain = fields_all(&pasted, "received").map(str::to_string).collect();
-            if report.original_message_id.is_none() {
-                report.original_message_id = field(&pasted, "message-id").map(str::to_string);
-            }
-        }
+        // Old SpamCop reports paste the spam's headers into the text itself.
+        take_pasted_headers(&mut report, body);
     }
 
     if report.kind == ReportKind::Unknown {
         // A complaint written by a person: address and time from the text.
         let text = parts.texts.join("\n");
         let text = if text.trim().is_empty() {
-            message.body_text(0).map(|t| t.to_string()).unwrap_or_default()
+            message
+                .body_text(0)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
         } else {
             text
         };
         let text = truncate(&text, options.text_scan_limit);
+        take_pasted_headers(&mut report, text);
         let text_ips = ips_in_text(text);
         let received_ip = received_source(&report.received_chain);
         let chosen = match (text_ips.as_slice(), received_ip) {
@@ -536,7 +549,9 @@ fn parse_inner(raw: &[u8], options: &ParseOptions) -> Report {
     if report.source_ip.is_none() {
         report.source_ip = received_source(&report.received_chain);
         if report.source_ip.is_some() {
-            report.notes.push("source address from the Received: chain".into());
+            report
+                .notes
+                .push("source address from the Received: chain".into());
         }
     }
     if report.time.is_none() {
@@ -546,9 +561,33 @@ fn parse_inner(raw: &[u8], options: &ParseOptions) -> Report {
         });
     }
     if report.kind == ReportKind::Unknown && report.source_ip.is_some() {
-        report.notes.push("format not recognised; address from enclosed headers".into());
+        report
+            .notes
+            .push("format not recognised; address from enclosed headers".into());
     }
     report
+}
+
+/// Headers pasted into a text (from its first `Received:` line on), when the
+/// report enclosed none as a MIME part.
+fn take_pasted_headers(report: &mut Report, text: &str) {
+    if !report.received_chain.is_empty() {
+        return;
+    }
+    let Some(start) = text
+        .find("\nReceived:")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with("Received:").then_some(0))
+    else {
+        return;
+    };
+    let pasted = header_fields(&text.as_bytes()[start..]);
+    report.received_chain = fields_all(&pasted, "received")
+        .map(str::to_string)
+        .collect();
+    if report.original_message_id.is_none() {
+        report.original_message_id = field(&pasted, "message-id").map(str::to_string);
+    }
 }
 
 fn apply_arf_fields(report: &mut Report, fields: &[(String, String)], zone: FixedOffset) {
@@ -557,7 +596,9 @@ fn apply_arf_fields(report: &mut Report, fields: &[(String, String)], zone: Fixe
     report.user_agent = field(fields, "user-agent").map(str::to_string);
     report.category = match report.feedback_type.as_deref().map(str::to_ascii_lowercase) {
         Some(t) if t == "not-spam" => {
-            report.notes.push("feedback type not-spam: not a complaint".into());
+            report
+                .notes
+                .push("feedback type not-spam: not a complaint".into());
             None
         }
         Some(t) if t == "fraud" => Some(Category::Illegal),
@@ -579,10 +620,14 @@ fn apply_arf_fields(report: &mut Report, fields: &[(String, String)], zone: Fixe
     if let Some(value) = date {
         report.time = time_from_field(value, zone, TimeSource::ReportField);
         if report.time.is_none() {
-            report.notes.push(format!("unreadable Arrival-Date {value:?}"));
+            report
+                .notes
+                .push(format!("unreadable Arrival-Date {value:?}"));
         }
     }
-    report.reported_domains = fields_all(fields, "reported-domain").map(str::to_string).collect();
+    report.reported_domains = fields_all(fields, "reported-domain")
+        .map(str::to_string)
+        .collect();
     if let Some(from) = field(fields, "original-mail-from") {
         report.original_mail_from = Some(from.trim_matches(['<', '>']).to_string());
     }
@@ -634,11 +679,16 @@ fn apply_legacy_xarf(report: &mut Report, texts: &[String], zone: FixedOffset) {
         return;
     };
     let unquote = |v: &str| v.trim().trim_matches(['"', '\'']).to_string();
-    let rtype = field(&fields, "report-type").map(unquote).unwrap_or_default();
+    let rtype = field(&fields, "report-type")
+        .map(unquote)
+        .unwrap_or_default();
     let class = field(&fields, "category").map(unquote).unwrap_or_default();
     report.feedback_type = Some(rtype.clone()).filter(|t| !t.is_empty());
     report.category = Some(category_from_xarf(&class, &rtype));
-    report.source_ip = field(&fields, "source").map(unquote).as_deref().and_then(parse_ip);
+    report.source_ip = field(&fields, "source")
+        .map(unquote)
+        .as_deref()
+        .and_then(parse_ip);
     report.source_port = field(&fields, "port")
         .or_else(|| field(&fields, "source-port"))
         .and_then(|p| unquote(p).parse().ok());
@@ -661,9 +711,11 @@ fn category_from_xarf(class: &str, rtype: &str) -> Category {
     if rtype.contains("spam") || class.contains("spam") {
         return Category::Spam;
     }
-    if ["ddos", "login", "attack", "hack", "scan", "brute", "harvest", "defac"]
-        .iter()
-        .any(|w| rtype.contains(w) || class.contains(w))
+    if [
+        "ddos", "login", "attack", "hack", "scan", "brute", "harvest", "defac",
+    ]
+    .iter()
+    .any(|w| rtype.contains(w) || class.contains(w))
     {
         return Category::Vandalism;
     }
@@ -674,9 +726,25 @@ fn category_from_xarf(class: &str, rtype: &str) -> Category {
 fn category_from_text(text: &str, subject: Option<&str>) -> Category {
     let lower = format!("{} {}", subject.unwrap_or(""), text).to_lowercase();
     let any = |words: &[&str]| words.iter().any(|w| lower.contains(w));
-    if any(&["copyright", "dmca", "infring", "phishing", "著作権", "詐欺", "違法"]) {
+    if any(&[
+        "copyright",
+        "dmca",
+        "infring",
+        "phishing",
+        "著作権",
+        "詐欺",
+        "違法",
+    ]) {
         Category::Illegal
-    } else if any(&["ddos", "brute force", "vandal", "troll", "defac", "荒らし", "攻撃"]) {
+    } else if any(&[
+        "ddos",
+        "brute force",
+        "vandal",
+        "troll",
+        "defac",
+        "荒らし",
+        "攻撃",
+    ]) {
         Category::Vandalism
     } else if any(&["overload", "mass mail", "flood", "大量送信", "過負荷"]) {
         Category::Overload

@@ -125,7 +125,10 @@ fn month_number(name: &str) -> Option<u32> {
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
     let lower = name.get(..3)?.to_ascii_lowercase();
-    MONTHS.iter().position(|m| *m == lower).map(|i| i as u32 + 1)
+    MONTHS
+        .iter()
+        .position(|m| *m == lower)
+        .map(|i| i as u32 + 1)
 }
 
 fn zone_name_offset(name: &str) -> Option<i32> {
@@ -287,12 +290,24 @@ mod tests {
     fn dates_in_the_shapes_reports_use() {
         let jst = FixedOffset::JST;
         let cases: &[(&str, Option<&str>)] = &[
-            ("Tue, 1 Dec 2026 10:00:00 +0900", Some("2026-12-01T01:00:00Z")),
+            (
+                "Tue, 1 Dec 2026 10:00:00 +0900",
+                Some("2026-12-01T01:00:00Z"),
+            ),
             ("1 Dec 2026 10:00:00 GMT", Some("2026-12-01T10:00:00Z")),
-            ("Thu, 08 Oct 2026 07:15:02 -0400 (EDT)", Some("2026-10-08T11:15:02Z")),
+            (
+                "Thu, 08 Oct 2026 07:15:02 -0400 (EDT)",
+                Some("2026-10-08T11:15:02Z"),
+            ),
             ("2026-12-01T10:00:00Z", Some("2026-12-01T10:00:00Z")),
-            ("2026-12-01T10:00:00.123+09:00", Some("2026-12-01T01:00:00Z")),
-            ("at 2026-12-01 10:00:00 (no zone)", Some("2026-12-01T01:00:00Z")),
+            (
+                "2026-12-01T10:00:00.123+09:00",
+                Some("2026-12-01T01:00:00Z"),
+            ),
+            (
+                "at 2026-12-01 10:00:00 (no zone)",
+                Some("2026-12-01T01:00:00Z"),
+            ),
             ("2026/12/01 10:00 JST", Some("2026-12-01T01:00:00Z")),
             ("Tue Dec  1 10:00:00 2026", Some("2026-12-01T01:00:00Z")),
             ("Dec  1 2026 10:00:00 UTC", Some("2026-12-01T10:00:00Z")),
@@ -315,6 +330,9 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-12-01T10:00:00+09:00"), Some(at));
         assert_eq!(parse_rfc3339("2026-12-01T10:00:00+09:00 junk"), None);
         assert_eq!(FixedOffset::parse("Asia/Tokyo"), Some(FixedOffset::JST));
-        assert_eq!(FixedOffset::parse("-05:30"), Some(FixedOffset(-(5 * 3600 + 1800))));
+        assert_eq!(
+            FixedOffset::parse("-05:30"),
+            Some(FixedOffset(-(5 * 3600 + 1800)))
+        );
     }
 }
