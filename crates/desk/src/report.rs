@@ -277,10 +277,10 @@ pub fn ips_in_text(text: &str) -> Vec<IpAddr> {
     }
     for c in IPV6.captures_iter(text) {
         let m = c.get(1).expect("group 1");
-        if m.as_str().contains("::") || m.as_str().matches(':').count() == 7 {
-            if let Ok(ip) = m.as_str().parse::<IpAddr>() {
-                found.push((m.start(), ip));
-            }
+        if (m.as_str().contains("::") || m.as_str().matches(':').count() == 7)
+            && let Ok(ip) = m.as_str().parse::<IpAddr>()
+        {
+            found.push((m.start(), ip));
         }
     }
     found.sort_by_key(|(at, _)| *at);
@@ -391,10 +391,8 @@ fn collect_parts(message: &mail_parser::Message<'_>, parts: &mut Parts, depth: u
                     }
                 }
             }
-            ("application", "json", _) => {
-                if parts.json.is_none() {
-                    parts.json = serde_json::from_slice(part.contents()).ok();
-                }
+            ("application", "json", _) if parts.json.is_none() => {
+                parts.json = serde_json::from_slice(part.contents()).ok();
             }
             (_, _, PartType::Text(text)) => {
                 parts.texts.push(text.to_string());
@@ -451,15 +449,11 @@ fn parse_inner(raw: &[u8], options: &ParseOptions) -> Report {
             .feedback_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("xarf"));
-        if let Some(json) = parts
-            .json
-            .as_ref()
-            .filter(|_| is_xarf || parts.json.is_some())
+        if let Some(json) = parts.json.as_ref()
+            && (json.get("ReportClass").is_some() || is_xarf)
         {
-            if json.get("ReportClass").is_some() || is_xarf {
-                report.kind = ReportKind::Xarf;
-                apply_xarf_json(&mut report, json, zone);
-            }
+            report.kind = ReportKind::Xarf;
+            apply_xarf_json(&mut report, json, zone);
         }
     } else if let Some(json) = parts
         .json
