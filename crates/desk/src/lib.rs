@@ -2,6 +2,8 @@
 //! The abuse desk's core: see README.md for the module map.
 
 pub mod attribution;
+pub mod case;
 pub mod history;
+pub mod ladder;
 pub mod report;
 pub mod time;
