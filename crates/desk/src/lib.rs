@@ -6,4 +6,5 @@ pub mod case;
 pub mod history;
 pub mod ladder;
 pub mod report;
+pub mod store;
 pub mod time;
