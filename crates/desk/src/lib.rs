@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod case;
+pub mod desk;
 pub mod history;
 pub mod ladder;
 pub mod report;

@@ -12,10 +12,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::{Attribution, AttributionPolicy, Query, attribute};
-use crate::case::{Case, CaseId, Customer};
+use crate::case::{Case, CaseId, Customer, Fold, FoldPolicy};
 use crate::history::{Identity, ImportBatch, Interval};
 use crate::ladder::{AuditRecord, Claim, Ladder, Transition};
-use crate::report::Report;
+use crate::report::{Category, Report};
 use crate::time::UnixTime;
 
 pub type RawId = i64;
@@ -271,6 +271,18 @@ pub trait DeskStore: Send + Sync {
     }
 
     // --- cases
+    /// Folds a report into the customer's cases ([`crate::case::fold`]) and
+    /// stores the result, atomically: parallel ingests for one customer must
+    /// neither lose a report nor open two cases for one.
+    fn file_into_case(
+        &self,
+        report_id: ReportId,
+        customer: &str,
+        category: Category,
+        message_id: Option<&str>,
+        at: UnixTime,
+        policy: &FoldPolicy,
+    ) -> Result<(CaseId, Fold)>;
     /// Stores a new case; its `id` is assigned and returned.
     fn create_case(&self, case: &Case) -> Result<CaseId>;
     fn save_case(&self, case: &Case) -> Result<()>;

@@ -19,10 +19,12 @@ use super::{
     Delivery, DeliveryKind, DeliveryState, DeskError, DeskStore, ImportSummary, RawId, RawPut,
     RawReport, ReportId, ReportOutcome, ReportState, Result, RetryPolicy, StoredReport, sha256_hex,
 };
-use crate::case::{Case, CaseId, CaseState, Customer, CustomerStatus, Language};
+use crate::case::{
+    Case, CaseId, CaseState, Customer, CustomerStatus, Fold, FoldPolicy, Language, fold,
+};
 use crate::history::{Identity, ImportBatch, Interval, Source};
 use crate::ladder::{Action, AuditRecord, Claim, Ladder, Transition};
-use crate::report::Report;
+use crate::report::{Category, Report};
 use crate::time::UnixTime;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -209,18 +211,7 @@ impl SqliteDeskStore {
     }
 }
 
-fn report_row(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(
-    i64,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<i64>,
-    String,
-    Option<String>,
-)> {
+fn report_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -283,18 +274,7 @@ fn customer_from([id, name, contact, language, plan, status]: [String; 6]) -> Re
     })
 }
 
-fn delivery_row(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(
-    i64,
-    String,
-    String,
-    String,
-    String,
-    u32,
-    i64,
-    Option<String>,
-)> {
+fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -343,6 +323,36 @@ fn delivery_from(row: DeliveryRow) -> Result<Delivery> {
 
 const DELIVERY_COLUMNS: &str =
     "id, kind, customer, payload, state, attempts, next_attempt, last_error";
+
+fn insert_case(conn: &Connection, case: &Case) -> Result<CaseId> {
+    conn.execute(
+        "INSERT INTO cases (customer, category, state, last_report_at, body) VALUES (?1, ?2, ?3, ?4, '')",
+        params![case.customer, case.category.as_str(), case.state.as_str(), case.last_report_at],
+    )?;
+    let id = conn.last_insert_rowid();
+    let mut stored = case.clone();
+    stored.id = id;
+    conn.execute(
+        "UPDATE cases SET body = ?2 WHERE id = ?1",
+        params![id, serde_json::to_string(&stored)?],
+    )?;
+    Ok(id)
+}
+
+fn update_case(conn: &Connection, case: &Case) -> Result<()> {
+    let body = serde_json::to_string(case)?;
+    let changed = conn.execute(
+        "UPDATE cases SET customer = ?2, category = ?3, state = ?4, last_report_at = ?5, body = ?6 WHERE id = ?1",
+        params![case.id, case.customer, case.category.as_str(), case.state.as_str(), case.last_report_at, body],
+    )?;
+    if changed == 0 {
+        return Err(DeskError::NotFound {
+            kind: "case",
+            id: case.id.to_string(),
+        });
+    }
+    Ok(())
+}
 
 fn upsert_interval(tx: &rusqlite::Transaction<'_>, interval: &Interval) -> Result<()> {
     let plen = mapped_plen(&interval.network);
@@ -739,34 +749,67 @@ impl DeskStore for SqliteDeskStore {
         })
     }
 
+    fn file_into_case(
+        &self,
+        report_id: ReportId,
+        customer: &str,
+        category: Category,
+        message_id: Option<&str>,
+        at: UnixTime,
+        policy: &FoldPolicy,
+    ) -> Result<(CaseId, Fold)> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Duplicates are looked for over a longer span than the fold window.
+            let since = at.saturating_sub(policy.window.saturating_mul(13));
+            let cases: Vec<Case> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body FROM cases WHERE customer = ?1 AND last_report_at >= ?2",
+                )?;
+                let bodies = stmt
+                    .query_map(params![customer, since], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                bodies
+                    .iter()
+                    .map(|b| serde_json::from_str(b))
+                    .collect::<serde_json::Result<_>>()?
+            };
+            // A report filed before (a retried ingest) stays where it is.
+            if let Some(case) = cases.iter().find(|c| c.report_ids.contains(&report_id)) {
+                return Ok((case.id, Fold::Attach { case_id: case.id }));
+            }
+            let decision = fold(&cases, customer, category, message_id, at, policy);
+            let case_id = match decision {
+                Fold::NewCase => {
+                    let case = Case::open(0, customer, category, report_id, message_id, at);
+                    insert_case(&tx, &case)?
+                }
+                Fold::Attach { case_id } | Fold::Duplicate { case_id } => {
+                    let mut case = cases
+                        .into_iter()
+                        .find(|c| c.id == case_id)
+                        .ok_or_else(|| DeskError::Backend("fold chose a case not loaded".into()))?;
+                    case.add_report(report_id, message_id, at);
+                    update_case(&tx, &case)?;
+                    case_id
+                }
+            };
+            tx.commit()?;
+            Ok((case_id, decision))
+        })
+    }
+
     fn create_case(&self, case: &Case) -> Result<CaseId> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO cases (customer, category, state, last_report_at, body) VALUES (?1, ?2, ?3, ?4, '')",
-                params![case.customer, case.category.as_str(), case.state.as_str(), case.last_report_at],
-            )?;
-            let id = tx.last_insert_rowid();
-            let mut stored = case.clone();
-            stored.id = id;
-            tx.execute("UPDATE cases SET body = ?2 WHERE id = ?1", params![id, serde_json::to_string(&stored)?])?;
+            let id = insert_case(&tx, case)?;
             tx.commit()?;
             Ok(id)
         })
     }
 
     fn save_case(&self, case: &Case) -> Result<()> {
-        let body = serde_json::to_string(case)?;
-        self.with(|conn| {
-            let changed = conn.execute(
-                "UPDATE cases SET customer = ?2, category = ?3, state = ?4, last_report_at = ?5, body = ?6 WHERE id = ?1",
-                params![case.id, case.customer, case.category.as_str(), case.state.as_str(), case.last_report_at, body],
-            )?;
-            if changed == 0 {
-                return Err(DeskError::NotFound { kind: "case", id: case.id.to_string() });
-            }
-            Ok(())
-        })
+        self.with(|conn| update_case(conn, case))
     }
 
     fn case(&self, id: CaseId) -> Result<Option<Case>> {

@@ -1,0 +1,274 @@
+//! The desk's workflows over a [`DeskStore`]: what `spamgate abuse ...`
+//! commands call. Each function takes `now`; none reads a clock.
+
+use crate::attribution::{Attribution, AttributionPolicy, Query};
+use crate::case::{CaseId, CaseState, Fold, FoldPolicy};
+use crate::ladder::{self, AuditRecord, Claim, Command, EscalationPolicy, Transition};
+use crate::report::{ParseOptions, parse_report};
+use crate::store::{DeskError, DeskStore, RawPut, ReportId, ReportOutcome, ReportState, Result};
+use crate::time::UnixTime;
+
+/// Everything the operator configures for the desk.
+#[derive(Debug, Clone, Default)]
+pub struct DeskConfig {
+    pub parse: ParseOptions,
+    pub attribution: AttributionPolicy,
+    pub fold: FoldPolicy,
+    pub escalation: EscalationPolicy,
+}
+
+/// What `abuse ingest` did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub raw: RawPut,
+    pub report_id: ReportId,
+    pub state: ReportState,
+    pub customer: Option<String>,
+    pub case_id: Option<CaseId>,
+    pub fold: Option<Fold>,
+}
+
+/// Ingests one message: the raw bytes are stored first (the caller may exit 0
+/// once this returns `Ok`; on `Err` it must exit 75 so the MTA retries), then
+/// parsed, attributed and filed. The same bytes again are counted and filed
+/// once. A failure after the raw bytes are stored leaves the report for
+/// [`refile`]; nothing accepted is lost.
+pub fn ingest(
+    store: &dyn DeskStore,
+    bytes: &[u8],
+    now: UnixTime,
+    config: &DeskConfig,
+) -> Result<IngestOutcome> {
+    let raw = store.put_raw(bytes, now)?;
+    if raw.duplicate
+        && let Some(existing) = store.report_for_raw(raw.id)?
+        && existing.state != ReportState::New
+    {
+        return Ok(IngestOutcome {
+            raw,
+            report_id: existing.id,
+            state: existing.state,
+            customer: existing.customer,
+            case_id: existing.case_id,
+            fold: None,
+        });
+    }
+    let report = parse_report(bytes, &config.parse);
+    let report_id = store.put_report(raw.id, &report, now)?;
+    let (state, customer, case_id, folded) = refile(store, report_id, config)?;
+    Ok(IngestOutcome {
+        raw,
+        report_id,
+        state,
+        customer,
+        case_id,
+        fold: folded,
+    })
+}
+
+type Filed = (ReportState, Option<String>, Option<CaseId>, Option<Fold>);
+
+/// Attributes a stored report and folds it into a case, or sends it to triage.
+pub fn refile(store: &dyn DeskStore, report_id: ReportId, config: &DeskConfig) -> Result<Filed> {
+    let stored = store.report(report_id)?.ok_or(DeskError::NotFound {
+        kind: "report",
+        id: report_id.to_string(),
+    })?;
+    let report = &stored.report;
+    let (Some(address), Some(time)) = (report.source_ip, report.time.as_ref()) else {
+        store.set_report_outcome(
+            report_id,
+            &ReportOutcome {
+                state: ReportState::Triage,
+                customer: None,
+                case_id: None,
+                attribution: None,
+            },
+        )?;
+        return Ok((ReportState::Triage, None, None, None));
+    };
+    let query = Query {
+        address,
+        port: report.source_port,
+        at: time.utc,
+    };
+    let attribution = store.attribute(query, &config.attribution)?;
+    let (Some(customer), Some(category), false) = (
+        attribution.customer().map(str::to_string),
+        report.category,
+        report.kind == crate::report::ReportKind::Unknown,
+    ) else {
+        store.set_report_outcome(
+            report_id,
+            &ReportOutcome {
+                state: ReportState::Triage,
+                customer: attribution.customer().map(str::to_string),
+                case_id: None,
+                attribution: Some(attribution),
+            },
+        )?;
+        return Ok((ReportState::Triage, None, None, None));
+    };
+    let (case_id, folded) = store.file_into_case(
+        report_id,
+        &customer,
+        category,
+        report.original_message_id.as_deref(),
+        time.utc,
+        &config.fold,
+    )?;
+    store.set_report_outcome(
+        report_id,
+        &ReportOutcome {
+            state: ReportState::Filed,
+            customer: Some(customer.clone()),
+            case_id: Some(case_id),
+            attribution: Some(attribution),
+        },
+    )?;
+    Ok((
+        ReportState::Filed,
+        Some(customer),
+        Some(case_id),
+        Some(folded),
+    ))
+}
+
+/// A person names the customer of a triaged report (after looking at the
+/// evidence); the report is then folded like any other.
+pub fn assign(
+    store: &dyn DeskStore,
+    report_id: ReportId,
+    customer: &str,
+    category: Option<crate::report::Category>,
+    actor: &str,
+    now: UnixTime,
+    config: &DeskConfig,
+) -> Result<CaseId> {
+    let stored = store.report(report_id)?.ok_or(DeskError::NotFound {
+        kind: "report",
+        id: report_id.to_string(),
+    })?;
+    if store.customer(customer)?.is_none() {
+        return Err(DeskError::NotFound {
+            kind: "customer",
+            id: customer.into(),
+        });
+    }
+    let category = category
+        .or(stored.report.category)
+        .ok_or_else(|| DeskError::Invalid("the report has no category; name one".into()))?;
+    let at = stored.report.time.as_ref().map_or(now, |t| t.utc);
+    let (case_id, _) = store.file_into_case(
+        report_id,
+        customer,
+        category,
+        stored.report.original_message_id.as_deref(),
+        at,
+        &config.fold,
+    )?;
+    store.set_report_outcome(
+        report_id,
+        &ReportOutcome {
+            state: ReportState::Filed,
+            customer: Some(customer.into()),
+            case_id: Some(case_id),
+            attribution: stored.attribution,
+        },
+    )?;
+    store.append_audit(&AuditRecord {
+        customer: customer.into(),
+        at: now,
+        actor: actor.into(),
+        action: "assign".into(),
+        from: store.ladder(customer)?.step,
+        to: store.ladder(customer)?.step,
+        reason: format!("report {report_id} assigned from triage"),
+        evidence: vec![format!("report:{report_id}"), format!("case:{case_id}")],
+        rule: None,
+        approver: None,
+        forced: false,
+    })?;
+    Ok(case_id)
+}
+
+/// Confirms a case as abuse and lets the policy decide the next step.
+pub fn confirm_case(
+    store: &dyn DeskStore,
+    case_id: CaseId,
+    actor: &str,
+    now: UnixTime,
+    config: &DeskConfig,
+) -> Result<Transition> {
+    let mut case = store.case(case_id)?.ok_or(DeskError::NotFound {
+        kind: "case",
+        id: case_id.to_string(),
+    })?;
+    let evidence = case
+        .report_ids
+        .iter()
+        .map(|r| format!("report:{r}"))
+        .collect();
+    let transition = decide(
+        store,
+        &case.customer,
+        actor,
+        Command::ConfirmCase {
+            case_id,
+            category: case.category,
+            evidence,
+        },
+        now,
+        config,
+    )?;
+    case.state = CaseState::Confirmed;
+    store.save_case(&case)?;
+    Ok(transition)
+}
+
+/// Applies a ladder command and commits it (ladder, status, audit, queued
+/// notices and hooks). The caller carries out the returned actions that change
+/// accounts and OP25B exemptions.
+pub fn decide(
+    store: &dyn DeskStore,
+    customer: &str,
+    actor: &str,
+    command: Command,
+    now: UnixTime,
+    config: &DeskConfig,
+) -> Result<Transition> {
+    if store.customer(customer)?.is_none() {
+        return Err(DeskError::NotFound {
+            kind: "customer",
+            id: customer.into(),
+        });
+    }
+    let ladder = store.ladder(customer)?;
+    let transition = ladder::apply(&ladder, actor, command, &config.escalation, now)
+        .map_err(|e| DeskError::Invalid(e.to_string()))?;
+    store.commit_transition(&transition, now)?;
+    Ok(transition)
+}
+
+/// Files a claim for damage against a customer's cases.
+pub fn file_claim(store: &dyn DeskStore, claim: &Claim, actor: &str, now: UnixTime) -> Result<i64> {
+    let ladder = store.ladder(&claim.customer)?;
+    let audit =
+        ladder::claim(&ladder, actor, claim, now).map_err(|e| DeskError::Invalid(e.to_string()))?;
+    store.add_claim(claim, &audit)
+}
+
+/// The `abuse who ADDRESS[:PORT] TIME` answer.
+pub fn who(store: &dyn DeskStore, query: Query, config: &DeskConfig) -> Result<Attribution> {
+    store.attribute(query, &config.attribution)
+}
+
+/// A command-line `ADDRESS[:PORT]`: `192.0.2.1`, `192.0.2.1:4000`, `2001:db8::1`,
+/// `[2001:db8::1]:4000`.
+pub fn parse_address_port(text: &str) -> Option<(std::net::IpAddr, Option<u16>)> {
+    if let Ok(ip) = text.parse() {
+        return Some((ip, None));
+    }
+    let socket: std::net::SocketAddr = text.parse().ok()?;
+    Some((socket.ip(), Some(socket.port())))
+}
