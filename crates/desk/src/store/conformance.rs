@@ -275,6 +275,37 @@ pub fn customers_accounts_and_identities(open: &Opener) {
         ["shop@isp.example.jp", "taro@isp.example.jp"]
     );
 
+    // Bulk forms, as `customer import` uses them; an unknown customer rolls the whole batch back.
+    let many: Vec<Customer> = (0..500)
+        .map(|i| customer(&format!("B{i:04}"), Language::En))
+        .collect();
+    assert_eq!(store.upsert_customers(&many).unwrap(), 500);
+    assert_eq!(
+        store.customers(Some("B0498"), 10).unwrap().len(),
+        1 + 2,
+        "B0499, C1, C2"
+    );
+    let links = vec![
+        (
+            Identity::RadiusUser("b1@isp.example.jp".into()),
+            "B0001".to_string(),
+        ),
+        (
+            Identity::RadiusUser("b2@isp.example.jp".into()),
+            "NOBODY".to_string(),
+        ),
+    ];
+    assert!(store.link_identities(&links).is_err());
+    assert!(
+        store.identity_customer(&links[0].0).unwrap().is_none(),
+        "nothing half-linked"
+    );
+    assert_eq!(store.link_identities(&links[..1]).unwrap(), 1);
+    assert_eq!(
+        store.identity_customer(&links[0].0).unwrap().as_deref(),
+        Some("B0001")
+    );
+
     let hw = Identity::HwAddr("aa:bb:cc:00:00:01".into());
     store.link_identity(&hw, "C2").unwrap();
     assert_eq!(store.identity_customer(&hw).unwrap().as_deref(), Some("C2"));

@@ -227,6 +227,9 @@ pub trait DeskStore: Send + Sync {
 
     // --- customers, accounts, identities
     fn upsert_customer(&self, customer: &Customer) -> Result<()>;
+    /// Inserts or updates many customers in one transaction (`customer import`);
+    /// an existing customer keeps its status (the ladder owns it).
+    fn upsert_customers(&self, customers: &[Customer]) -> Result<usize>;
     fn customer(&self, id: &str) -> Result<Option<Customer>>;
     /// Customers ordered by id, after `after`.
     fn customers(&self, after: Option<&str>, limit: usize) -> Result<Vec<Customer>>;
@@ -236,6 +239,8 @@ pub trait DeskStore: Send + Sync {
     fn customer_accounts(&self, customer: &str) -> Result<Vec<String>>;
     /// Maps a RADIUS user, hardware address or client id to a customer.
     fn link_identity(&self, identity: &Identity, customer: &str) -> Result<()>;
+    /// Many mappings in one transaction; every customer must exist.
+    fn link_identities(&self, links: &[(Identity, String)]) -> Result<usize>;
     fn identity_customer(&self, identity: &Identity) -> Result<Option<String>>;
 
     // --- address history

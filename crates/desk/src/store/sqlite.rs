@@ -541,6 +541,27 @@ impl DeskStore for SqliteDeskStore {
         })
     }
 
+    fn upsert_customers(&self, customers: &[Customer]) -> Result<usize> {
+        if customers.iter().any(|c| c.id.trim().is_empty()) {
+            return Err(DeskError::Invalid("empty customer id".into()));
+        }
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO customers (id, name, contact, language, plan, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(id) DO UPDATE SET name = excluded.name, contact = excluded.contact,
+                         language = excluded.language, plan = excluded.plan",
+                )?;
+                for c in customers {
+                    stmt.execute(params![c.id, c.name, c.contact, c.language.as_str(), c.plan, c.status.as_str()])?;
+                }
+            }
+            tx.commit()?;
+            Ok(customers.len())
+        })
+    }
+
     fn customer(&self, id: &str) -> Result<Option<Customer>> {
         self.with(|conn| {
             conn.query_row(
@@ -633,6 +654,30 @@ impl DeskStore for SqliteDeskStore {
                 params![identity.kind(), identity.value(), customer],
             )?;
             Ok(())
+        })
+    }
+
+    fn link_identities(&self, links: &[(Identity, String)]) -> Result<usize> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut known = tx.prepare_cached("SELECT 1 FROM customers WHERE id = ?1")?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO identities (kind, value, customer) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(kind, value) DO UPDATE SET customer = excluded.customer",
+                )?;
+                for (identity, customer) in links {
+                    if !known.exists([customer])? {
+                        return Err(DeskError::NotFound {
+                            kind: "customer",
+                            id: customer.clone(),
+                        });
+                    }
+                    insert.execute(params![identity.kind(), identity.value(), customer])?;
+                }
+            }
+            tx.commit()?;
+            Ok(links.len())
         })
     }
 
