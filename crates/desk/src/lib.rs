@@ -4,6 +4,7 @@
 pub mod attribution;
 pub mod case;
 pub mod desk;
+pub mod export;
 pub mod history;
 pub mod ladder;
 pub mod report;
