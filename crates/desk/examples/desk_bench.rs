@@ -50,7 +50,7 @@ fn session(i: u64, sessions: u64, customers: u64) -> (Interval, String) {
     let mut rng = Rng(i.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xD1B5);
     let customer = rng.below(customers);
     let span = (sessions as i64 * 86_400 / 2_000_000).max(86_400);
-    let (network, start, length) = if i % 10 == 0 {
+    let (network, start, length) = if i.is_multiple_of(10) {
         let j = i / 10;
         let per_address = (sessions / 10).div_ceil(768).max(1) as i64;
         let gap = 250;
@@ -147,7 +147,7 @@ fn main() {
         };
         store.import_batch("bench", &batch).expect("import");
         done += n;
-        if done % 1_000_000 == 0 {
+        if done.is_multiple_of(1_000_000) {
             println!(
                 "  {done} sessions, {:.0} /s so far",
                 done as f64 / started.elapsed().as_secs_f64()
