@@ -7,6 +7,7 @@ pub mod desk;
 pub mod export;
 pub mod history;
 pub mod ladder;
+pub mod notice;
 pub mod report;
 pub mod store;
 pub mod time;
