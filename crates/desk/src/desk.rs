@@ -272,3 +272,77 @@ pub fn parse_address_port(text: &str) -> Option<(std::net::IpAddr, Option<u16>)>
     let socket: std::net::SocketAddr = text.parse().ok()?;
     Some((socket.ip(), Some(socket.port())))
 }
+
+/// Files an internal signal: its JSON is stored as the raw report (so it is
+/// kept and exported like a mail), then it is filed against the account's
+/// customer, or attributed by address (OP25B).
+pub fn ingest_internal(
+    store: &dyn DeskStore,
+    signal: &crate::report::InternalSignal,
+    observed_at: UnixTime,
+    now: UnixTime,
+    config: &DeskConfig,
+) -> Result<IngestOutcome> {
+    let bytes =
+        serde_json::to_vec(&serde_json::json!({ "observed_at": observed_at, "signal": signal }))
+            .map_err(DeskError::from)?;
+    let raw = store.put_raw(&bytes, now)?;
+    let report = crate::report::internal_report(signal, observed_at);
+    let report_id = store.put_report(raw.id, &report, now)?;
+    let Some(account) = signal.account() else {
+        let (state, customer, case_id, folded) = refile(store, report_id, config)?;
+        return Ok(IngestOutcome {
+            raw,
+            report_id,
+            state,
+            customer,
+            case_id,
+            fold: folded,
+        });
+    };
+    let Some(customer) = store.account_customer(account)? else {
+        store.set_report_outcome(
+            report_id,
+            &ReportOutcome {
+                state: ReportState::Triage,
+                customer: None,
+                case_id: None,
+                attribution: None,
+            },
+        )?;
+        return Ok(IngestOutcome {
+            raw,
+            report_id,
+            state: ReportState::Triage,
+            customer: None,
+            case_id: None,
+            fold: None,
+        });
+    };
+    let category = report.category.unwrap_or(crate::report::Category::Spam);
+    let (case_id, folded) = store.file_into_case(
+        report_id,
+        &customer,
+        category,
+        None,
+        observed_at,
+        &config.fold,
+    )?;
+    store.set_report_outcome(
+        report_id,
+        &ReportOutcome {
+            state: ReportState::Filed,
+            customer: Some(customer.clone()),
+            case_id: Some(case_id),
+            attribution: None,
+        },
+    )?;
+    Ok(IngestOutcome {
+        raw,
+        report_id,
+        state: ReportState::Filed,
+        customer: Some(customer),
+        case_id: Some(case_id),
+        fold: Some(folded),
+    })
+}

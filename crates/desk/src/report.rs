@@ -780,3 +780,58 @@ mod tests {
         );
     }
 }
+
+/// Abuse spamgate sees itself; each becomes a [`ReportKind::Internal`] report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "signal")]
+pub enum InternalSignal {
+    /// An account tripped its submission limits `trips` times in the period.
+    SubmissionLimitTrips { account: String, trips: u32 },
+    /// A suspended account kept trying to send.
+    RefusedWhileSuspended { account: String, attempts: u32 },
+    /// Port-25 attempts blocked by OP25B above the operator's threshold.
+    Op25bBlocked { address: IpAddr, attempts: u32 },
+}
+
+impl InternalSignal {
+    /// The submission account it names, if any (then the customer is found by account).
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            InternalSignal::SubmissionLimitTrips { account, .. }
+            | InternalSignal::RefusedWhileSuspended { account, .. } => Some(account),
+            InternalSignal::Op25bBlocked { .. } => None,
+        }
+    }
+}
+
+/// The report for an internal signal observed at `at`.
+pub fn internal_report(signal: &InternalSignal, at: UnixTime) -> Report {
+    let mut report = Report::empty(ReportKind::Internal);
+    let (category, what) = match signal {
+        InternalSignal::SubmissionLimitTrips { account, trips } => (
+            Category::Overload,
+            format!("{account}: submission limits tripped {trips} times"),
+        ),
+        InternalSignal::RefusedWhileSuspended { account, attempts } => (
+            Category::Spam,
+            format!("{account}: {attempts} sends refused while suspended"),
+        ),
+        InternalSignal::Op25bBlocked { address, attempts } => {
+            report.source_ip = Some(*address);
+            (
+                Category::Spam,
+                format!("{address}: {attempts} port-25 connections blocked"),
+            )
+        }
+    };
+    report.category = Some(category);
+    report.feedback_type = Some(what.clone());
+    report.subject = Some(what);
+    report.user_agent = Some("spamgate".into());
+    report.time = Some(ReportTime {
+        utc: at,
+        original: crate::time::rfc3339(at, FixedOffset::UTC),
+        source: TimeSource::ReportField,
+    });
+    report
+}

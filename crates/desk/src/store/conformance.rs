@@ -34,7 +34,8 @@ macro_rules! desk_store_conformance {
             cases_ladder_audit_and_claims,
             deliveries_retry_then_fail_visibly,
             parallel_ingests_store_each_message_once,
-            ingest_files_folds_and_triages);
+            ingest_files_folds_and_triages,
+            internal_signals_become_reports);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -783,4 +784,46 @@ pub fn ingest_files_folds_and_triages(open: &Opener) {
         ReportState::Triage,
         "nothing changed"
     );
+}
+
+pub fn internal_signals_become_reports(open: &Opener) {
+    use crate::report::{InternalSignal, ReportKind};
+    let store = open();
+    seed_history(&*store);
+    store
+        .link_account("bob-smtp@isp.example.jp", "C-BOB")
+        .unwrap();
+    let config = DeskConfig::default();
+    let trips = InternalSignal::SubmissionLimitTrips {
+        account: "bob-smtp@isp.example.jp".into(),
+        trips: 12,
+    };
+    let filed = desk::ingest_internal(&*store, &trips, jst(11, 0), jst(11, 1), &config).unwrap();
+    assert_eq!(
+        (filed.state, filed.customer.as_deref()),
+        (ReportState::Filed, Some("C-BOB"))
+    );
+    let case = store.case(filed.case_id.unwrap()).unwrap().unwrap();
+    assert_eq!(case.category, Category::Overload);
+    let stored = store.report(filed.report_id).unwrap().unwrap();
+    assert_eq!(stored.report.kind, ReportKind::Internal);
+    assert!(
+        String::from_utf8(store.raw(filed.raw.id).unwrap().unwrap().bytes)
+            .unwrap()
+            .contains("submission-limit-trips")
+    );
+    // OP25B hits are mapped through the address history.
+    let hits = InternalSignal::Op25bBlocked {
+        address: "192.0.2.10".parse().unwrap(),
+        attempts: 500,
+    };
+    let op25b = desk::ingest_internal(&*store, &hits, jst(10, 20), jst(11, 2), &config).unwrap();
+    assert_eq!(op25b.customer.as_deref(), Some("C-ALICE"));
+    // An account nobody owns: triage.
+    let orphan = InternalSignal::RefusedWhileSuspended {
+        account: "ghost@isp.example.jp".into(),
+        attempts: 3,
+    };
+    let triaged = desk::ingest_internal(&*store, &orphan, jst(11, 0), jst(11, 3), &config).unwrap();
+    assert_eq!(triaged.state, ReportState::Triage);
 }
