@@ -408,13 +408,41 @@ pub fn history_import_is_idempotent_and_attributes(open: &Opener) {
     for (address, port, at, want) in table {
         check_who(&*store, address, *port, *at, *want);
     }
+    // A deterministic CGNAT address cut into 1 000 port blocks at one time:
+    // the port picks its block however many there are.
+    let blocks: String = (0..1000u32)
+        .map(|b| {
+            format!(
+                "198.51.100.2,{},{},C-CGN,2026-12-01T00:00:00Z\n",
+                1024 + b * 64,
+                1024 + b * 64 + 63
+            )
+        })
+        .collect();
+    store
+        .import_batch("cgnat-2", &parse_cgnat(&blocks))
+        .unwrap();
+    check_who(
+        &*store,
+        "198.51.100.2",
+        Some(1024 + 999 * 64 + 5),
+        jst(12, 0),
+        Ok("C-CGN"),
+    );
+    check_who(
+        &*store,
+        "198.51.100.2",
+        Some(1023),
+        jst(12, 0),
+        Err(TriageReason::NoCandidate),
+    );
     // Re-import: nothing duplicated, nothing changed.
     let before = store
-        .intervals_at("192.0.2.10".parse().unwrap(), jst(23, 0), 0)
+        .intervals_at("192.0.2.10".parse().unwrap(), None, jst(23, 0), 0)
         .unwrap();
     seed_history(&*store);
     let after = store
-        .intervals_at("192.0.2.10".parse().unwrap(), jst(23, 0), 0)
+        .intervals_at("192.0.2.10".parse().unwrap(), None, jst(23, 0), 0)
         .unwrap();
     assert_eq!(before.len(), 2, "alice's and bob's sessions");
     let mut before_sorted = before.clone();

@@ -248,15 +248,22 @@ pub trait DeskStore: Send + Sync {
     /// resets, and the source's new offset (so a crash never half-imports).
     fn import_batch(&self, source: &str, batch: &ImportBatch) -> Result<ImportSummary>;
     fn import_offset(&self, source: &str) -> Result<u64>;
-    /// Intervals whose network contains `address` and that start no later than
-    /// `at + slack`; the most recent ones per network, enough for [`attribute`].
-    fn intervals_at(&self, address: IpAddr, at: UnixTime, slack: i64) -> Result<Vec<Interval>>;
+    /// Intervals whose network contains `address` (and whose port range, if
+    /// any, contains `port`) and that start no later than `at + slack`: the
+    /// most recent ones per network, enough for [`attribute`].
+    fn intervals_at(
+        &self,
+        address: IpAddr,
+        port: Option<u16>,
+        at: UnixTime,
+        slack: i64,
+    ) -> Result<Vec<Interval>>;
     /// Removes intervals that ended before `cutoff` (retention).
     fn purge_intervals(&self, cutoff: UnixTime) -> Result<usize>;
 
     /// Who held `query.address` then: [`attribute`] over this store's records.
     fn attribute(&self, query: Query, policy: &AttributionPolicy) -> Result<Attribution> {
-        let intervals = self.intervals_at(query.address, query.at, policy.skew)?;
+        let intervals = self.intervals_at(query.address, query.port, query.at, policy.skew)?;
         let mut customers = std::collections::HashMap::new();
         for interval in &intervals {
             if !customers.contains_key(&interval.identity) {

@@ -392,8 +392,6 @@ fn upsert_interval(tx: &rusqlite::Transaction<'_>, interval: &Interval) -> Resul
         interval.last_seen,
         interval.nas,
     ])?;
-    tx.prepare_cached("INSERT OR IGNORE INTO prefix_lengths (plen) VALUES (?1)")?
-        .execute([plen])?;
     Ok(())
 }
 
@@ -699,8 +697,17 @@ impl DeskStore for SqliteDeskStore {
     fn import_batch(&self, source: &str, batch: &ImportBatch) -> Result<ImportSummary> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut plens: Vec<u8> = Vec::new();
             for interval in &batch.intervals {
                 upsert_interval(&tx, interval)?;
+                let plen = mapped_plen(&interval.network);
+                if !plens.contains(&plen) {
+                    plens.push(plen);
+                }
+            }
+            for plen in plens {
+                tx.prepare_cached("INSERT OR IGNORE INTO prefix_lengths (plen) VALUES (?1)")?
+                    .execute([plen])?;
             }
             let mut closed = 0;
             for (nas, at) in &batch.nas_resets {
@@ -736,7 +743,13 @@ impl DeskStore for SqliteDeskStore {
         })
     }
 
-    fn intervals_at(&self, address: IpAddr, at: UnixTime, slack: i64) -> Result<Vec<Interval>> {
+    fn intervals_at(
+        &self,
+        address: IpAddr,
+        port: Option<u16>,
+        at: UnixTime,
+        slack: i64,
+    ) -> Result<Vec<Interval>> {
         let bytes = addr_bytes(address);
         let v4 = address.is_ipv4();
         self.with(|conn| {
@@ -748,14 +761,16 @@ impl DeskStore for SqliteDeskStore {
                 "SELECT key, source, identity_kind, identity, net, plen, port_lo, port_hi,
                         t_start, t_end, t_seen, nas
                  FROM intervals WHERE net = ?1 AND plen = ?2 AND t_start <= ?3
+                   AND (?4 IS NULL OR port_lo IS NULL OR (port_lo <= ?4 AND ?4 <= port_hi))
                  ORDER BY t_start DESC LIMIT 64",
             )?;
             let mut out = Vec::new();
             // IPv4 lives in ::ffff:0:0/96: only lengths of 96 and more can hold it.
             for plen in plens.into_iter().filter(|p| !v4 || *p >= 96) {
                 let net = mask(bytes, plen);
-                let rows =
-                    stmt.query_map(params![&net[..], plen, at.saturating_add(slack)], |r| {
+                let rows = stmt.query_map(
+                    params![&net[..], plen, at.saturating_add(slack), port],
+                    |r| {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, String>(1)?,
@@ -770,7 +785,8 @@ impl DeskStore for SqliteDeskStore {
                             r.get::<_, Option<i64>>(10)?,
                             r.get::<_, Option<String>>(11)?,
                         ))
-                    })?;
+                    },
+                )?;
                 for row in rows {
                     let (key, source, kind, value, net, plen, lo, hi, start, end, seen, nas) = row?;
                     out.push(Interval {
