@@ -697,8 +697,11 @@ impl DeskStore for SqliteDeskStore {
     fn import_batch(&self, source: &str, batch: &ImportBatch) -> Result<ImportSummary> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // In index order: neighbouring inserts touch the same B-tree pages.
+            let mut ordered: Vec<&Interval> = batch.intervals.iter().collect();
+            ordered.sort_by_cached_key(|i| (addr_bytes(i.network.addr()), mapped_plen(&i.network), i.start));
             let mut plens: Vec<u8> = Vec::new();
-            for interval in &batch.intervals {
+            for interval in ordered {
                 upsert_interval(&tx, interval)?;
                 let plen = mapped_plen(&interval.network);
                 if !plens.contains(&plen) {
