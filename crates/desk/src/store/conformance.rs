@@ -779,6 +779,39 @@ pub fn ingest_files_folds_and_triages(open: &Opener) {
         store.raw(junk.raw.id).unwrap().unwrap().bytes,
         b"\x00\x01\x02 not mail"
     );
+    // A crash after the raw bytes were stored (kill -9 mid-ingest), and one
+    // after the report was stored: the MTA's retry files each exactly once.
+    let crashed_early = arf(
+        "192.0.2.10",
+        "Tue, 1 Dec 2026 10:50:00 +0900",
+        "<k1@x>",
+        "k1",
+    );
+    store.put_raw(&crashed_early, now).unwrap();
+    let crashed_late = arf(
+        "192.0.2.10",
+        "Tue, 1 Dec 2026 10:51:00 +0900",
+        "<k2@x>",
+        "k2",
+    );
+    let late_raw = store.put_raw(&crashed_late, now).unwrap();
+    store
+        .put_report(
+            late_raw.id,
+            &parse_report(&crashed_late, &config.parse),
+            now,
+        )
+        .unwrap();
+    for bytes in [&crashed_early, &crashed_late] {
+        let retried = desk::ingest(&*store, bytes, now + 60, &config).unwrap();
+        assert!(retried.raw.duplicate);
+        assert_eq!(retried.state, ReportState::Filed);
+        assert_eq!(store.raw(retried.raw.id).unwrap().unwrap().copies, 2);
+        let again = desk::ingest(&*store, bytes, now + 120, &config).unwrap();
+        assert_eq!(again.report_id, retried.report_id);
+    }
+    let case = store.case(case_id).unwrap().unwrap();
+    assert_eq!(case.report_ids.len(), 5, "each retried report filed once");
     // A person assigns the orphan.
     let assigned = desk::assign(
         &*store,
