@@ -286,7 +286,7 @@ fn radius_record(record: &[u8], zone: FixedOffset) -> Result<RadiusOutcome, Stri
     let start = if is_start {
         event_at
     } else {
-        event_at - session_time.max(0)
+        event_at.saturating_sub(session_time.max(0))
     };
     let mut networks: Vec<(&str, IpNet)> = Vec::new();
     if let Some(ip) = get("Framed-IP-Address").and_then(|v| v.parse::<Ipv4Addr>().ok()) {
@@ -411,7 +411,7 @@ fn kea_line(columns: &[String], cells: &[&str]) -> Result<Option<Interval>, Stri
     let network = IpNet::new(address, prefix_len)
         .map_err(|_| "bad prefix_len".to_string())?
         .trunc();
-    let start = expire - lifetime;
+    let start = expire.saturating_sub(lifetime);
     Ok(Some(Interval {
         source: Source::Kea,
         // A renewal moves `expire` on: the key is the lease, not the renewal.

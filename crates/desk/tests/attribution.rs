@@ -20,6 +20,7 @@ fn all_history() -> Vec<Interval> {
     let mut intervals = merge_by_key(radius.intervals);
     apply_nas_resets(&mut intervals, &radius.nas_resets);
     intervals.extend(parse_kea_leases(&fixture("kea-leases4.csv"), 0).intervals);
+    intervals.extend(parse_kea_leases(&fixture("kea-leases6.csv"), 0).intervals);
     intervals.extend(parse_static(&String::from_utf8(fixture("static.csv")).unwrap()).intervals);
     intervals.extend(parse_cgnat(&String::from_utf8(fixture("cgnat.csv")).unwrap()).intervals);
     intervals
@@ -35,6 +36,8 @@ fn customer_of(identity: &Identity) -> Option<String> {
         )),
         Identity::HwAddr(hw) if hw == "aa:bb:cc:00:00:01" => Some("C-KEA-1".into()),
         Identity::ClientId(id) if id == "ff:00:00:00:01:00:01:aa" => Some("C-KEA-2".into()),
+        Identity::HwAddr(hw) if hw == "00:11:22:33:44:55" => Some("C-KEA-PD".into()),
+        Identity::ClientId(id) if id == "00:03:00:01:66:77:88:99:aa:bb" => Some("C-KEA-V6".into()),
         _ => None,
     }
 }
@@ -253,6 +256,25 @@ fn ipv6_prefixes_static_blocks_cgnat_and_dhcp() {
             Triage(TriageReason::NoCandidate),
         ),
         ("198.51.100.51", None, jst(10, 30, 0), Customer("C-KEA-2")),
+        // Kea DHCPv6: a delegated /56 (by hwaddr) and an address lease (by DUID).
+        (
+            "2001:db8:5500:ab::1",
+            None,
+            jst(10, 30, 0),
+            Customer("C-KEA-PD"),
+        ),
+        (
+            "2001:db8:5501::1",
+            None,
+            jst(10, 30, 0),
+            Triage(TriageReason::NoCandidate),
+        ),
+        (
+            "2001:db8:6600::10",
+            None,
+            jst(10, 30, 0),
+            Customer("C-KEA-V6"),
+        ),
         // A reclaimed lease (state 2) names nobody.
         (
             "198.51.100.52",
@@ -318,4 +340,25 @@ fn kea_and_csv_importers_reject_bad_lines_with_offsets() {
     );
     let bad = parse_static("C,203.0.113.0/33,2026-01-01T00:00:00Z\n");
     assert_eq!(bad.rejected.len(), 1);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #[test]
+    fn history_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048), offset in 0u64..1 << 40) {
+        let _ = parse_radius_detail(&bytes, offset, FixedOffset::JST);
+        let _ = parse_kea_leases(&bytes, offset);
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = parse_static(&text);
+        let _ = parse_cgnat(&text);
+    }
+
+    #[test]
+    fn radius_records_with_extreme_numbers_never_panic(event in proptest::prelude::any::<i64>(), length in proptest::prelude::any::<i64>()) {
+        let record = format!("Tue Dec  1 10:00:00 2026\n\tAcct-Status-Type = Stop\n\tUser-Name = u\n\tAcct-Session-Id = s\n\tFramed-IP-Address = 192.0.2.1\n\tEvent-Timestamp = {event}\n\tAcct-Session-Time = {length}\n\n");
+        let batch = parse_radius_detail(record.as_bytes(), 0, FixedOffset::JST);
+        proptest::prop_assert_eq!(batch.intervals.len(), 1);
+        let kea = format!("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context\n192.0.2.1,aa,,{length},{event},1,0,0,,0,\n");
+        let _ = parse_kea_leases(kea.as_bytes(), 0);
+    }
 }
