@@ -202,6 +202,36 @@ fn report_table() {
                 triage: false,
             },
         ),
+        // No Source-IP: the Received: chain names the sender (the local hop is skipped).
+        (
+            "arf-no-source-ip-received.eml",
+            Expected {
+                kind: Arf,
+                category: Some(Spam),
+                ip: Some("198.51.100.77"),
+                port: None,
+                time_utc: Some("2026-12-03T05:31:12Z"),
+                time_source: Some(ReportField),
+                message_id: Some("<nl-2026-12@shop.example.net>"),
+                redacted: false,
+                triage: false,
+            },
+        ),
+        // not-spam is no complaint: a person looks.
+        (
+            "arf-not-spam.eml",
+            Expected {
+                kind: Arf,
+                category: None,
+                ip: Some("192.0.2.33"),
+                port: None,
+                time_utc: Some("2026-12-03T05:31:12Z"),
+                time_source: Some(ReportField),
+                message_id: None,
+                redacted: false,
+                triage: true,
+            },
+        ),
         (
             "unknown-no-address.eml",
             Expected {
