@@ -346,3 +346,95 @@ pub fn ingest_internal(
         fold: Some(folded),
     })
 }
+
+/// The formats `sessions import --format` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryFormat {
+    RadiusDetail,
+    KeaCsv,
+    Static,
+    Cgnat,
+}
+
+impl HistoryFormat {
+    pub fn parse(text: &str) -> Option<HistoryFormat> {
+        match text {
+            "radius-detail" => Some(HistoryFormat::RadiusDetail),
+            "kea-csv" => Some(HistoryFormat::KeaCsv),
+            "static" => Some(HistoryFormat::Static),
+            "cgnat" => Some(HistoryFormat::Cgnat),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryFormat::RadiusDetail => "radius-detail",
+            HistoryFormat::KeaCsv => "kea-csv",
+            HistoryFormat::Static => "static",
+            HistoryFormat::Cgnat => "cgnat",
+        }
+    }
+}
+
+/// What an import of one file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileImport {
+    pub from_offset: u64,
+    pub to_offset: u64,
+    /// The file was shorter than the stored offset: rotated or rewritten
+    /// (Kea's lease file cleanup), so it was read from the start.
+    pub restarted: bool,
+    pub summary: crate::store::ImportSummary,
+    /// Records that could not be read: (byte offset in the file, why).
+    pub rejected: Vec<(u64, String)>,
+}
+
+/// Imports what is new in a history file since the last import of the same
+/// path and format (a growing RADIUS detail file is tailed this way; running it
+/// again imports nothing twice). `zone` is the zone of times written without one.
+pub fn import_history_file(
+    store: &dyn DeskStore,
+    path: &std::path::Path,
+    format: HistoryFormat,
+    zone: crate::time::FixedOffset,
+) -> Result<FileImport> {
+    use crate::history::{parse_cgnat, parse_kea_leases, parse_radius_detail, parse_static};
+    let source = format!("{}:{}", format.as_str(), path.display());
+    let bytes =
+        std::fs::read(path).map_err(|e| DeskError::Invalid(format!("{}: {e}", path.display())))?;
+    let stored = store.import_offset(&source)?;
+    let restarted = stored > bytes.len() as u64;
+    let from = if restarted { 0 } else { stored };
+    let chunk = &bytes[from as usize..];
+    let batch = match format {
+        HistoryFormat::RadiusDetail => parse_radius_detail(chunk, from, zone),
+        HistoryFormat::KeaCsv if from > 0 => {
+            // Resuming mid-file: the parser needs the file's header line.
+            let header_end = bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let mut with_header = bytes[..header_end].to_vec();
+            with_header.extend_from_slice(chunk);
+            parse_kea_leases(&with_header, from - header_end as u64)
+        }
+        HistoryFormat::KeaCsv => parse_kea_leases(chunk, 0),
+        HistoryFormat::Static | HistoryFormat::Cgnat => {
+            // Small provisioning files: read whole each time (idempotent by key).
+            let text = String::from_utf8_lossy(&bytes);
+            let mut batch = if format == HistoryFormat::Static {
+                parse_static(&text)
+            } else {
+                parse_cgnat(&text)
+            };
+            batch.next_offset = bytes.len() as u64;
+            batch
+        }
+    };
+    let summary = store.import_batch(&source, &batch)?;
+    Ok(FileImport {
+        from_offset: from,
+        to_offset: batch.next_offset,
+        restarted,
+        summary,
+        rejected: batch.rejected,
+    })
+}
