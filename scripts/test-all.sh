@@ -53,7 +53,7 @@ log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "dependency licences and bans: cargo-deny, deny.toml (no GPL/LGPL/AGPL)"
-# Installs the pinned cargo-deny when it is missing (about 1.5-4.5 min from source here).
+# Installs the pinned cargo-deny when it is missing (about 4.5 min from source here).
 bash scripts/check-licenses.sh
 
 log "cargo test"
