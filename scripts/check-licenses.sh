@@ -1,61 +1,20 @@
 #!/usr/bin/env bash
-# Every crate in the build (all workspace dependencies, normal, build and dev) must be
-# under a permissive licence: no GPL, LGPL or AGPL. Works offline from `cargo metadata`.
-# Prints each licence expression with its crates; exits 1 naming any crate that fails.
+# Every crate in the build (normal, build and dev dependencies, every target) must be under
+# a permissive licence: no GPL, LGPL or AGPL. Checked by cargo-deny against deny.toml (the
+# allowed licences and the banned crates), offline from the lock file; installs the pinned
+# cargo-deny first when it is missing or another version. Exits non-zero naming any crate
+# that fails. Advisories are not checked: see deny.toml.
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo metadata --format-version 1 --locked | python3 -c '
-import json, re, sys
 
-ALLOWED = {
-    "MIT", "MIT-0", "Apache-2.0", "Apache-2.0 WITH LLVM-exception", "BSD-2-Clause",
-    "BSD-3-Clause", "ISC", "Zlib", "Unicode-3.0", "Unicode-DFS-2016", "CC0-1.0",
-    "Unlicense", "BSL-1.0", "0BSD", "CDLA-Permissive-2.0",
-}
+# Pinned: deny.toml's format follows cargo-deny's releases. 0.20.2 needs Rust 1.88+. Built
+# from source it took 4.6 and 4.5 min (183 and 193 s of CPU) on this 2-core machine while
+# other builds ran; then each check takes about 3 s.
+CARGO_DENY_VERSION=0.20.2
 
-def ok(expr):
-    """SPDX expression with OR/AND and parentheses; OR needs one side allowed, AND both."""
-    expr = expr.replace("/", " OR ")
-    tokens = re.findall(r"\(|\)|[^\s()]+(?:\s+WITH\s+[^\s()]+)?", expr)
-    pos = 0
-    def atom():
-        nonlocal pos
-        tok = tokens[pos]; pos += 1
-        if tok == "(":
-            value = disj()
-            pos += 1  # ")"
-            return value
-        return tok in ALLOWED
-    def conj():
-        nonlocal pos
-        value = atom()
-        while pos < len(tokens) and tokens[pos] == "AND":
-            pos += 1
-            value = atom() and value
-        return value
-    def disj():
-        nonlocal pos
-        value = conj()
-        while pos < len(tokens) and tokens[pos] == "OR":
-            pos += 1
-            value = conj() or value
-        return value
-    return disj()
+if [[ $(cargo deny --version 2>/dev/null) != "cargo-deny $CARGO_DENY_VERSION" ]]; then
+    printf 'installing cargo-deny %s\n' "$CARGO_DENY_VERSION"
+    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+fi
 
-meta = json.load(sys.stdin)
-workspace = set(meta["workspace_members"])
-by_licence, bad = {}, []
-for pkg in meta["packages"]:
-    if pkg["id"] in workspace:
-        continue
-    lic = pkg.get("license") or ""
-    by_licence.setdefault(lic or "(none)", []).append(pkg["name"])
-    if not lic or not ok(lic):
-        bad.append("%s %s: %s" % (pkg["name"], pkg["version"], lic or "no licence field"))
-for lic, names in sorted(by_licence.items(), key=lambda kv: -len(kv[1])):
-    print(f"{len(names):4d}  {lic}")
-if bad:
-    print("\nNot allowed (GPL/LGPL/AGPL or unknown):", *bad, sep="\n  ")
-    sys.exit(1)
-print(f"licences: {sum(map(len, by_licence.values()))} crates, all permissive")
-'
+cargo deny --locked --color never check --show-stats licenses bans

@@ -52,7 +52,8 @@ cargo fmt --all -- --check
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "dependency licences (no GPL/LGPL/AGPL)"
+log "dependency licences and bans: cargo-deny, deny.toml (no GPL/LGPL/AGPL)"
+# Installs the pinned cargo-deny when it is missing (about 4.5 min from source here).
 bash scripts/check-licenses.sh
 
 log "cargo test"

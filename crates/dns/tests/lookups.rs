@@ -444,45 +444,69 @@ fn invalid_config_is_rejected() {
 
 #[tokio::test]
 async fn results_are_kept_until_their_ttl_expires() {
-    // TTL 2 s for answers and for NXDOMAIN (SOA minimum); min_ttl 0 leaves it unraised. (2 s
-    // rather than 1 s, so a stall of the loaded test machine between the first two rounds
-    // cannot expire them.)
-    let zone = "$TTL 2
-@           SOA ns.test. hostmaster.test. 1 3600 600 86400 2
+    // Two zones: answers of kept.test outlive the test, so asking again must not query;
+    // ttl1.test has the shortest TTL DNS has (1 s, for answers and, through the SOA
+    // minimum, NXDOMAIN), so once that has passed it must be asked again. min_ttl 0 leaves
+    // the TTLs unraised. The wait is real: both caches (ours and hickory's, which takes no
+    // other clock) read the system clock. It is the TTL counted from after the answers
+    // arrived, so a stalled machine can only lengthen it, never make the test fail.
+    let zone = |ttl: u32| {
+        format!(
+            "$TTL {ttl}
+@           SOA ns.test. hostmaster.test. 1 3600 600 86400 {ttl}
 10.2.0.192  A   127.0.0.2
 10.2.0.192  TXT \"listed\"
-";
-    let server = TestDns::start(&[("ttl1.test.", zone)]).await.unwrap();
+"
+        )
+    };
+    const SHORT_TTL: Duration = Duration::from_secs(1);
+    let server = TestDns::start(&[
+        ("kept.test.", &zone(3600)),
+        ("ttl1.test.", &zone(SHORT_TTL.as_secs() as u32)),
+    ])
+    .await
+    .unwrap();
     let dns = Dns::new(&DnsConfig {
         min_ttl: Duration::ZERO,
         ..config(server.addr())
     })
     .unwrap();
-    let zone = spec("ttl1.test");
-    let lookup_both = || async {
-        assert_eq!(
-            dns.list_lookup(&zone, ip("192.0.2.10")).await,
-            listed(&["127.0.0.2"], Some("listed"))
-        );
-        assert_eq!(
-            dns.list_lookup(&zone, ip("192.0.2.11")).await,
-            ListResult::NotListed
-        );
+    let lookup_both = |zone: &'static str| {
+        let dns = &dns;
+        async move {
+            let zone = spec(zone);
+            assert_eq!(
+                dns.list_lookup(&zone, ip("192.0.2.10")).await,
+                listed(&["127.0.0.2"], Some("listed"))
+            );
+            assert_eq!(
+                dns.list_lookup(&zone, ip("192.0.2.11")).await,
+                ListResult::NotListed
+            );
+        }
     };
-    lookup_both().await;
-    lookup_both().await;
-    let counts = || {
+    let counts = |zone: &str| {
         [
-            server.query_count("10.2.0.192.ttl1.test", "A"),
-            server.query_count("10.2.0.192.ttl1.test", "TXT"),
-            server.query_count("11.2.0.192.ttl1.test", "A"),
+            server.query_count(&format!("10.2.0.192.{zone}"), "A"),
+            server.query_count(&format!("10.2.0.192.{zone}"), "TXT"),
+            server.query_count(&format!("11.2.0.192.{zone}"), "A"),
         ]
     };
-    assert_eq!(counts(), [1, 1, 1], "{:?}", server.queries());
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    lookup_both().await;
-    assert_eq!(counts(), [2, 2, 2], "{:?}", server.queries());
+    lookup_both("ttl1.test").await;
+    let answered = std::time::Instant::now();
+    lookup_both("kept.test").await;
+    lookup_both("kept.test").await;
+    assert_eq!(counts("kept.test"), [1, 1, 1], "{:?}", server.queries());
+    assert_eq!(counts("ttl1.test"), [1, 1, 1], "{:?}", server.queries());
+
+    // hickory keeps an answer up to and including its last instant: wait a little past it.
+    let expired = answered + SHORT_TTL + Duration::from_millis(10);
+    tokio::time::sleep_until(expired.into()).await;
+    lookup_both("ttl1.test").await;
+    lookup_both("kept.test").await;
+    assert_eq!(counts("ttl1.test"), [2, 2, 2], "{:?}", server.queries());
+    assert_eq!(counts("kept.test"), [1, 1, 1], "{:?}", server.queries());
 }
 
 #[tokio::test]

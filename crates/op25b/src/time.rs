@@ -1,13 +1,17 @@
 //! Expiry instants: RFC 3339 date-times with an offset, or bare dates, to Unix milliseconds
-//! and back. Small and exact, so the crate needs no date library.
+//! and back. The strict grammar (and its error messages for operators) is ours; the
+//! calendar (days per month, leap years, days since the epoch) is jiff's.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use jiff::Timestamp;
+use jiff::civil::{Date, DateTime, Time};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 const MS_PER_DAY: i64 = 86_400_000;
+const UNIX_EPOCH_CIVIL: DateTime = DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
 
 /// When an exemption ends: `2026-12-31T18:00:00+09:00` (that instant) or `2026-12-31`
 /// (the end of that day in UTC, i.e. 2027-01-01T00:00:00Z). A date-time without an offset
@@ -97,10 +101,13 @@ fn parse_rfc3339(text: &str) -> Result<i64, String> {
     if !(1..=12).contains(&month) {
         return Err(bad("month out of range"));
     }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err(bad("day out of range for that month"));
-    }
-    let day_ms = days_from_civil(year, month, day) * MS_PER_DAY;
+    // Four and two digits always fit jiff's i16 / i8; jiff refuses the 31st of April,
+    // the 29th of February outside leap years and day 0.
+    let date = Date::new(year as i16, month as i8, day as i8)
+        .map_err(|_| bad("day out of range for that month"))?;
+    // Years 0000-9999 all lie in jiff's civil range, so the distance to the epoch is exact
+    // (a Timestamp would refuse the last day of 9999 and the first of year 0).
+    let day_ms = millis_since_epoch(date.to_datetime(Time::midnight()));
     if bytes.len() == 10 {
         // A bare date lasts through that whole day (UTC).
         return Ok(day_ms + MS_PER_DAY);
@@ -117,9 +124,9 @@ fn parse_rfc3339(text: &str) -> Result<i64, String> {
     let minute = digits(&bytes[14..16]).ok_or_else(|| bad("minute is not two digits"))?;
     let second = digits(&bytes[17..19]).ok_or_else(|| bad("second is not two digits"))?;
     // 60 is a leap second: count it as the last second of the minute.
-    if hour > 23 || minute > 59 || second > 60 {
-        return Err(bad("time out of range"));
-    }
+    let second = if second == 60 { 59 } else { second };
+    let time = Time::new(hour as i8, minute as i8, second as i8, 0)
+        .map_err(|_| bad("time out of range"))?;
     let mut rest = &bytes[19..];
     let mut millis = 0i64;
     if let Some((b'.', frac)) = rest.split_first() {
@@ -146,7 +153,7 @@ fn parse_rfc3339(text: &str) -> Result<i64, String> {
         [] => return Err(bad("no UTC offset: add Z or one such as +09:00")),
         _ => return Err(bad("offset must be Z or +HH:MM / -HH:MM")),
     };
-    let local_ms = day_ms + ((hour * 60 + minute) * 60 + second.min(59)) * 1000 + millis;
+    let local_ms = millis_since_epoch(date.to_datetime(time)) + millis;
     Ok(local_ms - offset_minutes * 60_000)
 }
 
@@ -156,54 +163,20 @@ fn digits(bytes: &[u8]) -> Option<i64> {
     })
 }
 
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+fn millis_since_epoch(datetime: DateTime) -> i64 {
+    // At most ±10,000 years: far inside i64 milliseconds.
+    datetime.duration_since(UNIX_EPOCH_CIVIL).as_millis() as i64
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-// Howard Hinnant's days_from_civil / civil_from_days (proleptic Gregorian, day 0 = 1970-01-01).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `2026-12-31T18:00:00Z` for a Unix millisecond instant (sub-second part dropped).
+/// `2026-12-31T18:00:00Z` for a Unix millisecond instant (sub-second part dropped). An
+/// instant outside jiff's range (years ±9999; only a bare date of 9999-12-31 reaches it)
+/// is shown as seconds since the epoch rather than refused: this text is only a comment.
 pub(crate) fn format_utc(unix_ms: i64) -> String {
     let secs = unix_ms.div_euclid(1000);
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+    match Timestamp::from_second(secs) {
+        Ok(instant) => instant.to_string(),
+        Err(_) => format!("{secs} s after 1970-01-01T00:00:00Z"),
+    }
 }
 
 /// An nft time value: `30d4h5m6s`. nft refuses one big number of seconds ("value too
@@ -254,14 +227,16 @@ mod tests {
         check("", Err("expected YYYY-MM-DD"));
         check("２０２６-04-01", Err("expected YYYY-MM-DD"));
         check("2O26-04-01", Err("year is not four digits"));
-    }
-
-    #[test]
-    fn civil_round_trip_over_four_centuries() {
-        for days in (-200_000..200_000).step_by(7) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+        // The ends of the four-digit years: exact, and shown even past jiff's Timestamp.
+        check("0000-01-01T00:00:00+01:00", Ok("-000001-12-31T23:00:00Z"));
+        check("2100-02-29", Err("day out of range"));
+        check("2000-02-29", Ok("2000-03-01T00:00:00Z"));
+        check("2026-04-31", Err("day out of range"));
+        check("2026-04-00", Err("day out of range"));
+        check(
+            "9999-12-31",
+            Ok("253402300800 s after 1970-01-01T00:00:00Z"),
+        );
     }
 
     #[test]
