@@ -180,9 +180,9 @@ fn spamgate_beats_s25r_on_dev_and_held_out() {
         println!("== {part}: {} names", part_entries.len());
         report("S25R rules 1-6 alone", &base, false);
         report("spamgate (rules+exceptions)", &ours, verbose);
-        // What must hold: never worse than S25R on either part. The goal (FP at
-        // most a quarter of S25R's) is printed, not asserted: on this corpus it is not met
-        // yet (see docs/rdns-rules.md, remaining errors).
+        // What must hold on either part: recall at least S25R's, and false positives at
+        // most a quarter of S25R's (the goal), so a rule change that loses either
+        // fails here.
         assert!(
             ours.recall() >= base.recall(),
             "{part}: recall {:.3} below S25R's {:.3}",
@@ -195,13 +195,16 @@ fn spamgate_beats_s25r_on_dev_and_held_out() {
             ours.fp_rate(),
             base.fp_rate()
         );
+        let goal_met = ours.fp_rate() * 4.0 <= base.fp_rate();
         println!(
             "    goal FP <= 1/4 of S25R's: {}",
-            if ours.fp_rate() * 4.0 <= base.fp_rate() {
-                "met"
-            } else {
-                "NOT met"
-            }
+            if goal_met { "met" } else { "NOT met" }
+        );
+        assert!(
+            goal_met,
+            "{part}: FP rate {:.3} above a quarter of S25R's {:.3}",
+            ours.fp_rate(),
+            base.fp_rate()
         );
     }
 }
