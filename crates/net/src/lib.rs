@@ -47,7 +47,7 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug)]
 pub enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener, SocketFile),
 }
 
 impl Listener {
@@ -56,7 +56,41 @@ impl Listener {
             Listener::Tcp(l) => l
                 .local_addr()
                 .map_or_else(|_| "tcp:?".into(), |a| a.to_string()),
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+            Listener::Unix(_, file) => format!("unix:{}", file.path.display()),
+        }
+    }
+
+    /// The socket file this listener made, if it is a UNIX socket.
+    pub fn socket_file(&self) -> Option<SocketFile> {
+        match self {
+            Listener::Unix(_, file) => Some(file.clone()),
+            Listener::Tcp(_) => None,
+        }
+    }
+}
+
+/// A UNIX socket file as this process created it (path, device and inode), so that at
+/// exit it removes its own socket and never one another process has put there since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketFile {
+    pub path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl SocketFile {
+    fn of(path: &Path) -> std::io::Result<SocketFile> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Removes the file if it is still the one this process bound.
+    pub fn remove_if_ours(&self) {
+        if SocketFile::of(&self.path).is_ok_and(|now| now == *self) {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -71,7 +105,12 @@ pub async fn bind(addrs: &[ListenAddr], unix_mode: u32) -> anyhow::Result<Vec<Li
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?,
             ),
-            ListenAddr::Unix(path) => Listener::Unix(bind_unix(path, unix_mode)?, path.clone()),
+            ListenAddr::Unix(path) => {
+                let listener = bind_unix(path, unix_mode)?;
+                let file = SocketFile::of(path)
+                    .map_err(|e| anyhow::anyhow!("cannot stat {}: {e}", path.display()))?;
+                Listener::Unix(listener, file)
+            }
         };
         listeners.push(listener);
     }
@@ -80,9 +119,19 @@ pub async fn bind(addrs: &[ListenAddr], unix_mode: u32) -> anyhow::Result<Vec<Li
 
 fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    // A socket left by a previous run would make bind fail; remove only sockets.
+    // A socket left by a previous run would make bind fail: remove it, but only when it is
+    // a socket nobody answers on; a live one belongs to a running daemon.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => anyhow::bail!(
+                    "{} is in use: another process (a running spamgate?) listens on it; \
+                     stop it first or use another path",
+                    path.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => anyhow::bail!("cannot tell whether {} is in use: {e}", path.display()),
+            }
             std::fs::remove_file(path).map_err(|e| {
                 anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display())
             })?;
@@ -384,7 +433,7 @@ async fn accept(listener: &Listener) -> std::io::Result<Connection> {
             let (stream, _) = l.accept().await?;
             Connection {
                 io: Box::new(stream),
-                peer: format!("unix:{}", path.display()),
+                peer: format!("unix:{}", path.path.display()),
             }
         }
     })

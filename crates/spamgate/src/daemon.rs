@@ -182,11 +182,10 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         shutdown_tx,
     ));
 
+    let socket_files: Vec<_> = listeners.iter().filter_map(|l| l.socket_file()).collect();
     serve_postfix(service.clone(), listeners, &server, shutdown_rx).await;
-    for addr in &addrs {
-        if let crate::config::ListenAddr::Unix(path) = addr {
-            let _ = std::fs::remove_file(path);
-        }
+    for file in &socket_files {
+        file.remove_if_ours();
     }
     signals.abort();
     let _ = signals.await;

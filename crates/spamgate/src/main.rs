@@ -736,6 +736,22 @@ fn reload(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> Result<(), daem
                 path.display()
             ))
         })?;
+    // A stale pid file may name a process that has nothing to do with spamgate now.
+    let program = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|comm| comm.trim().to_string())
+        .map_err(|_| {
+            os_error(format!(
+                "no process {pid} (from {}): is spamgate running?",
+                path.display()
+            ))
+        })?;
+    if program != "spamgate" {
+        return Err(os_error(format!(
+            "process {pid} (from {}) is {program:?}, not spamgate: the pid file is stale; \
+             not signalled",
+            path.display()
+        )));
+    }
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).map_err(|e| {
         os_error(format!(
             "cannot signal process {pid} from {}: {e}",

@@ -570,6 +570,60 @@ fn kill_9_case(window: Option<&str>, settle: Duration) {
 }
 
 #[test]
+fn a_second_serve_does_not_steal_a_running_daemons_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("policy.sock");
+    // A stale socket (its process gone) is replaced...
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let config = write_config(dir.path(), &socket, "");
+    let first = serve(&config, &socket);
+    // (the stale file was there before: wait until the daemon answers on it)
+    let start = Instant::now();
+    while UnixStream::connect(&socket).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ask(&socket, PROPER_REQUEST), "action=DUNNO\n\n");
+    // ...a live one is not: the second daemon refuses to start and removes nothing.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second_config = write_config(second_dir.path(), &socket, "");
+    let out = spamgate()
+        .args(["serve", "-c"])
+        .arg(&second_config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(71), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is in use"), "{stderr}");
+    assert_eq!(
+        ask(&socket, PROPER_REQUEST),
+        "action=DUNNO\n\n",
+        "the first daemon still answers on its socket"
+    );
+    first.stop();
+    assert!(!socket.exists(), "the first daemon removes its own socket");
+}
+
+#[test]
+fn reload_signals_only_a_spamgate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
+    // A stale pid file naming another program: SIGHUP would end it.
+    let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(dir.path().join("spamgate.pid"), format!("{}\n", other.id())).unwrap();
+    let (code, _, err) = run_with_config(&config, &["reload"]);
+    assert_eq!(code, Some(71), "{err}");
+    assert!(err.contains("not spamgate"), "{err}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other process was not signalled"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
 fn misuse_exits_64_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
