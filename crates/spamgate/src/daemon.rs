@@ -225,6 +225,79 @@ pub async fn serve_postfix<S: Backend, R: Resolver, C: Clock>(
     .await;
 }
 
+/// The keys whose change a reload cannot apply (listeners, the store, the resolver, the
+/// metrics listener), as `section.key`, in file order. Everything else in the
+/// configuration is swapped in by a reload.
+pub fn keys_needing_restart(current: &Config, next: &Config) -> Vec<&'static str> {
+    let (a, b) = (current, next);
+    let (sa, sb) = (&a.server, &b.server);
+    let (ta, tb) = (&a.store, &b.store);
+    let (da, db) = (&a.dns, &b.dns);
+    let changes = [
+        ("server.listen", sa.listen != sb.listen),
+        ("server.unix_mode", sa.unix_mode != sb.unix_mode),
+        (
+            "server.max_connections",
+            sa.max_connections != sb.max_connections,
+        ),
+        ("server.idle_timeout", sa.idle_timeout != sb.idle_timeout),
+        (
+            "server.request_timeout",
+            sa.request_timeout != sb.request_timeout,
+        ),
+        (
+            "server.max_line_length",
+            sa.max_line_length != sb.max_line_length,
+        ),
+        (
+            "server.max_attributes",
+            sa.max_attributes != sb.max_attributes,
+        ),
+        (
+            "server.max_request_size",
+            sa.max_request_size != sb.max_request_size,
+        ),
+        (
+            "server.shutdown_grace",
+            sa.shutdown_grace != sb.shutdown_grace,
+        ),
+        ("server.pid_file", sa.pid_file != sb.pid_file),
+        ("store.backend", ta.backend != tb.backend),
+        ("store.path", ta.path != tb.path),
+        (
+            "store.cleanup_interval",
+            ta.cleanup_interval != tb.cleanup_interval,
+        ),
+        (
+            "store.durability_window",
+            ta.durability_window != tb.durability_window,
+        ),
+        ("store.redis_url", ta.redis_url != tb.redis_url),
+        (
+            "store.redis_sentinel_master",
+            ta.redis_sentinel_master != tb.redis_sentinel_master,
+        ),
+        (
+            "store.redis_sentinels",
+            ta.redis_sentinels != tb.redis_sentinels,
+        ),
+        ("store.key_prefix", ta.key_prefix != tb.key_prefix),
+        ("dns.nameservers", da.nameservers != db.nameservers),
+        ("dns.timeout", da.timeout != db.timeout),
+        ("dns.attempts", da.attempts != db.attempts),
+        (
+            "dns.list_cache_size",
+            da.list_cache_size != db.list_cache_size,
+        ),
+        ("dns.max_in_flight", da.max_in_flight != db.max_in_flight),
+        ("metrics.listen", a.metrics.listen != b.metrics.listen),
+    ];
+    changes
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+}
+
 /// Descriptors kept for everything but policy connections beyond the DNS sockets: the
 /// store's files, the metrics listener, logs.
 const RESERVED_FILES: u64 = 128;
@@ -410,17 +483,23 @@ fn reload<S: Backend, R: Resolver, C: Clock>(
             return None;
         }
     };
-    for (what, changed) in [
-        ("server", next.server != current.server),
-        ("store", next.store != current.store),
-        (
-            "dns",
-            next.dns.nameservers != current.dns.nameservers
-                || next.dns.timeout != current.dns.timeout,
-        ),
-    ] {
-        if changed {
-            warn!("SIGHUP: changes to [{what}] take effect after a restart");
+    let restart = keys_needing_restart(current, &next);
+    if !restart.is_empty() {
+        warn!(
+            keys = %restart.join(", "),
+            "SIGHUP: these changes take effect after a restart; the rest is applied"
+        );
+    }
+    if next.log_level != current.log_level {
+        match crate::logging::set_level(&next.log_level) {
+            Ok(crate::logging::LevelChange::Applied) => {
+                info!(log_level = %next.log_level, "SIGHUP: log level applied")
+            }
+            Ok(crate::logging::LevelChange::OverriddenByEnvironment) => {
+                warn!("SIGHUP: log_level changed, but SPAMGATE_LOG is set and stays in force")
+            }
+            Ok(crate::logging::LevelChange::NotInstalled) => {}
+            Err(e) => warn!("SIGHUP: cannot apply log_level {:?}: {e}", next.log_level),
         }
     }
     service.replace_settings(settings);
@@ -432,6 +511,43 @@ fn reload<S: Backend, R: Resolver, C: Clock>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_names_exactly_the_keys_it_cannot_apply() {
+        let base = Config::default();
+        let check = |change: &dyn Fn(&mut Config), want: &[&str]| {
+            let mut next = base.clone();
+            change(&mut next);
+            assert_eq!(keys_needing_restart(&base, &next), want);
+        };
+        check(&|_| {}, &[]);
+        // Applied by a reload: nothing to restart.
+        check(&|c| c.log_level = "debug".into(), &[]);
+        check(
+            &|c| c.server.decide_at = vec!["MAIL".into(), "RCPT".into()],
+            &[],
+        );
+        check(
+            &|c| c.store.fail_mode = spamgate_engine::StoreFailMode::Defer,
+            &[],
+        );
+        check(&|c| c.dns.lookup_unknown = !c.dns.lookup_unknown, &[]);
+        check(&|c| c.submission.messages_per_hour = 5, &[]);
+        check(&|c| c.greylist.min_delay = Duration::from_secs(60), &[]);
+        // Not applied: named, and only those.
+        check(
+            &|c| {
+                c.server.listen = vec!["127.0.0.1:10024".into()];
+                c.server.decide_at = vec!["MAIL".into()];
+                c.dns.nameservers = vec!["127.0.0.1".into()];
+            },
+            &["server.listen", "dns.nameservers"],
+        );
+        check(
+            &|c| c.store.durability_window = Duration::from_millis(50),
+            &["store.durability_window"],
+        );
+    }
 
     #[test]
     fn the_connection_limit_follows_the_open_files_limit() {

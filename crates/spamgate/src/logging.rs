@@ -262,6 +262,59 @@ impl<'a> MakeWriter<'a> for LogWriter {
 
 /// The process-wide buffered stderr writer (started on first use). Falls back to a
 /// direct writer if the writer thread cannot be started.
+/// The running filter, replaceable on reload.
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+static FILTER: OnceLock<FilterHandle> = OnceLock::new();
+
+/// Installs the process's logger: `level` (a tracing filter such as `info` or
+/// `info,spamgate::decision=warn`) unless `SPAMGATE_LOG` overrides it, written by the
+/// log thread ([`install`]). The level can change later with [`set_level`].
+pub fn init(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPAMGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                // Buffered, written by its own thread: a log line never waits for stderr.
+                .with_writer(install())
+                .with_ansi(false),
+        )
+        .try_init();
+    if installed.is_ok() {
+        let _ = FILTER.set(handle);
+    }
+}
+
+/// What [`set_level`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelChange {
+    Applied,
+    /// `SPAMGATE_LOG` is set and wins over the configuration.
+    OverriddenByEnvironment,
+    /// No logger of [`init`]'s is installed in this process.
+    NotInstalled,
+}
+
+/// Replaces the running filter (a reload with a new `log_level`).
+pub fn set_level(level: &str) -> Result<LevelChange, String> {
+    if std::env::var_os("SPAMGATE_LOG").is_some() {
+        return Ok(LevelChange::OverriddenByEnvironment);
+    }
+    let Some(handle) = FILTER.get() else {
+        return Ok(LevelChange::NotInstalled);
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    handle.reload(filter).map_err(|e| e.to_string())?;
+    Ok(LevelChange::Applied)
+}
+
 pub fn install() -> LogWriter {
     INSTALLED
         .get_or_init(|| {

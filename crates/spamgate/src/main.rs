@@ -400,15 +400,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, daemon::Fatal> {
 }
 
 fn init_logs(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SPAMGATE_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Buffered, written by its own thread: a log line never waits for stderr.
-        .with_writer(spamgate::logging::install())
-        .with_ansi(false)
-        .try_init();
+    spamgate::logging::init(level);
 }
 
 fn run(cli: Cli) -> Result<(), daemon::Fatal> {
