@@ -287,9 +287,11 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
                 let mut all = self.tarpit.take_waited(&key).unwrap_or_default();
                 all.push(keys);
                 let confirmed = self.confirm_waited(settings, all, now).await;
-                verdict
-                    .reasons
-                    .extend(engine.tarpit_waited(confirmed).reasons.into_iter().skip(1));
+                // The confirmations go before the tarpit reason, which stays last.
+                let mut recorded = engine.tarpit_waited(confirmed).reasons;
+                recorded.pop();
+                let at = verdict.reasons.len().saturating_sub(1);
+                verdict.reasons.splice(at..at, recorded);
             }
             TarpitOutcome::Held { .. } => {
                 if let (Some(slot), Some(duration)) = (slot, verdict.hold()) {

@@ -99,9 +99,8 @@ impl TarpitState {
     /// Takes the triplets of a transaction that waited out its hold.
     pub(crate) fn take_waited(&self, key: &TransactionKey) -> Option<Vec<GreylistKeys>> {
         let mut table = self.table();
-        if table.get(key)?.held_until.is_none() {
-            return None;
-        }
+        // Only a finished hold: one in progress has not shown anything yet.
+        table.get(key)?.held_until?;
         table.remove(key).map(|held| held.keys)
     }
 

@@ -373,15 +373,17 @@ impl Engine {
         &self,
         confirmed: Vec<(GreylistKeys, Result<GreylistOutcome, String>)>,
     ) -> Verdict {
-        let mut reasons = vec![Reason::Tarpit {
-            outcome: TarpitOutcome::Waited,
-        }];
+        let mut reasons = Vec::with_capacity(confirmed.len() + 1);
         for (keys, outcome) in confirmed {
             reasons.push(match outcome {
                 Ok(outcome) => Reason::Greylist { outcome, keys },
                 Err(error) => Reason::StoreError { error },
             });
         }
+        // Last, so it is the reason that decided (logs, metrics).
+        reasons.push(Reason::Tarpit {
+            outcome: TarpitOutcome::Waited,
+        });
         Verdict::pass(reasons)
     }
 }
