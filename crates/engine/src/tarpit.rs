@@ -70,6 +70,9 @@ impl TarpitParams {
         if self.max_concurrent == 0 {
             return Err("max_concurrent must be positive".into());
         }
+        if self.confirm_window.is_zero() {
+            return Err("confirm_window must be positive".into());
+        }
         Ok(())
     }
 

@@ -459,6 +459,10 @@ pub struct TarpitSection {
     pub delay: Duration,
     /// Replies held at once; beyond, plain greylisting. Each holds one smtpd process.
     pub max_concurrent: u32,
+    /// How long after the hold the client's next step (RCPT, DATA) may come before it
+    /// counts as hung up.
+    #[serde(with = "humantime_serde")]
+    pub confirm_window: Duration,
 }
 
 impl Default for TarpitSection {
@@ -468,6 +472,7 @@ impl Default for TarpitSection {
             enabled: params.enabled,
             delay: params.delay,
             max_concurrent: params.max_concurrent,
+            confirm_window: params.confirm_window,
         }
     }
 }
@@ -671,7 +676,7 @@ impl Config {
                 enabled: self.tarpit.enabled,
                 delay: self.tarpit.delay,
                 max_concurrent: self.tarpit.max_concurrent,
-                ..spamgate_engine::tarpit::TarpitParams::default()
+                confirm_window: self.tarpit.confirm_window,
             },
         }
     }
