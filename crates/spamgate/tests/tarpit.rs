@@ -249,3 +249,54 @@ async fn a_second_recipient_after_the_hold_proves_the_wait() {
     );
     h.stop().await;
 }
+
+/// Waits (not times) until `done` holds, for at most about 20 s.
+async fn until(mut done: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_hold_is_cut_when_smtpd_goes_away_or_the_daemon_stops() {
+    let h = start().await;
+    let cut = |h: &Harness| {
+        metric(
+            &h.service.metrics().encode(),
+            "spamgate_tarpit_total{result=\"cut\"}",
+        )
+    };
+    // The policy connection closes during the hold (smtpd killed): nobody to answer,
+    // the slot is freed at once, not after the delay.
+    let mut gone = h.connect().await;
+    gone.send_raw(&rcpt(&client(1), "user@example.net", "gone.1"))
+        .await;
+    until(|| h.service.tarpit().active() == 1).await;
+    assert_eq!(h.service.tarpit().active(), 1);
+    drop(gone);
+    until(|| h.service.tarpit().active() == 0).await;
+    assert_eq!(h.service.tarpit().active(), 0);
+    assert_eq!(cut(&h), 1);
+    assert_eq!(h.service.tarpit().remembered(), 0);
+
+    // Shutdown during a hold: plain greylisting at once (the first attempt is recorded).
+    let mut held = h.connect().await;
+    held.send_raw(&rcpt(&client(2), "user@example.net", "stop.2"))
+        .await;
+    until(|| h.service.tarpit().active() == 1).await;
+    let service = h.service.clone();
+    let stopped = tokio::spawn(h.stop());
+    let reply = held.read_reply().await.expect("an answer before closing");
+    assert!(
+        reply.starts_with("DEFER_IF_PERMIT 4.7.1 Greylisted"),
+        "{reply}"
+    );
+    assert_eq!(held.read_reply().await, None, "then the connection closes");
+    stopped.await.unwrap();
+    let text = service.metrics().encode();
+    assert_eq!(metric(&text, "spamgate_tarpit_total{result=\"cut\"}"), 2);
+    assert_eq!(metric(&text, "spamgate_tarpit_active"), 0);
+}
