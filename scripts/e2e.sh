@@ -3,7 +3,9 @@
 # real resolver (dnsmasq) and a real retrying MTA (a second Postfix). It plays the seed's
 # diagram: a proper server's mail arrives; a suspicious server gets "send -> temporary
 # error -> resend" and its mail arrives; a bot that never resends never gets through; a
-# DNSBL-listed host is refused.
+# DNSBL-listed host is refused. With the tarpit on (a second spamgate, docs/postfix.md's
+# tarpitted service), a client that waits out the held reply is accepted on its first
+# attempt, and a bot that gives up is greylisted when it retries.
 #
 # Usage (as root):  bash scripts/e2e.sh
 #   SPAMGATE_BIN=/path/to/spamgate  use this binary instead of building one

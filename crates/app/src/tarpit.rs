@@ -205,6 +205,8 @@ impl Drop for TarpitHold {
         if let Some(slot) = self.slot.take() {
             slot.0.table().remove(&self.key);
             self.metrics.tarpit(TarpitOutcome::Cut);
+            info!(target: TARGET, client = %self.key.client,
+                "tarpit:cut (the hold ended early: policy connection closed, or shutdown)");
         }
     }
 }
