@@ -3,7 +3,9 @@
 # real resolver (dnsmasq) and a real retrying MTA (a second Postfix). It plays the seed's
 # diagram: a proper server's mail arrives; a suspicious server gets "send -> temporary
 # error -> resend" and its mail arrives; a bot that never resends never gets through; a
-# DNSBL-listed host is refused.
+# DNSBL-listed host is refused. With the tarpit on (a second spamgate, docs/postfix.md's
+# tarpitted service), a client that waits out the held reply is accepted on its first
+# attempt, and a bot that gives up is greylisted when it retries.
 #
 # Usage (as root):  bash scripts/e2e.sh
 #   SPAMGATE_BIN=/path/to/spamgate  use this binary instead of building one
@@ -35,6 +37,9 @@ RELAY_PORT=2625     # sending MTA's submission point for the harness
 POLICY_PORT=10023   # spamgate, as in docs/postfix.md
 RBLDNSD_PORT=5301
 DEAD_PORT=5309      # nothing listens here: dnsmasq forwards the "temporary failure" PTR to it
+TARPIT_PORT=2527    # receiving MX, the tarpitted service from docs/postfix.md (e2e:tarpit.master.cf)
+TARPIT_POLICY_PORT=10024  # a second spamgate, [tarpit] on (tests/e2e/tarpit/spamgate.toml.in)
+TARPIT_DELAY=4      # seconds that spamgate holds a first attempt there
 # Real source addresses on lo (no XCLIENT): the sending MTA and the bot.
 RELAY_ADDR=198.51.100.25
 BOT_ADDR=198.51.100.66
@@ -58,19 +63,21 @@ fill() {
     sed -e "s|@T@|$T|g" -e "s|@MX_PORT@|$MX_PORT|g" -e "s|@MX_UNIX_PORT@|$MX_UNIX_PORT|g" \
         -e "s|@RELAY_PORT@|$RELAY_PORT|g" -e "s|@POLICY_PORT@|$POLICY_PORT|g" \
         -e "s|@RBLDNSD_PORT@|$RBLDNSD_PORT|g" -e "s|@DEAD_PORT@|$DEAD_PORT|g" \
-        -e "s|@MIN_DELAY@|$MIN_DELAY|g" "$1" >"$2"
+        -e "s|@MIN_DELAY@|$MIN_DELAY|g" -e "s|@TARPIT_POLICY_PORT@|$TARPIT_POLICY_PORT|g" \
+        -e "s|@TARPIT_DELAY@|$TARPIT_DELAY|g" "$1" >"$2"
 }
 
 cleanup() {
     local rc=$?
     set +e
     [[ -n ${SPAMGATE_PID:-} ]] && kill "$SPAMGATE_PID" 2>/dev/null
+    [[ -n ${TARPIT_PID:-} ]] && kill "$TARPIT_PID" 2>/dev/null
     [[ -f $T/mx/etc/main.cf ]] && postfix -c "$T/mx/etc" stop >/dev/null 2>&1
     [[ -f $T/relay/etc/main.cf ]] && postfix -c "$T/relay/etc" stop >/dev/null 2>&1
     [[ -n ${DNSMASQ_PID:-} ]] && kill "$DNSMASQ_PID" 2>/dev/null
     [[ -n ${RBLDNSD_PID:-} ]] && kill "$RBLDNSD_PID" 2>/dev/null
     wait 2>/dev/null
-    finish "$rc" "$T/spamgate.log" "$T/mx/maillog" "$T/relay/maillog"
+    finish "$rc" "$T/spamgate.log" "$T/mx/maillog" "$T/relay/maillog" "$T/spamgate-tarpit.log"
 }
 
 setup_namespace() {
@@ -139,6 +146,18 @@ start_spamgate() {
     fi
 }
 
+# The second spamgate, tarpit on, for the tarpitted MX service.
+start_tarpit_spamgate() {
+    mkdir -p "$T/spamgate-tarpit"
+    fill "$FIX/tarpit/spamgate.toml.in" "$T/spamgate-tarpit.toml"
+    "$SPAMGATE_BIN" serve --config "$T/spamgate-tarpit.toml" >"$T/spamgate-tarpit.log" 2>&1 &
+    TARPIT_PID=$!
+    if ! wait_for "tarpit spamgate on 127.0.0.1:$TARPIT_POLICY_PORT" 20 tcp_open 127.0.0.1 "$TARPIT_POLICY_PORT"; then
+        tail -n 30 "$T/spamgate-tarpit.log" >&2
+        die "the tarpit spamgate did not start"
+    fi
+}
+
 # The shipped deployment files: the default config parses, the unit is well-formed.
 check_dist() {
     local f name
@@ -180,6 +199,19 @@ setup_mx() {
     # run on a test port. Nothing else is changed.
     printf '# ---- from docs/postfix.md (e2e:master.cf), service smtp -> %s ----\n%s\n' \
         "$MX_UNIX_PORT" "$(sed "1s/^smtp /$MX_UNIX_PORT /" <<<"$master_block")" >>"$etc/master.cf"
+    # The tarpitted service of docs/postfix.md on its own test port, asking the second
+    # spamgate (tarpit on). Nothing else is changed.
+    local tarpit_block
+    tarpit_block=$(doc_block "$REPO/docs/postfix.md" tarpit.master.cf)
+    if grep -q 'smtpd_data_restrictions = check_policy_service inet:127.0.0.1:10023' <<<"$tarpit_block"; then
+        pass docs-postfix-tarpit-block "e2e:tarpit.master.cf block of docs/postfix.md used verbatim"
+    else
+        fail docs-postfix-tarpit-block "docs/postfix.md lacks the e2e:tarpit.master.cf block"
+    fi
+    printf '# ---- from docs/postfix.md (e2e:tarpit.master.cf), smtp -> %s, policy -> %s ----\n%s\n' \
+        "$TARPIT_PORT" "$TARPIT_POLICY_PORT" \
+        "$(sed -e "1s/^smtp /$TARPIT_PORT /" -e "s/127\.0\.0\.1:$POLICY_PORT/127.0.0.1:$TARPIT_POLICY_PORT/g" <<<"$tarpit_block")" \
+        >>"$etc/master.cf"
     cp "$FIX/mx/vmailbox" "$etc/vmailbox"
     # The chrooted listener resolves names inside $queue_directory, as Debian's init script
     # arranges for the system instance.
@@ -355,6 +387,64 @@ relay_and_bot_check() {
     fi
 }
 
+# taRgrey's flow through real Postfix: a client from a generic name that waits out the
+# held RCPT reply is accepted on its first attempt (no greylist delay) and recorded as
+# having waited (it reached DATA); a bot that gives up during the hold is not, is counted
+# as hung up, and its retry is greylisted rather than held again.
+TARPIT_WAITER="ADDR=203.0.113.60 NAME=203-0-113-60.dyn.example.net REVERSE_NAME=203-0-113-60.dyn.example.net"
+TARPIT_BOT="ADDR=203.0.113.61 NAME=203-0-113-61.dyn.example.net REVERSE_NAME=203-0-113-61.dyn.example.net"
+tarpit_log_has() { grep -q "client=$1 .*$2" "$T/spamgate-tarpit.log"; }
+tarpit_cases() {
+    local out reply t0 took
+    # The waiter: swaks waits up to 30 s per reply, like an MTA (RFC 5321: 5 minutes).
+    t0=$(now)
+    smtp_case tarpit-waiter-accepted-at-once $TARPIT_PORT "$TARPIT_WAITER" alice@example.com "$OK" deliver
+    took=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+    if wait_for "tarpit:held" 5 tarpit_log_has 203.0.113.60 'state=RCPT .*tarpit:held' &&
+        wait_for "tarpit:waited" 5 tarpit_log_has 203.0.113.60 'state=DATA .*greylist:passed.* tarpit:waited'; then
+        pass tarpit-waiter-recorded "held at RCPT, seen at DATA: recorded as a passed retry (session ${took}s, hold ${TARPIT_DELAY}s)"
+    else
+        fail tarpit-waiter-recorded "no tarpit:held / tarpit:waited lines for 203.0.113.60 in $T/spamgate-tarpit.log"
+    fi
+    # Its next message passes without a hold: auto-whitelisted.
+    smtp_case tarpit-waiter-whitelisted $TARPIT_PORT "$TARPIT_WAITER" bob@example.com "$OK" deliver
+    if wait_for "greylist:awl" 5 tarpit_log_has 203.0.113.60 'recipient=<bob@example.com> .*greylist:awl'; then
+        pass tarpit-waiter-whitelisted-log "greylist:awl, no hold"
+    else
+        fail tarpit-waiter-whitelisted-log "no greylist:awl line for the waiter's second message"
+    fi
+
+    # The bot gives up after 2 s, before the held reply comes.
+    out=$T/swaks/tarpit-bot
+    t0=$(now)
+    send "$out" $TARPIT_PORT "$TARPIT_BOT" tarpit-bot@sender.example alice@example.com --timeout 2
+    reply=$(rcpt_reply "$out")
+    if [[ $reply =~ ^[245][0-9][0-9] ]]; then
+        fail tarpit-bot-gave-up "the bot got an RCPT reply within 2 s: '$reply'"
+    else
+        pass tarpit-bot-gave-up "no RCPT reply within 2 s; swaks hung up"
+    fi
+    # Past the hold and the confirm window (2 s): it never reached DATA.
+    sleep_past "$t0" "$((TARPIT_DELAY + 3)).5"
+    # Its retry, same triplet: greylisted at once, not held again, and it is counted.
+    send "$out-retry" $TARPIT_PORT "$TARPIT_BOT" tarpit-bot@sender.example alice@example.com
+    reply=$(rcpt_reply "$out-retry")
+    if [[ ! $reply =~ $(grey generic) ]]; then
+        fail tarpit-bot-retry-greylisted "retry got '${reply:-<none>}', want /$(grey generic)/"
+    elif ! wait_for "tarpit:hung-up" 5 grep -q 'tarpit:hung-up' "$T/spamgate-tarpit.log" ||
+        ! wait_for "greylist:too-early" 5 tarpit_log_has 203.0.113.61 'greylist:too-early'; then
+        fail tarpit-bot-retry-greylisted "no tarpit:hung-up / greylist:too-early in $T/spamgate-tarpit.log"
+    else
+        pass tarpit-bot-retry-greylisted "$reply (counted as hung up, greylisted as today)"
+    fi
+    sleep 1
+    if delivered "Subject: tarpit-bot"; then
+        fail tarpit-bot-never-delivered "the MX accepted the bot's message"
+    else
+        pass tarpit-bot-never-delivered "not in the mailbox"
+    fi
+}
+
 # With spamgate gone, Postfix applies smtpd_policy_service_default_action: never a 5xx.
 spamgate_down() {
     kill "$SPAMGATE_PID"
@@ -389,16 +479,19 @@ inside() {
     check_dns
     check_dist
     start_spamgate
+    start_tarpit_spamgate
     setup_mx
     setup_relay
     wait_for "MX" 20 tcp_open 127.0.0.1 "$MX_PORT"
     wait_for "MX UNIX-socket listener" 20 tcp_open 127.0.0.1 "$MX_UNIX_PORT"
     wait_for "sending MTA" 20 tcp_open 127.0.0.1 "$RELAY_PORT"
+    wait_for "MX tarpitted listener" 20 tcp_open 127.0.0.1 "$TARPIT_PORT"
 
     retry_first
     relay_and_bot_start
     run_xclient_matrix
     run_cli_cases
+    tarpit_cases
     retry_after_delay
     relay_and_bot_check
     spamgate_down

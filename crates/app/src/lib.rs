@@ -12,6 +12,7 @@
 //! - [`accounts`], [`allow`]: the operator commands' rules (CLI today, desk and API next).
 //! - [`decision_log`]: the one decision log line, written and read back.
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
+//! - [`tarpit`]: the tarpit's holds in progress and held transactions.
 //! - [`clock`], [`resolver`]: the injected time and DNS.
 #![forbid(unsafe_code)]
 
@@ -25,9 +26,11 @@ pub mod replies;
 pub mod resolver;
 pub mod service;
 pub mod settings;
+pub mod tarpit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use replies::{Replies, ReplyHead, ReplyKind};
 pub use resolver::Resolver;
 pub use service::{Backend, Mode, Service};
 pub use settings::{Settings, SettingsParts};
+pub use tarpit::TarpitHold;

@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use spamgate_engine::facts::{ListAnswer, RdnsFact};
+use spamgate_engine::tarpit::TarpitOutcome;
 use spamgate_engine::verdict::Reason;
 use spamgate_engine::{Action, Verdict};
 
@@ -62,6 +63,8 @@ pub struct Metrics {
     connections_refused: Counter,
     bad_requests: Family<ResultLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    tarpit: Family<ResultLabels, Counter>,
+    tarpit_active: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -158,6 +161,18 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        let tarpit = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tarpit",
+            "Tarpit events: held (reply delayed), waited (next step seen: recorded as a passed retry), hung_up (no next step: greylisted on retry), full (cap reached: plain greylisting), cut (hold ended early)",
+            tarpit.clone(),
+        );
+        let tarpit_active = Gauge::default();
+        registry.register(
+            "tarpit_active",
+            "Replies being held by the tarpit now",
+            tarpit_active.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -173,6 +188,8 @@ impl Metrics {
             connections_refused,
             bad_requests,
             reloads,
+            tarpit,
+            tarpit_active,
         }
     }
 
@@ -265,6 +282,21 @@ impl Metrics {
             .inc();
     }
 
+    pub fn tarpit(&self, outcome: TarpitOutcome) {
+        let result = match outcome {
+            TarpitOutcome::Held { .. } => "held",
+            TarpitOutcome::Waited => "waited",
+            TarpitOutcome::Full { .. } => "full",
+            TarpitOutcome::Cut => "cut",
+            TarpitOutcome::HungUp => "hung_up",
+        };
+        self.tarpit.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn tarpit_active(&self, change: i64) {
+        self.tarpit_active.inc_by(change);
+    }
+
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "rejected" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
@@ -281,6 +313,13 @@ fn deciding_reason(verdict: &Verdict) -> &'static str {
             Some("dnsbl")
         }
         Reason::Greylist { outcome, .. } => Some(outcome.id()),
+        Reason::Tarpit { outcome } => Some(match outcome {
+            TarpitOutcome::Held { .. } => "tarpit-held",
+            TarpitOutcome::Waited => "tarpit-waited",
+            TarpitOutcome::Full { .. } => "tarpit-full",
+            TarpitOutcome::Cut => "tarpit-cut",
+            TarpitOutcome::HungUp => "tarpit-hung-up",
+        }),
         Reason::StoreError { .. } => Some("store-error"),
         Reason::GreylistDisabled => Some("greylist-disabled"),
         Reason::ClassNotGreylisted { .. } => Some("class-not-greylisted"),

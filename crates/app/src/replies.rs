@@ -192,7 +192,8 @@ impl Replies {
     /// The reply's kind and basic code.
     pub fn head(&self, verdict: &Verdict) -> ReplyHead {
         let (kind, code) = match verdict.action {
-            Action::Pass => (ReplyKind::Pass, 250),
+            // A tarpit's reply, once held, is a pass.
+            Action::Pass | Action::Tarpit { .. } => (ReplyKind::Pass, 250),
             Action::Greylist { .. } => (ReplyKind::Greylist, 450),
             Action::TempFail => (ReplyKind::TempFail, 451),
             Action::Reject { refusal } => (ReplyKind::Reject, code_of(self.refusal(refusal))),
@@ -206,7 +207,7 @@ impl Replies {
     /// `prepend_header` asks for a header (`X-Spamgate: pass; reasons`).
     pub fn write_text(&self, verdict: &Verdict, envelope: &Envelope, out: &mut String) {
         match verdict.action {
-            Action::Pass if self.prepend_header => {
+            Action::Pass | Action::Tarpit { .. } if self.prepend_header => {
                 let start = out.len();
                 out.push_str(&self.header_name);
                 out.push_str(": pass; ");
@@ -218,7 +219,7 @@ impl Replies {
                 }
                 sanitize_tail(out, start);
             }
-            Action::Pass => {}
+            Action::Pass | Action::Tarpit { .. } => {}
             Action::Greylist { retry_in } => {
                 self.expand(&self.greylist, verdict, envelope, Some(retry_in), out)
             }

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use spamgate_engine::allow::AllowList;
 use spamgate_engine::facts::RdnsFact;
+use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome};
 use spamgate_engine::outbound::{SubmissionRules, SubmissionStep};
-use spamgate_engine::{Direction, Evaluation, Reason, Transaction, UnixTime, Verdict};
+use spamgate_engine::tarpit::{TarpitFacts, TarpitOutcome};
+use spamgate_engine::{Direction, Evaluation, Reason, Stage, Transaction, UnixTime, Verdict};
 use spamgate_store::{AccountEvent, EventKind, StoreError};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -20,6 +22,7 @@ use crate::lists::look_up_all;
 use crate::metrics::Metrics;
 use crate::resolver::Resolver;
 use crate::settings::Settings;
+use crate::tarpit::{TarpitHold, TarpitState, TransactionKey};
 
 /// Everything the request path needs from a store backend (SQLite, Redis).
 pub use spamgate_store::RequestStore as Backend;
@@ -49,6 +52,7 @@ pub struct Service<S, R, C> {
     resolver: R,
     clock: C,
     metrics: Arc<Metrics>,
+    tarpit: Arc<TarpitState>,
 }
 
 impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
@@ -61,11 +65,28 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
             resolver,
             clock,
             metrics: Arc::new(Metrics::new()),
+            tarpit: Arc::new(TarpitState::default()),
         }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The tarpit's holds in progress and held transactions.
+    pub fn tarpit(&self) -> &TarpitState {
+        &self.tarpit
+    }
+
+    /// Counts held transactions whose next step never came as hung up. The request path
+    /// does this at most once a second; call it when there is no traffic.
+    pub fn sweep_tarpit(&self) -> usize {
+        let settings = self.settings.load();
+        self.tarpit.sweep(
+            settings.engine.tarpit_params(),
+            self.clock.now(),
+            &self.metrics,
+        )
     }
 
     pub fn settings(&self) -> Arc<Settings> {
@@ -101,22 +122,56 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
 
     /// The decision for one transaction, inbound or submission, counted in the metrics.
     /// Every front-end calls this; `spamgate check` with [`Mode::DryRun`].
+    ///
+    /// A tarpit verdict's hold is dropped here (counted as cut): a front-end that can
+    /// hold replies calls [`Service::decide_holding`].
     pub async fn decide(&self, transaction: &Transaction, mode: Mode) -> Verdict {
+        self.decide_holding(transaction, mode).await.0
+    }
+
+    /// [`Service::decide`], and for a tarpit verdict (`Action::Tarpit`, [`Mode::Record`]
+    /// only) the hold the front-end must carry out before it answers.
+    pub async fn decide_holding(
+        &self,
+        transaction: &Transaction,
+        mode: Mode,
+    ) -> (Verdict, Option<TarpitHold>) {
         let started = Instant::now();
         let settings = self.settings.load_full();
+        let mut hold = None;
         let verdict = match Direction::of(transaction, settings.submission.as_ref()) {
-            Direction::Inbound => self.inbound(&settings, transaction, mode).await,
+            Direction::Inbound => self.inbound(&settings, transaction, mode, &mut hold).await,
             Direction::Submission => self.submission(&settings, transaction, mode).await,
         };
         self.metrics.decision(&verdict, started.elapsed());
-        verdict
+        (verdict, hold)
     }
 
     /// Allow-lists, then every DNS lookup at once, the engine, and the store for
     /// greylisting.
-    async fn inbound(&self, settings: &Settings, transaction: &Transaction, mode: Mode) -> Verdict {
+    async fn inbound(
+        &self,
+        settings: &Settings,
+        transaction: &Transaction,
+        mode: Mode,
+        hold: &mut Option<TarpitHold>,
+    ) -> Verdict {
         let engine = &settings.engine;
         let envelope = &transaction.envelope;
+        let tarpit = engine.tarpit_enabled() && mode.records();
+        if tarpit {
+            let now = self.clock.now();
+            self.tarpit
+                .sweep(engine.tarpit_params(), now, &self.metrics);
+            // A held transaction at DATA (or later): the client waited out the hold.
+            if transaction.stage != Stage::Rcpt
+                && let Some(keys) = self.tarpit.take_waited(&TransactionKey::of(transaction))
+            {
+                let confirmed = self.confirm_waited(settings, keys, now).await;
+                self.metrics.tarpit(TarpitOutcome::Waited);
+                return engine.tarpit_waited(confirmed);
+            }
+        }
         if let Some(verdict) = engine.check_stage(&transaction.stage) {
             return verdict;
         }
@@ -175,7 +230,104 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
                 self.store.greylist(&plan.keys, params, now, mode.records()),
             )
             .await;
-        engine.finish(plan, outcome)
+        if !engine.tarpit_enabled() {
+            return engine.finish(plan, outcome);
+        }
+        self.finish_tarpit(settings, transaction, mode, plan, outcome, now, hold)
+            .await
+    }
+
+    /// The greylist step with the tarpit on: the engine decides from what the tarpit's
+    /// memory knows; holds are reserved here and handed to the front-end.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_tarpit(
+        &self,
+        settings: &Settings,
+        transaction: &Transaction,
+        mode: Mode,
+        plan: spamgate_engine::GreylistPlan,
+        outcome: Result<GreylistOutcome, String>,
+        now: UnixTime,
+        hold: &mut Option<TarpitHold>,
+    ) -> Verdict {
+        let engine = &settings.engine;
+        let key = TransactionKey::of(transaction);
+        let first_attempt = matches!(outcome, Ok(GreylistOutcome::New { .. }));
+        let (waited, slot) = if mode.records() {
+            let waited = self.tarpit.waited(&key);
+            let slot = if first_attempt && !waited {
+                self.tarpit
+                    .try_acquire(engine.tarpit_params().max_concurrent, &self.metrics)
+            } else {
+                None
+            };
+            (waited, slot)
+        } else {
+            // `spamgate check` shows what a free slot would give, and holds nothing.
+            (false, None)
+        };
+        let facts = TarpitFacts {
+            waited_in_transaction: waited,
+            slot_free: slot.is_some() || !mode.records(),
+        };
+        let keys = plan.keys.clone();
+        let mut verdict = engine.finish_tarpit(plan, outcome, facts);
+        let Some(&tarpit_outcome) = verdict.tarpit_outcome() else {
+            return verdict;
+        };
+        if !mode.records() {
+            return verdict;
+        }
+        self.metrics.tarpit(tarpit_outcome);
+        match tarpit_outcome {
+            TarpitOutcome::Waited => {
+                // Another RCPT after the hold proves the client waited: every triplet
+                // of the transaction, this one included, is a passed retry.
+                let mut all = self.tarpit.take_waited(&key).unwrap_or_default();
+                all.push(keys);
+                let confirmed = self.confirm_waited(settings, all, now).await;
+                // The confirmations go before the tarpit reason, which stays last.
+                let mut recorded = engine.tarpit_waited(confirmed).reasons;
+                recorded.pop();
+                let at = verdict.reasons.len().saturating_sub(1);
+                verdict.reasons.splice(at..at, recorded);
+            }
+            TarpitOutcome::Held { .. } => {
+                if let (Some(slot), Some(duration)) = (slot, verdict.hold()) {
+                    *hold = Some(TarpitHold::start(
+                        slot,
+                        key,
+                        keys,
+                        duration,
+                        self.metrics.clone(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        verdict
+    }
+
+    /// Records a held transaction's triplets as passed retries (and so the client in the
+    /// auto-whitelist), through the store's own atomic transition.
+    async fn confirm_waited(
+        &self,
+        settings: &Settings,
+        keys: Vec<GreylistKeys>,
+        now: UnixTime,
+    ) -> Vec<(GreylistKeys, Result<GreylistOutcome, String>)> {
+        let engine = &settings.engine;
+        let params = engine
+            .tarpit_params()
+            .confirm_params(engine.greylist_params());
+        let mut confirmed = Vec::with_capacity(keys.len());
+        for keys in keys {
+            let outcome = self
+                .timed(settings, self.store.greylist(&keys, &params, now, true))
+                .await;
+            confirmed.push((keys, outcome));
+        }
+        confirmed
     }
 
     /// Account status at every checked stage, limits charged at `charge_at`. Store

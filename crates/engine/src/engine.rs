@@ -10,6 +10,7 @@ use crate::envelope::Envelope;
 use crate::facts::{ListAnswer, ListFact, RdnsFact};
 use crate::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme};
 use crate::stage::Stage;
+use crate::tarpit::{TarpitFacts, TarpitOutcome, TarpitParams};
 use crate::verdict::{Action, Reason, Refusal, Verdict};
 
 /// How DNS list answers turn into a decision.
@@ -60,6 +61,8 @@ pub struct EngineConfig {
     pub store_fail_mode: StoreFailMode,
     /// The stages at which the inbound policy decides; others pass.
     pub decide_at: Vec<Stage>,
+    /// taRgrey's tarpit (off by default).
+    pub tarpit: TarpitParams,
 }
 
 impl EngineConfig {
@@ -92,6 +95,8 @@ pub enum EngineError {
     UnknownClass(String),
     #[error("greylist: {0}")]
     Greylist(String),
+    #[error("tarpit: {0}")]
+    Tarpit(String),
 }
 
 /// The compiled policy. Cheap to share behind an `Arc`; rebuilt on reload.
@@ -106,6 +111,7 @@ pub struct Engine {
     keys: KeyScheme,
     store_fail_mode: StoreFailMode,
     decide_at: Vec<Stage>,
+    tarpit: TarpitParams,
 }
 
 /// The result of the DNS-dependent steps.
@@ -144,6 +150,7 @@ impl Engine {
                 "ipv4_prefix must be 0..=32 and ipv6_prefix 0..=128".into(),
             ));
         }
+        config.tarpit.validate().map_err(EngineError::Tarpit)?;
         Ok(Engine {
             allow: AllowList::new(&config.allow)?,
             classifier: Classifier::new(&config.rdns)?,
@@ -154,6 +161,7 @@ impl Engine {
             keys: config.keys.clone(),
             store_fail_mode: config.store_fail_mode,
             decide_at: config.decide_at.clone(),
+            tarpit: config.tarpit.clone(),
         })
     }
 
@@ -177,6 +185,16 @@ impl Engine {
 
     pub fn greylist_params(&self) -> &GreylistParams {
         &self.greylist
+    }
+
+    pub fn tarpit_params(&self) -> &TarpitParams {
+        &self.tarpit
+    }
+
+    /// Whether the tarpit is on. The application then keeps its table of held
+    /// transactions and watches for their next step.
+    pub fn tarpit_enabled(&self) -> bool {
+        self.tarpit.enabled
     }
 
     /// Step 1: allow-lists. Checked before any lookup.
@@ -308,5 +326,64 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Step 5 with the tarpit: like [`Engine::finish`], but a first attempt that would
+    /// be greylisted is held instead while a slot is free (`Action::Tarpit`), and a
+    /// client already at its next step after a hold in this transaction passes (it
+    /// waited; the application records it as a passed retry). Retries of a pending
+    /// triplet (a client that hung up before) are greylisted as without the tarpit.
+    pub fn finish_tarpit(
+        &self,
+        plan: GreylistPlan,
+        outcome: Result<GreylistOutcome, String>,
+        facts: TarpitFacts,
+    ) -> Verdict {
+        let first_attempt = matches!(outcome, Ok(GreylistOutcome::New { .. }));
+        let retry = matches!(outcome, Ok(GreylistOutcome::TooEarly { .. }));
+        let mut verdict = self.finish(plan, outcome);
+        let Action::Greylist { retry_in } = verdict.action else {
+            return verdict;
+        };
+        if !self.tarpit.enabled || !(first_attempt || retry) {
+            return verdict;
+        }
+        let outcome = if facts.waited_in_transaction {
+            verdict.action = Action::Pass;
+            TarpitOutcome::Waited
+        } else if !first_attempt {
+            return verdict;
+        } else if facts.slot_free {
+            let hold_ms = u64::try_from(self.tarpit.delay.as_millis()).unwrap_or(u64::MAX);
+            verdict.action = Action::Tarpit { hold_ms, retry_in };
+            TarpitOutcome::Held { hold_ms }
+        } else {
+            TarpitOutcome::Full {
+                max_concurrent: self.tarpit.max_concurrent,
+            }
+        };
+        verdict.reasons.push(Reason::Tarpit { outcome });
+        verdict
+    }
+
+    /// A held client's next step arrived at a stage the inbound policy does not
+    /// otherwise decide at (DATA): it waited. The application has recorded its triplets
+    /// as passed retries; `confirmed` are those outcomes (or the store's error).
+    pub fn tarpit_waited(
+        &self,
+        confirmed: Vec<(GreylistKeys, Result<GreylistOutcome, String>)>,
+    ) -> Verdict {
+        let mut reasons = Vec::with_capacity(confirmed.len() + 1);
+        for (keys, outcome) in confirmed {
+            reasons.push(match outcome {
+                Ok(outcome) => Reason::Greylist { outcome, keys },
+                Err(error) => Reason::StoreError { error },
+            });
+        }
+        // Last, so it is the reason that decided (logs, metrics).
+        reasons.push(Reason::Tarpit {
+            outcome: TarpitOutcome::Waited,
+        });
+        Verdict::pass(reasons)
     }
 }

@@ -8,6 +8,7 @@
 //! - [`greylist`]: keys, stored state and the pure greylist state machine.
 //! - [`outbound`]: submission accounts and the GCRA rate-limit function.
 //! - [`stage`]: the SMTP stage a question is asked at.
+//! - [`tarpit`]: taRgrey's tarpit: hold a first attempt instead of deferring it.
 //! - [`transaction`]: one question from a front-end, and which policy answers it.
 //! - [`verdict`]: the decision as a value, with machine-readable reasons.
 //! - [`Engine`]: ties them together in the order the policy demands.
@@ -25,6 +26,7 @@ pub mod greylist;
 pub mod names;
 pub mod outbound;
 pub mod stage;
+pub mod tarpit;
 pub mod transaction;
 pub mod verdict;
 

@@ -18,6 +18,9 @@ pub struct Transaction {
     pub server_port: Option<u16>,
     /// Recipients of the message so far (Postfix `recipient_count`); at least 1.
     pub recipient_count: u32,
+    /// The front-end's id of the mail transaction (Postfix `instance`), the same for every
+    /// request of one message: how the tarpit sees a held client's next step.
+    pub instance: Option<String>,
 }
 
 impl Transaction {
@@ -29,6 +32,7 @@ impl Transaction {
             sasl_username: None,
             server_port: None,
             recipient_count: 1,
+            instance: None,
         }
     }
 }

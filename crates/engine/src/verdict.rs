@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::client::ClientClass;
 use crate::greylist::{GreylistKeys, GreylistOutcome};
 use crate::outbound::{AccountStatus, LimitKind};
+use crate::tarpit::TarpitOutcome;
 
 /// What to do with the transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +27,10 @@ pub enum Action {
     TempFail,
     /// Temporary refusal of a submission over its account's limit.
     Defer { retry_in: u64 },
+    /// taRgrey's tarpit: hold the reply `hold_ms`, then pass. When the hold cannot be
+    /// completed, the front-end answers `Greylist { retry_in }` instead
+    /// ([`Verdict::tarpit_cut`]): the first attempt is already recorded.
+    Tarpit { hold_ms: u64, retry_in: u64 },
 }
 
 impl Action {
@@ -36,6 +41,7 @@ impl Action {
             Action::Reject { .. } => "reject",
             Action::TempFail => "tempfail",
             Action::Defer { .. } => "defer",
+            Action::Tarpit { .. } => "tarpit",
         }
     }
 }
@@ -156,6 +162,11 @@ pub enum Reason {
     StoreError {
         error: String,
     },
+    /// What the tarpit did with a client greylisting would defer.
+    Tarpit {
+        #[serde(flatten)]
+        outcome: TarpitOutcome,
+    },
     /// An authenticated submission, judged by the outbound policy.
     Submission {
         username: String,
@@ -217,6 +228,13 @@ impl Reason {
                 s
             }
             Reason::StoreError { error } => format!("store-error:{error}"),
+            Reason::Tarpit { outcome } => match outcome {
+                TarpitOutcome::Held { hold_ms } => format!("tarpit:held({hold_ms}ms)"),
+                TarpitOutcome::Full { max_concurrent } => {
+                    format!("tarpit:full(max={max_concurrent})")
+                }
+                other => format!("tarpit:{}", other.id()),
+            },
             Reason::Submission { username } => format!("submission:{username}"),
             Reason::AccountStatus { status } => format!("account:{}", status.id()),
             Reason::Unauthenticated { server_port } => {
@@ -270,6 +288,34 @@ impl Verdict {
     pub fn client_class(&self) -> Option<&ClientClass> {
         self.reasons.iter().find_map(|r| match r {
             Reason::Client { client } => Some(client),
+            _ => None,
+        })
+    }
+
+    /// The answer for a tarpit verdict whose hold could not be completed (the policy
+    /// connection closed, shutdown): plain greylisting, since the first attempt is
+    /// already recorded. Other verdicts are returned as they are.
+    pub fn tarpit_cut(mut self) -> Verdict {
+        if let Action::Tarpit { retry_in, .. } = self.action {
+            self.action = Action::Greylist { retry_in };
+            self.reasons.push(Reason::Tarpit {
+                outcome: TarpitOutcome::Cut,
+            });
+        }
+        self
+    }
+
+    /// How long the front-end holds the reply, for a tarpit verdict.
+    pub fn hold(&self) -> Option<std::time::Duration> {
+        match self.action {
+            Action::Tarpit { hold_ms, .. } => Some(std::time::Duration::from_millis(hold_ms)),
+            _ => None,
+        }
+    }
+
+    pub fn tarpit_outcome(&self) -> Option<&TarpitOutcome> {
+        self.reasons.iter().find_map(|r| match r {
+            Reason::Tarpit { outcome } => Some(outcome),
             _ => None,
         })
     }

@@ -2,7 +2,7 @@
 //! The daemon's connections and `spamgate check` both come through here.
 
 use spamgate_app::decision_log::DecisionLine;
-use spamgate_app::{Backend, Clock, Mode, Resolver, Service};
+use spamgate_app::{Backend, Clock, Mode, Resolver, Service, TarpitHold};
 use spamgate_engine::{Transaction, Verdict};
 use spamgate_policy::PolicyRequest;
 use tracing::warn;
@@ -22,10 +22,21 @@ pub struct Answer {
 /// a warning, and `None`.
 pub async fn answer<S: Backend, R: Resolver, C: Clock>(
     service: &Service<S, R, C>,
-    mut request: PolicyRequest,
+    request: PolicyRequest,
     mode: Mode,
     action: &mut String,
 ) -> Option<Answer> {
+    answer_holding(service, request, mode, action).await.0
+}
+
+/// [`answer`], and the tarpit hold to carry out before the action is sent (the action
+/// is then the pass that follows the hold).
+pub async fn answer_holding<S: Backend, R: Resolver, C: Clock>(
+    service: &Service<S, R, C>,
+    mut request: PolicyRequest,
+    mode: Mode,
+    action: &mut String,
+) -> (Option<Answer>, Option<TarpitHold>) {
     let Some(transaction) = transaction_of(&mut request) else {
         warn!(
             queue_id = request.queue_id.as_deref().unwrap_or(""),
@@ -33,9 +44,9 @@ pub async fn answer<S: Backend, R: Resolver, C: Clock>(
             "request without a usable client_address; answering DUNNO"
         );
         action.push_str(NO_OPINION);
-        return None;
+        return (None, None);
     };
-    let verdict = service.decide(&transaction, mode).await;
+    let (verdict, hold) = service.decide_holding(&transaction, mode).await;
     write_action(
         &service.settings().replies,
         &verdict,
@@ -49,8 +60,11 @@ pub async fn answer<S: Backend, R: Resolver, C: Clock>(
         reply: action,
     }
     .log();
-    Some(Answer {
-        transaction,
-        verdict,
-    })
+    (
+        Some(Answer {
+            transaction,
+            verdict,
+        }),
+        hold,
+    )
 }

@@ -29,6 +29,7 @@ pub fn transaction_of(request: &mut PolicyRequest) -> Option<Transaction> {
         recipient_count: request
             .recipient_count
             .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        instance: request.instance.take().filter(|i| !i.is_empty()),
     })
 }
 
@@ -65,8 +66,13 @@ mod tests {
         assert_eq!(t.stage, Stage::EndOfMessage);
         assert_eq!(t.sasl_username, None, "an empty login is no login");
         assert_eq!((t.server_port, t.recipient_count), (Some(587), 3));
+        assert_eq!(t.instance, None, "no instance given");
 
-        let t = transaction("client_address=2001:db8::7\nsasl_username=taro@example.jp\n").unwrap();
+        let t = transaction(
+            "client_address=2001:db8::7\nsasl_username=taro@example.jp\ninstance=1a2b.5f3c.1\n",
+        )
+        .unwrap();
+        assert_eq!(t.instance.as_deref(), Some("1a2b.5f3c.1"));
         assert_eq!(t.stage, Stage::Rcpt, "no protocol_state means RCPT");
         assert_eq!(t.sasl_username.as_deref(), Some("taro@example.jp"));
         assert_eq!(t.recipient_count, 1);

@@ -28,6 +28,8 @@ pub struct Config {
     pub dnsbl: DnsblSection,
     pub rdns: ClassifierConfig,
     pub greylist: GreylistSection,
+    /// taRgrey's tarpit (off by default); see docs/configuration.md and docs/postfix.md.
+    pub tarpit: TarpitSection,
     pub allow: AllowConfig,
     pub replies: Replies,
     pub metrics: MetricsSection,
@@ -114,6 +116,7 @@ impl Default for Config {
             dnsbl: DnsblSection::default(),
             rdns: ClassifierConfig::default(),
             greylist: GreylistSection::default(),
+            tarpit: TarpitSection::default(),
             allow: AllowConfig::default(),
             replies: Replies::default(),
             metrics: MetricsSection::default(),
@@ -447,6 +450,35 @@ impl Default for GreylistSection {
     }
 }
 
+/// taRgrey's tarpit: a first attempt greylisting would defer is held `delay`, then let
+/// in; clients that hang up are greylisted when they retry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TarpitSection {
+    pub enabled: bool,
+    /// How long the reply is held; under Postfix's `smtpd_policy_service_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    /// Replies held at once; beyond, plain greylisting. Each holds one smtpd process.
+    pub max_concurrent: u32,
+    /// How long after the hold the client's next step (RCPT, DATA) may come before it
+    /// counts as hung up.
+    #[serde(with = "humantime_serde")]
+    pub confirm_window: Duration,
+}
+
+impl Default for TarpitSection {
+    fn default() -> Self {
+        let params = spamgate_engine::tarpit::TarpitParams::default();
+        TarpitSection {
+            enabled: params.enabled,
+            delay: params.delay,
+            max_concurrent: params.max_concurrent,
+            confirm_window: params.confirm_window,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -713,6 +745,12 @@ impl Config {
                 .iter()
                 .map(|s| Stage::parse(s))
                 .collect(),
+            tarpit: spamgate_engine::tarpit::TarpitParams {
+                enabled: self.tarpit.enabled,
+                delay: self.tarpit.delay,
+                max_concurrent: self.tarpit.max_concurrent,
+                confirm_window: self.tarpit.confirm_window,
+            },
         }
     }
 
