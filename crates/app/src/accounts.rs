@@ -3,11 +3,13 @@
 //! and no command silently creating an account it was not asked to create.
 
 use spamgate_engine::UnixTime;
-use spamgate_engine::outbound::{Account, AccountStatus, LimitOverrides};
+use spamgate_engine::outbound::{Account, AccountStatus, LimitOverrides, canonical_username};
 use spamgate_store::{AccountAdmin, AccountEvent, AccountStore, EventKind, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
+    #[error("{0}")]
+    Invalid(String),
     #[error("no account {0:?} in the store (check the spelling, or pass --create to add it)")]
     Unknown(String),
     #[error("{0} is terminated; use --force to reactivate a terminated account")]
@@ -51,6 +53,17 @@ impl<'a, S: AccountStore + AccountAdmin> AccountService<'a, S> {
         note: String,
         now: UnixTime,
     ) -> Result<Account, AccountError> {
+        let username = &canonical(username)?;
+        for (name, value) in [
+            ("messages-per-hour", limits.messages_per_hour),
+            ("recipients-per-day", limits.recipients_per_day),
+        ] {
+            if value == Some(0) {
+                return Err(AccountError::Invalid(format!(
+                    "--{name} 0 would refuse every message; suspend the account instead"
+                )));
+            }
+        }
         let mut account = self
             .store
             .account(username)
@@ -81,6 +94,7 @@ impl<'a, S: AccountStore + AccountAdmin> AccountService<'a, S> {
         change: StatusChange,
         now: UnixTime,
     ) -> Result<Account, AccountError> {
+        let username = &canonical(username)?;
         let mut account = match self.store.account(username).await? {
             Some(account) => account,
             None if change.create => Account::new(username, now),
@@ -108,6 +122,7 @@ impl<'a, S: AccountStore + AccountAdmin> AccountService<'a, S> {
 
     /// The stored account, or an error naming the unknown one.
     pub async fn show(&self, username: &str) -> Result<Account, AccountError> {
+        let username = &canonical(username)?;
         self.store
             .account(username)
             .await?
@@ -124,6 +139,13 @@ impl<'a, S: AccountStore + AccountAdmin> AccountService<'a, S> {
         since: UnixTime,
         limit: usize,
     ) -> Result<Vec<AccountEvent>, AccountError> {
-        Ok(self.store.events(username, since, limit).await?)
+        let username = username.map(canonical).transpose()?;
+        Ok(self.store.events(username.as_deref(), since, limit).await?)
     }
+}
+
+/// The stored form of an operator-given name (see [`canonical_username`]).
+fn canonical(username: &str) -> Result<String, AccountError> {
+    canonical_username(username)
+        .ok_or_else(|| AccountError::Invalid("an account name cannot be empty".into()))
 }

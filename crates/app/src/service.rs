@@ -350,6 +350,7 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
                 recipients,
             } => (username, Some(recipients)),
         };
+        let username = username.as_ref();
         let client = transaction.envelope.client_address;
         let now = self.clock.now();
         let account = match self.timed(settings, self.store.account(username)).await {

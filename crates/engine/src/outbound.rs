@@ -3,6 +3,7 @@
 //! Pure like the rest of the engine: the store keeps one number per limit (the GCRA
 //! "theoretical arrival time") and applies [`gcra`] inside its own transaction.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,26 @@ impl AccountStatus {
             "terminated" => Some(AccountStatus::Terminated),
             _ => None,
         }
+    }
+}
+
+/// An account name as stored and compared: trimmed and lower-cased, the way Dovecot's
+/// default `auth_username_format = %Lu` hands it to Postfix (`sasl_username`), so
+/// `TARO@Example.JP` and `taro@example.jp` are one account. `None` for an empty name.
+pub fn canonical_username(name: &str) -> Option<String> {
+    canonical_username_of(name).map(Cow::into_owned)
+}
+
+/// [`canonical_username`] without a copy when the name is canonical already (the
+/// request path's case).
+fn canonical_username_of(name: &str) -> Option<Cow<'_, str>> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        None
+    } else if trimmed.chars().any(char::is_uppercase) {
+        Some(Cow::Owned(trimmed.to_lowercase()))
+    } else {
+        Some(Cow::Borrowed(trimmed))
     }
 }
 
@@ -258,10 +279,14 @@ impl Default for SubmissionRules {
 pub enum SubmissionStep<'a> {
     /// Decided without the store.
     Done(Verdict),
-    /// Read the account's status (and refuse a suspended one).
-    CheckStatus { username: &'a str },
+    /// Read the account's status (and refuse a suspended one). The name is canonical
+    /// ([`canonical_username`]).
+    CheckStatus { username: Cow<'a, str> },
     /// Read the status, then charge the message against the limits.
-    CheckAndCharge { username: &'a str, recipients: u32 },
+    CheckAndCharge {
+        username: Cow<'a, str>,
+        recipients: u32,
+    },
 }
 
 impl SubmissionRules {
@@ -269,7 +294,11 @@ impl SubmissionRules {
     /// refused at once; the status is checked at RCPT, DATA and END-OF-MESSAGE; the
     /// message is charged at `charge_at`; other stages pass.
     pub fn step<'a>(&self, transaction: &'a Transaction) -> SubmissionStep<'a> {
-        let Some(username) = transaction.sasl_username.as_deref() else {
+        let Some(username) = transaction
+            .sasl_username
+            .as_deref()
+            .and_then(canonical_username_of)
+        else {
             return SubmissionStep::Done(SubmissionRules::unauthenticated(
                 transaction.server_port.unwrap_or(0),
             ));
@@ -285,7 +314,7 @@ impl SubmissionRules {
             return SubmissionStep::CheckStatus { username };
         }
         SubmissionStep::Done(Verdict::pass(vec![Reason::Submission {
-            username: username.to_string(),
+            username: username.into_owned(),
         }]))
     }
 

@@ -184,16 +184,16 @@ proptest! {
         let verdict = match rules.step(&transaction) {
             SubmissionStep::Done(verdict) => verdict,
             SubmissionStep::CheckStatus { username } if store_fails => {
-                SubmissionRules::store_trouble(username, "down".into(), fail_mode)
+                SubmissionRules::store_trouble(&username, "down".into(), fail_mode)
             }
             SubmissionStep::CheckStatus { username } => rules
-                .check_status(username, account.as_ref())
+                .check_status(&username, account.as_ref())
                 .unwrap_or_else(|| Verdict::pass(Vec::new())),
             SubmissionStep::CheckAndCharge { username, .. } if store_fails => {
-                SubmissionRules::store_trouble(username, "down".into(), fail_mode)
+                SubmissionRules::store_trouble(&username, "down".into(), fail_mode)
             }
             SubmissionStep::CheckAndCharge { username, recipients } => {
-                match rules.check_status(username, account.as_ref()) {
+                match rules.check_status(&username, account.as_ref()) {
                     Some(verdict) => verdict,
                     None => {
                         let charges = rules.charges(account.as_ref(), recipients);
@@ -208,7 +208,7 @@ proptest! {
                                 })
                             })
                             .collect();
-                        rules.finish(username, &charges, &outcomes)
+                        rules.finish(&username, &charges, &outcomes)
                     }
                 }
             }

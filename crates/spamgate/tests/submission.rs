@@ -200,3 +200,57 @@ async fn unauthenticated_on_a_submission_port_is_refused() {
         .await;
     assert_eq!(inbound, "DUNNO");
 }
+
+#[tokio::test]
+async fn suspension_cannot_be_sidestepped_by_letter_case() {
+    let h = harness().await;
+    let accounts = spamgate_app::accounts::AccountService::new(h.service.store());
+    let change = spamgate_app::accounts::StatusChange {
+        create: true,
+        force: false,
+    };
+    accounts
+        .set_status(
+            "TARO@Example.JP",
+            AccountStatus::Suspended,
+            "spam".into(),
+            change,
+            T0,
+        )
+        .await
+        .unwrap();
+    // (login as Postfix hands it over, what a client may type, surrounding space)
+    for login in [
+        "taro@example.jp",
+        "Taro@example.jp",
+        "TARO@EXAMPLE.JP",
+        " taro@example.jp ",
+    ] {
+        let mut conn = h.connect().await;
+        let reply = conn.ask(&submit(login, "RCPT", "0")).await;
+        assert!(
+            reply.starts_with("554 5.7.1 Sending refused: account taro@example.jp is suspended"),
+            "{login:?}: {reply}"
+        );
+    }
+    // An operator command names the same account whatever its case.
+    let shown = accounts.show("Taro@Example.jp").await.unwrap();
+    assert_eq!(
+        (shown.username.as_str(), shown.status),
+        ("taro@example.jp", AccountStatus::Suspended)
+    );
+    for bad in ["", "   "] {
+        assert!(accounts.show(bad).await.is_err(), "{bad:?}");
+    }
+    let zero = LimitOverrides {
+        messages_per_hour: Some(0),
+        recipients_per_day: None,
+    };
+    let refused = accounts
+        .put_limits("taro@example.jp", zero, String::new(), T0)
+        .await;
+    assert!(
+        refused.is_err(),
+        "a zero limit is refused like in the config file"
+    );
+}
