@@ -275,7 +275,13 @@ impl Engine {
 
         let class = self.classify(rdns);
         let class_id = class.id();
-        let confirmed_name = class.confirmed_name().map(str::to_string);
+        // Keying by PTR domain is for forward-confirmed names that are not generic (big
+        // senders' pools): a generic name is an end-user line, and keying it by its ISP's
+        // domain would let one host's retry pass another host's first attempt.
+        let domain_key_name = match &class {
+            ClientClass::Proper { name, .. } => Some(name.clone()),
+            _ => None,
+        };
         reasons.push(Reason::Client { client: class });
         if class_id == "proper" && !self.greylist_classes.iter().any(|c| c == "proper") {
             return Evaluation::Done(Verdict::pass(reasons));
@@ -299,7 +305,7 @@ impl Engine {
         let keys = GreylistKeys::new(
             &self.keys,
             envelope.client_address,
-            confirmed_name.as_deref(),
+            domain_key_name.as_deref(),
             &envelope.sender,
             &envelope.recipient,
         );

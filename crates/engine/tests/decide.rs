@@ -286,3 +286,34 @@ fn config_errors() {
     c.greylist.min_delay = c.greylist.retry_window;
     assert!(Engine::new(&c).is_err());
 }
+
+#[test]
+fn only_confirmed_names_that_are_not_generic_are_keyed_by_their_domain() {
+    let e = engine(|c| c.greylist_classes.push("proper".into()));
+    let network_of = |ip: &str, name: &str| match e.evaluate(
+        &envelope(ip),
+        &Stage::Rcpt,
+        &[],
+        &[],
+        &confirmed(name),
+    ) {
+        Evaluation::Greylist(plan) => plan.keys.network,
+        Evaluation::Done(v) => panic!("{name}: not greylisted: {v:?}"),
+    };
+    // (client, its confirmed name, the network its triplets are keyed by)
+    let cases = [
+        // End-user lines of one ISP in two /24s: each keyed by its own network, so one
+        // host's retry can never pass another's first attempt.
+        (
+            "203.0.113.7",
+            "203-0-113-7.dyn.example.net",
+            "203.0.113.0/24",
+        ),
+        ("192.0.2.99", "192-0-2-99.dyn.example.net", "192.0.2.0/24"),
+        // A proper (non-generic) confirmed name: the pool's domain.
+        ("192.0.2.25", "mail.example.org", "domain:example.org"),
+    ];
+    for (ip, name, want) in cases {
+        assert_eq!(network_of(ip, name), want, "{name}");
+    }
+}

@@ -756,13 +756,57 @@ fn reload(config: Option<PathBuf>, pid_file: Option<PathBuf>) -> Result<(), daem
     Ok(())
 }
 
+/// With `--client` alone, the filter for the triplets keyed by the client's PTR domain
+/// too: a forward-confirmed name that is not generic keys its triplets by domain
+/// (`greylist.key_by_ptr_domain`), as the daemon would for this client now.
+async fn domain_filter(
+    which: &GreylistWhich,
+    config: &Config,
+    filter: &spamgate_store::GreylistFilter,
+) -> Result<Option<spamgate_store::GreylistFilter>, daemon::Fatal> {
+    let keys = config.engine_config().keys;
+    let (Some(client), None, true) = (which.client, &which.network, keys.key_by_ptr_domain) else {
+        return Ok(None);
+    };
+    let dns = daemon::build_dns(config)?;
+    let spamgate_dns::Rdns::Confirmed { name } = dns.reverse_confirm(client).await else {
+        return Ok(None);
+    };
+    let classifier = spamgate_rdns::Classifier::new(&config.rdns).map_err(|e| daemon::Fatal {
+        code: exit::CONFIG,
+        error: e.into(),
+    })?;
+    if matches!(classifier.classify(&name), NameClass::Generic { .. }) {
+        return Ok(None);
+    }
+    let network =
+        spamgate_engine::greylist::GreylistKeys::new(&keys, client, Some(&name), "", "").network;
+    Ok(network
+        .starts_with("domain:")
+        .then(|| spamgate_store::GreylistFilter {
+            network: Some(network),
+            client: None,
+            ..filter.clone()
+        }))
+}
+
 fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), daemon::Fatal> {
     let config = load(which.config.as_ref())?;
     init_logs("warn");
     let filter = which.filter(&config)?;
     runtime()?.block_on(async {
+        let by_domain = domain_filter(which, &config, &filter).await?;
         let store = daemon::open_store(&config).await?;
-        let found = store.find_greylist(&filter, limit).await;
+        let mut found = store.find_greylist(&filter, limit).await;
+        if let (Ok(found), Some(by_domain)) = (&mut found, &by_domain) {
+            match store.find_greylist(by_domain, limit).await {
+                Ok(more) => found.triplets.extend(more.triplets),
+                Err(e) => {
+                    store.close().await;
+                    return Err(store_error(e));
+                }
+            }
+        }
         store.close().await;
         let found = found.map_err(store_error)?;
         let now = SystemClock.now();
@@ -822,8 +866,18 @@ fn greylist_delete(which: &GreylistWhich) -> Result<(), daemon::Fatal> {
     init_logs("warn");
     let filter = which.filter(&config)?;
     runtime()?.block_on(async {
+        let by_domain = domain_filter(which, &config, &filter).await?;
         let store = daemon::open_store(&config).await?;
-        let deleted = store.delete_greylist(&filter).await;
+        let mut deleted = store.delete_greylist(&filter).await;
+        if let (Ok(deleted), Some(by_domain)) = (&mut deleted, &by_domain) {
+            match store.delete_greylist(by_domain).await {
+                Ok(more) => deleted.triplets += more.triplets,
+                Err(e) => {
+                    store.close().await;
+                    return Err(store_error(e));
+                }
+            }
+        }
         store.close().await;
         let deleted = deleted.map_err(store_error)?;
         println!(
