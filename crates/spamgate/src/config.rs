@@ -268,6 +268,21 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
+    /// The store as people read it: `sqlite:PATH`, or `redis://HOST...` without a
+    /// password.
+    pub fn describe(&self) -> String {
+        match self.backend {
+            StoreBackend::Sqlite => format!("sqlite:{}", self.path.display()),
+            StoreBackend::Redis => {
+                let url = &self.redis_url;
+                match (url.split_once("://"), url.rsplit_once('@')) {
+                    (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+                    _ => url.clone(),
+                }
+            }
+        }
+    }
+
     /// The defaults with the file in `state_directory`, or `/var/lib/spamgate` without.
     pub fn in_state_directory(state_directory: Option<PathBuf>) -> StoreConfig {
         let dir = state_directory.unwrap_or_else(|| PathBuf::from("/var/lib/spamgate"));

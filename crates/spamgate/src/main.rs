@@ -382,12 +382,35 @@ fn error_text(error: &anyhow::Error) -> String {
     text
 }
 
+/// The configuration every command reads: `-c FILE`, else `$SPAMGATE_CONFIG`, else
+/// [`DEFAULT_CONFIG`] when it exists, else the built-in defaults. Says on stderr which
+/// one and which store it names, so an admin command can never quietly work on another
+/// store than the daemon's.
 fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
-    Config::load_or_default(path.map(PathBuf::as_path)).map_err(|e| daemon::Fatal {
+    let from_env = std::env::var_os("SPAMGATE_CONFIG").map(PathBuf::from);
+    let default = PathBuf::from(DEFAULT_CONFIG);
+    let (path, source) = match (path, from_env) {
+        (Some(path), _) => (Some(path.clone()), "-c"),
+        (None, Some(path)) => (Some(path), "SPAMGATE_CONFIG"),
+        (None, None) if default.exists() => (Some(default), "the default path"),
+        (None, None) => (None, ""),
+    };
+    let config = Config::load_or_default(path.as_deref()).map_err(|e| daemon::Fatal {
         code: exit::CONFIG,
         error: e.into(),
-    })
+    })?;
+    let file = match &path {
+        Some(path) => format!("configuration {} (from {source})", path.display()),
+        None => {
+            format!("no configuration file ({DEFAULT_CONFIG} does not exist): built-in defaults")
+        }
+    };
+    eprintln!("spamgate: {file}; store {}", config.store.describe());
+    Ok(config)
 }
+
+/// Where the shipped unit and the package keep the configuration.
+const DEFAULT_CONFIG: &str = "/etc/spamgate/spamgate.toml";
 
 fn runtime() -> Result<tokio::runtime::Runtime, daemon::Fatal> {
     tokio::runtime::Builder::new_multi_thread()

@@ -624,6 +624,45 @@ fn reload_signals_only_a_spamgate() {
 }
 
 #[test]
+fn every_command_reads_the_same_configuration_and_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
+    // No -c: SPAMGATE_CONFIG names the file, and the store is the one it names.
+    let out = spamgate()
+        .args(["account", "suspend", "hana@example.jp", "--create"])
+        .env("SPAMGATE_CONFIG", &config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let db = dir.path().join("state/spamgate.db");
+    assert!(
+        stderr.contains(&format!(
+            "configuration {} (from SPAMGATE_CONFIG)",
+            config.display()
+        )) && stderr.contains(&format!("store sqlite:{}", db.display())),
+        "{stderr}"
+    );
+    let (_, listed, err) = run_with_config(&config, &["account", "list"]);
+    assert!(listed.starts_with("hana@example.jp\tsuspended"), "{listed}");
+    assert!(err.contains("(from -c)"), "{err}");
+    // -c wins over the environment.
+    let other = tempfile::tempdir().unwrap();
+    let other_config = write_config(other.path(), &other.path().join("unused.sock"), "");
+    let out = spamgate()
+        .args(["account", "list", "-c"])
+        .arg(&other_config)
+        .env("SPAMGATE_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "the other store is empty"
+    );
+}
+
+#[test]
 fn misuse_exits_64_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &dir.path().join("unused.sock"), "");
