@@ -65,6 +65,8 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     tarpit: Family<ResultLabels, Counter>,
     tarpit_active: Gauge,
+    store_opens: Family<ResultLabels, Counter>,
+    store_up: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -173,8 +175,22 @@ impl Metrics {
             "Replies being held by the tarpit now",
             tarpit_active.clone(),
         );
+        let store_opens = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "store_open_attempts",
+            "Attempts to open the store, by result (a store down at start is retried in the background)",
+            store_opens.clone(),
+        );
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 when the store is open, 0 while it is being retried (requests get the fail mode)",
+            store_up.clone(),
+        );
         Metrics {
             registry,
+            store_opens,
+            store_up,
             decisions,
             decision_seconds,
             list_queries,
@@ -295,6 +311,15 @@ impl Metrics {
 
     pub fn tarpit_active(&self, change: i64) {
         self.tarpit_active.inc_by(change);
+    }
+
+    /// An attempt to open the store, and whether it is open now.
+    pub fn store_open(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.store_opens
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.store_up.set(i64::from(ok));
     }
 
     pub fn reload(&self, ok: bool) {

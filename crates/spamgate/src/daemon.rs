@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use spamgate_dns::Dns;
 use spamgate_store::{
-    AnyStore, FullStore, RedisOptions, RedisStore, SentinelOptions, SqliteOptions, SqliteStore,
+    AnyStore, FullStore, Recovering, RedisOptions, RedisStore, SentinelOptions, SqliteOptions,
+    SqliteStore, StoreError,
 };
 
 use crate::config::StoreBackend;
@@ -61,6 +62,75 @@ pub async fn open_store(config: &Config) -> Result<AnyStore, Fatal> {
                 .await
                 .map(AnyStore::Redis)
                 .map_err(|e| Fatal::new(exit::STORE, e))
+        }
+    }
+}
+
+/// The store for `serve`. A store that cannot be created at all (a bad path, no
+/// permission, a file of a newer spamgate, a medium without WAL) stops the daemon with
+/// exit 74 and the reason; one that is only down (Redis unreachable, a damaged SQLite
+/// file) does not: the daemon starts, requests get `store.fail_mode`, and
+/// [`reopen_loop`] retries in the background.
+pub async fn open_for_serving(config: &Config) -> Result<Recovering, Fatal> {
+    match open_store(config).await {
+        Ok(store) => Ok(Recovering::ready(store)),
+        Err(fatal) if retryable(&fatal) => {
+            let error = format!("{:#}", fatal.error);
+            warn!(
+                fail_mode = ?config.store.fail_mode,
+                "store unavailable at start, serving in the fail mode and retrying: {error}"
+            );
+            Ok(Recovering::unavailable(error))
+        }
+        Err(fatal) => Err(fatal),
+    }
+}
+
+/// Whether an opening failure may pass by itself (a server down, a file being repaired).
+fn retryable(fatal: &Fatal) -> bool {
+    matches!(
+        fatal.error.downcast_ref::<StoreError>(),
+        Some(StoreError::Redis(_) | StoreError::Setup { .. } | StoreError::Sqlite(_))
+    )
+}
+
+/// Until the store opens: try again, 1 s after the start and then at most every 30 s,
+/// logging each failure's reason once it changes and counting every attempt.
+pub async fn reopen_loop(
+    store: Recovering,
+    config: Config,
+    metrics: Arc<spamgate_app::metrics::Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if store.is_ready() {
+        metrics.store_open(true);
+        return;
+    }
+    metrics.store_open(false);
+    let mut wait = Duration::from_secs(1);
+    let mut last_error = String::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        match open_store(&config).await {
+            Ok(opened) => {
+                info!(store = %opened.describe(), "store open: serving normally again");
+                store.install(opened);
+                metrics.store_open(true);
+                return;
+            }
+            Err(fatal) => {
+                let error = format!("{:#}", fatal.error);
+                metrics.store_open(false);
+                if error != last_error {
+                    warn!("store still unavailable (requests get the fail mode): {error}");
+                    store.set_error(error.clone());
+                    last_error = error;
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
         }
     }
 }
@@ -125,8 +195,10 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
     };
     info!(open_files, "open-files limit");
     let dns = build_dns(&config)?;
-    let store = open_store(&config).await?;
-    info!(store = %store.describe(), "store open");
+    let store = open_for_serving(&config).await?;
+    if store.is_ready() {
+        info!(store = %store.describe(), "store open");
+    }
     let addrs = config
         .server
         .listen_addrs()
@@ -175,6 +247,12 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         shutdown_rx.clone(),
     ));
     let allow = tokio::spawn(allow_refresh_loop(service.clone(), shutdown_rx.clone()));
+    let reopen = tokio::spawn(reopen_loop(
+        service.store().clone(),
+        config.clone(),
+        service.metrics().clone(),
+        shutdown_rx.clone(),
+    ));
     let signals = tokio::spawn(signal_loop(
         service.clone(),
         config_path,
@@ -191,6 +269,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
     let _ = signals.await;
     let _ = cleanup.await;
     let _ = allow.await;
+    let _ = reopen.await;
     // Let the store commit what it has before the process ends.
     match Arc::try_unwrap(service) {
         Ok(service) => service.into_store().close().await,

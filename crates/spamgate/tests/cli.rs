@@ -350,6 +350,34 @@ fn serve_on_unix_socket_reload_and_terminate() {
 }
 
 #[test]
+fn a_damaged_store_file_at_start_is_the_fail_mode_until_it_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("policy.sock");
+    let config = write_config(dir.path(), &socket, "");
+    let db = dir.path().join("state/spamgate.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap(); // not a database
+    let daemon = serve(&config, &socket);
+    let generic = "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.7\nclient_name=unknown\nreverse_client_name=unknown\nsender=a@example.org\nrecipient=b@example.net\n\n";
+    assert_eq!(ask(&socket, generic), "action=DUNNO\n\n", "the fail mode");
+    // The operator moves the damaged file away: the daemon opens a new one by itself.
+    std::fs::rename(&db, dir.path().join("damaged.db")).unwrap();
+    let start = Instant::now();
+    loop {
+        let reply = ask(&socket, generic);
+        if reply.starts_with("action=DEFER_IF_PERMIT") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "never recovered: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(daemon);
+}
+
+#[test]
 fn unwritable_store_exits_74_with_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("policy.sock");

@@ -192,6 +192,28 @@ fn redis_down_means_the_fail_mode_and_recovery_without_restart() {
 }
 
 #[test]
+fn redis_down_at_start_is_the_fail_mode_not_an_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(); // nothing listens there yet
+    let (config, socket) = config(dir.path(), "mx1", port);
+    let _daemon = serve(&config, &socket);
+    // Started anyway, answering in the fail mode ("dunno"): never a 5xx, never silence.
+    assert_eq!(
+        ask(&socket, "203.0.113.9", "a@example.net"),
+        "action=DUNNO\n\n"
+    );
+    // Redis comes up: the daemon connects in the background and greylists again.
+    let _redis = spawn_redis(dir.path(), port);
+    poll_until("the daemon to connect to Redis once it is up", || {
+        let reply = ask(&socket, "203.0.113.10", "a@example.net");
+        reply
+            .starts_with("action=DEFER_IF_PERMIT")
+            .then_some(())
+            .ok_or(reply)
+    });
+}
+
+#[test]
 fn store_migrate_copies_sqlite_state_into_redis() {
     let dir = tempfile::tempdir().unwrap();
     let (_redis, port) = start_redis(dir.path());

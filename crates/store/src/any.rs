@@ -38,8 +38,81 @@ impl AnyStore {
     }
 }
 
+/// The store the daemon runs on when it may not be there yet: a store that could not
+/// be opened at start (Redis unreachable, a damaged SQLite file) is retried in the
+/// background while every operation fails with [`StoreError::Unavailable`], so requests
+/// get the configured fail mode instead of the daemon not starting. Clones share it.
+#[derive(Clone)]
+pub struct Recovering {
+    current: std::sync::Arc<arc_swap::ArcSwapOption<AnyStore>>,
+    /// Why it is not there, while it is not.
+    error: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Recovering {
+    pub fn ready(store: AnyStore) -> Recovering {
+        Recovering {
+            current: std::sync::Arc::new(arc_swap::ArcSwapOption::from_pointee(store)),
+            error: std::sync::Arc::default(),
+        }
+    }
+
+    /// Not open yet, because of `error`; [`Recovering::install`] it when it opens.
+    pub fn unavailable(error: String) -> Recovering {
+        Recovering {
+            current: std::sync::Arc::default(),
+            error: std::sync::Arc::new(std::sync::Mutex::new(error)),
+        }
+    }
+
+    pub fn install(&self, store: AnyStore) {
+        self.current.store(Some(std::sync::Arc::new(store)));
+    }
+
+    /// The latest reason it could not be opened.
+    pub fn set_error(&self, error: String) {
+        *self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    pub fn describe(&self) -> String {
+        match self.current.load_full() {
+            Some(store) => store.describe(),
+            None => "unavailable".to_string(),
+        }
+    }
+
+    fn current(&self) -> Result<std::sync::Arc<AnyStore>, StoreError> {
+        self.current.load_full().ok_or_else(|| {
+            let error = self
+                .error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            StoreError::Unavailable(error.clone())
+        })
+    }
+
+    /// Flush and stop the store, if it was opened.
+    pub async fn close(self) {
+        if let Some(store) = self.current.swap(None) {
+            match std::sync::Arc::try_unwrap(store) {
+                Ok(store) => store.close().await,
+                // Another clone still holds it; SQLite commits as the last one goes.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 /// Implements each listed trait for [`AnyStore`] by handing every method to the
-/// backend inside: the one place the methods are forwarded.
+/// backend inside, and for [`Recovering`] by handing it to the store once it is there:
+/// the one place the methods are forwarded.
 macro_rules! forward {
     ($($trait:ident { $($method:ident($($arg:ident: $ty:ty),*) -> $out:ty;)* })*) => {$(
         impl $trait for AnyStore {$(
@@ -48,6 +121,11 @@ macro_rules! forward {
                     AnyStore::Sqlite(store) => store.$method($($arg),*).await,
                     AnyStore::Redis(store) => store.$method($($arg),*).await,
                 }
+            }
+        )*}
+        impl $trait for Recovering {$(
+            async fn $method(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+                self.current()?.$method($($arg),*).await
             }
         )*}
     )*};

@@ -41,7 +41,7 @@ use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, AccountStatus, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 
-pub use any::AnyStore;
+pub use any::{AnyStore, Recovering};
 pub use dump::{AwlRecord, RateRecord, StoreDump, TripletRecord};
 pub use redis::{RedisOptions, RedisStore, SentinelOptions};
 #[doc(hidden)]
@@ -349,6 +349,9 @@ pub enum StoreError {
     /// changing the same entry during one check.
     #[error("redis store: {0}")]
     Redis(String),
+    /// The store could not be opened at start and is being retried ([`Recovering`]).
+    #[error("store unavailable (retrying): {0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
