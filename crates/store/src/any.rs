@@ -100,12 +100,9 @@ impl Recovering {
 
     /// Flush and stop the store, if it was opened.
     pub async fn close(self) {
-        if let Some(store) = self.current.swap(None) {
-            match std::sync::Arc::try_unwrap(store) {
-                Ok(store) => store.close().await,
-                // Another clone still holds it; SQLite commits as the last one goes.
-                Err(_) => {}
-            }
+        // Another clone may still hold it; SQLite then commits as the last one goes.
+        if let Some(Ok(store)) = self.current.swap(None).map(std::sync::Arc::try_unwrap) {
+            store.close().await;
         }
     }
 }
