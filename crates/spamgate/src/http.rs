@@ -63,7 +63,8 @@ mod tests {
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
@@ -84,7 +85,10 @@ mod tests {
                 .contains(&format!("content-type: {OPENMETRICS}").to_ascii_lowercase()),
             "{head}"
         );
-        assert!(body.trim_end().ends_with("# EOF"), "an OpenMetrics body: {body}");
+        assert!(
+            body.trim_end().ends_with("# EOF"),
+            "an OpenMetrics body: {body}"
+        );
         assert!(get(addr, "/health").await.ends_with("ok\n"));
         stop.send(true).unwrap();
         server.await.unwrap();
