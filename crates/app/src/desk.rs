@@ -17,7 +17,7 @@ use spamgate_desk::history::Identity;
 use spamgate_desk::ladder::{Action, AuditRecord, Claim, Command, Ladder, Step, Transition};
 use spamgate_desk::report::Category;
 use spamgate_desk::store::{
-    DeskError, DeskStore, Delivery, DeliveryKind, DeliveryState, ReportId, ReportState,
+    Delivery, DeliveryKind, DeliveryState, DeskError, DeskStore, ReportId, ReportState,
     RetryPolicy, StoredReport,
 };
 use spamgate_desk::time::{FixedOffset, UnixTime};
@@ -152,8 +152,7 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
     /// Stores one message (durably, first), then parses, attributes and files it.
     /// `Ok` means the raw bytes are stored: the MTA may forget the message.
     pub async fn ingest(&self, bytes: Vec<u8>, now: UnixTime) -> Result<IngestOutcome> {
-        self.blocking(move |store, s| desk::ingest(store, &bytes, now, &s.config))
-            .await
+        ingest(Arc::clone(&self.desk), &self.settings, bytes, now).await
     }
 
     pub async fn reports(
@@ -189,9 +188,7 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
         now: UnixTime,
     ) -> Result<CaseId> {
         self.blocking(move |store, s| {
-            desk::assign(
-                store, report, &customer, category, &actor, now, &s.config,
-            )
+            desk::assign(store, report, &customer, category, &actor, now, &s.config)
         })
         .await
     }
@@ -381,7 +378,11 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
         .await
     }
 
-    pub async fn import_sessions(&self, path: PathBuf, format: HistoryFormat) -> Result<FileImport> {
+    pub async fn import_sessions(
+        &self,
+        path: PathBuf,
+        format: HistoryFormat,
+    ) -> Result<FileImport> {
         self.blocking(move |store, s| desk::import_history_file(store, &path, format, s.zone))
             .await
     }
@@ -436,7 +437,11 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
 }
 
 /// Runs the hook once: `command... CUSTOMER STEP`, within the timeout.
-async fn run_hook(hook: &HookSettings, customer: &str, step: &str) -> std::result::Result<(), String> {
+async fn run_hook(
+    hook: &HookSettings,
+    customer: &str,
+    step: &str,
+) -> std::result::Result<(), String> {
     let (program, args) = hook.command.split_first().ok_or("no hook command")?;
     let mut child = tokio::process::Command::new(program);
     child
@@ -456,9 +461,26 @@ async fn run_hook(hook: &HookSettings, customer: &str, step: &str) -> std::resul
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: String = stderr.trim().chars().rev().take(300).collect();
             let tail: String = tail.chars().rev().collect();
-            Err(format!("{program}: {} {tail}", out.status).trim().to_string())
+            Err(format!("{program}: {} {tail}", out.status)
+                .trim()
+                .to_string())
         }
     }
+}
+
+/// [`DeskService::ingest`] without an account store: `abuse ingest` runs from the MTA,
+/// often as another user, and needs nothing but the desk's file.
+pub async fn ingest(
+    store: Arc<dyn DeskStore>,
+    settings: &DeskSettings,
+    bytes: Vec<u8>,
+    now: UnixTime,
+) -> Result<IngestOutcome> {
+    let config = settings.config.clone();
+    tokio::task::spawn_blocking(move || desk::ingest(store.as_ref(), &bytes, now, &config))
+        .await
+        .map_err(|e| DeskServiceError::Task(e.to_string()))?
+        .map_err(DeskServiceError::from)
 }
 
 fn not_found(kind: &'static str, id: impl ToString) -> DeskError {
@@ -474,9 +496,8 @@ pub fn open_sqlite_desk(path: &Path) -> Result<Arc<dyn DeskStore>> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
     {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            DeskError::Backend(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DeskError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     }
     let store = spamgate_desk::store::sqlite::SqliteDeskStore::open(path).map_err(|e| match e {
         DeskError::Backend(m) => DeskError::Backend(format!("{}: {m}", path.display())),
