@@ -32,6 +32,15 @@ pub enum DeskServiceError {
     Desk(#[from] DeskError),
     #[error("{0}")]
     Account(#[from] AccountError),
+    /// The step is committed; setting the accounts failed part-way.
+    #[error(
+        "the step for {customer} is recorded, but its accounts could not all be set: {error}; \
+         run `spamgate abuse enforce {customer}` once the cause is fixed"
+    )]
+    Enforcement {
+        customer: String,
+        error: Box<DeskServiceError>,
+    },
     #[error("desk store task failed: {0}")]
     Task(String),
 }
@@ -265,30 +274,79 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
                 transition.audit.actor,
                 transition.audit.reason
             );
-            for username in self.linked_accounts(customer.clone()).await? {
-                let before = self.accounts.show(&username).await?;
-                if before.status == to {
-                    continue;
-                }
-                let change = StatusChange {
-                    force,
-                    create: false,
-                };
-                self.accounts
-                    .set_status(&username, to, note.clone(), change, now.max(0) as u64)
-                    .await?;
-                accounts.push(AccountChange {
-                    username,
-                    from: before.status,
-                    to,
-                });
-            }
+            let changed = self
+                .set_accounts(customer, to, force, &note, now)
+                .await
+                .map_err(|error| DeskServiceError::Enforcement {
+                    customer: customer.clone(),
+                    error: Box::new(error),
+                })?;
+            accounts.extend(changed);
         }
         Ok(Enforced {
             transition,
             accounts,
             not_carried_out,
         })
+    }
+
+    /// Sets every account linked to `customer` to `to` (those already there are left).
+    async fn set_accounts(
+        &self,
+        customer: &str,
+        to: AccountStatus,
+        force: bool,
+        note: &str,
+        now: UnixTime,
+    ) -> Result<Vec<AccountChange>> {
+        let mut changed = Vec::new();
+        for username in self.linked_accounts(customer.to_string()).await? {
+            let before = self.accounts.show(&username).await?;
+            if before.status == to {
+                continue;
+            }
+            let change = StatusChange {
+                force,
+                create: false,
+            };
+            self.accounts
+                .set_status(&username, to, note.to_string(), change, now.max(0) as u64)
+                .await?;
+            changed.push(AccountChange {
+                username,
+                from: before.status,
+                to,
+            });
+        }
+        Ok(changed)
+    }
+
+    /// Brings the customer's linked accounts in line with a suspended or terminated
+    /// step again: after an enforcement that failed half-way, or for an account linked
+    /// after the step. Other steps change nothing (an account suspended by hand stays).
+    pub async fn reapply(
+        &self,
+        customer: String,
+        actor: String,
+        now: UnixTime,
+    ) -> Result<Vec<AccountChange>> {
+        let c = customer.clone();
+        let ladder = self
+            .blocking(move |store, _| {
+                store.customer(&c)?.ok_or(not_found("customer", &c))?;
+                store.ladder(&c)
+            })
+            .await?;
+        let to = match ladder.step {
+            Step::Suspended => AccountStatus::Suspended,
+            Step::Terminated => AccountStatus::Terminated,
+            _ => return Ok(Vec::new()),
+        };
+        let note = format!(
+            "abuse desk: customer {customer} {} (re-applied by {actor})",
+            ladder.step.as_str()
+        );
+        self.set_accounts(&customer, to, false, &note, now).await
     }
 
     pub async fn claim(&self, claim: Claim, actor: String, now: UnixTime) -> Result<i64> {

@@ -303,3 +303,55 @@ async fn hooks_run_retry_and_fail_visibly() {
             .any(|d| d.kind == spamgate_desk::store::DeliveryKind::Hook)
     );
 }
+
+#[tokio::test]
+async fn an_account_linked_to_a_suspended_customer_is_suspended_by_reapply() {
+    let s = stores().await;
+    let service = DeskService::new(
+        Arc::clone(&s.desk),
+        &s.accounts,
+        settings(&[], RetryPolicy::default()),
+    );
+    let late = "hanako-new@isp.example.jp";
+    s.accounts
+        .put_account(&Account::new(late, NOW as u64))
+        .await
+        .unwrap();
+    let reapply = async || {
+        service
+            .reapply("C-HANAKO".into(), "sato".into(), NOW + 1)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(reapply().await, 0, "not suspended: nothing to re-apply");
+    service
+        .decide("C-HANAKO".into(), "sato".into(), suspend(), NOW)
+        .await
+        .unwrap();
+    service
+        .link_account(late.into(), "C-HANAKO".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        reapply().await,
+        1,
+        "the late account follows the suspension"
+    );
+    let account = s.accounts.account(late).await.unwrap().unwrap();
+    assert_eq!(account.status, AccountStatus::Suspended);
+    assert_eq!(reapply().await, 0, "idempotent");
+    service
+        .decide("C-HANAKO".into(), "sato".into(), resume(false), NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(reapply().await, 0, "resumed: nothing to re-apply");
+    // Resume reinstated the late account along with the others.
+    let account = s.accounts.account(late).await.unwrap().unwrap();
+    assert_eq!(account.status, AccountStatus::Active);
+    let err = service
+        .reapply("C-NOBODY".into(), "sato".into(), NOW)
+        .await
+        .unwrap_err();
+    assert!(err.is_usage(), "{err}");
+}

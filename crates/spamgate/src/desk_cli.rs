@@ -153,6 +153,9 @@ pub enum AbuseCommand {
     Export { case: i64, dir: PathBuf },
     /// Who held ADDRESS[:PORT] at TIME (RFC 3339, or a date in the configured zone).
     Who { address: String, time: String },
+    /// Set the customer's linked accounts to its suspended or terminated step again
+    /// (after an enforcement that failed part-way, or an account linked later).
+    Enforce { customer: String },
     /// Run the hook for every due hook delivery (retries included), e.g. from a timer.
     Deliver {
         #[arg(long, default_value_t = 100)]
@@ -871,6 +874,14 @@ fn abuse_other(
                 Ok(())
             })
         }
+        AbuseCommand::Enforce { customer } => with_service(loaded, async |desk| {
+            let changed = desk
+                .reapply(customer.clone(), who_acts, at)
+                .await
+                .map_err(failed)?;
+            print_account_changes(&customer, &changed, as_json);
+            Ok(())
+        }),
         AbuseCommand::Deliver { limit } => with_service(loaded, async |desk| {
             if desk.settings().hook.command.is_empty() {
                 return Err(usage(
@@ -922,6 +933,32 @@ fn abuse_other(
         | AbuseCommand::Reject { .. }
         | AbuseCommand::Resume { .. }
         | AbuseCommand::Terminate { .. } => unreachable!("handled in abuse()"),
+    }
+}
+
+fn print_link(customer: &str, kind: &str, value: &str, as_json: bool) {
+    if as_json {
+        print_json(&json!({"linked": kind, "value": value, "customer": customer}));
+    } else {
+        println!("linked\t{kind}\t{value}\t{customer}");
+    }
+}
+
+fn print_account_changes(
+    customer: &str,
+    changed: &[spamgate_app::desk::AccountChange],
+    as_json: bool,
+) {
+    if as_json {
+        let accounts: Vec<Value> = changed
+            .iter()
+            .map(|a| json!({"username": a.username, "from": a.from.id(), "to": a.to.id()}))
+            .collect();
+        print_json(&json!({"customer": customer, "accounts": accounts}));
+    } else {
+        for a in changed {
+            println!("account\t{}\t{} -> {}", a.username, a.from.id(), a.to.id());
+        }
     }
 }
 
@@ -1082,17 +1119,19 @@ pub fn customer(args: CustomerArgs) -> Result<(), Fatal> {
                     desk.link_account(account.clone(), customer.clone())
                         .await
                         .map_err(failed)?;
-                    println!("linked\taccount\t{account}\t{customer}");
+                    print_link(&customer, "account", account, as_json);
+                    // An account linked to a suspended customer is suspended with it.
+                    let changed = desk
+                        .reapply(customer.clone(), actor(None), now())
+                        .await
+                        .map_err(failed)?;
+                    print_account_changes(&customer, &changed, as_json);
                 }
                 for identity in identities {
                     desk.link_identity(identity.clone(), customer.clone())
                         .await
                         .map_err(failed)?;
-                    println!(
-                        "linked\t{}\t{}\t{customer}",
-                        identity.kind(),
-                        identity.value()
-                    );
+                    print_link(&customer, identity.kind(), identity.value(), as_json);
                 }
                 Ok(())
             })

@@ -356,6 +356,7 @@ fn unknown_names_exit_64_and_change_nothing() {
         ][..],
         &["abuse", "warn", "C-NOBODY", "--reason", "x"],
         &["abuse", "show", "999"],
+        &["abuse", "enforce", "C-NOBODY"],
         &["abuse", "confirm", "999"],
         &["abuse", "assign", "999", "C-ALICE"],
         &["abuse", "export", "999", "/nonexistent-parent"],
@@ -445,5 +446,72 @@ fn a_failing_hook_is_kept_and_shown_with_its_error() {
     assert!(
         hook["last_error"].as_str().unwrap().contains("coa refused"),
         "{hook}"
+    );
+}
+
+#[test]
+fn parallel_ingests_store_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    provision(&config);
+    let same = alice_report();
+    let distinct = |i: usize| {
+        String::from_utf8(alice_report())
+            .unwrap()
+            .replace(
+                "Subject: FW: Earn money",
+                &format!("Subject: FW: Earn money {i}"),
+            )
+            .into_bytes()
+    };
+    // The MTA runs deliveries side by side: 8 copies of one message and 8 others at once.
+    let messages: Vec<Vec<u8>> = (0..16)
+        .map(|i| {
+            if i % 2 == 0 {
+                same.clone()
+            } else {
+                distinct(i)
+            }
+        })
+        .collect();
+    let mut children: Vec<_> = messages
+        .iter()
+        .map(|_| {
+            spamgate()
+                .args(["abuse", "ingest", "-c"])
+                .arg(&config)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (child, message) in children.iter_mut().zip(&messages) {
+        child.stdin.take().unwrap().write_all(message).unwrap();
+    }
+    let mut duplicates = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        duplicates += usize::from(stdout.starts_with("duplicate\t"));
+    }
+    assert_eq!(duplicates, 7, "every copy but the first is a duplicate");
+    assert_eq!(
+        ok(&config, &["abuse", "reports"]).lines().count(),
+        9,
+        "one report per distinct message"
+    );
+    let cases = ok(&config, &["abuse", "cases"]);
+    assert_eq!(cases.lines().count(), 1, "{cases}");
+    assert!(
+        cases.contains("\treports=9\tduplicates=8\t"),
+        "same original Message-ID: one case: {cases}"
     );
 }
