@@ -483,6 +483,10 @@ fn print_attribution(a: &Attribution, zone: FixedOffset, as_json: bool) {
     }
 }
 
+fn proposal_json(p: &spamgate_desk::ladder::Proposal, zone: FixedOffset) -> Value {
+    json!({"kind": p.kind, "case_id": p.case_id, "at": time(p.at, zone), "reason": p.reason})
+}
+
 fn print_enforced(e: &Enforced, zone: FixedOffset, as_json: bool) {
     let t = &e.transition;
     if as_json {
@@ -500,7 +504,7 @@ fn print_enforced(e: &Enforced, zone: FixedOffset, as_json: bool) {
             "actor": t.audit.actor,
             "reason": t.audit.reason,
             "rule": t.audit.rule,
-            "proposal": t.ladder.proposal,
+            "proposal": t.ladder.proposal.as_ref().map(|p| proposal_json(p, zone)),
             "accounts": accounts,
             "actions": t.actions,
             "not_carried_out": e.not_carried_out,
@@ -1040,8 +1044,18 @@ pub fn customer(args: CustomerArgs) -> Result<(), Fatal> {
                 value["accounts"] = json!(view.accounts);
                 value["step"] = json!(view.ladder.step.as_str());
                 value["since"] = json!(time(view.ladder.since, zone));
-                value["strikes"] = json!(view.ladder.strikes);
-                value["proposal"] = json!(view.ladder.proposal);
+                value["strikes"] = view
+                    .ladder
+                    .strikes
+                    .iter()
+                    .map(|s| json!({"case_id": s.case_id, "category": s.category.as_str(), "at": time(s.at, zone)}))
+                    .collect();
+                value["proposal"] = json!(
+                    view.ladder
+                        .proposal
+                        .as_ref()
+                        .map(|p| proposal_json(p, zone))
+                );
                 value["audit"] = view
                     .audit
                     .iter()
