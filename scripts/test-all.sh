@@ -3,7 +3,8 @@
 # formatting and lint checks, the Rust tests (unit, integration with an in-process DNS
 # server, real SQLite files, real processes), and the end-to-end suites with real
 # Postfix/rbldnsd/dnsmasq (scripts/e2e.sh), a real Postfix submission service with
-# Dovecot SASL (scripts/e2e-submission.sh) and a real kernel nftables in network
+# Dovecot SASL (scripts/e2e-submission.sh), the abuse desk's intake through a Postfix
+# alias pipe (scripts/e2e-desk.sh) and a real kernel nftables in network
 # namespaces (scripts/op25b-netns.sh). Needs root for the installs and namespaces.
 #
 # Usage: bash scripts/test-all.sh        (CI runs exactly this: .ci/run)
@@ -64,6 +65,9 @@ bash scripts/e2e.sh
 
 log "end-to-end: submission (Postfix 587/465 + Dovecot SASL + spamgate limits)"
 bash scripts/e2e-submission.sh
+
+log "end-to-end: abuse desk intake (Postfix alias pipe -> spamgate abuse ingest)"
+bash scripts/e2e-desk.sh
 
 if [[ -f scripts/op25b-netns.sh ]]; then
     log "OP25B in network namespaces (real nftables)"

@@ -10,6 +10,8 @@
 //! - [`lists`]: the DNS lists with their circuit breakers.
 //! - [`replies`]: reply templates → SMTP code and text (no front-end verbs).
 //! - [`accounts`], [`allow`]: the operator commands' rules (CLI today, desk and API next).
+//! - [`desk`]: the abuse desk over `spamgate-desk`'s store, with enforcement through
+//!   [`accounts`] and the hook runner.
 //! - [`decision_log`]: the one decision log line, written and read back.
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
@@ -20,6 +22,7 @@ pub mod accounts;
 pub mod allow;
 pub mod clock;
 pub mod decision_log;
+pub mod desk;
 pub mod lists;
 pub mod metrics;
 pub mod replies;

@@ -36,6 +36,8 @@ pub struct Config {
     pub submission: SubmissionSection,
     /// Outbound Port 25 Blocking (`spamgate op25b ...`); see docs/op25b.md.
     pub op25b: spamgate_op25b::Op25bConfig,
+    /// The abuse desk (`spamgate abuse|customer|sessions ...`); see docs/abuse-desk.md.
+    pub desk: DeskSection,
 }
 
 /// The outbound (submission) policy: requests with a `sasl_username`, or arriving on a
@@ -122,6 +124,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             submission: SubmissionSection::default(),
             op25b: spamgate_op25b::Op25bConfig::default(),
+            desk: DeskSection::default(),
         }
     }
 }
@@ -669,6 +672,7 @@ impl Config {
             check(Err(problem.into()));
         }
         check(self.metrics.listen_addr().map(drop));
+        check(self.desk.settings().map(drop));
         let store = &self.store;
         if store.backend == StoreBackend::Redis {
             let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
@@ -794,6 +798,139 @@ impl Config {
     /// The effective configuration as TOML (for `config check`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// The abuse desk: its store, the zone it reads and shows times in, the escalation
+/// policy, and the operator's hook. Every knob of `spamgate-desk`'s policies is here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeskSection {
+    /// The desk's SQLite file. Unset: `desk.db` next to `[store] path`.
+    pub path: Option<PathBuf>,
+    /// Zone of report times written without one, and of every time shown (`+09:00` JST).
+    pub time_zone: String,
+    /// How far a reporter's clock may be off either way.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// How long an open session counts after its last Start/Interim when its Stop was lost.
+    #[serde(with = "humantime_serde")]
+    pub lost_stop_grace: Duration,
+    /// Reports of one customer and category within this window fold into one case.
+    #[serde(with = "humantime_serde")]
+    pub case_window: Duration,
+    pub warn_on_first: bool,
+    pub suspend_after: usize,
+    #[serde(with = "humantime_serde")]
+    pub suspension_window: Duration,
+    pub suspension_requires_approval: bool,
+    pub overload_emergency: bool,
+    pub propose_termination_after: usize,
+    #[serde(with = "humantime_serde")]
+    pub strike_ttl: Duration,
+    /// The hook program and leading arguments; spamgate appends the customer id and
+    /// the step. Empty: no hook (hook deliveries stay queued).
+    pub hook_command: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub hook_timeout: Duration,
+    /// Attempts before a hook delivery is shown as failed.
+    pub hook_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub hook_first_retry: Duration,
+    #[serde(with = "humantime_serde")]
+    pub hook_max_retry: Duration,
+}
+
+impl Default for DeskSection {
+    fn default() -> Self {
+        use spamgate_desk::{attribution::AttributionPolicy, case::FoldPolicy};
+        let secs = |s: i64| Duration::from_secs(s.max(0) as u64);
+        let attribution = AttributionPolicy::default();
+        let escalation = spamgate_desk::ladder::EscalationPolicy::default();
+        let retry = spamgate_desk::store::RetryPolicy::default();
+        DeskSection {
+            path: None,
+            time_zone: "+09:00".into(),
+            clock_skew: secs(attribution.skew),
+            lost_stop_grace: secs(attribution.lost_stop_grace),
+            case_window: secs(FoldPolicy::default().window),
+            warn_on_first: escalation.warn_on_first,
+            suspend_after: escalation.suspend_after,
+            suspension_window: secs(escalation.suspension_window),
+            suspension_requires_approval: escalation.suspension_requires_approval,
+            overload_emergency: escalation.overload_emergency,
+            propose_termination_after: escalation.propose_termination_after,
+            strike_ttl: secs(escalation.strike_ttl),
+            hook_command: Vec::new(),
+            hook_timeout: Duration::from_secs(30),
+            hook_attempts: retry.max_attempts,
+            hook_first_retry: secs(retry.first_delay),
+            hook_max_retry: secs(retry.max_delay),
+        }
+    }
+}
+
+impl DeskSection {
+    /// The desk file: `path`, or `desk.db` beside the main store.
+    pub fn store_path(&self, store: &StoreConfig) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| store.path.with_file_name("desk.db"))
+    }
+
+    /// The application layer's desk settings.
+    pub fn settings(&self) -> Result<spamgate_app::desk::DeskSettings, ConfigError> {
+        use spamgate_desk::{attribution::AttributionPolicy, case::FoldPolicy};
+        let zone = spamgate_desk::time::FixedOffset::parse(&self.time_zone).ok_or_else(|| {
+            ConfigError::invalid(
+                "desk.time_zone",
+                &self.time_zone,
+                "expected an offset such as +09:00, Z, or Asia/Tokyo",
+            )
+        })?;
+        if self.hook_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "desk.hook_attempts",
+                "0",
+                "must be positive",
+            ));
+        }
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let config = spamgate_desk::desk::DeskConfig {
+            parse: spamgate_desk::report::ParseOptions {
+                default_zone: zone,
+                ..Default::default()
+            },
+            attribution: AttributionPolicy {
+                skew: secs(self.clock_skew),
+                lost_stop_grace: secs(self.lost_stop_grace),
+            },
+            fold: FoldPolicy {
+                window: secs(self.case_window),
+            },
+            escalation: spamgate_desk::ladder::EscalationPolicy {
+                warn_on_first: self.warn_on_first,
+                suspend_after: self.suspend_after,
+                suspension_window: secs(self.suspension_window),
+                suspension_requires_approval: self.suspension_requires_approval,
+                overload_emergency: self.overload_emergency,
+                propose_termination_after: self.propose_termination_after,
+                strike_ttl: secs(self.strike_ttl),
+            },
+        };
+        Ok(spamgate_app::desk::DeskSettings {
+            config,
+            zone,
+            hook: spamgate_app::desk::HookSettings {
+                command: self.hook_command.clone(),
+                timeout: self.hook_timeout,
+                retry: spamgate_desk::store::RetryPolicy {
+                    first_delay: secs(self.hook_first_retry).max(1),
+                    max_delay: secs(self.hook_max_retry).max(1),
+                    max_attempts: self.hook_attempts,
+                },
+            },
+        })
     }
 }
 

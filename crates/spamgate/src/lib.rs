@@ -5,6 +5,8 @@
 //!   application's settings.
 //! - [`op25b`]: the `spamgate op25b` commands (rules rendered by `spamgate-op25b`).
 //! - [`stats`]: `spamgate stats`, counts from decision log lines.
+//! - [`desk_cli`]: the abuse desk's commands (`abuse`, `customer`, `sessions`), over
+//!   `spamgate_app::desk`.
 //! - [`daemon`]: wiring for `spamgate serve`: open, bind, signals, reload, drain.
 //! - [`http`]: the `/metrics` and `/health` listener.
 //! - [`logging`]: the log writer thread.
@@ -15,6 +17,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod desk_cli;
 pub mod http;
 pub mod logging;
 pub mod op25b;

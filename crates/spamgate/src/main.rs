@@ -120,6 +120,13 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// The abuse desk: reports, cases, the warning → suspension → termination → claim
+    /// ladder, attribution (docs/abuse-desk.md).
+    Abuse(spamgate::desk_cli::AbuseArgs),
+    /// The abuse desk's customers and their accounts and identities.
+    Customer(spamgate::desk_cli::CustomerArgs),
+    /// Address history for attribution (RADIUS detail, Kea leases, static, CGNAT).
+    Sessions(spamgate::desk_cli::SessionsArgs),
 }
 
 #[derive(Subcommand)]
@@ -475,6 +482,9 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             now,
             json,
         } => op25b(command, config, &nft, now.as_deref(), json),
+        Command::Abuse(args) => spamgate::desk_cli::abuse(args),
+        Command::Customer(args) => spamgate::desk_cli::customer(args),
+        Command::Sessions(args) => spamgate::desk_cli::sessions(args),
     }
 }
 

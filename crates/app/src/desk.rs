@@ -1,0 +1,565 @@
+//! The abuse desk as a service of the application layer: what `spamgate abuse|customer|
+//! sessions ...` (and later the HTTP API) call. The desk's own rules live in
+//! `spamgate-desk`; this module runs its synchronous store off the async threads and
+//! carries out what a ladder transition asks for: a suspended or terminated customer's
+//! submission accounts get that status through [`AccountService`], so the running
+//! daemon refuses them from its next request, with no reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use spamgate_desk::attribution::{Attribution, Query};
+use spamgate_desk::case::{Case, CaseId, CaseState, Customer};
+use spamgate_desk::desk::{self, DeskConfig, FileImport, HistoryFormat, IngestOutcome};
+use spamgate_desk::export::Export;
+use spamgate_desk::history::Identity;
+use spamgate_desk::ladder::{Action, AuditRecord, Claim, Command, Ladder, Step, Transition};
+use spamgate_desk::report::Category;
+use spamgate_desk::store::{
+    Delivery, DeliveryKind, DeliveryState, DeskError, DeskStore, ReportId, ReportState,
+    RetryPolicy, StoredReport,
+};
+use spamgate_desk::time::{FixedOffset, UnixTime};
+use spamgate_engine::outbound::AccountStatus;
+use spamgate_store::{AccountAdmin, AccountStore};
+
+use crate::accounts::{AccountError, AccountService, StatusChange};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeskServiceError {
+    #[error("{0}")]
+    Desk(#[from] DeskError),
+    #[error("{0}")]
+    Account(#[from] AccountError),
+    /// The step is committed; setting the accounts failed part-way.
+    #[error(
+        "the step for {customer} is recorded, but its accounts could not all be set: {error}; \
+         run `spamgate abuse enforce {customer}` once the cause is fixed"
+    )]
+    Enforcement {
+        customer: String,
+        error: Box<DeskServiceError>,
+    },
+    #[error("desk store task failed: {0}")]
+    Task(String),
+}
+
+impl DeskServiceError {
+    /// The operator asked for something wrong (unknown customer, case, report or
+    /// account; a refused ladder step), as opposed to a store failing.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            DeskServiceError::Desk(DeskError::NotFound { .. } | DeskError::Invalid(_)) => true,
+            DeskServiceError::Account(e) => e.is_usage(),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, DeskServiceError>;
+
+/// The operator's hook: a program run with the customer id and the step entered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSettings {
+    /// The program and its leading arguments; empty: no hook (hook deliveries stay queued).
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// What the desk needs besides its store.
+#[derive(Debug, Clone)]
+pub struct DeskSettings {
+    pub config: DeskConfig,
+    /// Zone of times written without one, and of times shown.
+    pub zone: FixedOffset,
+    pub hook: HookSettings,
+}
+
+/// A submission account whose status a transition changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountChange {
+    pub username: String,
+    pub from: AccountStatus,
+    pub to: AccountStatus,
+}
+
+/// A committed transition and what was done to carry it out.
+#[derive(Debug, Clone)]
+pub struct Enforced {
+    pub transition: Transition,
+    pub accounts: Vec<AccountChange>,
+    /// Actions this layer does not carry out (OP25B exemptions): named, never hidden.
+    pub not_carried_out: Vec<Action>,
+}
+
+/// A case with its reports.
+#[derive(Debug, Clone)]
+pub struct CaseView {
+    pub case: Case,
+    pub reports: Vec<StoredReport>,
+}
+
+/// A customer with what the desk holds about them.
+#[derive(Debug, Clone)]
+pub struct CustomerView {
+    pub customer: Customer,
+    pub accounts: Vec<String>,
+    pub ladder: Ladder,
+    pub audit: Vec<(i64, AuditRecord)>,
+}
+
+/// One hook run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRun {
+    pub delivery_id: i64,
+    pub customer: String,
+    pub step: String,
+    /// `None`: it succeeded.
+    pub error: Option<String>,
+    /// After this run: pending (to be retried), done, or failed (out of attempts).
+    pub state: DeliveryState,
+}
+
+/// The desk commands over the desk store and the account store.
+pub struct DeskService<'a, S> {
+    desk: Arc<dyn DeskStore>,
+    accounts: AccountService<'a, S>,
+    settings: DeskSettings,
+}
+
+impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
+    pub fn new(desk: Arc<dyn DeskStore>, accounts: &'a S, settings: DeskSettings) -> Self {
+        DeskService {
+            desk,
+            accounts: AccountService::new(accounts),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &DeskSettings {
+        &self.settings
+    }
+
+    /// Runs `work` on the desk store in a blocking thread (the store is synchronous).
+    async fn blocking<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn DeskStore, &DeskSettings) -> spamgate_desk::store::Result<T>
+            + Send
+            + 'static,
+    {
+        let store = Arc::clone(&self.desk);
+        let settings = self.settings.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref(), &settings))
+            .await
+            .map_err(|e| DeskServiceError::Task(e.to_string()))?
+            .map_err(DeskServiceError::from)
+    }
+
+    /// Stores one message (durably, first), then parses, attributes and files it.
+    /// `Ok` means the raw bytes are stored: the MTA may forget the message.
+    pub async fn ingest(&self, bytes: Vec<u8>, now: UnixTime) -> Result<IngestOutcome> {
+        ingest(Arc::clone(&self.desk), &self.settings, bytes, now).await
+    }
+
+    pub async fn reports(
+        &self,
+        state: Option<ReportState>,
+        limit: usize,
+    ) -> Result<Vec<StoredReport>> {
+        self.blocking(move |store, _| store.reports(state, limit))
+            .await
+    }
+
+    pub async fn cases(&self, state: Option<CaseState>, limit: usize) -> Result<Vec<Case>> {
+        self.blocking(move |store, _| store.cases(state, limit))
+            .await
+    }
+
+    pub async fn case(&self, id: CaseId) -> Result<CaseView> {
+        self.blocking(move |store, _| {
+            let case = store.case(id)?.ok_or(not_found("case", id))?;
+            let reports = store.case_reports(id)?;
+            Ok(CaseView { case, reports })
+        })
+        .await
+    }
+
+    /// Files a triaged report against a customer a person named.
+    pub async fn assign(
+        &self,
+        report: ReportId,
+        customer: String,
+        category: Option<Category>,
+        actor: String,
+        now: UnixTime,
+    ) -> Result<CaseId> {
+        self.blocking(move |store, s| {
+            desk::assign(store, report, &customer, category, &actor, now, &s.config)
+        })
+        .await
+    }
+
+    /// Confirms a case as abuse: the escalation policy decides the step, which is enforced.
+    pub async fn confirm(&self, case: CaseId, actor: String, now: UnixTime) -> Result<Enforced> {
+        let transition = self
+            .blocking(move |store, s| desk::confirm_case(store, case, &actor, now, &s.config))
+            .await?;
+        self.enforce(transition, now).await
+    }
+
+    /// Applies a ladder command to a customer, commits it, then enforces it. Accounts
+    /// are checked before anything is committed, so an unknown linked account changes
+    /// nothing.
+    pub async fn decide(
+        &self,
+        customer: String,
+        actor: String,
+        command: Command,
+        now: UnixTime,
+    ) -> Result<Enforced> {
+        let linked = self.linked_accounts(customer.clone()).await?;
+        for username in &linked {
+            self.accounts.show(username).await?;
+        }
+        let transition = self
+            .blocking(move |store, s| {
+                desk::decide(store, &customer, &actor, command, now, &s.config)
+            })
+            .await?;
+        self.enforce(transition, now).await
+    }
+
+    async fn linked_accounts(&self, customer: String) -> Result<Vec<String>> {
+        self.blocking(move |store, _| {
+            store
+                .customer(&customer)?
+                .ok_or(not_found("customer", &customer))?;
+            store.customer_accounts(&customer)
+        })
+        .await
+    }
+
+    /// Carries out a committed transition's account actions. Idempotent: each linked
+    /// account is set to the status the customer's new step means.
+    async fn enforce(&self, transition: Transition, now: UnixTime) -> Result<Enforced> {
+        let mut accounts = Vec::new();
+        let mut not_carried_out = Vec::new();
+        for action in &transition.actions {
+            let (customer, to, force) = match action {
+                Action::SuspendAccounts { customer } => {
+                    let to = if transition.ladder.step == Step::Terminated {
+                        AccountStatus::Terminated
+                    } else {
+                        AccountStatus::Suspended
+                    };
+                    (customer, to, false)
+                }
+                // A forced resume of a terminated customer brings terminated accounts back.
+                Action::ReinstateAccounts { customer } => {
+                    (customer, AccountStatus::Active, transition.audit.forced)
+                }
+                Action::RevokeOp25bExemptions { .. } | Action::RestoreOp25bExemptions { .. } => {
+                    not_carried_out.push(action.clone());
+                    continue;
+                }
+                // Queued in the desk store's delivery queue by the commit.
+                Action::RunHook { .. } | Action::NotifyCustomer { .. } => continue,
+            };
+            let note = format!(
+                "abuse desk: customer {customer} {} by {} ({})",
+                transition.ladder.step.as_str(),
+                transition.audit.actor,
+                transition.audit.reason
+            );
+            let changed = self
+                .set_accounts(customer, to, force, &note, now)
+                .await
+                .map_err(|error| DeskServiceError::Enforcement {
+                    customer: customer.clone(),
+                    error: Box::new(error),
+                })?;
+            accounts.extend(changed);
+        }
+        Ok(Enforced {
+            transition,
+            accounts,
+            not_carried_out,
+        })
+    }
+
+    /// Sets every account linked to `customer` to `to` (those already there are left).
+    async fn set_accounts(
+        &self,
+        customer: &str,
+        to: AccountStatus,
+        force: bool,
+        note: &str,
+        now: UnixTime,
+    ) -> Result<Vec<AccountChange>> {
+        let mut changed = Vec::new();
+        for username in self.linked_accounts(customer.to_string()).await? {
+            let before = self.accounts.show(&username).await?;
+            if before.status == to {
+                continue;
+            }
+            let change = StatusChange {
+                force,
+                create: false,
+            };
+            self.accounts
+                .set_status(&username, to, note.to_string(), change, now.max(0) as u64)
+                .await?;
+            changed.push(AccountChange {
+                username,
+                from: before.status,
+                to,
+            });
+        }
+        Ok(changed)
+    }
+
+    /// Brings the customer's linked accounts in line with a suspended or terminated
+    /// step again: after an enforcement that failed half-way, or for an account linked
+    /// after the step. Other steps change nothing (an account suspended by hand stays).
+    pub async fn reapply(
+        &self,
+        customer: String,
+        actor: String,
+        now: UnixTime,
+    ) -> Result<Vec<AccountChange>> {
+        let c = customer.clone();
+        let ladder = self
+            .blocking(move |store, _| {
+                store.customer(&c)?.ok_or(not_found("customer", &c))?;
+                store.ladder(&c)
+            })
+            .await?;
+        let to = match ladder.step {
+            Step::Suspended => AccountStatus::Suspended,
+            Step::Terminated => AccountStatus::Terminated,
+            _ => return Ok(Vec::new()),
+        };
+        let note = format!(
+            "abuse desk: customer {customer} {} (re-applied by {actor})",
+            ladder.step.as_str()
+        );
+        self.set_accounts(&customer, to, false, &note, now).await
+    }
+
+    pub async fn claim(&self, claim: Claim, actor: String, now: UnixTime) -> Result<i64> {
+        self.blocking(move |store, _| {
+            for case in &claim.case_ids {
+                let found = store.case(*case)?.ok_or(not_found("case", case))?;
+                if found.customer != claim.customer {
+                    return Err(DeskError::Invalid(format!(
+                        "case {case} belongs to {}, not {}",
+                        found.customer, claim.customer
+                    )));
+                }
+            }
+            store
+                .customer(&claim.customer)?
+                .ok_or(not_found("customer", &claim.customer))?;
+            desk::file_claim(store, &claim, &actor, now)
+        })
+        .await
+    }
+
+    /// Writes the case folder for the legal team under `parent`.
+    pub async fn export(&self, case: CaseId, parent: PathBuf, now: UnixTime) -> Result<Export> {
+        self.blocking(move |store, s| {
+            spamgate_desk::export::export_case(store, case, &parent, now, s.zone)
+        })
+        .await
+    }
+
+    /// Who held the address (and port) then.
+    pub async fn who(&self, query: Query) -> Result<Attribution> {
+        self.blocking(move |store, s| desk::who(store, query, &s.config))
+            .await
+    }
+
+    pub async fn put_customer(&self, customer: Customer) -> Result<()> {
+        self.blocking(move |store, _| {
+            // The ladder owns the status: an update keeps the stored one.
+            let mut customer = customer;
+            if let Some(existing) = store.customer(&customer.id)? {
+                customer.status = existing.status;
+            }
+            store.upsert_customer(&customer)
+        })
+        .await
+    }
+
+    pub async fn import_customers(&self, customers: Vec<Customer>) -> Result<usize> {
+        self.blocking(move |store, _| store.upsert_customers(&customers))
+            .await
+    }
+
+    pub async fn customer(&self, id: String) -> Result<CustomerView> {
+        self.blocking(move |store, _| {
+            let customer = store.customer(&id)?.ok_or(not_found("customer", &id))?;
+            Ok(CustomerView {
+                accounts: store.customer_accounts(&id)?,
+                ladder: store.ladder(&id)?,
+                audit: store.audit(&id)?,
+                customer,
+            })
+        })
+        .await
+    }
+
+    pub async fn customers(&self, after: Option<String>, limit: usize) -> Result<Vec<Customer>> {
+        self.blocking(move |store, _| store.customers(after.as_deref(), limit))
+            .await
+    }
+
+    /// Links a submission account to a customer. The account must exist in the
+    /// account store (no link to a misspelt name) and the customer in the desk's.
+    pub async fn link_account(&self, account: String, customer: String) -> Result<()> {
+        self.accounts.show(&account).await?;
+        self.blocking(move |store, _| store.link_account(&account, &customer))
+            .await
+    }
+
+    /// Maps a RADIUS user, hardware address or client id to a customer.
+    pub async fn link_identity(&self, identity: Identity, customer: String) -> Result<()> {
+        self.blocking(move |store, _| {
+            store
+                .customer(&customer)?
+                .ok_or(not_found("customer", &customer))?;
+            store.link_identity(&identity, &customer)
+        })
+        .await
+    }
+
+    pub async fn import_sessions(
+        &self,
+        path: PathBuf,
+        format: HistoryFormat,
+    ) -> Result<FileImport> {
+        self.blocking(move |store, s| desk::import_history_file(store, &path, format, s.zone))
+            .await
+    }
+
+    pub async fn deliveries(&self, state: DeliveryState, limit: usize) -> Result<Vec<Delivery>> {
+        self.blocking(move |store, _| store.deliveries(state, limit))
+            .await
+    }
+
+    /// Runs the operator's hook for every due hook delivery (customer id and step as
+    /// its two last arguments; exit 0 is success). A failure is recorded and retried
+    /// with backoff, then shown as failed; never dropped. Without a hook command
+    /// nothing runs and the deliveries stay queued.
+    pub async fn run_due_hooks(&self, now: UnixTime, limit: usize) -> Result<Vec<HookRun>> {
+        let hook = self.settings.hook.clone();
+        if hook.command.is_empty() {
+            return Ok(Vec::new());
+        }
+        let due = self
+            .blocking(move |store, _| store.due_deliveries(now, limit))
+            .await?;
+        let mut runs = Vec::new();
+        for delivery in due.into_iter().filter(|d| d.kind == DeliveryKind::Hook) {
+            let step = match serde_json::from_str::<Action>(&delivery.payload) {
+                Ok(Action::RunHook { step, .. }) => Ok(step.as_str().to_string()),
+                Ok(other) => Err(format!("not a hook action: {other:?}")),
+                Err(e) => Err(format!("unreadable hook payload: {e}")),
+            };
+            let error = match &step {
+                Ok(step) => run_hook(&hook, &delivery.customer, step).await.err(),
+                Err(e) => Some(e.clone()),
+            };
+            let id = delivery.id;
+            let retry = hook.retry;
+            let recorded = error.clone();
+            let state = self
+                .blocking(move |store, _| match recorded {
+                    None => store.delivery_done(id, now).map(|()| DeliveryState::Done),
+                    Some(error) => store.delivery_failed(id, now, &error, &retry),
+                })
+                .await?;
+            runs.push(HookRun {
+                delivery_id: id,
+                customer: delivery.customer,
+                step: step.unwrap_or_default(),
+                error,
+                state,
+            });
+        }
+        Ok(runs)
+    }
+}
+
+/// Runs the hook once: `command... CUSTOMER STEP`, within the timeout.
+async fn run_hook(
+    hook: &HookSettings,
+    customer: &str,
+    step: &str,
+) -> std::result::Result<(), String> {
+    let (program, args) = hook.command.split_first().ok_or("no hook command")?;
+    let mut child = tokio::process::Command::new(program);
+    child
+        .args(args)
+        .arg(customer)
+        .arg(step)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = child.output();
+    match tokio::time::timeout(hook.timeout, output).await {
+        Err(_) => Err(format!("{program}: no exit within {:?}", hook.timeout)),
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr.trim().chars().rev().take(300).collect();
+            let tail: String = tail.chars().rev().collect();
+            Err(format!("{program}: {} {tail}", out.status)
+                .trim()
+                .to_string())
+        }
+    }
+}
+
+/// [`DeskService::ingest`] without an account store: `abuse ingest` runs from the MTA,
+/// often as another user, and needs nothing but the desk's file.
+pub async fn ingest(
+    store: Arc<dyn DeskStore>,
+    settings: &DeskSettings,
+    bytes: Vec<u8>,
+    now: UnixTime,
+) -> Result<IngestOutcome> {
+    let config = settings.config.clone();
+    tokio::task::spawn_blocking(move || desk::ingest(store.as_ref(), &bytes, now, &config))
+        .await
+        .map_err(|e| DeskServiceError::Task(e.to_string()))?
+        .map_err(DeskServiceError::from)
+}
+
+fn not_found(kind: &'static str, id: impl ToString) -> DeskError {
+    DeskError::NotFound {
+        kind,
+        id: id.to_string(),
+    }
+}
+
+/// Opens the SQLite desk store, creating its directory.
+pub fn open_sqlite_desk(path: &Path) -> Result<Arc<dyn DeskStore>> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DeskError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let store = spamgate_desk::store::sqlite::SqliteDeskStore::open(path).map_err(|e| match e {
+        DeskError::Backend(m) => DeskError::Backend(format!("{}: {m}", path.display())),
+        other => other,
+    })?;
+    Ok(Arc::new(store))
+}
