@@ -308,68 +308,40 @@ pub async fn serve_postfix<S: Backend, R: Resolver, C: Clock>(
 /// metrics listener), as `section.key`, in file order. Everything else in the
 /// configuration is swapped in by a reload.
 pub fn keys_needing_restart(current: &Config, next: &Config) -> Vec<&'static str> {
-    let (a, b) = (current, next);
-    let (sa, sb) = (&a.server, &b.server);
-    let (ta, tb) = (&a.store, &b.store);
-    let (da, db) = (&a.dns, &b.dns);
-    let changes = [
-        ("server.listen", sa.listen != sb.listen),
-        ("server.unix_mode", sa.unix_mode != sb.unix_mode),
-        (
-            "server.max_connections",
-            sa.max_connections != sb.max_connections,
-        ),
-        ("server.idle_timeout", sa.idle_timeout != sb.idle_timeout),
-        (
-            "server.request_timeout",
-            sa.request_timeout != sb.request_timeout,
-        ),
-        (
-            "server.max_line_length",
-            sa.max_line_length != sb.max_line_length,
-        ),
-        (
-            "server.max_attributes",
-            sa.max_attributes != sb.max_attributes,
-        ),
-        (
-            "server.max_request_size",
-            sa.max_request_size != sb.max_request_size,
-        ),
-        (
-            "server.shutdown_grace",
-            sa.shutdown_grace != sb.shutdown_grace,
-        ),
-        ("server.pid_file", sa.pid_file != sb.pid_file),
-        ("store.backend", ta.backend != tb.backend),
-        ("store.path", ta.path != tb.path),
-        (
-            "store.cleanup_interval",
-            ta.cleanup_interval != tb.cleanup_interval,
-        ),
-        (
-            "store.durability_window",
-            ta.durability_window != tb.durability_window,
-        ),
-        ("store.redis_url", ta.redis_url != tb.redis_url),
-        (
-            "store.redis_sentinel_master",
-            ta.redis_sentinel_master != tb.redis_sentinel_master,
-        ),
-        (
-            "store.redis_sentinels",
-            ta.redis_sentinels != tb.redis_sentinels,
-        ),
-        ("store.key_prefix", ta.key_prefix != tb.key_prefix),
-        ("dns.nameservers", da.nameservers != db.nameservers),
-        ("dns.timeout", da.timeout != db.timeout),
-        ("dns.attempts", da.attempts != db.attempts),
-        (
-            "dns.list_cache_size",
-            da.list_cache_size != db.list_cache_size,
-        ),
-        ("dns.max_in_flight", da.max_in_flight != db.max_in_flight),
-        ("metrics.listen", a.metrics.listen != b.metrics.listen),
+    // `section.key` for each listed key whose value differs.
+    macro_rules! changed {
+        ($($section:ident . $key:ident),* $(,)?) => {
+            [$((
+                concat!(stringify!($section), ".", stringify!($key)),
+                current.$section.$key != next.$section.$key,
+            )),*]
+        };
+    }
+    let changes = changed![
+        server.listen,
+        server.unix_mode,
+        server.max_connections,
+        server.idle_timeout,
+        server.request_timeout,
+        server.max_line_length,
+        server.max_attributes,
+        server.max_request_size,
+        server.shutdown_grace,
+        server.pid_file,
+        store.backend,
+        store.path,
+        store.cleanup_interval,
+        store.durability_window,
+        store.redis_url,
+        store.redis_sentinel_master,
+        store.redis_sentinels,
+        store.key_prefix,
+        dns.nameservers,
+        dns.timeout,
+        dns.attempts,
+        dns.list_cache_size,
+        dns.max_in_flight,
+        metrics.listen,
     ];
     changes
         .into_iter()
