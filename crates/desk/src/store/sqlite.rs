@@ -218,16 +218,8 @@ impl SqliteDeskStore {
 }
 
 fn report_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
+    // rusqlite reads a tuple column by column.
+    ReportRow::try_from(row)
 }
 
 type ReportRow = (
@@ -259,14 +251,8 @@ const REPORT_COLUMNS: &str =
     "id, raw_id, received_at, state, customer, case_id, report, attribution";
 
 fn customer_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<[String; 6]> {
-    Ok([
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ])
+    let (a, b, c, d, e, f) = <(String, String, String, String, String, String)>::try_from(row)?;
+    Ok([a, b, c, d, e, f])
 }
 
 fn customer_from([id, name, contact, language, plan, status]: [String; 6]) -> Result<Customer> {
@@ -281,16 +267,8 @@ fn customer_from([id, name, contact, language, plan, status]: [String; 6]) -> Re
 }
 
 fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
+    // rusqlite reads a tuple column by column.
+    DeliveryRow::try_from(row)
 }
 
 type DeliveryRow = (
