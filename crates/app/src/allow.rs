@@ -3,7 +3,7 @@
 
 use spamgate_engine::UnixTime;
 use spamgate_engine::allow::{AllowConfig, AllowError, AllowList};
-use spamgate_engine::verdict::AllowListKind;
+use spamgate_engine::verdict::{AllowListKind, AllowScope};
 use spamgate_store::{AllowAdmin, AllowEntry, AllowStore, StoreError};
 use tracing::warn;
 
@@ -13,6 +13,13 @@ pub enum AllowCommandError {
     UnknownKind(String),
     #[error("{0}")]
     Invalid(#[from] AllowError),
+    #[error(
+        "a {kind} entry can only skip greylisting (--scope greylist): a sender or recipient \
+         can be forged, so it must never let a listed host in"
+    )]
+    ScopeNotAllowed { kind: &'static str },
+    #[error("the entry would already have expired (--expires must be in the future)")]
+    Expired,
     #[error("no such entry: {kind} {value}")]
     NoSuchEntry { kind: &'static str, value: String },
     #[error("{0}")]
@@ -44,19 +51,33 @@ impl<'a, S: AllowStore + AllowAdmin> AllowService<'a, S> {
     }
 
     /// Validates the entry exactly as the daemon will read it, then stores it. Returns
-    /// the entry and whether it was new (an existing one gets the new note).
+    /// the entry and whether it was new (an existing one gets the new note, scope and
+    /// expiry). `scope` `None`: the kind's default ([`AllowScope::default_for`]); only
+    /// client addresses and names may skip every check.
     pub async fn add(
         &self,
         kind: &str,
         value: &str,
         note: String,
+        scope: Option<AllowScope>,
+        expires_at: Option<UnixTime>,
         now: UnixTime,
     ) -> Result<(AllowEntry, bool), AllowCommandError> {
+        let kind = runtime_kind(kind)?;
+        let scope = scope.unwrap_or(AllowScope::default_for(kind));
+        if !scope.allowed_for(kind) {
+            return Err(AllowCommandError::ScopeNotAllowed { kind: kind.id() });
+        }
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(AllowCommandError::Expired);
+        }
         let entry = AllowEntry {
-            kind: runtime_kind(kind)?,
+            kind,
             value: value.trim().to_string(),
             note,
             added_at: now,
+            scope,
+            expires_at,
         };
         AllowList::new(&entry_config(&entry))?;
         let new = self.store.allow_add(&entry).await?;
@@ -103,18 +124,39 @@ fn entry_config(entry: &AllowEntry) -> AllowConfig {
     config
 }
 
-/// Compiles the stored entries; an entry that no longer parses is skipped with a
-/// warning (entries are validated when added, so this means a newer spamgate wrote it).
-pub(crate) fn compile(entries: &[AllowEntry]) -> AllowList {
-    let mut config = AllowConfig {
+/// The runtime allow-list as the daemon applies it: the entries that skip every check,
+/// those that skip greylisting only, and when the next one expires.
+#[derive(Debug, Default)]
+pub struct RuntimeAllow {
+    pub all: AllowList,
+    pub greylist: AllowList,
+    /// The earliest expiry among the compiled entries: compile again then.
+    pub next_expiry: Option<UnixTime>,
+}
+
+/// Compiles the stored entries in force at `now`; an entry that no longer parses is
+/// skipped with a warning (entries are validated when added, so this means a newer
+/// spamgate wrote it), and so is an expired one.
+pub(crate) fn compile(entries: &[AllowEntry], now: UnixTime) -> RuntimeAllow {
+    let empty = || AllowConfig {
         rfc2142: false,
         ..AllowConfig::default()
     };
+    let (mut all, mut greylist) = (empty(), empty());
+    let mut next_expiry: Option<UnixTime> = None;
     for entry in entries {
+        if entry.expires_at.is_some_and(|at| at <= now) {
+            continue;
+        }
         if let Err(e) = AllowList::new(&entry_config(entry)) {
             warn!(kind = entry.kind.id(), value = %entry.value, "skipping runtime allow entry: {e}");
             continue;
         }
+        // A scope the kind may not have (written by hand) is narrowed to greylisting.
+        let config = match entry.scope {
+            AllowScope::All if entry.scope.allowed_for(entry.kind) => &mut all,
+            _ => &mut greylist,
+        };
         let list = match entry.kind {
             AllowListKind::ClientAddress => &mut config.client_addresses,
             AllowListKind::ClientName => &mut config.client_names,
@@ -123,6 +165,13 @@ pub(crate) fn compile(entries: &[AllowEntry]) -> AllowList {
             AllowListKind::Rfc2142 => continue,
         };
         list.push(entry.value.clone());
+        if let Some(at) = entry.expires_at {
+            next_expiry = Some(next_expiry.map_or(at, |next| next.min(at)));
+        }
     }
-    AllowList::new(&config).unwrap_or_default()
+    RuntimeAllow {
+        all: AllowList::with_scope(&all, AllowScope::All).unwrap_or_default(),
+        greylist: AllowList::with_scope(&greylist, AllowScope::Greylist).unwrap_or_default(),
+        next_expiry,
+    }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use spamgate_engine::allow::AllowList;
 use spamgate_engine::facts::RdnsFact;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome};
 use spamgate_engine::outbound::{SubmissionRules, SubmissionStep};
@@ -46,7 +45,7 @@ impl Mode {
 pub struct Service<S, R, C> {
     settings: ArcSwap<Settings>,
     /// Allow-list entries added at run time (`spamgate allow add`), from the store.
-    runtime_allow: ArcSwap<AllowList>,
+    runtime_allow: ArcSwap<crate::allow::RuntimeAllow>,
     runtime_allow_generation: AtomicU64,
     store: S,
     resolver: R,
@@ -59,7 +58,7 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
     pub fn new(settings: Settings, store: S, resolver: R, clock: C) -> Self {
         Service {
             settings: ArcSwap::from_pointee(settings),
-            runtime_allow: ArcSwap::from_pointee(AllowList::default()),
+            runtime_allow: ArcSwap::from_pointee(crate::allow::RuntimeAllow::default()),
             runtime_allow_generation: AtomicU64::new(u64::MAX),
             store,
             resolver,
@@ -106,15 +105,22 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
         self.clock.now()
     }
 
-    /// Reload the runtime allow-list when its generation moved. Cheap when it did not.
+    /// Reload the runtime allow-list when its generation moved, or when one of its
+    /// entries expired. Cheap when neither happened.
     pub async fn refresh_runtime_allow(&self) -> Result<bool, StoreError> {
         let generation = self.store.allow_generation().await?;
-        if generation == self.runtime_allow_generation.load(Ordering::Acquire) {
+        let now = self.clock.now();
+        let expired = self
+            .runtime_allow
+            .load()
+            .next_expiry
+            .is_some_and(|at| at <= now);
+        if generation == self.runtime_allow_generation.load(Ordering::Acquire) && !expired {
             return Ok(false);
         }
         let entries = self.store.allow_list().await?;
         self.runtime_allow
-            .store(Arc::new(crate::allow::compile(&entries)));
+            .store(Arc::new(crate::allow::compile(&entries, now)));
         self.runtime_allow_generation
             .store(generation, Ordering::Release);
         Ok(true)
@@ -178,7 +184,8 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
         if let Some(verdict) = engine.check_allow(envelope) {
             return verdict;
         }
-        if let Some(reason) = self.runtime_allow.load().check(envelope) {
+        let runtime_allow = self.runtime_allow.load();
+        if let Some(reason) = runtime_allow.all.check(envelope) {
             return Verdict::pass(vec![reason]);
         }
 
@@ -219,6 +226,11 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
         let rdns = looked_up.as_ref().unwrap_or(&postfix_view);
 
         let plan = match engine.evaluate(envelope, &transaction.stage, &dnswl, &dnsbl, rdns) {
+            Evaluation::Done(verdict) => return verdict,
+            Evaluation::Greylist(plan) => plan,
+        };
+        // Past the DNS lists: entries that skip greylisting only may let it through.
+        let plan = match engine.skip_greylisting(plan, envelope, &runtime_allow.greylist) {
             Evaluation::Done(verdict) => return verdict,
             Evaluation::Greylist(plan) => plan,
         };

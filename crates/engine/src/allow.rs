@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
 use crate::names::{NamePatternError, NamePatterns};
-use crate::verdict::{AllowListKind, Reason};
+use crate::verdict::{AllowListKind, AllowScope, Reason};
 
 /// The `[allow]` config table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,9 +50,31 @@ pub enum AllowError {
     Empty { list: &'static str },
 }
 
-/// Compiled allow-lists.
+impl AllowConfig {
+    /// The entries that skip every check, and those that skip greylisting only, each
+    /// kind in its [`AllowScope::default_for`].
+    pub fn by_scope(&self) -> (AllowConfig, AllowConfig) {
+        let all = AllowConfig {
+            senders: Vec::new(),
+            recipients: Vec::new(),
+            ..self.clone()
+        };
+        let greylist_only = AllowConfig {
+            client_addresses: Vec::new(),
+            client_names: Vec::new(),
+            senders: self.senders.clone(),
+            recipients: self.recipients.clone(),
+            rfc2142: false,
+            rfc2142_locals: Vec::new(),
+        };
+        (all, greylist_only)
+    }
+}
+
+/// Compiled allow-lists, all of one [`AllowScope`].
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
+    scope: AllowScope,
     networks: JointPrefixMap<IpNet, String>,
     names: NamePatterns,
     senders: AddressList,
@@ -61,7 +83,13 @@ pub struct AllowList {
 }
 
 impl AllowList {
+    /// Lists whose matches skip every check.
     pub fn new(config: &AllowConfig) -> Result<AllowList, AllowError> {
+        AllowList::with_scope(config, AllowScope::All)
+    }
+
+    /// Lists whose matches skip what `scope` says.
+    pub fn with_scope(config: &AllowConfig, scope: AllowScope) -> Result<AllowList, AllowError> {
         let mut networks = JointPrefixMap::new();
         for entry in &config.client_addresses {
             let net = parse_net(entry).ok_or_else(|| AllowError::Address {
@@ -70,6 +98,7 @@ impl AllowList {
             networks.insert(net, entry.trim().to_string());
         }
         Ok(AllowList {
+            scope,
             networks,
             names: NamePatterns::new(&config.client_names)?,
             senders: AddressList::new(&config.senders, "senders")?,
@@ -88,7 +117,8 @@ impl AllowList {
 
     /// The first allow-list entry that covers this transaction.
     pub fn check(&self, envelope: &Envelope) -> Option<Reason> {
-        let allowed = |list, entry| Some(Reason::Allowed { list, entry });
+        let scope = self.scope;
+        let allowed = |list, entry| Some(Reason::Allowed { list, entry, scope });
         if let Some((_, entry)) = self.networks.get_lpm(&IpNet::from(envelope.client_address)) {
             return allowed(AllowListKind::ClientAddress, entry.clone());
         }
@@ -169,6 +199,7 @@ mod tests {
         let list = AllowList::new(config).unwrap();
         let got = list.check(envelope);
         let expected = expected.map(|(list, entry)| Reason::Allowed {
+            scope: AllowScope::All,
             list,
             entry: entry.to_string(),
         });

@@ -11,6 +11,7 @@ use crate::facts::{ListAnswer, ListFact, RdnsFact};
 use crate::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme};
 use crate::stage::Stage;
 use crate::tarpit::{TarpitFacts, TarpitOutcome, TarpitParams};
+use crate::verdict::AllowScope;
 use crate::verdict::{Action, Reason, Refusal, Verdict};
 
 /// How DNS list answers turn into a decision.
@@ -102,7 +103,10 @@ pub enum EngineError {
 /// The compiled policy. Cheap to share behind an `Arc`; rebuilt on reload.
 #[derive(Debug)]
 pub struct Engine {
+    /// Entries that skip every check (client addresses and names, RFC 2142).
     allow: AllowList,
+    /// Entries that skip greylisting only (senders, recipients).
+    allow_greylist: AllowList,
     classifier: Classifier,
     lists: ListRules,
     greylist_enabled: bool,
@@ -152,7 +156,11 @@ impl Engine {
         }
         config.tarpit.validate().map_err(EngineError::Tarpit)?;
         Ok(Engine {
-            allow: AllowList::new(&config.allow)?,
+            allow: AllowList::with_scope(&config.allow.by_scope().0, AllowScope::All)?,
+            allow_greylist: AllowList::with_scope(
+                &config.allow.by_scope().1,
+                AllowScope::Greylist,
+            )?,
             classifier: Classifier::new(&config.rdns)?,
             lists: config.lists.clone(),
             greylist_enabled: config.greylist_enabled,
@@ -197,7 +205,30 @@ impl Engine {
         self.tarpit.enabled
     }
 
-    /// Step 1: allow-lists. Checked before any lookup.
+    /// Step 5a: a client about to be greylisted passes when an entry that skips
+    /// greylisting names it: the configured senders and recipients, or `runtime` (the
+    /// operator's entries of that scope). The DNS lists have already been passed.
+    pub fn skip_greylisting(
+        &self,
+        plan: GreylistPlan,
+        envelope: &Envelope,
+        runtime: &AllowList,
+    ) -> Evaluation {
+        match self
+            .allow_greylist
+            .check(envelope)
+            .or_else(|| runtime.check(envelope))
+        {
+            Some(reason) => {
+                let mut reasons = plan.reasons;
+                reasons.push(reason);
+                Evaluation::Done(Verdict::pass(reasons))
+            }
+            None => Evaluation::Greylist(plan),
+        }
+    }
+
+    /// Step 1: allow-lists that skip every check. Checked before any lookup.
     pub fn check_allow(&self, envelope: &Envelope) -> Option<Verdict> {
         self.allow
             .check(envelope)

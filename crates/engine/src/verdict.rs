@@ -71,6 +71,54 @@ impl Refusal {
     }
 }
 
+/// What an allow-list entry lets a transaction skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllowScope {
+    /// Greylisting only: the DNS lists still apply (a sender or recipient can be forged,
+    /// so such an entry must never let a listed host in).
+    #[default]
+    Greylist,
+    /// Every check, the DNS lists included (trusted client addresses and names).
+    All,
+}
+
+impl AllowScope {
+    pub fn id(&self) -> &'static str {
+        match self {
+            AllowScope::Greylist => "greylist",
+            AllowScope::All => "all",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AllowScope> {
+        match text {
+            "greylist" => Some(AllowScope::Greylist),
+            "all" => Some(AllowScope::All),
+            _ => None,
+        }
+    }
+
+    /// The scope an entry of `kind` has unless it says otherwise: every check for the
+    /// client's own identity (address, verified name, and the RFC 2142 role addresses,
+    /// which listed hosts must reach to get delisted), greylisting only for what a
+    /// client can forge (sender, recipient).
+    pub fn default_for(kind: AllowListKind) -> AllowScope {
+        match kind {
+            AllowListKind::ClientAddress | AllowListKind::ClientName | AllowListKind::Rfc2142 => {
+                AllowScope::All
+            }
+            AllowListKind::Sender | AllowListKind::Recipient => AllowScope::Greylist,
+        }
+    }
+
+    /// Whether an entry of `kind` may have this scope (only the client's identity may
+    /// skip the DNS lists).
+    pub fn allowed_for(self, kind: AllowListKind) -> bool {
+        self == AllowScope::Greylist || AllowScope::default_for(kind) == AllowScope::All
+    }
+}
+
 /// Which allow-list let the transaction through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -125,6 +173,7 @@ pub enum Reason {
     Allowed {
         list: AllowListKind,
         entry: String,
+        scope: AllowScope,
     },
     Dnswl {
         zone: String,
@@ -195,7 +244,9 @@ impl Reason {
     pub fn short(&self) -> String {
         match self {
             Reason::Stage { protocol_state } => format!("stage:{protocol_state}"),
-            Reason::Allowed { list, entry } => format!("allow:{}={entry}", list.id()),
+            Reason::Allowed { list, entry, scope } => {
+                format!("allow:{}={entry}(scope={})", list.id(), scope.id())
+            }
             Reason::Dnswl { zone, answers } => format!("dnswl:{zone}={}", join(answers)),
             Reason::Dnsbl {
                 zone,

@@ -317,3 +317,66 @@ fn only_confirmed_names_that_are_not_generic_are_keyed_by_their_domain() {
         assert_eq!(network_of(ip, name), want, "{name}");
     }
 }
+
+#[test]
+fn a_sender_entry_skips_greylisting_but_never_the_dnsbl() {
+    use spamgate_engine::allow::AllowList;
+    use spamgate_engine::verdict::{AllowListKind, AllowScope};
+    let e = engine(|c| c.allow.senders = vec!["partner@example.org".into()]);
+    let runtime = AllowList::default();
+    let from_partner = |ip: &str| Envelope {
+        sender: "partner@example.org".into(),
+        ..envelope(ip)
+    };
+    // (client, its DNSBL answer, its reverse name, what happens)
+    let decide = |ip: &str, dnsbl: Vec<ListFact>, rdns: RdnsFact| {
+        let env = from_partner(ip);
+        assert!(
+            e.check_allow(&env).is_none(),
+            "a sender never skips everything"
+        );
+        match e.evaluate(&env, &Stage::Rcpt, &[], &dnsbl, &rdns) {
+            Evaluation::Done(v) => v,
+            Evaluation::Greylist(plan) => match e.skip_greylisting(plan, &env, &runtime) {
+                Evaluation::Done(v) => v,
+                Evaluation::Greylist(_) => panic!("{ip}: greylisted despite the entry"),
+            },
+        }
+    };
+    // A listed host with the (forgeable) partner sender: refused.
+    let listed = decide(
+        "192.0.2.66",
+        vec![listed("bl.test", 1, "127.0.0.2")],
+        RdnsFact::NoPtr,
+    );
+    assert!(
+        matches!(
+            listed.action,
+            Action::Reject {
+                refusal: Refusal::Dnsbl
+            }
+        ),
+        "{listed:?}"
+    );
+    // A suspicious but unlisted client: passes, and the reason names the scope.
+    let passed = decide("203.0.113.7", vec![not_listed("bl.test")], RdnsFact::NoPtr);
+    assert_eq!(passed.action, Action::Pass);
+    assert!(passed.reasons.contains(&Reason::Allowed {
+        list: AllowListKind::Sender,
+        entry: "partner@example.org".into(),
+        scope: AllowScope::Greylist,
+    }));
+    assert!(
+        passed
+            .reasons_short()
+            .contains("allow:sender=partner@example.org(scope=greylist)")
+    );
+    // A client-address entry skips everything, the lists included.
+    let trusted = e
+        .check_allow(&envelope("198.51.100.25"))
+        .expect("allow-listed");
+    assert!(
+        trusted.reasons_short().contains("(scope=all)"),
+        "{trusted:?}"
+    );
+}

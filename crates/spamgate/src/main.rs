@@ -145,12 +145,20 @@ enum StoreCommand {
 
 #[derive(Subcommand)]
 enum AllowCommand {
-    /// Add (or update the note of) an entry. KIND: client-address, client-name, sender, recipient.
+    /// Add (or update) an entry. KIND: client-address, client-name, sender, recipient.
     Add {
         kind: String,
         value: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// What a match skips: "greylist" (greylisting only; the DNS lists still apply)
+        /// or "all" (every check; client-address and client-name only). Default: "all"
+        /// for client entries, "greylist" for senders and recipients.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The entry stops applying after this long (e.g. "30days", "12h").
+        #[arg(long)]
+        expires: Option<humantime::Duration>,
     },
     /// Remove an entry.
     Remove { kind: String, value: String },
@@ -963,16 +971,35 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
         let allow = AllowService::new(&store);
         let result = async {
             match command {
-                AllowCommand::Add { kind, value, note } => {
+                AllowCommand::Add {
+                    kind,
+                    value,
+                    note,
+                    scope,
+                    expires,
+                } => {
+                    let scope = scope
+                        .map(|text| {
+                            spamgate_engine::verdict::AllowScope::parse(&text).ok_or_else(|| {
+                                usage_error(format!("--scope {text:?}: expected greylist or all"))
+                            })
+                        })
+                        .transpose()?;
+                    let now = SystemClock.now();
+                    let expires_at = expires.map(|d| now.saturating_add(d.as_secs()));
                     let (entry, new) = allow
-                        .add(&kind, &value, note, SystemClock.now())
+                        .add(&kind, &value, note, scope, expires_at, now)
                         .await
                         .map_err(failed)?;
                     println!(
-                        "{} {} {}",
+                        "{} {} {}\tscope={}{}",
                         if new { "added" } else { "updated" },
                         entry.kind.id(),
-                        entry.value
+                        entry.value,
+                        entry.scope.id(),
+                        entry
+                            .expires_at
+                            .map_or_else(String::new, |at| format!("\texpires_at={at}"))
                     );
                 }
                 AllowCommand::Remove { kind, value } => {
@@ -981,10 +1008,14 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
                 }
                 AllowCommand::List => {
                     for e in allow.list().await.map_err(failed)? {
+                        let expires = e
+                            .expires_at
+                            .map_or_else(|| "never".to_string(), |at| at.to_string());
                         println!(
-                            "{}\t{}\tadded_at={}\t{}",
+                            "{}\t{}\tscope={}\tadded_at={}\texpires_at={expires}\t{}",
                             e.kind.id(),
                             e.value,
+                            e.scope.id(),
                             e.added_at,
                             e.note
                         );

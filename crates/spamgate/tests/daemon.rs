@@ -393,6 +393,8 @@ async fn runtime_allow_entries_apply_without_a_reload() {
         value: "192.0.2.64/30".into(),
         note: "partner, ticket 7".into(),
         added_at: T0,
+        scope: spamgate_engine::verdict::AllowScope::All,
+        expires_at: None,
     };
     h.service.store().allow_add(&entry).await.unwrap();
     assert!(
@@ -411,4 +413,63 @@ async fn runtime_allow_entries_apply_without_a_reload() {
         .unwrap();
     h.service.refresh_runtime_allow().await.unwrap();
     assert!(h.ask(&listed).await.starts_with("554"));
+}
+
+#[tokio::test]
+async fn a_runtime_sender_entry_never_lets_a_listed_host_in_and_expires() {
+    use spamgate_app::allow::AllowService;
+    use spamgate_engine::verdict::AllowScope;
+    let h = Harness::start().await;
+    let allow = AllowService::new(h.service.store());
+    // A sender may not skip the DNS lists...
+    let refused = allow
+        .add(
+            "sender",
+            "partner@example.org",
+            String::new(),
+            Some(AllowScope::All),
+            None,
+            T0,
+        )
+        .await;
+    assert!(
+        refused.is_err_and(|e| e.is_usage()),
+        "a forgeable sender cannot skip every check"
+    );
+    // ...by default it skips greylisting only, here for an hour.
+    let (entry, _) = allow
+        .add(
+            "sender",
+            "partner@example.org",
+            "until the migration".into(),
+            None,
+            Some(T0 + 3600),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(entry.scope, AllowScope::Greylist);
+    h.service.refresh_runtime_allow().await.unwrap();
+    let listed = [
+        ("client_address", "192.0.2.66"),
+        ("client_name", "mail.example.test"),
+        ("sender", "partner@example.org"),
+    ];
+    assert!(
+        h.ask(&listed).await.starts_with("554"),
+        "the forged sender does not help"
+    );
+    let suspicious = [
+        ("client_address", "192.0.2.40"),
+        ("client_name", "unknown"),
+        ("sender", "partner@example.org"),
+    ];
+    assert_eq!(h.ask(&suspicious).await, "DUNNO", "greylisting skipped");
+    // An hour later the entry no longer applies, without anyone removing it.
+    h.clock.advance(std::time::Duration::from_secs(3601));
+    assert!(
+        h.service.refresh_runtime_allow().await.unwrap(),
+        "expiry recompiles"
+    );
+    assert!(h.ask(&suspicious).await.starts_with("DEFER_IF_PERMIT"));
 }

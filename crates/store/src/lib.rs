@@ -39,7 +39,7 @@ use std::sync::Arc;
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, AccountStatus, GcraOutcome, LimitKind, Rate};
-use spamgate_engine::verdict::AllowListKind;
+use spamgate_engine::verdict::{AllowListKind, AllowScope};
 
 pub use any::{AnyStore, Recovering};
 pub use dump::{AwlRecord, RateRecord, StoreDump, TripletRecord};
@@ -168,6 +168,10 @@ pub struct AllowEntry {
     pub value: String,
     pub note: String,
     pub added_at: UnixTime,
+    /// What a match skips (greylisting only, or every check).
+    pub scope: AllowScope,
+    /// When the entry stops applying; `None`: until removed.
+    pub expires_at: Option<UnixTime>,
 }
 
 /// The runtime allow-list as a daemon reads it.

@@ -18,9 +18,9 @@ use spamgate_engine::greylist::GreylistOutcome;
 use spamgate_engine::outbound::{Account, AccountStatus, LimitKind, LimitOverrides};
 use spamgate_engine::verdict::AllowListKind::{self, *};
 use spamgate_store::{
-    AccountAdmin, AccountEvent, AccountStore, AllowAdmin, AllowStore, EventKind, FullStore,
-    GreylistAdmin, GreylistDeleted, GreylistFilter, GreylistStore, RedisOptions, RedisStore,
-    SqliteOptions, SqliteStore, StoreCounts,
+    AccountAdmin, AccountEvent, AccountStore, AllowAdmin, AllowEntry, AllowStore, EventKind,
+    FullStore, GreylistAdmin, GreylistDeleted, GreylistFilter, GreylistStore, RedisOptions,
+    RedisStore, SqliteOptions, SqliteStore, StoreCounts,
 };
 
 use GreylistOutcome::*;
@@ -149,6 +149,7 @@ conformance!(
     a_shared_store_serves_several_hosts,
     clones_share_one_store,
     allow_entries_are_added_replaced_removed_and_listed,
+    allow_entries_keep_their_scope_and_expiry,
     allow_changes_reach_every_host_with_the_generation,
     accounts_are_put_replaced_and_listed_by_name,
     a_burst_then_refusal_then_refill,
@@ -854,6 +855,30 @@ async fn allow_entries_are_added_replaced_removed_and_listed(backend: impl Backe
         "ordered by kind, then value"
     );
     backend.close(store).await;
+}
+
+async fn allow_entries_keep_their_scope_and_expiry(backend: impl Backend) {
+    use spamgate_engine::verdict::AllowScope;
+    let store = backend.open().await;
+    let scoped = AllowEntry {
+        scope: AllowScope::Greylist,
+        expires_at: Some(T0 + 86_400),
+        ..allow_entry(Sender, "partner@example.org", "until tomorrow", T0)
+    };
+    let trusted = allow_entry(ClientAddress, "192.0.2.0/28", "relay", T0);
+    store.allow_add(&scoped).await.unwrap();
+    store.allow_add(&trusted).await.unwrap();
+    assert_eq!(
+        store.allow_list().await.unwrap(),
+        vec![trusted.clone(), scoped.clone()]
+    );
+    // Replacing an entry replaces its scope and expiry too.
+    let widened = AllowEntry {
+        expires_at: None,
+        ..scoped
+    };
+    store.allow_add(&widened).await.unwrap();
+    assert_eq!(store.allow_list().await.unwrap(), vec![trusted, widened]);
 }
 
 /// `spamgate allow add` on one host; the daemons of every host poll the generation.

@@ -145,6 +145,8 @@ async fn operator_records_are_committed_before_they_are_answered() {
             value: "192.0.2.0/28".into(),
             note: "partner".into(),
             added_at: T0,
+            scope: spamgate_engine::verdict::AllowScope::All,
+            expires_at: None,
         })
         .await
         .unwrap();

@@ -90,6 +90,8 @@ async fn every_older_version_upgrades_and_keeps_greylist_state() {
             value: "a@example.com".into(),
             note: String::new(),
             added_at: T0,
+            scope: spamgate_engine::verdict::AllowScope::All,
+            expires_at: None,
         };
         assert!(store.allow_add(&entry).await.unwrap());
         let rate = Rate {

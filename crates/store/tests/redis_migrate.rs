@@ -48,6 +48,8 @@ async fn fill(store: &impl FullStore) {
                 value: value.into(),
                 note: "partner".into(),
                 added_at: T0,
+                scope: spamgate_engine::verdict::AllowScope::All,
+                expires_at: None,
             })
             .await
             .unwrap();

@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use redis::Script;
-use spamgate_engine::verdict::AllowListKind;
+use spamgate_engine::verdict::{AllowListKind, AllowScope};
 
 use super::RedisStore;
 use crate::{AllowAdmin, AllowEntry, AllowStore, StoreError};
@@ -37,8 +37,15 @@ fn field(kind: AllowListKind, value: &str) -> String {
     format!("{}:{value}", kind.id())
 }
 
+/// First byte of the value format with a scope and an expiry. Values written before it
+/// start with `added_at`'s top byte, which is 0 for any time before the year 2^56 s.
+const SCOPED: u8 = 0xa1;
+
+/// `SCOPED`, scope (`g` or `a`), expires_at (8 bytes, 0 = none), added_at (8), note.
 fn encode(entry: &AllowEntry) -> Vec<u8> {
-    let mut out = entry.added_at.to_be_bytes().to_vec();
+    let mut out = vec![SCOPED, entry.scope.id().as_bytes()[0]];
+    out.extend_from_slice(&entry.expires_at.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&entry.added_at.to_be_bytes());
     out.extend_from_slice(entry.note.as_bytes());
     out
 }
@@ -51,12 +58,29 @@ fn decode(field: &[u8], value: &[u8]) -> Option<AllowEntry> {
         tracing::warn!(%kind, "skipping an allow-list entry of an unknown kind");
         return None;
     };
-    let (added_at, note) = value.split_first_chunk::<8>()?;
+    // Entries of the first format skipped every check and never expired.
+    let (scope, expires_at, rest) = match value.split_first() {
+        Some((&SCOPED, rest)) => {
+            let (&scope, rest) = rest.split_first()?;
+            let (expires_at, rest) = rest.split_first_chunk::<8>()?;
+            let scope = if scope == b'a' {
+                AllowScope::All
+            } else {
+                AllowScope::Greylist
+            };
+            let expires_at = u64::from_be_bytes(*expires_at);
+            (scope, (expires_at > 0).then_some(expires_at), rest)
+        }
+        _ => (AllowScope::All, None, value),
+    };
+    let (added_at, note) = rest.split_first_chunk::<8>()?;
     Some(AllowEntry {
         kind,
         value: value_text.to_string(),
         note: String::from_utf8_lossy(note).into_owned(),
         added_at: u64::from_be_bytes(*added_at),
+        scope,
+        expires_at,
     })
 }
 
@@ -120,6 +144,8 @@ mod tests {
             value: "a:b@example.com".into(),
             note: "ticket 7".into(),
             added_at: 1_700_000_000,
+            scope: spamgate_engine::verdict::AllowScope::All,
+            expires_at: None,
         };
         let field_text = field(entry.kind, &entry.value);
         assert_eq!(field_text, "sender:a:b@example.com");
@@ -129,5 +155,18 @@ mod tests {
         );
         assert_eq!(decode(b"future-kind:x", &encode(&entry)), None);
         assert_eq!(decode(field_text.as_bytes(), b"short"), None);
+        let scoped = AllowEntry {
+            scope: AllowScope::Greylist,
+            expires_at: Some(1_800_000_000),
+            ..entry.clone()
+        };
+        assert_eq!(
+            decode(field_text.as_bytes(), &encode(&scoped)),
+            Some(scoped)
+        );
+        // A value of the first format (added_at, note): every check, no expiry.
+        let mut old = 1_700_000_000u64.to_be_bytes().to_vec();
+        old.extend_from_slice(b"ticket 7");
+        assert_eq!(decode(field_text.as_bytes(), &old), Some(entry));
     }
 }

@@ -1,7 +1,7 @@
 //! The runtime allow-list and the generation number daemons poll.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use spamgate_engine::verdict::AllowListKind;
+use spamgate_engine::verdict::{AllowListKind, AllowScope};
 
 use super::{SqliteStore, sql_int, unsigned};
 use crate::{AllowAdmin, AllowEntry, AllowStore, StoreError};
@@ -54,15 +54,19 @@ pub(super) fn allow_add_step(conn: &Connection, entry: &AllowEntry) -> rusqlite:
         .prepare_cached("SELECT 1 FROM allow_list WHERE kind = ?1 AND value = ?2")?
         .exists(params![kind, entry.value])?;
     conn.prepare_cached(
-        "INSERT INTO allow_list (kind, value, note, added_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO allow_list (kind, value, note, added_at, scope, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (kind, value) DO UPDATE SET
-            note = excluded.note, added_at = excluded.added_at",
+            note = excluded.note, added_at = excluded.added_at, scope = excluded.scope,
+            expires_at = excluded.expires_at",
     )?
     .execute(params![
         kind,
         entry.value,
         entry.note,
-        sql_int(entry.added_at)
+        sql_int(entry.added_at),
+        entry.scope.id(),
+        entry.expires_at.map(sql_int),
     ])?;
     bump_generation(conn, ALLOW_LIST_GENERATION)?;
     Ok(!existed)
@@ -86,7 +90,8 @@ pub(super) fn allow_remove_step(
 /// (written by a newer one) are skipped, so the rest still applies.
 pub(super) fn list_allowed(conn: &mut Connection) -> rusqlite::Result<Vec<AllowEntry>> {
     let mut statement = conn.prepare_cached(
-        "SELECT kind, value, note, added_at FROM allow_list ORDER BY kind, value",
+        "SELECT kind, value, note, added_at, scope, expires_at FROM allow_list
+         ORDER BY kind, value",
     )?;
     let mut entries = Vec::new();
     let mut rows = statement.query([])?;
@@ -101,7 +106,15 @@ pub(super) fn list_allowed(conn: &mut Connection) -> rusqlite::Result<Vec<AllowE
             value: row.get(1)?,
             note: row.get(2)?,
             added_at: unsigned(row.get(3)?),
+            scope: scope_of(&row.get::<_, String>(4)?),
+            expires_at: row.get::<_, Option<i64>>(5)?.map(unsigned),
         });
     }
     Ok(entries)
+}
+
+/// A stored scope; one this build does not know (a newer one wrote it) counts as the
+/// narrower `greylist`, so an unknown entry never skips the DNS lists.
+pub(super) fn scope_of(text: &str) -> AllowScope {
+    AllowScope::parse(text).unwrap_or(AllowScope::Greylist)
 }

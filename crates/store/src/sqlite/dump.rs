@@ -107,13 +107,15 @@ fn read_sqlite(mut conn: Connection) -> Result<StoreDump, StoreError> {
     );
     let allow = all_rows(
         &tx,
-        "SELECT kind, value, note, added_at FROM allow_list",
+        "SELECT kind, value, note, added_at, scope, expires_at FROM allow_list",
         |row| {
             Ok(AllowEntry {
                 kind: parsed(row, 0, AllowListKind::parse)?,
                 value: row.get(1)?,
                 note: row.get(2)?,
                 added_at: unsigned(row.get(3)?),
+                scope: super::allow::scope_of(&row.get::<_, String>(4)?),
+                expires_at: row.get::<_, Option<i64>>(5)?.map(unsigned),
             })
         },
     );
@@ -265,11 +267,18 @@ fn write_sqlite(mut conn: Connection, dump: &StoreDump) -> rusqlite::Result<()> 
             ])?;
         }
         let mut insert = tx.prepare(
-            "INSERT OR REPLACE INTO allow_list (kind, value, note, added_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR REPLACE INTO allow_list (kind, value, note, added_at, scope, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for e in &dump.allow {
-            insert.execute(params![e.kind.id(), e.value, e.note, signed(e.added_at)])?;
+            insert.execute(params![
+                e.kind.id(),
+                e.value,
+                e.note,
+                signed(e.added_at),
+                e.scope.id(),
+                e.expires_at.map(signed),
+            ])?;
         }
         tx.execute(
             "UPDATE generations SET value = max(value, ?1) + 1 WHERE name = 'allow-list'",

@@ -79,6 +79,10 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX triplets_pending;
     CREATE INDEX triplets_pending ON triplets (network, expires_at, passed_at)
         WHERE passed_at IS NULL;",
+    // 4: allow-list entries say what they skip ('greylist' or 'all'; entries of earlier
+    // versions skipped everything) and may expire.
+    "ALTER TABLE allow_list ADD COLUMN scope TEXT NOT NULL DEFAULT 'all';
+    ALTER TABLE allow_list ADD COLUMN expires_at INTEGER;",
 ];
 
 /// The schema version this build creates and understands.

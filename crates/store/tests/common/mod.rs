@@ -342,5 +342,7 @@ pub fn allow_entry(kind: AllowListKind, value: &str, note: &str, added_at: u64) 
         value: value.to_string(),
         note: note.to_string(),
         added_at,
+        scope: spamgate_engine::verdict::AllowScope::All,
+        expires_at: None,
     }
 }
