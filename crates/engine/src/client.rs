@@ -79,14 +79,6 @@ impl ClientClass {
         "proper",
     ];
 
-    /// The forward-confirmed name, if the client has one.
-    pub fn confirmed_name(&self) -> Option<&str> {
-        match self {
-            ClientClass::Generic { name, .. } | ClientClass::Proper { name, .. } => Some(name),
-            _ => None,
-        }
-    }
-
     /// Short human form for logs: `generic(s25r-1)`, `no-ptr`, ...
     pub fn short(&self) -> String {
         match self {
