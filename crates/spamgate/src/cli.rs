@@ -3,9 +3,10 @@
 //! shell completions from it.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
 #[derive(Parser)]
 #[command(
@@ -122,6 +123,13 @@ pub enum Command {
         /// JSON (one object per line for listings).
         #[arg(long, global = true)]
         json: bool,
+    },
+    /// Write man pages or shell completions generated from this command line, so they
+    /// cannot drift from it (`make install` and packages call it).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
     },
     /// The abuse desk: reports, cases, the warning → suspension → termination → claim
     /// ladder, attribution (docs/abuse-desk.md).
@@ -371,4 +379,34 @@ pub struct CheckArgs {
     /// when it exists, else the built-in defaults.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum GenerateCommand {
+    /// One man page per command (spamgate.1, spamgate-greylist-list.1, ...) into DIR.
+    Man {
+        /// The directory to write into (created when missing).
+        dir: PathBuf,
+    },
+    /// The completion script for SHELL into DIR (spamgate.bash, _spamgate, spamgate.fish).
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: Shell,
+        /// The directory to write into (created when missing).
+        dir: PathBuf,
+    },
+}
+
+/// Writes the man pages of every visible command under `dir`, section 1, named as man
+/// looks them up (`man spamgate-greylist-list`).
+pub fn write_man_pages(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
+}
+
+/// Writes the completion script for `shell` under `dir`; returns its path.
+pub fn write_completions(shell: Shell, dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    clap_complete::generate_to(shell, &mut Cli::command(), "spamgate", dir)
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use spamgate::cli::{
-    AccountCommand, AllowCommand, CheckArgs, Cli, Command, ConfigCommand, GreylistCommand,
-    GreylistWhich, Op25bSub, StatusArgs, StoreCommand,
+    AccountCommand, AllowCommand, CheckArgs, Cli, Command, ConfigCommand, GenerateCommand,
+    GreylistCommand, GreylistWhich, Op25bSub, StatusArgs, StoreCommand,
 };
 use spamgate::config::{Config, EXAMPLE};
 use spamgate::daemon::{self, exit};
@@ -46,6 +46,25 @@ fn greylist_filter(
             .map(|r| r.trim().to_ascii_lowercase()),
         client: which.client,
     })
+}
+
+/// `spamgate generate`: man pages and completions from the clap definition.
+fn generate(command: GenerateCommand) -> Result<(), daemon::Fatal> {
+    let failed = |dir: &std::path::Path, e: std::io::Error| daemon::Fatal {
+        code: exit::OS,
+        error: anyhow::anyhow!("cannot write into {}: {e}", dir.display()),
+    };
+    match command {
+        GenerateCommand::Man { dir } => {
+            spamgate::cli::write_man_pages(&dir).map_err(|e| failed(&dir, e))
+        }
+        GenerateCommand::Completions { shell, dir } => {
+            let path =
+                spamgate::cli::write_completions(shell, &dir).map_err(|e| failed(&dir, e))?;
+            println!("{}", path.display());
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -171,6 +190,7 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             now,
             json,
         } => op25b(command, config, &nft, now.as_deref(), json),
+        Command::Generate { command } => generate(command),
         Command::Abuse(args) => spamgate::desk_cli::abuse(args),
         Command::Customer(args) => spamgate::desk_cli::customer(args),
         Command::Sessions(args) => spamgate::desk_cli::sessions(args),
