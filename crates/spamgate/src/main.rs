@@ -102,14 +102,7 @@ fn error_text(error: &anyhow::Error) -> String {
 /// one and which store it names, so an admin command can never quietly work on another
 /// store than the daemon's.
 fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
-    let from_env = std::env::var_os("SPAMGATE_CONFIG").map(PathBuf::from);
-    let default = PathBuf::from(DEFAULT_CONFIG);
-    let (path, source) = match (path, from_env) {
-        (Some(path), _) => (Some(path.clone()), "-c"),
-        (None, Some(path)) => (Some(path), "SPAMGATE_CONFIG"),
-        (None, None) if default.exists() => (Some(default), "the default path"),
-        (None, None) => (None, ""),
-    };
+    let (path, source) = config_file(path);
     let config = Config::load_or_default(path.as_deref()).map_err(|e| daemon::Fatal {
         code: exit::CONFIG,
         error: e.into(),
@@ -122,6 +115,18 @@ fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
     };
     eprintln!("spamgate: {file}; store {}", config.store.describe());
     Ok(config)
+}
+
+/// The configuration file [`load`] reads, and where its name came from.
+fn config_file(path: Option<&PathBuf>) -> (Option<PathBuf>, &'static str) {
+    let from_env = std::env::var_os("SPAMGATE_CONFIG").map(PathBuf::from);
+    let default = PathBuf::from(DEFAULT_CONFIG);
+    match (path, from_env) {
+        (Some(path), _) => (Some(path.clone()), "-c"),
+        (None, Some(path)) => (Some(path), "SPAMGATE_CONFIG"),
+        (None, None) if default.exists() => (Some(default), "the default path"),
+        (None, None) => (None, ""),
+    }
 }
 
 /// Where the shipped unit and the package keep the configuration.
@@ -146,7 +151,10 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
         Command::Serve { config } => {
             let loaded = load(config.as_ref())?;
             init_logs(&loaded.log_level);
-            runtime()?.block_on(daemon::serve(config, loaded))
+            // The file load read, also when named by $SPAMGATE_CONFIG or the default path:
+            // SIGHUP re-reads it and the startup line names it.
+            let (path, _) = config_file(config.as_ref());
+            runtime()?.block_on(daemon::serve(path, loaded))
         }
         Command::Reload { config, pid_file } => reload(config, pid_file),
         Command::Check(args) => check(args),
