@@ -32,6 +32,12 @@ fn write_config(dir: &Path, dns: &str) -> std::path::PathBuf {
 
 /// The first stderr line of `spamgate serve` that contains "starting".
 fn startup_line(config: &Path, named: Named) -> String {
+    log_lines_until(config, named, &["starting"]).remove(0)
+}
+
+/// The first stderr line containing each of `wanted`, in turn; after the first, the
+/// daemon gets a SIGHUP.
+fn log_lines_until(config: &Path, named: Named, wanted: &[&str]) -> Vec<String> {
     let mut command = spamgate();
     command.arg("serve").env_remove("SPAMGATE_CONFIG");
     match named {
@@ -55,18 +61,34 @@ fn startup_line(config: &Path, named: Named) -> String {
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains("starting") {
-                let _ = line_tx.send(line);
+            if line_tx.send(line).is_err() {
                 return;
             }
         }
     });
-    // Only a bound on a hung daemon, not a timing assertion.
-    let line = line_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the daemon logged a startup line");
+    let mut found = Vec::new();
+    for (i, text) in wanted.iter().enumerate() {
+        if i == 1 {
+            let pid = daemon.0.id().to_string();
+            let sent = std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        }
+        // Only a bound on a hung daemon, not a timing assertion.
+        let line = loop {
+            let line = line_rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("the daemon never logged {text:?}: {e}"));
+            if line.contains(text) {
+                break line;
+            }
+        };
+        found.push(line);
+    }
     daemon.stop();
-    line
+    found
 }
 
 fn check(named: Named, dns: &str, expected: &[&str]) {
@@ -104,4 +126,21 @@ fn startup_line_names_version_file_store_listeners_and_dns() {
     );
     // No servers configured: the system resolver's, as /etc/resolv.conf lists them.
     check(Named::Option, "", &["dns=system:"]);
+}
+
+/// Found through $SPAMGATE_CONFIG, the file is what SIGHUP re-reads (it once said
+/// "running on built-in defaults, nothing to reload").
+#[test]
+fn sighup_rereads_the_file_named_by_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "nameservers = [\"127.0.0.1:5353\"]");
+    let lines = log_lines_until(
+        &config,
+        Named::Environment,
+        &["starting", "SIGHUP: configuration reloaded"],
+    );
+    assert!(
+        lines[1].contains(&config.display().to_string()),
+        "{lines:?}"
+    );
 }
