@@ -83,7 +83,8 @@ pub enum Command {
     Store {
         #[command(subcommand)]
         command: StoreCommand,
-        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
@@ -92,7 +93,8 @@ pub enum Command {
     Allow {
         #[command(subcommand)]
         command: AllowCommand,
-        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
@@ -100,7 +102,8 @@ pub enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
-        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         /// JSON (one object per line for listings).
@@ -111,7 +114,8 @@ pub enum Command {
     Op25b {
         #[command(subcommand)]
         command: Op25bSub,
-        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         /// The nft command, e.g. "ip netns exec router nft".
@@ -184,7 +188,11 @@ pub enum AllowCommand {
         value: String,
     },
     /// List the entries.
-    List,
+    List {
+        /// One JSON object per entry (shape: docs/operations.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -265,7 +273,8 @@ pub enum Op25bSub {
 pub enum ConfigCommand {
     /// Validate the configuration and print the effective settings.
     Check {
-        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -277,7 +286,8 @@ pub enum ConfigCommand {
 pub enum GreylistCommand {
     /// List greylist triplets.
     List {
-        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Show at most this many.
@@ -289,9 +299,13 @@ pub enum GreylistCommand {
     },
     /// Counts of pending and passed triplets and auto-whitelisted clients.
     Stats {
-        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// One JSON object with the counts (shape: docs/operations.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Show the entries of a client, network, sender or recipient (options combine).
     Show {
@@ -330,7 +344,8 @@ pub struct GreylistWhich {
     /// The envelope recipient (Postfix `recipient`).
     #[arg(long)]
     pub recipient: Option<String>,
-    /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+    /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+    /// when it exists, else the built-in defaults.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }

@@ -399,7 +399,7 @@ fn host_name_of(line: &str) -> &str {
 }
 
 fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
-    let (config, list) = match &command {
+    let (config, list, stats_json) = match &command {
         GreylistCommand::Show { which, limit, json } => {
             return greylist_show(which, *limit, *json);
         }
@@ -408,8 +408,8 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
             config,
             limit,
             json,
-        } => (config, Some((*limit, *json))),
-        GreylistCommand::Stats { config } => (config, None),
+        } => (config, Some((*limit, *json)), false),
+        GreylistCommand::Stats { config, json } => (config, None, *json),
     };
     let config = load(config.as_ref())?;
     init_logs("warn");
@@ -439,7 +439,14 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
             }
             None => {
                 let counts = store.counts(now).await.map_err(fail)?;
-                println!("pending\t{}\npassed\t{}\nawl\t{}", counts.pending, counts.passed, counts.awl);
+                if stats_json {
+                    let value = serde_json::json!({
+                        "pending": counts.pending, "passed": counts.passed, "awl": counts.awl,
+                    });
+                    println!("{value}");
+                } else {
+                    println!("pending\t{}\npassed\t{}\nawl\t{}", counts.pending, counts.passed, counts.awl);
+                }
             }
         }
         store.close().await;
@@ -715,8 +722,16 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
                     let (kind, value) = allow.remove(&kind, &value).await.map_err(failed)?;
                     println!("removed {} {value}", kind.id());
                 }
-                AllowCommand::List => {
+                AllowCommand::List { json } => {
                     for e in allow.list().await.map_err(failed)? {
+                        if json {
+                            let value = serde_json::json!({
+                                "kind": e.kind.id(), "value": e.value, "scope": e.scope.id(),
+                                "added_at": e.added_at, "expires_at": e.expires_at, "note": e.note,
+                            });
+                            println!("{value}");
+                            continue;
+                        }
                         let expires = e
                             .expires_at
                             .map_or_else(|| "never".to_string(), |at| at.to_string());
