@@ -75,7 +75,7 @@ pub enum Command {
     Stats {
         /// Log files to read; none: stdin.
         files: Vec<PathBuf>,
-        /// JSON (one object per line for listings).
+        /// The counts as one JSON document.
         #[arg(long)]
         json: bool,
     },
@@ -127,13 +127,6 @@ pub enum Command {
         /// JSON (one object per line for listings).
         #[arg(long, global = true)]
         json: bool,
-    },
-    /// Write man pages or shell completions generated from this command line, so they
-    /// cannot drift from it (`make install` and packages call it).
-    #[command(hide = true)]
-    Generate {
-        #[command(subcommand)]
-        command: GenerateCommand,
     },
     /// The abuse desk: reports, cases, the warning → suspension → termination → claim
     /// ladder, attribution (docs/abuse-desk.md).
@@ -394,6 +387,29 @@ pub struct CheckArgs {
     /// when it exists, else the built-in defaults.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+}
+
+/// `spamgate generate ...`, parsed apart from [`Cli`] so that the man pages, completions
+/// and `--help` it renders from [`Cli`] do not offer it to operators (clap's completions
+/// would list even a hidden subcommand).
+#[derive(Parser)]
+#[command(
+    name = "spamgate generate",
+    bin_name = "spamgate generate",
+    version,
+    about = "Write man pages or shell completions generated from the spamgate command line, \
+             so they cannot drift from it (`make install` and packages call it)"
+)]
+pub struct GenerateCli {
+    #[command(subcommand)]
+    pub command: GenerateCommand,
+}
+
+impl GenerateCli {
+    /// Whether `args` (as the process got them) are `spamgate generate ...`.
+    pub fn wanted(args: &[std::ffi::OsString]) -> bool {
+        args.get(1).is_some_and(|word| word == "generate")
+    }
 }
 
 #[derive(Subcommand)]

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use spamgate::cli::{
-    AccountCommand, AllowCommand, CheckArgs, Cli, Command, ConfigCommand, GenerateCommand,
-    GreylistCommand, GreylistWhich, Op25bSub, StatusArgs, StoreCommand,
+    AccountCommand, AllowCommand, CheckArgs, Cli, Command, ConfigCommand, GenerateCli,
+    GenerateCommand, GreylistCommand, GreylistWhich, Op25bSub, StatusArgs, StoreCommand,
 };
 use spamgate::config::{Config, EXAMPLE};
 use spamgate::daemon::{self, exit};
@@ -68,8 +68,11 @@ fn generate(command: GenerateCommand) -> Result<(), daemon::Fatal> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let result = if GenerateCli::wanted(&args) {
+        generate(GenerateCli::parse_from(&args[1..]).command)
+    } else {
+        let cli = Cli::parse_from(&args);
         // Writes the log lines still buffered before the error line below and the exit.
         let _logs = spamgate::logging::FlushOnExit;
         run(cli)
@@ -198,7 +201,6 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             now,
             json,
         } => op25b(command, config, &nft, now.as_deref(), json),
-        Command::Generate { command } => generate(command),
         Command::Abuse(args) => spamgate::desk_cli::abuse(args),
         Command::Customer(args) => spamgate::desk_cli::customer(args),
         Command::Sessions(args) => spamgate::desk_cli::sessions(args),

@@ -2,7 +2,7 @@
 //! (`--help`, the man pages and the completions are generated from these texts).
 
 use clap::CommandFactory;
-use spamgate::cli::Cli;
+use spamgate::cli::{Cli, GenerateCli};
 
 /// The paths (`spamgate greylist list --json`) of everything in `command` without help.
 fn missing_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
@@ -33,10 +33,12 @@ fn missing_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) 
 
 #[test]
 fn every_argument_and_subcommand_has_help_text() {
-    let command = Cli::command();
-    command.clone().debug_assert();
     let mut missing = Vec::new();
-    missing_help(&command, "spamgate", &mut missing);
+    for command in [Cli::command(), GenerateCli::command()] {
+        command.clone().debug_assert();
+        let name = command.get_name().to_string();
+        missing_help(&command, &name, &mut missing);
+    }
     assert!(
         missing.is_empty(),
         "without help text:\n{}",

@@ -76,6 +76,8 @@ fn completions_for_bash_zsh_and_fish() {
         generate(&["completions", shell], dir.path());
         let script = std::fs::read_to_string(dir.path().join(file)).unwrap();
         assert!(script.contains("greylist"), "{shell}: {script}");
+        // The packaging command is not offered to operators.
+        assert!(!script.contains("generate"), "{shell}: {script}");
     }
     let syntax = Command::new("bash")
         .arg("-n")
