@@ -9,6 +9,10 @@ DOCDIR     ?= $(PREFIX)/share/doc/spamgate
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR ?= /etc
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 DESTDIR    ?=
 CARGO      ?= cargo
 BIN        := target/release/spamgate
@@ -34,6 +38,17 @@ install: $(BIN)
 	install -D -m 0644 dist/spamgate.sysusers $(DESTDIR)$(SYSUSERSDIR)/spamgate.conf
 	install -D -m 0644 dist/spamgate.example.toml $(DESTDIR)$(DOCDIR)/spamgate.example.toml
 	install -D -m 0644 docs/postfix.md $(DESTDIR)$(DOCDIR)/postfix.md
+	@# Man pages and completions come from the binary's own command line definition.
+	rm -rf target/generated
+	$(BIN) generate man target/generated/man1
+	$(BIN) generate completions bash target/generated >/dev/null
+	$(BIN) generate completions zsh target/generated >/dev/null
+	$(BIN) generate completions fish target/generated >/dev/null
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 target/generated/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -D -m 0644 target/generated/spamgate.bash $(DESTDIR)$(BASHCOMPDIR)/spamgate
+	install -D -m 0644 target/generated/_spamgate $(DESTDIR)$(ZSHCOMPDIR)/_spamgate
+	install -D -m 0644 target/generated/spamgate.fish $(DESTDIR)$(FISHCOMPDIR)/spamgate.fish
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/spamgate
 	@# Never overwrite the operator's configuration.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/spamgate/spamgate.toml ]; then \
@@ -56,7 +71,10 @@ install: $(BIN)
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/spamgate $(DESTDIR)$(UNITDIR)/spamgate.service \
-		$(DESTDIR)$(SYSUSERSDIR)/spamgate.conf
+		$(DESTDIR)$(SYSUSERSDIR)/spamgate.conf \
+		$(DESTDIR)$(MANDIR)/man1/spamgate.1 $(DESTDIR)$(MANDIR)/man1/spamgate-*.1 \
+		$(DESTDIR)$(BASHCOMPDIR)/spamgate $(DESTDIR)$(ZSHCOMPDIR)/_spamgate \
+		$(DESTDIR)$(FISHCOMPDIR)/spamgate.fish
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@echo "kept $(SYSCONFDIR)/spamgate and /var/lib/spamgate"
 

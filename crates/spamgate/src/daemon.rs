@@ -181,6 +181,25 @@ pub fn build_dns(config: &Config) -> Result<Dns, Fatal> {
     Dns::new(&dns_config).map_err(|e| Fatal::new(exit::CONFIG, anyhow::anyhow!("dns: {e}")))
 }
 
+/// The DNS servers the resolver asks, for the startup line: the configured ones, else
+/// the `nameserver` lines of `/etc/resolv.conf` (what the resolver reads then).
+fn dns_servers(dns: &crate::config::DnsSection) -> String {
+    if !dns.nameservers.is_empty() {
+        return dns.nameservers.join(",");
+    }
+    let system = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers: Vec<&str> = system
+        .lines()
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["nameserver", server, ..] => Some(server),
+                _ => None,
+            },
+        )
+        .collect();
+    format!("system:{}", servers.join(","))
+}
+
 /// Run the daemon until SIGTERM/SIGINT.
 pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), Fatal> {
     let settings = config.settings().map_err(|e| Fatal::new(exit::CONFIG, e))?;
@@ -225,6 +244,16 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         None => None,
     };
 
+    let listen: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        // "none": the built-in defaults.
+        config = %config_path.as_ref().map_or("none".into(), |p| p.display().to_string()),
+        store = %config.store.describe(),
+        listen = %listen.join(","),
+        dns = %dns_servers(&config.dns),
+        "spamgate starting"
+    );
     // Written once the listeners are bound, so `spamgate reload` never signals a
     // process that could still fail to start.
     let pid_file = match &config.server.pid_file {

@@ -31,6 +31,7 @@ pub const EX_TEMPFAIL: i32 = 75;
 pub struct AbuseArgs {
     #[command(subcommand)]
     pub command: AbuseCommand,
+    /// Configuration file (its [desk] store); without it, the built-in defaults.
     #[arg(long, short, global = true)]
     pub config: Option<PathBuf>,
     /// JSON (one object per line for listings).
@@ -52,6 +53,7 @@ pub enum AbuseCommand {
         /// new, triage, filed or dismissed.
         #[arg(long)]
         state: Option<String>,
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -60,29 +62,41 @@ pub enum AbuseCommand {
         /// open, confirmed, closed or dismissed.
         #[arg(long)]
         state: Option<String>,
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
     /// One case with its reports and their attribution.
-    Show { case: i64 },
+    Show {
+        /// The case number.
+        case: i64,
+    },
     /// The triage queue: reports a person must attribute (`abuse assign`).
     Triage {
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
     /// File a triaged report against a customer (after looking at its evidence).
     Assign {
+        /// The report number (as `abuse triage` lists it).
         report: i64,
+        /// The customer id.
         customer: String,
         /// spam, overload, vandalism or illegal (default: the report's own).
         #[arg(long)]
         category: Option<String>,
     },
     /// Confirm a case as abuse: the escalation policy decides the next step.
-    Confirm { case: i64 },
+    Confirm {
+        /// The case number.
+        case: i64,
+    },
     /// Warn the customer (step 1).
     Warn {
+        /// The customer id.
         customer: String,
+        /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
         /// Evidence references, e.g. case:12 (repeatable).
@@ -92,30 +106,39 @@ pub enum AbuseCommand {
     /// Suspend the service (step 2): the customer's submission accounts are refused
     /// from the next request on.
     Suspend {
+        /// The customer id.
         customer: String,
+        /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
         /// The second person approving, where the policy requires one.
         #[arg(long)]
         approver: Option<String>,
+        /// Evidence references, e.g. case:12 (repeatable).
         #[arg(long)]
         evidence: Vec<String>,
     },
     /// Carry out the pending proposal (suspension or termination); you are the approver.
     Approve {
+        /// The customer id.
         customer: String,
+        /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
     },
     /// Drop the pending proposal.
     Reject {
+        /// The customer id.
         customer: String,
+        /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
     },
     /// Undo a suspension: the accounts it suspended send again.
     Resume {
+        /// The customer id.
         customer: String,
+        /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
         /// Bring back a terminated customer (termination is otherwise final).
@@ -124,14 +147,18 @@ pub enum AbuseCommand {
     },
     /// Terminate the contract (step 3): final unless a forced resume.
     Terminate {
+        /// The customer id.
         customer: String,
+        /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
+        /// Evidence references, e.g. case:12 (repeatable).
         #[arg(long)]
         evidence: Vec<String>,
     },
     /// File a claim for the actual damage (step 4) against cases of the customer.
     Claim {
+        /// The customer id.
         customer: String,
         /// A case the claim attaches to (repeatable, at least one).
         #[arg(long = "case", required = true)]
@@ -139,6 +166,7 @@ pub enum AbuseCommand {
         /// In the currency's minor unit (JPY has none).
         #[arg(long)]
         amount: i64,
+        /// ISO 4217 currency code of --amount.
         #[arg(long, default_value = "JPY")]
         currency: String,
         /// How the damage was calculated.
@@ -150,21 +178,37 @@ pub enum AbuseCommand {
     },
     /// Write the case folder for the legal team (case, raw reports, attribution, audit,
     /// claims, MANIFEST.sha256) under DIR.
-    Export { case: i64, dir: PathBuf },
+    Export {
+        /// The case number.
+        case: i64,
+        /// The directory the case folder is written under.
+        dir: PathBuf,
+    },
     /// Who held ADDRESS[:PORT] at TIME (RFC 3339, or a date in the configured zone).
-    Who { address: String, time: String },
+    Who {
+        /// The address, with an optional :PORT (for CGNAT).
+        address: String,
+        /// When: RFC 3339, or a date in the configured zone.
+        time: String,
+    },
     /// Set the customer's linked accounts to its suspended or terminated step again
     /// (after an enforcement that failed part-way, or an account linked later).
-    Enforce { customer: String },
+    Enforce {
+        /// The customer id.
+        customer: String,
+    },
     /// Run the hook for every due hook delivery (retries included), e.g. from a timer.
     Deliver {
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
     /// The delivery queue (hooks and notices): pending, done or failed.
     Deliveries {
+        /// pending, done or failed.
         #[arg(long, default_value = "pending")]
         state: String,
+        /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -175,8 +219,10 @@ pub enum AbuseCommand {
 pub struct CustomerArgs {
     #[command(subcommand)]
     pub command: CustomerCommand,
+    /// Configuration file (its [desk] store); without it, the built-in defaults.
     #[arg(long, short, global = true)]
     pub config: Option<PathBuf>,
+    /// JSON (one object per line for listings).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -185,7 +231,9 @@ pub struct CustomerArgs {
 pub enum CustomerCommand {
     /// Add a customer, or update one (its status stays: the ladder owns it).
     Add {
+        /// The customer id.
         id: String,
+        /// The customer's name.
         #[arg(long, default_value = "")]
         name: String,
         /// Where notices go (an e-mail address).
@@ -194,24 +242,35 @@ pub enum CustomerCommand {
         /// ja or en.
         #[arg(long, default_value = "ja")]
         language: String,
+        /// The customer's service plan (free text).
         #[arg(long, default_value = "")]
         plan: String,
     },
     /// Import a CSV of customers: `id,name,contact,language,plan`.
-    Import { file: PathBuf },
+    Import {
+        /// The file to import.
+        file: PathBuf,
+    },
     /// One customer: accounts, ladder step, audit trail.
-    Show { id: String },
+    Show {
+        /// The customer id.
+        id: String,
+    },
     /// Customers by id.
     List {
+        /// Start after this customer id (paging).
         #[arg(long)]
         after: Option<String>,
+        /// Show at most this many.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
     /// Link a submission account (it must exist: `spamgate account add`) or an address
     /// history identity to a customer.
     Link {
+        /// The customer id.
         customer: String,
+        /// The submission account (SASL login) to link.
         #[arg(long)]
         account: Option<String>,
         /// RADIUS User-Name.
@@ -231,8 +290,10 @@ pub enum CustomerCommand {
 pub struct SessionsArgs {
     #[command(subcommand)]
     pub command: SessionsCommand,
+    /// Configuration file (its [desk] store); without it, the built-in defaults.
     #[arg(long, short, global = true)]
     pub config: Option<PathBuf>,
+    /// JSON (one object per line for listings).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -245,6 +306,7 @@ pub enum SessionsCommand {
         /// radius-detail, kea-csv, static or cgnat.
         #[arg(long)]
         format: String,
+        /// The file to import.
         file: PathBuf,
     },
 }

@@ -1,6 +1,8 @@
 //! The spamgate daemon and its command line, as a library so tests can start it in-process.
 //!
 //! Layout:
+//! - [`cli`]: the command line definition (clap), walked by tests and rendered as man
+//!   pages and completions.
 //! - [`config`]: the TOML file, defaults and validation, and its mapping onto the
 //!   application's settings.
 //! - [`op25b`]: the `spamgate op25b` commands (rules rendered by `spamgate-op25b`).
@@ -15,6 +17,7 @@
 //! front-end in `spamgate-postfix`; listeners in `spamgate-net`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod desk_cli;

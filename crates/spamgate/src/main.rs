@@ -2,374 +2,77 @@
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, Write};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+use spamgate::cli::{
+    AccountCommand, AllowCommand, CheckArgs, Cli, Command, ConfigCommand, GenerateCli,
+    GenerateCommand, GreylistCommand, GreylistWhich, Op25bSub, StatusArgs, StoreCommand,
+};
 use spamgate::config::{Config, EXAMPLE};
 use spamgate::daemon::{self, exit};
 use spamgate_app::{Clock, Mode, Service, SystemClock};
 use spamgate_rdns::NameClass;
 use spamgate_store::GreylistAdmin;
 
-#[derive(Parser)]
-#[command(
-    name = "spamgate",
-    version,
-    about = "Anti-spam policy daemon for ISPs: DNSBL, S25R screening, selective greylisting"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+/// The store filter for the entries `greylist show` and `delete` name.
+fn greylist_filter(
+    which: &GreylistWhich,
+    config: &Config,
+) -> Result<spamgate_store::GreylistFilter, daemon::Fatal> {
+    use spamgate_engine::greylist::{client_network, normalise_sender};
+    if which.client.is_none()
+        && which.network.is_none()
+        && which.sender.is_none()
+        && which.recipient.is_none()
+    {
+        return Err(usage_error(
+            "name the entries: --client, --network, --sender and/or --recipient".into(),
+        ));
+    }
+    let keys = config.engine_config().keys;
+    let network = which.network.clone().or_else(|| {
+        which
+            .client
+            .map(|client| client_network(client, &keys).to_string())
+    });
+    Ok(spamgate_store::GreylistFilter {
+        network,
+        sender: which.sender.as_deref().map(normalise_sender),
+        recipient: which
+            .recipient
+            .as_deref()
+            .map(|r| r.trim().to_ascii_lowercase()),
+        client: which.client,
+    })
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run the Postfix policy daemon.
-    Serve {
-        /// Configuration file; without it, the built-in defaults.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-    /// Make the running daemon re-read its configuration and allow-lists (SIGHUP to the
-    /// process in the pid file), after checking the file here: an invalid one is
-    /// reported and the daemon is not signalled.
-    Reload {
-        /// The configuration the daemon runs with.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Process id file; default: `[server] pid_file` of the configuration.
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-    },
-    /// Explain the decision for one transaction (does not change state unless --record).
-    Check(CheckArgs),
-    /// Classify host names (arguments, or stdin one per line) by the reverse-DNS rules.
-    /// Lines as logs have them work too: Postfix's `name[address]` and `unknown`. One
-    /// answer per input line, in order (an empty line gets an empty answer).
-    Classify {
-        /// Host names; none: read stdin.
-        names: Vec<String>,
-        /// Configuration file (its `[rdns]` rules and exceptions); without it, the defaults.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// List the active rules instead.
-        #[arg(long)]
-        rules: bool,
-        /// Also say which rule or exception decided, and every rule that matched.
-        #[arg(long)]
-        explain: bool,
-        /// One JSON object per name.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Configuration tools.
-    Config {
-        #[command(subcommand)]
-        command: ConfigCommand,
-    },
-    /// Inspect greylist state.
-    Greylist {
-        #[command(subcommand)]
-        command: GreylistCommand,
-    },
-    /// Count decisions per action and reason from decision log lines (stdin or files), e.g.
-    /// `journalctl -u spamgate --since -1h | spamgate stats`.
-    Stats {
-        files: Vec<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Store maintenance: copy all state between backends (SQLite ↔ Redis).
-    Store {
-        #[command(subcommand)]
-        command: StoreCommand,
-        #[arg(long, short, global = true)]
-        config: Option<PathBuf>,
-    },
-    /// Runtime allow-list entries, kept in the store: effective within seconds on every
-    /// spamgate sharing it, without a reload.
-    Allow {
-        #[command(subcommand)]
-        command: AllowCommand,
-        #[arg(long, short, global = true)]
-        config: Option<PathBuf>,
-    },
-    /// Submission accounts: status, limits, events (the abuse desk's controls).
-    Account {
-        #[command(subcommand)]
-        command: AccountCommand,
-        #[arg(long, short, global = true)]
-        config: Option<PathBuf>,
-        #[arg(long, global = true)]
-        json: bool,
-    },
-    /// Outbound Port 25 Blocking: nftables rules for customer pools.
-    Op25b {
-        #[command(subcommand)]
-        command: Op25bSub,
-        #[arg(long, short, global = true)]
-        config: Option<PathBuf>,
-        /// The nft command, e.g. "ip netns exec router nft".
-        #[arg(long, global = true, default_value = "nft")]
-        nft: String,
-        /// Pretend it is this time (RFC 3339 or a date) when resolving expiries.
-        #[arg(long, global = true)]
-        now: Option<String>,
-        #[arg(long, global = true)]
-        json: bool,
-    },
-    /// The abuse desk: reports, cases, the warning → suspension → termination → claim
-    /// ladder, attribution (docs/abuse-desk.md).
-    Abuse(spamgate::desk_cli::AbuseArgs),
-    /// The abuse desk's customers and their accounts and identities.
-    Customer(spamgate::desk_cli::CustomerArgs),
-    /// Address history for attribution (RADIUS detail, Kea leases, static, CGNAT).
-    Sessions(spamgate::desk_cli::SessionsArgs),
-}
-
-#[derive(Subcommand)]
-enum StoreCommand {
-    /// Copy greylist, auto-whitelist, allow-list, accounts, rate counters and events from
-    /// one store to another: `sqlite:PATH` or a `redis://` URL (key prefix and Sentinel
-    /// settings from the config's [store]). Entries in the target with the same keys are
-    /// replaced; stop the daemons writing to the source first.
-    Migrate {
-        #[arg(long)]
-        from: String,
-        #[arg(long)]
-        to: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum AllowCommand {
-    /// Add (or update) an entry. KIND: client-address, client-name, sender, recipient.
-    Add {
-        kind: String,
-        value: String,
-        #[arg(long, default_value = "")]
-        note: String,
-        /// What a match skips: "greylist" (greylisting only; the DNS lists still apply)
-        /// or "all" (every check; client-address and client-name only). Default: "all"
-        /// for client entries, "greylist" for senders and recipients.
-        #[arg(long)]
-        scope: Option<String>,
-        /// The entry stops applying after this long (e.g. "30days", "12h").
-        #[arg(long)]
-        expires: Option<humantime::Duration>,
-    },
-    /// Remove an entry.
-    Remove { kind: String, value: String },
-    /// List the entries.
-    List,
-}
-
-#[derive(Subcommand)]
-enum AccountCommand {
-    /// Create or update an account (limit overrides; omitted ones keep the defaults).
-    Add {
-        username: String,
-        #[arg(long)]
-        messages_per_hour: Option<u32>,
-        #[arg(long)]
-        recipients_per_day: Option<u32>,
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Refuse the account's submissions from the next request on.
-    Suspend(StatusArgs),
-    /// Let a suspended account send again.
-    Resume(StatusArgs),
-    /// Refuse the account's submissions for good (the contract ended).
-    Terminate(StatusArgs),
-    /// Show one account.
-    Show { username: String },
-    /// List accounts.
-    List {
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-    },
-    /// Events (limit trips, refused sends, status changes), newest first.
-    Events {
-        username: Option<String>,
-        /// Only events newer than this (e.g. "1h", "7days").
-        #[arg(long, default_value = "30days")]
-        since: humantime::Duration,
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-    },
-}
-
-/// The account whose status changes, and what the change may do.
-#[derive(Args)]
-struct StatusArgs {
-    username: String,
-    /// Why (kept with the account and in its event; shown to the abuse desk only).
-    #[arg(long, default_value = "")]
-    note: String,
-    /// Add the account if it is not in the store (otherwise an unknown name is an error).
-    #[arg(long)]
-    create: bool,
-    /// Change a terminated account too (termination is otherwise final).
-    #[arg(long)]
-    force: bool,
-}
-
-#[derive(Subcommand, Clone, Copy)]
-enum Op25bSub {
-    /// Print the nftables ruleset.
-    Render,
-    /// Check the ruleset with `nft -c`, then load it atomically.
-    Apply,
-    /// Update only the set elements (pools, exemptions, relays), without reloading chains.
-    Sync,
-    /// Blocked attempts per source, most first.
-    Hits,
-}
-
-#[derive(Subcommand)]
-enum ConfigCommand {
-    /// Validate the configuration and print the effective settings.
-    Check {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-    /// Print an annotated configuration with every key and its default.
-    Example,
-}
-
-#[derive(Subcommand)]
-enum GreylistCommand {
-    /// List greylist triplets.
-    List {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Counts of pending and passed triplets and auto-whitelisted clients.
-    Stats {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-    /// Show the entries of a client, network, sender or recipient (options combine).
-    Show {
-        #[command(flatten)]
-        which: GreylistWhich,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete entries, so their next attempt is greylisted as new (e.g. an address
-    /// auto-whitelisted by mistake, or a test sender). Prints what went.
-    Delete {
-        #[command(flatten)]
-        which: GreylistWhich,
-    },
-}
-
-/// Which greylist entries `show` and `delete` mean (at least one of the four).
-#[derive(Args)]
-struct GreylistWhich {
-    /// The address's auto-whitelist entry, and (unless --network is given) the triplets
-    /// of its network under the configured prefix lengths.
-    #[arg(long)]
-    client: Option<IpAddr>,
-    /// Triplets of one network as `greylist list` prints it: `192.0.2.0/24`,
-    /// `2001:db8::/64`, or `domain:example.net` when keyed by PTR domain.
-    #[arg(long)]
-    network: Option<String>,
-    /// Triplets of this sender (normalised as spamgate stores it: lowercase, BATV tag
-    /// and +extension removed, digit runs as #).
-    #[arg(long)]
-    sender: Option<String>,
-    #[arg(long)]
-    recipient: Option<String>,
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-}
-
-impl GreylistWhich {
-    fn filter(&self, config: &Config) -> Result<spamgate_store::GreylistFilter, daemon::Fatal> {
-        use spamgate_engine::greylist::{client_network, normalise_sender};
-        if self.client.is_none()
-            && self.network.is_none()
-            && self.sender.is_none()
-            && self.recipient.is_none()
-        {
-            return Err(usage_error(
-                "name the entries: --client, --network, --sender and/or --recipient".into(),
-            ));
+/// `spamgate generate`: man pages and completions from the clap definition.
+fn generate(command: GenerateCommand) -> Result<(), daemon::Fatal> {
+    let failed = |dir: &std::path::Path, e: std::io::Error| daemon::Fatal {
+        code: exit::OS,
+        error: anyhow::anyhow!("cannot write into {}: {e}", dir.display()),
+    };
+    match command {
+        GenerateCommand::Man { dir } => {
+            spamgate::cli::write_man_pages(&dir).map_err(|e| failed(&dir, e))
         }
-        let keys = config.engine_config().keys;
-        let network = self.network.clone().or_else(|| {
-            self.client
-                .map(|client| client_network(client, &keys).to_string())
-        });
-        Ok(spamgate_store::GreylistFilter {
-            network,
-            sender: self.sender.as_deref().map(normalise_sender),
-            recipient: self
-                .recipient
-                .as_deref()
-                .map(|r| r.trim().to_ascii_lowercase()),
-            client: self.client,
-        })
+        GenerateCommand::Completions { shell, dir } => {
+            let path =
+                spamgate::cli::write_completions(shell, &dir).map_err(|e| failed(&dir, e))?;
+            println!("{}", path.display());
+            Ok(())
+        }
     }
 }
 
-/// The attributes Postfix would send; the request then takes the daemon's own path
-/// (decoder, transaction, service, reply), without writing anything unless --record.
-#[derive(Args)]
-struct CheckArgs {
-    /// The client's IP address (Postfix `client_address`).
-    #[arg(long)]
-    client_address: IpAddr,
-    /// Postfix's verified client name (`unknown` if none).
-    #[arg(long)]
-    client_name: Option<String>,
-    /// Postfix's unverified PTR name.
-    #[arg(long)]
-    reverse_client_name: Option<String>,
-    /// The HELO/EHLO name (Postfix `helo_name`).
-    #[arg(long)]
-    helo: Option<String>,
-    /// The envelope sender; empty for the null sender.
-    #[arg(long, default_value = "")]
-    sender: String,
-    #[arg(long)]
-    recipient: String,
-    /// Protocol state to decide at.
-    #[arg(long, default_value = "RCPT")]
-    protocol_state: String,
-    /// The SMTP AUTH login (Postfix `sasl_username`): explains a submission decision.
-    #[arg(long)]
-    sasl_username: Option<String>,
-    /// The local port the client connected to (Postfix `server_port`, e.g. 587).
-    #[arg(long)]
-    server_port: Option<u16>,
-    /// Recipients of the message so far (Postfix `recipient_count`, at DATA).
-    #[arg(long)]
-    recipient_count: Option<u64>,
-    /// Record the attempt (greylist entry, charges, events), as a real request would.
-    #[arg(long)]
-    record: bool,
-    /// Print the verdict as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Configuration file; without it, the built-in defaults.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let result = if GenerateCli::wanted(&args) {
+        generate(GenerateCli::parse_from(&args[1..]).command)
+    } else {
+        let cli = Cli::parse_from(&args);
         // Writes the log lines still buffered before the error line below and the exit.
         let _logs = spamgate::logging::FlushOnExit;
         run(cli)
@@ -402,14 +105,7 @@ fn error_text(error: &anyhow::Error) -> String {
 /// one and which store it names, so an admin command can never quietly work on another
 /// store than the daemon's.
 fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
-    let from_env = std::env::var_os("SPAMGATE_CONFIG").map(PathBuf::from);
-    let default = PathBuf::from(DEFAULT_CONFIG);
-    let (path, source) = match (path, from_env) {
-        (Some(path), _) => (Some(path.clone()), "-c"),
-        (None, Some(path)) => (Some(path), "SPAMGATE_CONFIG"),
-        (None, None) if default.exists() => (Some(default), "the default path"),
-        (None, None) => (None, ""),
-    };
+    let (path, source) = config_file(path);
     let config = Config::load_or_default(path.as_deref()).map_err(|e| daemon::Fatal {
         code: exit::CONFIG,
         error: e.into(),
@@ -422,6 +118,18 @@ fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
     };
     eprintln!("spamgate: {file}; store {}", config.store.describe());
     Ok(config)
+}
+
+/// The configuration file [`load`] reads, and where its name came from.
+fn config_file(path: Option<&PathBuf>) -> (Option<PathBuf>, &'static str) {
+    let from_env = std::env::var_os("SPAMGATE_CONFIG").map(PathBuf::from);
+    let default = PathBuf::from(DEFAULT_CONFIG);
+    match (path, from_env) {
+        (Some(path), _) => (Some(path.clone()), "-c"),
+        (None, Some(path)) => (Some(path), "SPAMGATE_CONFIG"),
+        (None, None) if default.exists() => (Some(default), "the default path"),
+        (None, None) => (None, ""),
+    }
 }
 
 /// Where the shipped unit and the package keep the configuration.
@@ -446,7 +154,10 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
         Command::Serve { config } => {
             let loaded = load(config.as_ref())?;
             init_logs(&loaded.log_level);
-            runtime()?.block_on(daemon::serve(config, loaded))
+            // The file load read, also when named by $SPAMGATE_CONFIG or the default path:
+            // SIGHUP re-reads it and the startup line names it.
+            let (path, _) = config_file(config.as_ref());
+            runtime()?.block_on(daemon::serve(path, loaded))
         }
         Command::Reload { config, pid_file } => reload(config, pid_file),
         Command::Check(args) => check(args),
@@ -690,7 +401,7 @@ fn host_name_of(line: &str) -> &str {
 }
 
 fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
-    let (config, list) = match &command {
+    let (config, list, stats_json) = match &command {
         GreylistCommand::Show { which, limit, json } => {
             return greylist_show(which, *limit, *json);
         }
@@ -699,8 +410,8 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
             config,
             limit,
             json,
-        } => (config, Some((*limit, *json))),
-        GreylistCommand::Stats { config } => (config, None),
+        } => (config, Some((*limit, *json)), false),
+        GreylistCommand::Stats { config, json } => (config, None, *json),
     };
     let config = load(config.as_ref())?;
     init_logs("warn");
@@ -730,7 +441,14 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
             }
             None => {
                 let counts = store.counts(now).await.map_err(fail)?;
-                println!("pending\t{}\npassed\t{}\nawl\t{}", counts.pending, counts.passed, counts.awl);
+                if stats_json {
+                    let value = serde_json::json!({
+                        "pending": counts.pending, "passed": counts.passed, "awl": counts.awl,
+                    });
+                    println!("{value}");
+                } else {
+                    println!("pending\t{}\npassed\t{}\nawl\t{}", counts.pending, counts.passed, counts.awl);
+                }
             }
         }
         store.close().await;
@@ -834,7 +552,7 @@ async fn domain_filter(
 fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), daemon::Fatal> {
     let config = load(which.config.as_ref())?;
     init_logs("warn");
-    let filter = which.filter(&config)?;
+    let filter = greylist_filter(which, &config)?;
     runtime()?.block_on(async {
         let by_domain = domain_filter(which, &config, &filter).await?;
         let store = daemon::open_store(&config).await?;
@@ -905,7 +623,7 @@ fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), 
 fn greylist_delete(which: &GreylistWhich) -> Result<(), daemon::Fatal> {
     let config = load(which.config.as_ref())?;
     init_logs("warn");
-    let filter = which.filter(&config)?;
+    let filter = greylist_filter(which, &config)?;
     runtime()?.block_on(async {
         let by_domain = domain_filter(which, &config, &filter).await?;
         let store = daemon::open_store(&config).await?;
@@ -1006,8 +724,16 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
                     let (kind, value) = allow.remove(&kind, &value).await.map_err(failed)?;
                     println!("removed {} {value}", kind.id());
                 }
-                AllowCommand::List => {
+                AllowCommand::List { json } => {
                     for e in allow.list().await.map_err(failed)? {
+                        if json {
+                            let value = serde_json::json!({
+                                "kind": e.kind.id(), "value": e.value, "scope": e.scope.id(),
+                                "added_at": e.added_at, "expires_at": e.expires_at, "note": e.note,
+                            });
+                            println!("{value}");
+                            continue;
+                        }
                         let expires = e
                             .expires_at
                             .map_or_else(|| "never".to_string(), |at| at.to_string());
