@@ -156,7 +156,8 @@ pub enum AbuseCommand {
     /// Set the customer's linked accounts to its suspended or terminated step again
     /// (after an enforcement that failed part-way, or an account linked later).
     Enforce { customer: String },
-    /// Run the hook for every due hook delivery (retries included), e.g. from a timer.
+    /// Run the hook and mail the notice of every due delivery (retries included), e.g.
+    /// from a timer.
     Deliver {
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -677,8 +678,8 @@ pub fn abuse(args: AbuseArgs) -> Result<(), Fatal> {
     })
 }
 
-/// Runs the hooks a transition queued, once, at once; failures stay queued for
-/// `abuse deliver` and are printed.
+/// Runs the hooks and mails the notices a transition queued, once, at once;
+/// failures stay queued for `abuse deliver` and are printed.
 async fn run_hooks_now(
     desk: &DeskService<'_, spamgate_store::AnyStore>,
     at: UnixTime,
@@ -687,7 +688,29 @@ async fn run_hooks_now(
     for run in desk.run_due_hooks(at, 100).await.map_err(failed)? {
         print_hook_run(&run, as_json);
     }
+    for run in desk.run_due_notices(at, 100).await.map_err(failed)? {
+        print_notice_run(&run, as_json);
+    }
     Ok(())
+}
+
+fn print_notice_run(run: &spamgate_app::desk::NoticeRun, as_json: bool) {
+    if as_json {
+        print_json(&json!({
+            "notice": run.delivery_id, "customer": run.customer, "step": run.step,
+            "to": run.to, "error": run.error, "state": run.state.as_str(),
+        }));
+    } else {
+        println!(
+            "notice {}\t{}\t{}\t{}\t{}\t{}",
+            run.delivery_id,
+            run.customer,
+            run.step,
+            run.to.as_deref().unwrap_or("-"),
+            run.state.as_str(),
+            run.error.as_deref().unwrap_or("ok")
+        );
+    }
 }
 
 fn print_hook_run(run: &spamgate_app::desk::HookRun, as_json: bool) {
@@ -887,13 +910,18 @@ fn abuse_other(
             Ok(())
         }),
         AbuseCommand::Deliver { limit } => with_service(loaded, async |desk| {
-            if desk.settings().hook.command.is_empty() {
+            let settings = desk.settings();
+            if settings.hook.command.is_empty() && settings.notice.relay_host.is_empty() {
                 return Err(usage(
-                    "no [desk] hook_command is configured: hook deliveries stay queued",
+                    "neither [desk] hook_command nor notice_relay_host is configured: \
+                     deliveries stay queued",
                 ));
             }
             for run in desk.run_due_hooks(at, limit).await.map_err(failed)? {
                 print_hook_run(&run, as_json);
+            }
+            for run in desk.run_due_notices(at, limit).await.map_err(failed)? {
+                print_notice_run(&run, as_json);
             }
             Ok(())
         }),
