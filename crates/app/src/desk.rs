@@ -101,6 +101,43 @@ impl Default for NoticeSettings {
     }
 }
 
+/// Which submission account events become internal reports (`abuse signals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalPolicy {
+    /// Events are counted per account in fixed windows of this many seconds; only
+    /// windows that have ended are filed, so each window's report is always the same
+    /// bytes and filing it again (a rerun, a crash) is deduplicated by its hash.
+    pub window: i64,
+    /// How far back a run looks (whole windows), so a missed timer run is caught up.
+    pub lookback: i64,
+    /// Limit trips of one account within a window that make a report.
+    pub min_limit_trips: u32,
+    /// Refused sends of a suspended or terminated account within a window that make one.
+    pub min_refused_sends: u32,
+}
+
+impl Default for SignalPolicy {
+    fn default() -> Self {
+        SignalPolicy {
+            window: 3600,
+            lookback: 86_400,
+            min_limit_trips: 3,
+            min_refused_sends: 1,
+        }
+    }
+}
+
+/// What a `abuse signals` run filed.
+#[derive(Debug, Clone, Default)]
+pub struct SignalsRun {
+    /// Internal reports filed for the first time (report id, customer, case).
+    pub filed: Vec<(ReportId, String, Option<CaseId>)>,
+    /// Windows already filed by an earlier run (deduplicated by hash).
+    pub already_filed: usize,
+    /// Signals of accounts linked to no customer: not filed.
+    pub unlinked: Vec<String>,
+}
+
 /// What the desk needs besides its store.
 #[derive(Debug, Clone)]
 pub struct DeskSettings {
@@ -110,6 +147,7 @@ pub struct DeskSettings {
     /// The operator's hook; its retry policy is the one of every delivery.
     pub hook: HookSettings,
     pub notice: NoticeSettings,
+    pub signals: SignalPolicy,
 }
 
 /// A submission account whose status a transition changed.
@@ -594,6 +632,86 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
             });
         }
         Ok(runs)
+    }
+}
+
+impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
+    /// Files the submission account events of the ended windows within the lookback
+    /// (limit trips, refused sends of suspended accounts) as internal reports for the
+    /// accounts' customers. Idempotent: a window's signal is the same bytes every run,
+    /// and the desk stores and files a message once.
+    pub async fn file_account_signals(&self, now: UnixTime) -> Result<SignalsRun> {
+        use spamgate_desk::report::InternalSignal;
+        use spamgate_store::EventKind;
+        let policy = self.settings.signals;
+        let window = policy.window.max(60);
+        let end = now - now.rem_euclid(window);
+        let start = end - (policy.lookback.max(window) / window) * window;
+        let events = self
+            .accounts
+            .events(None, start.max(0) as u64, 1_000_000)
+            .await?;
+        // (window start, account, is refused) → (count, last event time)
+        let mut counts: std::collections::BTreeMap<(i64, String, bool), (u32, i64)> =
+            Default::default();
+        for event in events {
+            let at = event.at as i64;
+            if at >= end {
+                continue;
+            }
+            let refused = match event.kind {
+                EventKind::LimitExceeded { .. } => false,
+                EventKind::Rejected { .. } => true,
+                EventKind::StatusChanged { .. } => continue,
+            };
+            let key = (at - at.rem_euclid(window), event.username, refused);
+            let entry = counts.entry(key).or_insert((0, at));
+            entry.0 += 1;
+            entry.1 = entry.1.max(at);
+        }
+        let signals: Vec<(InternalSignal, i64)> = counts
+            .into_iter()
+            .filter_map(|((_, account, refused), (n, last))| {
+                if refused && n >= policy.min_refused_sends.max(1) {
+                    Some((
+                        InternalSignal::RefusedWhileSuspended {
+                            account,
+                            attempts: n,
+                        },
+                        last,
+                    ))
+                } else if !refused && n >= policy.min_limit_trips.max(1) {
+                    Some((
+                        InternalSignal::SubmissionLimitTrips { account, trips: n },
+                        last,
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.blocking(move |store, s| {
+            let mut run = SignalsRun::default();
+            for (signal, observed_at) in signals {
+                let account = signal.account().unwrap_or_default().to_string();
+                if store.account_customer(&account)?.is_none() {
+                    run.unlinked.push(account);
+                    continue;
+                }
+                let outcome = desk::ingest_internal(store, &signal, observed_at, now, &s.config)?;
+                if outcome.raw.duplicate {
+                    run.already_filed += 1;
+                } else {
+                    run.filed.push((
+                        outcome.report_id,
+                        outcome.customer.unwrap_or_default(),
+                        outcome.case_id,
+                    ));
+                }
+            }
+            Ok(run)
+        })
+        .await
     }
 }
 

@@ -30,6 +30,7 @@ fn settings(hook: &[&str], retry: RetryPolicy) -> DeskSettings {
             retry,
         },
         notice: NoticeSettings::default(),
+        signals: Default::default(),
     }
 }
 

@@ -118,6 +118,7 @@ fn settings(port: u16, zone: FixedOffset, retry: RetryPolicy) -> DeskSettings {
             reply_within: 7 * 86_400,
             timeout: Duration::from_secs(10),
         },
+        signals: Default::default(),
     }
 }
 

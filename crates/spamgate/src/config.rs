@@ -855,6 +855,16 @@ pub struct DeskSection {
     /// The longest the relay may take to answer one SMTP command.
     #[serde(with = "humantime_serde")]
     pub notice_timeout: Duration,
+    /// `abuse signals` counts account events per account in fixed windows this long.
+    #[serde(with = "humantime_serde")]
+    pub signal_window: Duration,
+    /// How far back `abuse signals` looks (a missed run is caught up).
+    #[serde(with = "humantime_serde")]
+    pub signal_lookback: Duration,
+    /// Submission limit trips of one account within a window that make a report.
+    pub signal_limit_trips: u32,
+    /// Refused sends of a suspended account within a window that make a report.
+    pub signal_refused_sends: u32,
 }
 
 impl Default for DeskSection {
@@ -864,6 +874,7 @@ impl Default for DeskSection {
         let attribution = AttributionPolicy::default();
         let escalation = spamgate_desk::ladder::EscalationPolicy::default();
         let retry = spamgate_desk::store::RetryPolicy::default();
+        let signals = spamgate_app::desk::SignalPolicy::default();
         DeskSection {
             path: None,
             time_zone: "+09:00".into(),
@@ -889,6 +900,10 @@ impl Default for DeskSection {
             notice_templates: None,
             notice_reply_within: Duration::from_secs(7 * 86_400),
             notice_timeout: Duration::from_secs(30),
+            signal_window: secs(signals.window),
+            signal_lookback: secs(signals.lookback),
+            signal_limit_trips: signals.min_limit_trips,
+            signal_refused_sends: signals.min_refused_sends,
         }
     }
 }
@@ -923,6 +938,13 @@ impl DeskSection {
                 "desk.notice_from",
                 &self.notice_from,
                 "expected an address such as abuse@example.net",
+            ));
+        }
+        if self.signal_window < Duration::from_secs(60) {
+            return Err(ConfigError::invalid(
+                "desk.signal_window",
+                &humantime::format_duration(self.signal_window).to_string(),
+                "must be at least 1m",
             ));
         }
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -968,6 +990,12 @@ impl DeskSection {
                 templates: self.notice_templates.clone(),
                 reply_within: secs(self.notice_reply_within),
                 timeout: self.notice_timeout,
+            },
+            signals: spamgate_app::desk::SignalPolicy {
+                window: secs(self.signal_window),
+                lookback: secs(self.signal_lookback),
+                min_limit_trips: self.signal_limit_trips,
+                min_refused_sends: self.signal_refused_sends,
             },
         })
     }

@@ -162,6 +162,9 @@ pub enum AbuseCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// File submission account events (limit trips, refused sends of suspended
+    /// accounts) of the ended windows as internal reports, e.g. from a timer. Idempotent.
+    Signals,
     /// The delivery queue (hooks and notices): pending, done or failed.
     Deliveries {
         #[arg(long, default_value = "pending")]
@@ -922,6 +925,39 @@ fn abuse_other(
             }
             for run in desk.run_due_notices(at, limit).await.map_err(failed)? {
                 print_notice_run(&run, as_json);
+            }
+            Ok(())
+        }),
+        AbuseCommand::Signals => with_service(loaded, async |desk| {
+            let run = desk.file_account_signals(at).await.map_err(failed)?;
+            if as_json {
+                let filed: Vec<Value> = run
+                    .filed
+                    .iter()
+                    .map(|(report, customer, case)| {
+                        json!({ "report": report, "customer": customer, "case": case })
+                    })
+                    .collect();
+                print_json(&json!({
+                    "filed": filed, "already_filed": run.already_filed,
+                    "unlinked": run.unlinked,
+                }));
+            } else {
+                for (report, customer, case) in &run.filed {
+                    let case = case.map_or_else(|| "-".to_string(), |c| c.to_string());
+                    println!("filed report {report}\t{customer}\tcase {case}");
+                }
+                for account in &run.unlinked {
+                    println!(
+                        "unlinked account {account}: not filed (`spamgate customer link CUSTOMER --account ACCOUNT`)"
+                    );
+                }
+                println!(
+                    "{} filed, {} already filed, {} unlinked",
+                    run.filed.len(),
+                    run.already_filed,
+                    run.unlinked.len()
+                );
             }
             Ok(())
         }),
