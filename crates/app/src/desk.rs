@@ -547,10 +547,10 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
             return Ok(Vec::new());
         }
         let due = self
-            .blocking(move |store, _| store.due_deliveries(now, limit))
+            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Hook, now, limit))
             .await?;
         let mut runs = Vec::new();
-        for delivery in due.into_iter().filter(|d| d.kind == DeliveryKind::Hook) {
+        for delivery in due {
             let step = match serde_json::from_str::<Action>(&delivery.payload) {
                 Ok(Action::RunHook { step, .. }) => Ok(step.as_str().to_string()),
                 Ok(other) => Err(format!("not a hook action: {other:?}")),
@@ -598,10 +598,10 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
         .map_err(|e| DeskError::Invalid(format!("notice templates: {e}")))?;
         let templates = Arc::new(templates);
         let due = self
-            .blocking(move |store, _| store.due_deliveries(now, limit))
+            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Notify, now, limit))
             .await?;
         let mut runs = Vec::new();
-        for delivery in due.into_iter().filter(|d| d.kind == DeliveryKind::Notify) {
+        for delivery in due {
             let id = delivery.id;
             let payload = delivery.payload.clone();
             let templates = Arc::clone(&templates);
