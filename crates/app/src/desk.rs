@@ -748,8 +748,14 @@ fn send_notice(
             .customer(&customer)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("customer {customer} is gone"))?;
-        let facts = notice_facts(store, step, case_id, now + settings.reply_within)
-            .map_err(|e| e.to_string())?;
+        let facts = notice_facts(
+            store,
+            &customer.id,
+            step,
+            case_id,
+            now + settings.reply_within,
+        )
+        .map_err(|e| e.to_string())?;
         // The notice names the bare address to answer, not `Name <address>`.
         let desk_address = settings
             .from
@@ -774,13 +780,22 @@ fn send_notice(
 }
 
 /// What the notice names: the case's category, and the address, port and time of
-/// its first report that has an address (or of its first report).
+/// its first report that has an address (or of its first report). A step taken by
+/// hand names no case: the customer's latest case is the one the notice is about.
 fn notice_facts(
     store: &dyn DeskStore,
+    customer: &str,
     step: Step,
     case_id: Option<CaseId>,
     deadline: UnixTime,
 ) -> spamgate_desk::store::Result<NoticeFacts> {
+    let case_id = match case_id {
+        Some(id) => Some(id),
+        None => store
+            .customer_cases(customer, UnixTime::MIN)?
+            .first()
+            .map(|c| c.id),
+    };
     let mut facts = NoticeFacts {
         step,
         category: Category::Spam,

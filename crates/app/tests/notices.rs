@@ -364,3 +364,56 @@ async fn without_a_relay_notices_stay_queued() {
         "{pending:?}"
     );
 }
+
+#[tokio::test]
+async fn a_step_taken_by_hand_names_the_customers_latest_case() {
+    let s = stores(Language::En, "john@example.com");
+    let port = free_port();
+    let sink = Sink::start(port, &s.dir.path().join("sink"));
+    let service = DeskService::new(
+        Arc::clone(&s.desk),
+        &s.accounts,
+        settings(port, FixedOffset::UTC, RetryPolicy::default()),
+    );
+    let case = warn_by_report(&service).await;
+    service.run_due_notices(NOW, 10).await.unwrap();
+    // Suspended by hand (with an approver): the queued notice names no case.
+    service
+        .decide(
+            "C-0001".into(),
+            "sato".into(),
+            spamgate_desk::ladder::Command::Suspend {
+                reason: "still sending".into(),
+                evidence: vec![],
+                approver: Some("suzuki".into()),
+            },
+            NOW + 10,
+        )
+        .await
+        .unwrap();
+    let runs = service.run_due_notices(NOW + 10, 10).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0].step.as_str(), runs[0].state),
+        ("suspended", DeliveryState::Done)
+    );
+    let messages = sink.messages(2);
+    let suspended = messages
+        .iter()
+        .map(|m| MessageParser::default().parse(m).unwrap())
+        .find(|m| m.message_id() != Some("notice-2@isp.example.jp"))
+        .unwrap();
+    let subject = suspended.subject().unwrap().to_string();
+    let body = suspended.body_text(0).unwrap();
+    assert!(
+        !subject.contains("none") && !body.contains("none"),
+        "{subject}\n{body}"
+    );
+    for word in [
+        case.to_string().as_str(),
+        "192.0.2.1",
+        "2026-12-01T01:00:00Z",
+    ] {
+        assert!(body.contains(word), "{word:?} in {body}");
+    }
+}
