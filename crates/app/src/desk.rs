@@ -15,6 +15,7 @@ use spamgate_desk::desk::{self, DeskConfig, FileImport, HistoryFormat, IngestOut
 use spamgate_desk::export::Export;
 use spamgate_desk::history::Identity;
 use spamgate_desk::ladder::{Action, AuditRecord, Claim, Command, Ladder, Step, Transition};
+use spamgate_desk::notice::{Notice, NoticeFacts, Sender, Templates};
 use spamgate_desk::report::Category;
 use spamgate_desk::store::{
     Delivery, DeliveryKind, DeliveryState, DeskError, DeskStore, ReportId, ReportState,
@@ -68,13 +69,85 @@ pub struct HookSettings {
     pub retry: RetryPolicy,
 }
 
+/// The customer notices: the SMTP relay they go through and what they say about the ISP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeSettings {
+    /// The relay's host name or address; empty: no relay (notices stay queued).
+    pub relay_host: String,
+    pub relay_port: u16,
+    /// The `From:` and envelope sender, and the desk address the notices name.
+    pub from: String,
+    /// The ISP's name as the notices sign it.
+    pub isp_name: String,
+    /// Operator templates (`ja/warned.txt`, ...) replacing the shipped ones file by file.
+    pub templates: Option<PathBuf>,
+    /// How long the customer has to answer (the notice's deadline).
+    pub reply_within: i64,
+    /// The longest a relay may take to answer one command.
+    pub timeout: Duration,
+}
+
+impl Default for NoticeSettings {
+    fn default() -> Self {
+        NoticeSettings {
+            relay_host: String::new(),
+            relay_port: 25,
+            from: "abuse@example.net".into(),
+            isp_name: "Example ISP".into(),
+            templates: None,
+            reply_within: 7 * 86_400,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which submission account events become internal reports (`abuse signals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalPolicy {
+    /// Events are counted per account in fixed windows of this many seconds; only
+    /// windows that have ended are filed, so each window's report is always the same
+    /// bytes and filing it again (a rerun, a crash) is deduplicated by its hash.
+    pub window: i64,
+    /// How far back a run looks (whole windows), so a missed timer run is caught up.
+    pub lookback: i64,
+    /// Limit trips of one account within a window that make a report.
+    pub min_limit_trips: u32,
+    /// Refused sends of a suspended or terminated account within a window that make one.
+    pub min_refused_sends: u32,
+}
+
+impl Default for SignalPolicy {
+    fn default() -> Self {
+        SignalPolicy {
+            window: 3600,
+            lookback: 86_400,
+            min_limit_trips: 3,
+            min_refused_sends: 1,
+        }
+    }
+}
+
+/// What a `abuse signals` run filed.
+#[derive(Debug, Clone, Default)]
+pub struct SignalsRun {
+    /// Internal reports filed for the first time (report id, customer, case).
+    pub filed: Vec<(ReportId, String, Option<CaseId>)>,
+    /// Windows already filed by an earlier run (deduplicated by hash).
+    pub already_filed: usize,
+    /// Signals of accounts linked to no customer: not filed.
+    pub unlinked: Vec<String>,
+}
+
 /// What the desk needs besides its store.
 #[derive(Debug, Clone)]
 pub struct DeskSettings {
     pub config: DeskConfig,
     /// Zone of times written without one, and of times shown.
     pub zone: FixedOffset,
+    /// The operator's hook; its retry policy is the one of every delivery.
     pub hook: HookSettings,
+    pub notice: NoticeSettings,
+    pub signals: SignalPolicy,
 }
 
 /// A submission account whose status a transition changed.
@@ -117,6 +190,20 @@ pub struct HookRun {
     pub customer: String,
     pub step: String,
     /// `None`: it succeeded.
+    pub error: Option<String>,
+    /// After this run: pending (to be retried), done, or failed (out of attempts).
+    pub state: DeliveryState,
+}
+
+/// One notice mailed (or tried).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRun {
+    pub delivery_id: i64,
+    pub customer: String,
+    pub step: String,
+    /// The contact address it went to, once the customer was found.
+    pub to: Option<String>,
+    /// `None`: the relay accepted it.
     pub error: Option<String>,
     /// After this run: pending (to be retried), done, or failed (out of attempts).
     pub state: DeliveryState,
@@ -460,10 +547,10 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
             return Ok(Vec::new());
         }
         let due = self
-            .blocking(move |store, _| store.due_deliveries(now, limit))
+            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Hook, now, limit))
             .await?;
         let mut runs = Vec::new();
-        for delivery in due.into_iter().filter(|d| d.kind == DeliveryKind::Hook) {
+        for delivery in due {
             let step = match serde_json::from_str::<Action>(&delivery.payload) {
                 Ok(Action::RunHook { step, .. }) => Ok(step.as_str().to_string()),
                 Ok(other) => Err(format!("not a hook action: {other:?}")),
@@ -492,6 +579,293 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
         }
         Ok(runs)
     }
+}
+
+impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
+    /// Mails every due notice through the relay, in the customer's language, and
+    /// records each as done, or as failed to be retried with the deliveries' backoff
+    /// (then shown as failed). Without a relay nothing is sent and notices stay queued.
+    pub async fn run_due_notices(&self, now: UnixTime, limit: usize) -> Result<Vec<NoticeRun>> {
+        let notice = self.settings.notice.clone();
+        if notice.relay_host.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Templates are read per run: an operator's edit needs no restart.
+        let templates = match &notice.templates {
+            Some(dir) => Templates::with_overrides(dir),
+            None => Templates::builtin(),
+        }
+        .map_err(|e| DeskError::Invalid(format!("notice templates: {e}")))?;
+        let templates = Arc::new(templates);
+        let due = self
+            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Notify, now, limit))
+            .await?;
+        let mut runs = Vec::new();
+        for delivery in due {
+            let id = delivery.id;
+            let payload = delivery.payload.clone();
+            let templates = Arc::clone(&templates);
+            let settings = notice.clone();
+            // Rendering reads the store and sending blocks: both off the async threads.
+            let (step, to, error) = self
+                .blocking(move |store, s| {
+                    Ok(send_notice(
+                        store, &templates, &settings, s.zone, id, &payload, now,
+                    ))
+                })
+                .await?;
+            let retry = self.settings.hook.retry;
+            let recorded = error.clone();
+            let state = self
+                .blocking(move |store, _| match recorded {
+                    None => store.delivery_done(id, now).map(|()| DeliveryState::Done),
+                    Some(error) => store.delivery_failed(id, now, &error, &retry),
+                })
+                .await?;
+            runs.push(NoticeRun {
+                delivery_id: id,
+                customer: delivery.customer,
+                step,
+                to,
+                error,
+                state,
+            });
+        }
+        Ok(runs)
+    }
+}
+
+impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
+    /// Files the submission account events of the ended windows within the lookback
+    /// (limit trips, refused sends of suspended accounts) as internal reports for the
+    /// accounts' customers. Idempotent: a window's signal is the same bytes every run,
+    /// and the desk stores and files a message once.
+    pub async fn file_account_signals(&self, now: UnixTime) -> Result<SignalsRun> {
+        use spamgate_desk::report::InternalSignal;
+        use spamgate_store::EventKind;
+        let policy = self.settings.signals;
+        let window = policy.window.max(60);
+        let end = now - now.rem_euclid(window);
+        let start = end - (policy.lookback.max(window) / window) * window;
+        let events = self
+            .accounts
+            .events(None, start.max(0) as u64, 1_000_000)
+            .await?;
+        // (window start, account, is refused) → (count, last event time)
+        let mut counts: std::collections::BTreeMap<(i64, String, bool), (u32, i64)> =
+            Default::default();
+        for event in events {
+            let at = event.at as i64;
+            if at >= end {
+                continue;
+            }
+            let refused = match event.kind {
+                EventKind::LimitExceeded { .. } => false,
+                EventKind::Rejected { .. } => true,
+                EventKind::StatusChanged { .. } => continue,
+            };
+            let key = (at - at.rem_euclid(window), event.username, refused);
+            let entry = counts.entry(key).or_insert((0, at));
+            entry.0 += 1;
+            entry.1 = entry.1.max(at);
+        }
+        let signals: Vec<(InternalSignal, i64)> = counts
+            .into_iter()
+            .filter_map(|((_, account, refused), (n, last))| {
+                if refused && n >= policy.min_refused_sends.max(1) {
+                    Some((
+                        InternalSignal::RefusedWhileSuspended {
+                            account,
+                            attempts: n,
+                        },
+                        last,
+                    ))
+                } else if !refused && n >= policy.min_limit_trips.max(1) {
+                    Some((
+                        InternalSignal::SubmissionLimitTrips { account, trips: n },
+                        last,
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.blocking(move |store, s| {
+            let mut run = SignalsRun::default();
+            for (signal, observed_at) in signals {
+                let account = signal.account().unwrap_or_default().to_string();
+                if store.account_customer(&account)?.is_none() {
+                    run.unlinked.push(account);
+                    continue;
+                }
+                let outcome = desk::ingest_internal(store, &signal, observed_at, now, &s.config)?;
+                if outcome.raw.duplicate {
+                    run.already_filed += 1;
+                } else {
+                    run.filed.push((
+                        outcome.report_id,
+                        outcome.customer.unwrap_or_default(),
+                        outcome.case_id,
+                    ));
+                }
+            }
+            Ok(run)
+        })
+        .await
+    }
+}
+
+/// Renders one queued notice and hands it to the relay. Returns the step, the
+/// address it went to, and the error if any (a store failure counts as one: the
+/// delivery is retried like a relay failure).
+fn send_notice(
+    store: &dyn DeskStore,
+    templates: &Templates,
+    settings: &NoticeSettings,
+    zone: FixedOffset,
+    delivery_id: i64,
+    payload: &str,
+    now: UnixTime,
+) -> (String, Option<String>, Option<String>) {
+    let (customer, step, case_id) = match serde_json::from_str::<Action>(payload) {
+        Ok(Action::NotifyCustomer {
+            customer,
+            step,
+            case_id,
+        }) => (customer, step, case_id),
+        Ok(other) => {
+            return (
+                String::new(),
+                None,
+                Some(format!("not a notice: {other:?}")),
+            );
+        }
+        Err(e) => return (String::new(), None, Some(format!("unreadable notice: {e}"))),
+    };
+    let step_name = step.as_str().to_string();
+    let rendered = (|| -> std::result::Result<Notice, String> {
+        let customer = store
+            .customer(&customer)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("customer {customer} is gone"))?;
+        let facts = notice_facts(
+            store,
+            &customer.id,
+            step,
+            case_id,
+            now + settings.reply_within,
+        )
+        .map_err(|e| e.to_string())?;
+        // The notice names the bare address to answer, not `Name <address>`.
+        let desk_address = settings
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .map_or_else(|_| settings.from.clone(), |m| m.email.to_string());
+        let sender = Sender {
+            isp_name: settings.isp_name.clone(),
+            desk_address,
+            english_zone: zone,
+        };
+        templates
+            .render(&customer, &facts, &sender)
+            .map_err(|e| e.to_string())
+    })();
+    let notice = match rendered {
+        Ok(n) => n,
+        Err(e) => return (step_name, None, Some(e)),
+    };
+    let to = notice.to.clone();
+    let error = mail_notice(settings, &notice, delivery_id, now).err();
+    (step_name, Some(to), error)
+}
+
+/// What the notice names: the case's category, and the address, port and time of
+/// its first report that has an address (or of its first report). A step taken by
+/// hand names no case: the customer's latest case is the one the notice is about.
+fn notice_facts(
+    store: &dyn DeskStore,
+    customer: &str,
+    step: Step,
+    case_id: Option<CaseId>,
+    deadline: UnixTime,
+) -> spamgate_desk::store::Result<NoticeFacts> {
+    let case_id = match case_id {
+        Some(id) => Some(id),
+        None => store
+            .customer_cases(customer, UnixTime::MIN)?
+            .first()
+            .map(|c| c.id),
+    };
+    let mut facts = NoticeFacts {
+        step,
+        category: Category::Spam,
+        case_id,
+        address: None,
+        port: None,
+        at: None,
+        deadline: Some(deadline),
+    };
+    let Some(id) = case_id else {
+        return Ok(facts);
+    };
+    let Some(case) = store.case(id)? else {
+        return Ok(facts);
+    };
+    facts.category = case.category;
+    facts.at = Some(case.opened_at);
+    let reports = store.case_reports(id)?;
+    let first = reports
+        .iter()
+        .find(|r| r.report.source_ip.is_some())
+        .or(reports.first());
+    if let Some(r) = first {
+        facts.address = r.report.source_ip;
+        facts.port = r.report.source_port;
+        if let Some(t) = &r.report.time {
+            facts.at = Some(t.utc);
+        }
+    }
+    Ok(facts)
+}
+
+/// Builds the MIME message (UTF-8 text/plain, the subject RFC 2047-encoded by
+/// lettre) and sends it through the relay, without TLS: the relay is the ISP's own.
+fn mail_notice(
+    settings: &NoticeSettings,
+    notice: &Notice,
+    delivery_id: i64,
+    now: UnixTime,
+) -> std::result::Result<(), String> {
+    use lettre::message::{Mailbox, header::ContentType};
+    use lettre::{Message, SmtpTransport, Transport};
+    let from: Mailbox = settings
+        .from
+        .parse()
+        .map_err(|e| format!("from address {:?}: {e}", settings.from))?;
+    let to: Mailbox = notice
+        .to
+        .parse()
+        .map_err(|e| format!("contact address {:?}: {e}", notice.to))?;
+    let domain = from.email.domain().to_string();
+    let date = std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64);
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(notice.subject.clone())
+        // One id per delivery: a retry after a lost answer is recognisably the same notice.
+        .message_id(Some(format!("<notice-{delivery_id}@{domain}>")))
+        .date(date)
+        .header(ContentType::TEXT_PLAIN)
+        .body(notice.body.clone())
+        .map_err(|e| format!("building the notice: {e}"))?;
+    let relay = SmtpTransport::builder_dangerous(settings.relay_host.as_str())
+        .port(settings.relay_port)
+        .timeout(Some(settings.timeout))
+        .build();
+    relay
+        .send(&message)
+        .map(drop)
+        .map_err(|e| format!("relay {}:{}: {e}", settings.relay_host, settings.relay_port))
 }
 
 /// Runs the hook once: `command... CUSTOMER STEP`, within the timeout.

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spamgate_app::desk::{DeskService, DeskSettings, HookSettings, open_sqlite_desk};
+use spamgate_app::desk::{
+    DeskService, DeskSettings, HookSettings, NoticeSettings, open_sqlite_desk,
+};
 use spamgate_desk::case::{Case, Customer, CustomerStatus, Language};
 use spamgate_desk::desk::DeskConfig;
 use spamgate_desk::ladder::{Command, Step};
@@ -27,6 +29,8 @@ fn settings(hook: &[&str], retry: RetryPolicy) -> DeskSettings {
             timeout: Duration::from_secs(30),
             retry,
         },
+        notice: NoticeSettings::default(),
+        signals: Default::default(),
     }
 }
 

@@ -839,6 +839,32 @@ pub struct DeskSection {
     pub hook_first_retry: Duration,
     #[serde(with = "humantime_serde")]
     pub hook_max_retry: Duration,
+    /// The SMTP relay customer notices go through (no TLS: the ISP's own relay).
+    /// Empty: no relay, notices stay queued.
+    pub notice_relay_host: String,
+    pub notice_relay_port: u16,
+    /// The notices' `From:` and envelope sender, named in them as the desk's address.
+    pub notice_from: String,
+    /// The ISP's name the notices are signed with.
+    pub notice_isp_name: String,
+    /// Operator templates (`ja/warned.txt`, `en/suspended.txt`, ...) replacing the shipped ones.
+    pub notice_templates: Option<PathBuf>,
+    /// The answer deadline a notice names.
+    #[serde(with = "humantime_serde")]
+    pub notice_reply_within: Duration,
+    /// The longest the relay may take to answer one SMTP command.
+    #[serde(with = "humantime_serde")]
+    pub notice_timeout: Duration,
+    /// `abuse signals` counts account events per account in fixed windows this long.
+    #[serde(with = "humantime_serde")]
+    pub signal_window: Duration,
+    /// How far back `abuse signals` looks (a missed run is caught up).
+    #[serde(with = "humantime_serde")]
+    pub signal_lookback: Duration,
+    /// Submission limit trips of one account within a window that make a report.
+    pub signal_limit_trips: u32,
+    /// Refused sends of a suspended account within a window that make a report.
+    pub signal_refused_sends: u32,
 }
 
 impl Default for DeskSection {
@@ -848,6 +874,7 @@ impl Default for DeskSection {
         let attribution = AttributionPolicy::default();
         let escalation = spamgate_desk::ladder::EscalationPolicy::default();
         let retry = spamgate_desk::store::RetryPolicy::default();
+        let signals = spamgate_app::desk::SignalPolicy::default();
         DeskSection {
             path: None,
             time_zone: "+09:00".into(),
@@ -866,6 +893,17 @@ impl Default for DeskSection {
             hook_attempts: retry.max_attempts,
             hook_first_retry: secs(retry.first_delay),
             hook_max_retry: secs(retry.max_delay),
+            notice_relay_host: String::new(),
+            notice_relay_port: 25,
+            notice_from: "abuse@example.net".into(),
+            notice_isp_name: "Example ISP".into(),
+            notice_templates: None,
+            notice_reply_within: Duration::from_secs(7 * 86_400),
+            notice_timeout: Duration::from_secs(30),
+            signal_window: secs(signals.window),
+            signal_lookback: secs(signals.lookback),
+            signal_limit_trips: signals.min_limit_trips,
+            signal_refused_sends: signals.min_refused_sends,
         }
     }
 }
@@ -893,6 +931,20 @@ impl DeskSection {
                 "desk.hook_attempts",
                 "0",
                 "must be positive",
+            ));
+        }
+        if !self.notice_relay_host.is_empty() && !looks_like_mailbox(&self.notice_from) {
+            return Err(ConfigError::invalid(
+                "desk.notice_from",
+                &self.notice_from,
+                "expected an address such as abuse@example.net",
+            ));
+        }
+        if self.signal_window < Duration::from_secs(60) {
+            return Err(ConfigError::invalid(
+                "desk.signal_window",
+                &humantime::format_duration(self.signal_window).to_string(),
+                "must be at least 1m",
             ));
         }
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -930,8 +982,32 @@ impl DeskSection {
                     max_attempts: self.hook_attempts,
                 },
             },
+            notice: spamgate_app::desk::NoticeSettings {
+                relay_host: self.notice_relay_host.clone(),
+                relay_port: self.notice_relay_port,
+                from: self.notice_from.clone(),
+                isp_name: self.notice_isp_name.clone(),
+                templates: self.notice_templates.clone(),
+                reply_within: secs(self.notice_reply_within),
+                timeout: self.notice_timeout,
+            },
+            signals: spamgate_app::desk::SignalPolicy {
+                window: secs(self.signal_window),
+                lookback: secs(self.signal_lookback),
+                min_limit_trips: self.signal_limit_trips,
+                min_refused_sends: self.signal_refused_sends,
+            },
         })
     }
+}
+
+/// `local@domain` or `Name <local@domain>`: enough to refuse a typo at load, not a parser.
+fn looks_like_mailbox(text: &str) -> bool {
+    let address = match text.rsplit_once('<') {
+        Some((_, rest)) => rest.trim_end().trim_end_matches('>'),
+        None => text.trim(),
+    };
+    matches!(address.rsplit_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !address.contains(char::is_whitespace))
 }
 
 /// The annotated example configuration (`spamgate config example`). A test checks that it

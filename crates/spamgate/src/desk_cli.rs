@@ -197,12 +197,16 @@ pub enum AbuseCommand {
         /// The customer id.
         customer: String,
     },
-    /// Run the hook for every due hook delivery (retries included), e.g. from a timer.
+    /// Run the hook and mail the notice of every due delivery (retries included), e.g.
+    /// from a timer.
     Deliver {
-        /// Show at most this many.
+        /// Handle at most this many due deliveries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// File submission account events (limit trips, refused sends of suspended
+    /// accounts) of the ended windows as internal reports, e.g. from a timer. Idempotent.
+    Signals,
     /// The delivery queue (hooks and notices): pending, done or failed.
     Deliveries {
         /// pending, done or failed.
@@ -739,8 +743,8 @@ pub fn abuse(args: AbuseArgs) -> Result<(), Fatal> {
     })
 }
 
-/// Runs the hooks a transition queued, once, at once; failures stay queued for
-/// `abuse deliver` and are printed.
+/// Runs the hooks and mails the notices a transition queued, once, at once;
+/// failures stay queued for `abuse deliver` and are printed.
 async fn run_hooks_now(
     desk: &DeskService<'_, spamgate_store::AnyStore>,
     at: UnixTime,
@@ -749,7 +753,29 @@ async fn run_hooks_now(
     for run in desk.run_due_hooks(at, 100).await.map_err(failed)? {
         print_hook_run(&run, as_json);
     }
+    for run in desk.run_due_notices(at, 100).await.map_err(failed)? {
+        print_notice_run(&run, as_json);
+    }
     Ok(())
+}
+
+fn print_notice_run(run: &spamgate_app::desk::NoticeRun, as_json: bool) {
+    if as_json {
+        print_json(&json!({
+            "notice": run.delivery_id, "customer": run.customer, "step": run.step,
+            "to": run.to, "error": run.error, "state": run.state.as_str(),
+        }));
+    } else {
+        println!(
+            "notice {}\t{}\t{}\t{}\t{}\t{}",
+            run.delivery_id,
+            run.customer,
+            run.step,
+            run.to.as_deref().unwrap_or("-"),
+            run.state.as_str(),
+            run.error.as_deref().unwrap_or("ok")
+        );
+    }
 }
 
 fn print_hook_run(run: &spamgate_app::desk::HookRun, as_json: bool) {
@@ -949,13 +975,51 @@ fn abuse_other(
             Ok(())
         }),
         AbuseCommand::Deliver { limit } => with_service(loaded, async |desk| {
-            if desk.settings().hook.command.is_empty() {
+            let settings = desk.settings();
+            if settings.hook.command.is_empty() && settings.notice.relay_host.is_empty() {
                 return Err(usage(
-                    "no [desk] hook_command is configured: hook deliveries stay queued",
+                    "neither [desk] hook_command nor notice_relay_host is configured: \
+                     deliveries stay queued",
                 ));
             }
             for run in desk.run_due_hooks(at, limit).await.map_err(failed)? {
                 print_hook_run(&run, as_json);
+            }
+            for run in desk.run_due_notices(at, limit).await.map_err(failed)? {
+                print_notice_run(&run, as_json);
+            }
+            Ok(())
+        }),
+        AbuseCommand::Signals => with_service(loaded, async |desk| {
+            let run = desk.file_account_signals(at).await.map_err(failed)?;
+            if as_json {
+                let filed: Vec<Value> = run
+                    .filed
+                    .iter()
+                    .map(|(report, customer, case)| {
+                        json!({ "report": report, "customer": customer, "case": case })
+                    })
+                    .collect();
+                print_json(&json!({
+                    "filed": filed, "already_filed": run.already_filed,
+                    "unlinked": run.unlinked,
+                }));
+            } else {
+                for (report, customer, case) in &run.filed {
+                    let case = case.map_or_else(|| "-".to_string(), |c| c.to_string());
+                    println!("filed report {report}\t{customer}\tcase {case}");
+                }
+                for account in &run.unlinked {
+                    println!(
+                        "unlinked account {account}: not filed (`spamgate customer link CUSTOMER --account ACCOUNT`)"
+                    );
+                }
+                println!(
+                    "{} filed, {} already filed, {} unlinked",
+                    run.filed.len(),
+                    run.already_filed,
+                    run.unlinked.len()
+                );
             }
             Ok(())
         }),

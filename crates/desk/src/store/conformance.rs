@@ -604,6 +604,17 @@ pub fn deliveries_retry_then_fail_visibly(open: &Opener) {
         .enqueue_delivery(DeliveryKind::Notify, "C1", "{}", 0)
         .unwrap();
     assert_eq!(store.due_deliveries(0, 10).unwrap().len(), 2);
+    // Per kind, the limit counts that kind only: a stuck hook cannot crowd out a notice.
+    let of = |kind| {
+        store
+            .due_deliveries_of(kind, 0, 1)
+            .unwrap()
+            .iter()
+            .map(|d| (d.id, d.kind))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of(DeliveryKind::Hook), [(id, DeliveryKind::Hook)]);
+    assert_eq!(of(DeliveryKind::Notify), [(ok, DeliveryKind::Notify)]);
     store.delivery_done(ok, 1).unwrap();
     assert!(store.delivery_done(ok, 2).is_err(), "done once");
     assert_eq!(

@@ -327,6 +327,21 @@ pub trait DeskStore: Send + Sync {
     ) -> Result<i64>;
     /// Pending deliveries due at `now`, oldest first.
     fn due_deliveries(&self, now: UnixTime, limit: usize) -> Result<Vec<Delivery>>;
+    /// Pending deliveries of one kind due at `now`, oldest first: hooks that nothing
+    /// runs (no hook command) must not hold notices back, nor the reverse.
+    fn due_deliveries_of(
+        &self,
+        kind: DeliveryKind,
+        now: UnixTime,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        Ok(self
+            .due_deliveries(now, usize::MAX)?
+            .into_iter()
+            .filter(|d| d.kind == kind)
+            .take(limit)
+            .collect())
+    }
     fn delivery_done(&self, id: i64, now: UnixTime) -> Result<()>;
     /// Records a failure: retried later, or `Failed` once out of attempts.
     fn delivery_failed(

@@ -1059,6 +1059,28 @@ impl DeskStore for SqliteDeskStore {
         })
     }
 
+    fn due_deliveries_of(
+        &self,
+        kind: DeliveryKind,
+        now: UnixTime,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                 WHERE state = 'pending' AND kind = ?1 AND next_attempt <= ?2
+                 ORDER BY next_attempt, id LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![kind.as_str(), now, i64::try_from(limit).unwrap_or(-1)],
+                    delivery_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(delivery_from).collect()
+        })
+    }
+
     fn delivery_done(&self, id: i64, now: UnixTime) -> Result<()> {
         self.with(|conn| {
             let changed = conn.execute(
