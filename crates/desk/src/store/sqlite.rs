@@ -217,6 +217,21 @@ impl SqliteDeskStore {
     }
 }
 
+/// `NotFound` unless `customer` is in the store.
+fn require_customer(conn: &Connection, customer: &str) -> Result<()> {
+    let known = conn
+        .prepare_cached("SELECT 1 FROM customers WHERE id = ?1")?
+        .exists([customer])?;
+    if known {
+        Ok(())
+    } else {
+        Err(DeskError::NotFound {
+            kind: "customer",
+            id: customer.into(),
+        })
+    }
+}
+
 fn report_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRow> {
     // rusqlite reads a tuple column by column.
     ReportRow::try_from(row)
@@ -572,18 +587,7 @@ impl DeskStore for SqliteDeskStore {
 
     fn link_account(&self, account: &str, customer: &str) -> Result<()> {
         self.with(|conn| {
-            let known: bool = conn
-                .query_row("SELECT 1 FROM customers WHERE id = ?1", [customer], |_| {
-                    Ok(true)
-                })
-                .optional()?
-                .unwrap_or(false);
-            if !known {
-                return Err(DeskError::NotFound {
-                    kind: "customer",
-                    id: customer.into(),
-                });
-            }
+            require_customer(conn, customer)?;
             conn.execute(
                 "INSERT INTO accounts (account, customer) VALUES (?1, ?2)
                  ON CONFLICT(account) DO UPDATE SET customer = excluded.customer",
@@ -618,18 +622,7 @@ impl DeskStore for SqliteDeskStore {
 
     fn link_identity(&self, identity: &Identity, customer: &str) -> Result<()> {
         self.with(|conn| {
-            let known: bool = conn
-                .query_row("SELECT 1 FROM customers WHERE id = ?1", [customer], |_| {
-                    Ok(true)
-                })
-                .optional()?
-                .unwrap_or(false);
-            if !known {
-                return Err(DeskError::NotFound {
-                    kind: "customer",
-                    id: customer.into(),
-                });
-            }
+            require_customer(conn, customer)?;
             conn.execute(
                 "INSERT INTO identities (kind, value, customer) VALUES (?1, ?2, ?3)
                  ON CONFLICT(kind, value) DO UPDATE SET customer = excluded.customer",
