@@ -76,15 +76,7 @@ pub fn refile(store: &dyn DeskStore, report_id: ReportId, config: &DeskConfig) -
     })?;
     let report = &stored.report;
     let (Some(address), Some(time)) = (report.source_ip, report.time.as_ref()) else {
-        store.set_report_outcome(
-            report_id,
-            &ReportOutcome {
-                state: ReportState::Triage,
-                customer: None,
-                case_id: None,
-                attribution: None,
-            },
-        )?;
+        store.set_report_outcome(report_id, &ReportOutcome::triage())?;
         return Ok((ReportState::Triage, None, None, None));
     };
     let query = Query {
@@ -301,15 +293,7 @@ pub fn ingest_internal(
         });
     };
     let Some(customer) = store.account_customer(account)? else {
-        store.set_report_outcome(
-            report_id,
-            &ReportOutcome {
-                state: ReportState::Triage,
-                customer: None,
-                case_id: None,
-                attribution: None,
-            },
-        )?;
+        store.set_report_outcome(report_id, &ReportOutcome::triage())?;
         return Ok(IngestOutcome {
             raw,
             report_id,

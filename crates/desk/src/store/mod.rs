@@ -123,6 +123,18 @@ pub struct ReportOutcome {
     pub attribution: Option<Attribution>,
 }
 
+impl ReportOutcome {
+    /// To triage, with nothing attributed: a person decides.
+    pub fn triage() -> ReportOutcome {
+        ReportOutcome {
+            state: ReportState::Triage,
+            customer: None,
+            case_id: None,
+            attribution: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryKind {
