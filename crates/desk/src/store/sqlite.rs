@@ -217,6 +217,21 @@ impl SqliteDeskStore {
     }
 }
 
+/// `(id, body)` rows whose body is JSON, read back as `T`.
+fn json_rows<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    param: &str,
+) -> Result<Vec<(i64, T)>> {
+    let rows = conn
+        .prepare_cached(sql)?
+        .query_map([param], |r| <(i64, String)>::try_from(r))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(id, body)| Ok((id, serde_json::from_str(&body)?)))
+        .collect()
+}
+
 /// `NotFound` unless `customer` is in the store.
 fn require_customer(conn: &Connection, customer: &str) -> Result<()> {
     let known = conn
@@ -961,16 +976,11 @@ impl DeskStore for SqliteDeskStore {
 
     fn audit(&self, customer: &str) -> Result<Vec<(i64, AuditRecord)>> {
         self.with(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT id, body FROM audit WHERE customer = ?1 ORDER BY id")?;
-            let rows = stmt
-                .query_map([customer], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter()
-                .map(|(id, b)| Ok((id, serde_json::from_str(&b)?)))
-                .collect()
+            json_rows(
+                conn,
+                "SELECT id, body FROM audit WHERE customer = ?1 ORDER BY id",
+                customer,
+            )
         })
     }
 
@@ -1009,16 +1019,11 @@ impl DeskStore for SqliteDeskStore {
 
     fn claims(&self, customer: &str) -> Result<Vec<(i64, Claim)>> {
         self.with(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT id, body FROM claims WHERE customer = ?1 ORDER BY id")?;
-            let rows = stmt
-                .query_map([customer], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter()
-                .map(|(id, b)| Ok((id, serde_json::from_str(&b)?)))
-                .collect()
+            json_rows(
+                conn,
+                "SELECT id, body FROM claims WHERE customer = ?1 ORDER BY id",
+                customer,
+            )
         })
     }
 
