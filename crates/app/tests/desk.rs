@@ -2,20 +2,21 @@
 //! ladder sequence leaves the customer's linked accounts in the status it means, a
 //! refused step changes nothing, and hooks run, retry and fail visibly.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use spamgate_app::desk::{
-    DeskService, DeskSettings, HookSettings, NoticeSettings, open_sqlite_desk,
-};
-use spamgate_desk::case::{Case, Customer, CustomerStatus, Language};
+use common::{Stores, stores_with};
+use spamgate_app::desk::{DeskService, DeskSettings, HookSettings, NoticeSettings};
+use spamgate_desk::case::Case;
 use spamgate_desk::desk::DeskConfig;
 use spamgate_desk::ladder::{Command, Step};
 use spamgate_desk::report::Category;
-use spamgate_desk::store::{DeliveryState, DeskStore, RetryPolicy};
+use spamgate_desk::store::{DeliveryState, RetryPolicy};
 use spamgate_desk::time::FixedOffset;
 use spamgate_engine::outbound::{Account, AccountStatus};
-use spamgate_store::{AccountAdmin, AccountStore, SqliteOptions, SqliteStore};
+use spamgate_store::{AccountAdmin, AccountStore};
 
 const NOW: i64 = 1_800_000_000;
 const ACCOUNTS: [&str; 2] = ["hanako@isp.example.jp", "hanako-shop@isp.example.jp"];
@@ -34,39 +35,9 @@ fn settings(hook: &[&str], retry: RetryPolicy) -> DeskSettings {
     }
 }
 
-struct Stores {
-    _dir: tempfile::TempDir,
-    accounts: SqliteStore,
-    desk: Arc<dyn DeskStore>,
-}
-
 /// Customer C-HANAKO with both accounts linked (and active).
 async fn stores() -> Stores {
-    let dir = tempfile::tempdir().unwrap();
-    let accounts =
-        SqliteStore::open(&dir.path().join("spamgate.db"), SqliteOptions::default()).unwrap();
-    let desk = open_sqlite_desk(&dir.path().join("desk.db")).unwrap();
-    desk.upsert_customer(&Customer {
-        id: "C-HANAKO".into(),
-        name: "Hanako".into(),
-        contact: "hanako@example.jp".into(),
-        language: Language::Ja,
-        plan: "home".into(),
-        status: CustomerStatus::Active,
-    })
-    .unwrap();
-    for name in ACCOUNTS {
-        accounts
-            .put_account(&Account::new(name, NOW as u64 - 100))
-            .await
-            .unwrap();
-        desk.link_account(name, "C-HANAKO").unwrap();
-    }
-    Stores {
-        _dir: dir,
-        accounts,
-        desk,
-    }
+    stores_with(&ACCOUNTS, &ACCOUNTS, NOW as u64 - 100).await
 }
 
 fn suspend() -> Command {

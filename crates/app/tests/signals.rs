@@ -3,21 +3,19 @@
 //! counted per account and window; enough of them file one report for the account's
 //! customer; a second run (or a later one within the lookback) files nothing again.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use spamgate_app::desk::{
-    DeskService, DeskSettings, HookSettings, NoticeSettings, SignalPolicy, open_sqlite_desk,
-};
-use spamgate_desk::case::{Customer, CustomerStatus, Language};
+use common::{Stores, stores_with};
+use spamgate_app::desk::{DeskService, DeskSettings, HookSettings, NoticeSettings, SignalPolicy};
 use spamgate_desk::desk::DeskConfig;
 use spamgate_desk::report::{Category, ReportKind};
-use spamgate_desk::store::{DeskStore, RetryPolicy};
+use spamgate_desk::store::RetryPolicy;
 use spamgate_desk::time::FixedOffset;
-use spamgate_engine::outbound::{Account, AccountStatus, LimitKind};
-use spamgate_store::{
-    AccountAdmin, AccountEvent, AccountStore, EventKind, SqliteOptions, SqliteStore,
-};
+use spamgate_engine::outbound::{AccountStatus, LimitKind};
+use spamgate_store::{AccountEvent, AccountStore, EventKind};
 
 /// The start of an hour window.
 const HOUR: i64 = 1_800_000_000; // 500000 whole hours
@@ -43,38 +41,8 @@ fn settings() -> DeskSettings {
     }
 }
 
-struct Stores {
-    _dir: tempfile::TempDir,
-    accounts: SqliteStore,
-    desk: Arc<dyn DeskStore>,
-}
-
 async fn stores() -> Stores {
-    let dir = tempfile::tempdir().unwrap();
-    let accounts =
-        SqliteStore::open(&dir.path().join("spamgate.db"), SqliteOptions::default()).unwrap();
-    let desk = open_sqlite_desk(&dir.path().join("desk.db")).unwrap();
-    desk.upsert_customer(&Customer {
-        id: "C-HANAKO".into(),
-        name: "Hanako".into(),
-        contact: "hanako@example.jp".into(),
-        language: Language::Ja,
-        plan: "home".into(),
-        status: CustomerStatus::Active,
-    })
-    .unwrap();
-    for name in [LINKED, UNLINKED] {
-        accounts
-            .put_account(&Account::new(name, HOUR as u64 - 7200))
-            .await
-            .unwrap();
-    }
-    desk.link_account(LINKED, "C-HANAKO").unwrap();
-    Stores {
-        _dir: dir,
-        accounts,
-        desk,
-    }
+    stores_with(&[LINKED, UNLINKED], &[LINKED], HOUR as u64 - 7200).await
 }
 
 fn trip(account: &str, at: i64) -> AccountEvent {
