@@ -401,15 +401,16 @@ impl Classifier {
         let Some(check) = rule.zone_check else {
             return true;
         };
+        if let ZoneCheck::FirstUnderDomain = check {
+            // The first label ends right where the ICANN registrable domain starts.
+            return icann_domain_start(name)
+                .is_some_and(|start| name.iter().position(|&b| b == b'.') == start.checked_sub(1));
+        }
         let Some(domain) = psl::domain(name) else {
             return false;
         };
         // Labels ending before this offset are left of the registrable domain.
         let limit = name.len() - domain.as_bytes().len();
-        if let ZoneCheck::FirstUnderDomain = check {
-            // `limit` is where the registrable domain starts: the first label ends right there.
-            return name.iter().position(|&b| b == b'.') == limit.checked_sub(1);
-        }
         let mut offset = 0;
         for (position, label) in name.split(|&b| b == b'.').enumerate() {
             let end = offset + label.len();
@@ -440,6 +441,37 @@ impl Classifier {
     }
 }
 
+/// Where the registrable domain under the ICANN section of the public suffix list starts
+/// in `name` (a byte offset), or `None` when `name` is itself a suffix. A private entry
+/// (`kasserver.example`-like hosting zones, `dyndns`-like services) is skipped for the
+/// ICANN suffix it lies under: `dd36226.kasserver.com` has the registrable domain
+/// `kasserver.com` here, where `psl::domain` says the whole name.
+fn icann_domain_start(name: &[u8]) -> Option<usize> {
+    let suffix = psl::suffix(name)?;
+    let mut start = name.len().checked_sub(suffix.as_bytes().len())?;
+    if suffix.typ() == Some(psl::Type::Private) {
+        // The longest shorter tail that is a suffix of its own and not a private one.
+        start = name[start..]
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'.')
+            .map(|(i, _)| start + i + 1)
+            .find(|&tail| {
+                psl::suffix(&name[tail..]).is_some_and(|s| {
+                    s.as_bytes().len() == name.len() - tail && s.typ() != Some(psl::Type::Private)
+                })
+            })?;
+    }
+    // One label more than the suffix.
+    let before = name[..start].strip_suffix(b".")?;
+    Some(
+        before
+            .iter()
+            .rposition(|&b| b == b'.')
+            .map_or(0, |dot| dot + 1),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +480,24 @@ mod tests {
     fn classifier_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Classifier>();
+    }
+
+    #[test]
+    fn icann_registrable_domain_skips_private_suffixes() {
+        let check = |name: &str, expected: Option<&str>| {
+            let got = icann_domain_start(name.as_bytes()).map(|start| &name[start..]);
+            assert_eq!(got, expected, "{name}");
+        };
+        check("m15-78.126.com", Some("126.com"));
+        check("c150240.vh.plala.or.jp", Some("plala.or.jp"));
+        // Private entries of the list: a hoster's zone, a dynamic-DNS service.
+        check("dd36226.kasserver.com", Some("kasserver.com"));
+        check("sd-11162.dedibox.fr", Some("dedibox.fr"));
+        check("host1.dyndns.org", Some("dyndns.org"));
+        // A suffix alone has no registrable domain.
+        check("co.uk", None);
+        check("kasserver.com", Some("kasserver.com"));
+        check("com", None);
     }
 
     #[test]

@@ -197,13 +197,17 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     // `gateway`, ...; digits and one letter may follow: `mx0a`, `mta214a`) in a label that has
     // at least two labels after it, so a TLD (`.com.mx`) or a bare registered domain does not
     // count: `mx1-2.example.com`, `a8-30.smtp-out.amazonses.com`, `web53514.mail.yahoo.com`.
+    //
+    // The unambiguous words also count inside a label between digits, as sites number
+    // their relays by building or cluster: `d01relay02.pok.example.com`. Digits on both
+    // sides, so a word that merely contains the letters (`smartmail`, `boxmx`) is not one.
     rule(
         "mail-service",
         Server,
         concat!(
-            r"(?:^|[.-])(?:",
+            r"(?:(?:^|[.-])(?:",
             mail_words!(),
-            r")(?:[0-9]+[a-z]?)?(?:[-_][^.]*)?\.[^.]+\.[^.]"
+            r")(?:[0-9]+[a-z]?)?(?:[-_][^.]*)?|[0-9](?:smtp|mail|relay|mta|mx)[0-9][^.]*)\.[^.]+\.[^.]"
         ),
     ),
     // Hosted senders whose registered domain carries the mail word while the host label is
@@ -218,9 +222,15 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     // `bm1-13.ed10.example`, `d1-sfbay-01.example.com`. Hand-numbered server pools look like
     // this; an end-user line's name encodes more of its address or sits in a sub-zone
     // (`h234n2fls32o895.telia.example` has eleven digits, `x1.pool.example.net` a zone).
+    //
+    // The label must start with a letter: server pools are named `m15`, `bm1`, `d1`; a
+    // first label that starts with digits (`102-be2-4.example.pl`) is an address or line
+    // number. The registrable domain is the one under the ICANN section of the list: a
+    // hosting provider's private suffix (`dd36226.kasserver.example`) is the provider's
+    // own zone of server names, not a registration by a customer.
     rule(
         SHORT_HOST_RULE,
         Server,
-        r"^[^0-9.]*(?:[0-9][^0-9.]*){1,5}\.[^.]+\.[^.]",
+        r"^[a-z][^0-9.]*(?:[0-9][^0-9.]*){1,5}\.[^.]+\.[^.]",
     ),
 ];

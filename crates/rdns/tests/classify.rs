@@ -144,6 +144,19 @@ const DEFAULT_TABLE: &[(&str, Want)] = &[
     ("d1-sfbay-01.example.com", Excepted("s25r-1", "short-host")),
     ("p02m169.example.net", Excepted("s25r-1", "short-host")),
     ("h234n2fls32o895.example.com", Generic("s25r-1")),
+    // A first label that starts with digits is a line number, not a server's.
+    ("102-be2-4.example.net", Generic("s25r-1")),
+    // Under a hoster's private suffix of the public suffix list (a real entry: the
+    // suffix is what is tested), the ICANN registrable domain counts.
+    ("dd36226.kasserver.com", Excepted("s25r-2", "short-host")),
+    // A mail word numbered inside a label (building + relay number) is a mail service;
+    // the same shape without one is not.
+    (
+        "d01relay02.pok.example.com",
+        Excepted("s25r-1", "mail-service"),
+    ),
+    ("d01av02.pok.example.com", Generic("s25r-1")),
+    ("p1smartmail2.pok.example.com", Generic("s25r-1")),
     // ... but not when a strong rule matches.
     ("m15-78.pool.example.net", Generic("s25r-1")),
     // Proper mail servers.
