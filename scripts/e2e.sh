@@ -5,7 +5,10 @@
 # error -> resend" and its mail arrives; a bot that never resends never gets through; a
 # DNSBL-listed host is refused. With the tarpit on (a second spamgate, docs/postfix.md's
 # tarpitted service), a client that waits out the held reply is accepted on its first
-# attempt, and a bot that gives up is greylisted when it retries.
+# attempt, and a bot that gives up is greylisted when it retries; a real sending Postfix
+# on a generic-named address waits out the hold and is delivered without a greylist
+# deferral, a bot on another one gives up and its mail never arrives, and beyond
+# [tarpit] max_concurrent a client is greylisted at once (the metrics count each).
 #
 # Usage (as root):  bash scripts/e2e.sh
 #   SPAMGATE_BIN=/path/to/spamgate  use this binary instead of building one
@@ -40,9 +43,14 @@ DEAD_PORT=5309      # nothing listens here: dnsmasq forwards the "temporary fail
 TARPIT_PORT=2527    # receiving MX, the tarpitted service from docs/postfix.md (e2e:tarpit.master.cf)
 TARPIT_POLICY_PORT=10024  # a second spamgate, [tarpit] on (tests/e2e/tarpit/spamgate.toml.in)
 TARPIT_DELAY=4      # seconds that spamgate holds a first attempt there
-# Real source addresses on lo (no XCLIENT): the sending MTA and the bot.
+TARPIT_METRICS_PORT=9124   # the tarpit spamgate's /metrics
+TARPIT_SENDER_PORT=2626    # the tarpit case's sending MTA, submission point for the harness
+# Real source addresses on lo (no XCLIENT): the sending MTA and the bot, and the same
+# pair for the tarpitted service.
 RELAY_ADDR=198.51.100.25
 BOT_ADDR=198.51.100.66
+TARPIT_SENDER_ADDR=198.51.100.27
+TARPIT_BOT_ADDR=198.51.100.67
 
 # ---------------------------------------------------------------------------------------
 # Outside the namespace: dependencies and the build.
@@ -64,7 +72,8 @@ fill() {
         -e "s|@RELAY_PORT@|$RELAY_PORT|g" -e "s|@POLICY_PORT@|$POLICY_PORT|g" \
         -e "s|@RBLDNSD_PORT@|$RBLDNSD_PORT|g" -e "s|@DEAD_PORT@|$DEAD_PORT|g" \
         -e "s|@MIN_DELAY@|$MIN_DELAY|g" -e "s|@TARPIT_POLICY_PORT@|$TARPIT_POLICY_PORT|g" \
-        -e "s|@TARPIT_DELAY@|$TARPIT_DELAY|g" "$1" >"$2"
+        -e "s|@TARPIT_DELAY@|$TARPIT_DELAY|g" -e "s|@TARPIT_PORT@|$TARPIT_PORT|g" \
+        -e "s|@TARPIT_METRICS_PORT@|$TARPIT_METRICS_PORT|g" "$1" >"$2"
 }
 
 cleanup() {
@@ -74,16 +83,20 @@ cleanup() {
     [[ -n ${TARPIT_PID:-} ]] && kill "$TARPIT_PID" 2>/dev/null
     [[ -f $T/mx/etc/main.cf ]] && postfix -c "$T/mx/etc" stop >/dev/null 2>&1
     [[ -f $T/relay/etc/main.cf ]] && postfix -c "$T/relay/etc" stop >/dev/null 2>&1
+    [[ -f $T/tarpit-sender/etc/main.cf ]] && postfix -c "$T/tarpit-sender/etc" stop >/dev/null 2>&1
     [[ -n ${DNSMASQ_PID:-} ]] && kill "$DNSMASQ_PID" 2>/dev/null
     [[ -n ${RBLDNSD_PID:-} ]] && kill "$RBLDNSD_PID" 2>/dev/null
     wait 2>/dev/null
-    finish "$rc" "$T/spamgate.log" "$T/mx/maillog" "$T/relay/maillog" "$T/spamgate-tarpit.log"
+    finish "$rc" "$T/spamgate.log" "$T/mx/maillog" "$T/relay/maillog" "$T/spamgate-tarpit.log" \
+        "$T/tarpit-sender/maillog"
 }
 
 setup_namespace() {
     ip link set lo up
     ip addr add "$RELAY_ADDR/32" dev lo
     ip addr add "$BOT_ADDR/32" dev lo
+    ip addr add "$TARPIT_SENDER_ADDR/32" dev lo
+    ip addr add "$TARPIT_BOT_ADDR/32" dev lo
     mkdir -p "$T/etc"
     printf 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n' >"$T/etc/resolv.conf"
     printf 'hosts: files dns\n' >"$T/etc/nsswitch.conf"
@@ -152,7 +165,8 @@ start_tarpit_spamgate() {
     fill "$FIX/tarpit/spamgate.toml.in" "$T/spamgate-tarpit.toml"
     "$SPAMGATE_BIN" serve --config "$T/spamgate-tarpit.toml" >"$T/spamgate-tarpit.log" 2>&1 &
     TARPIT_PID=$!
-    if ! wait_for "tarpit spamgate on 127.0.0.1:$TARPIT_POLICY_PORT" 20 tcp_open 127.0.0.1 "$TARPIT_POLICY_PORT"; then
+    if ! wait_for "tarpit spamgate on 127.0.0.1:$TARPIT_POLICY_PORT" 20 tcp_open 127.0.0.1 "$TARPIT_POLICY_PORT" ||
+        ! wait_for "its metrics on 127.0.0.1:$TARPIT_METRICS_PORT" 5 tcp_open 127.0.0.1 "$TARPIT_METRICS_PORT"; then
         tail -n 30 "$T/spamgate-tarpit.log" >&2
         die "the tarpit spamgate did not start"
     fi
@@ -176,6 +190,28 @@ check_dist() {
         else
             fail dist-unit-verify "$(head -n 3 "$T/unit-verify.log" | tr '\n' ' ')"
         fi
+    fi
+}
+
+# check_doc_tarpit_sizing MASTER_BLOCK: the documented [tarpit] block (e2e:tarpit.spamgate.toml)
+# passes `spamgate config check`, its delay is under the master.cf block's
+# smtpd_policy_service_timeout and its max_concurrent under the block's process limit.
+check_doc_tarpit_sizing() {
+    local master=$1 toml delay cap timeout maxproc
+    toml=$(doc_block "$REPO/docs/postfix.md" tarpit.spamgate.toml)
+    printf '%s\n' "$toml" >"$T/doc-tarpit.toml"
+    delay=$(sed -n 's/^delay = "\([0-9]*\)s"$/\1/p' <<<"$toml")
+    cap=$(sed -n 's/^max_concurrent = \([0-9]*\)$/\1/p' <<<"$toml")
+    timeout=$(grep -o 'smtpd_policy_service_timeout=[0-9]*s' <<<"$master" | grep -o '[0-9]*' || true)
+    maxproc=$(awk 'NR == 1 { print $7 }' <<<"$master")
+    if ! "$SPAMGATE_BIN" config check --config "$T/doc-tarpit.toml" >"$T/doc-tarpit.log" 2>&1; then
+        fail docs-tarpit-sizing "the e2e:tarpit.spamgate.toml block fails config check: $(tail -n 1 "$T/doc-tarpit.log")"
+    elif [[ ! $delay =~ ^[0-9]+$ || ! $cap =~ ^[0-9]+$ || ! $timeout =~ ^[0-9]+$ || ! $maxproc =~ ^[0-9]+$ ]]; then
+        fail docs-tarpit-sizing "delay='$delay' max_concurrent='$cap' timeout='$timeout' maxproc='$maxproc' in docs/postfix.md"
+    elif ((delay >= timeout || cap >= maxproc)); then
+        fail docs-tarpit-sizing "delay ${delay}s vs timeout ${timeout}s, max_concurrent $cap vs maxproc $maxproc"
+    else
+        pass docs-tarpit-sizing "delay ${delay}s < smtpd_policy_service_timeout ${timeout}s, max_concurrent $cap < maxproc $maxproc"
     fi
 }
 
@@ -208,6 +244,7 @@ setup_mx() {
     else
         fail docs-postfix-tarpit-block "docs/postfix.md lacks the e2e:tarpit.master.cf block"
     fi
+    check_doc_tarpit_sizing "$tarpit_block"
     printf '# ---- from docs/postfix.md (e2e:tarpit.master.cf), smtp -> %s, policy -> %s ----\n%s\n' \
         "$TARPIT_PORT" "$TARPIT_POLICY_PORT" \
         "$(sed -e "1s/^smtp /$TARPIT_PORT /" -e "s/127\.0\.0\.1:$POLICY_PORT/127.0.0.1:$TARPIT_POLICY_PORT/g" <<<"$tarpit_block")" \
@@ -229,6 +266,15 @@ setup_relay() {
     fill "$FIX/relay/main.cf.in" "$etc/main.cf"
     fill "$FIX/relay/master.cf.in" "$etc/master.cf"
     start_postfix relay
+}
+
+# The tarpit case's sending MTA: its own main.cf, the relay's master.cf on its own port.
+setup_tarpit_sender() {
+    local etc=$T/tarpit-sender/etc
+    mkdir -p "$etc" "$T/tarpit-sender/queue" "$T/tarpit-sender/data"
+    fill "$FIX/tarpit/sender.main.cf.in" "$etc/main.cf"
+    RELAY_PORT=$TARPIT_SENDER_PORT fill "$FIX/relay/master.cf.in" "$etc/master.cf"
+    start_postfix tarpit-sender
 }
 
 # ---------------------------------------------------------------------------------------
@@ -445,6 +491,141 @@ tarpit_cases() {
     fi
 }
 
+# metric NAME: a value from the tarpit spamgate's /metrics (0 when absent).
+tarpit_metric() {
+    local text
+    text=$( (exec 3<>"/dev/tcp/127.0.0.1/$TARPIT_METRICS_PORT" &&
+        printf 'GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3 &&
+        timeout 5 cat <&3) 2>/dev/null || true)
+    awk -v name="$1" '$1 == name { v = $2 } END { printf "%d", v + 0 }' <<<"$text"
+}
+tarpit_metric_is() { [[ $(tarpit_metric "$1") == "$2" ]]; }
+
+# taRgrey with a real sending MTA, end to end: a second Postfix on a generic-named source
+# address relays to the tarpitted service; it waits out the held RCPT reply and its mail
+# is delivered on the first attempt, with no greylist deferral in its log. A bot from
+# another generic-named source address (swaks, real source, no XCLIENT) gives up before
+# the held reply and its mail never arrives. spamgate's decision log and metrics say
+# who waited and who hung up.
+tarpit_sender_cases() {
+    local sl=$T/tarpit-sender/maillog ml=$T/mx/maillog tl=$T/spamgate-tarpit.log out qid reply
+    # The bot first: it gives up after 2 s, before the 4 s hold ends.
+    out=$T/swaks/tarpit-real-bot
+    TARPIT_BOT_T0=$(now)
+    send "$out" "$TARPIT_PORT" "" real-bot@spam.example alice@example.com --local-interface "$TARPIT_BOT_ADDR" \
+        --timeout 2 --header "Subject: tarpit-real-bot"
+    reply=$(rcpt_reply "$out")
+    if [[ $reply =~ ^[245][0-9][0-9] ]]; then
+        fail tarpit-real-bot-gave-up "the bot got an RCPT reply within 2 s: '$reply'"
+    elif ! grep -q "client=$TARPIT_BOT_ADDR name=p198051100067.pool.example.com .*state=RCPT .*tarpit:held" "$tl"; then
+        fail tarpit-real-bot-gave-up "no tarpit:held line for $TARPIT_BOT_ADDR in $tl"
+    else
+        pass tarpit-real-bot-gave-up "held at RCPT (name from the test DNS); swaks gave up after 2 s"
+    fi
+
+    # The real MTA: the harness submits to it, it relays to the tarpitted MX service.
+    out=$T/swaks/tarpit-sender-inject
+    send "$out" "$TARPIT_SENDER_PORT" "" dave@tarpitco.test alice@example.com --header "Subject: tarpit-sender-message"
+    qid=$(awk '/queued as/ { print $NF; exit }' "$out")
+    if [[ -z $qid ]]; then
+        fail tarpit-sender-delivered-at-once "the sending MTA did not queue the message (see $out)"
+    elif ! wait_for "delivery through the tarpit" 60 delivered "Subject: tarpit-sender-message"; then
+        fail tarpit-sender-delivered-at-once "not delivered within 60 s (see $sl, $ml)"
+    else
+        local deferred sent delays
+        wait_for "the sender's status=sent" 10 grep -q "$qid: .*status=sent" "$sl" || true
+        deferred=$(grep -c "$qid: .*status=deferred" "$sl" || true)
+        sent=$(grep -c "$qid: .*status=sent" "$sl" || true)
+        delays=$(grep -o "$qid: .*status=sent" "$sl" | grep -o 'delays=[0-9./]*' | head -n 1)
+        if ((deferred == 0 && sent == 1)) &&
+            ! grep -q "reject: RCPT from 198-51-100-27.dyn.example.net\[$TARPIT_SENDER_ADDR\]" "$ml" &&
+            grep -q "client=198-51-100-27.dyn.example.net\[$TARPIT_SENDER_ADDR\]" "$ml"; then
+            # delays=a/b/c/d: c is the SMTP session's connect/greeting/EHLO, d the
+            # transmission (MAIL..end of DATA, the held RCPT included). Shown, not asserted.
+            pass tarpit-sender-delivered-at-once "first attempt, no deferral, sent once ($delays)"
+        else
+            fail tarpit-sender-delivered-at-once "deferred=$deferred sent=$sent (see $sl, $ml)"
+        fi
+    fi
+    if wait_for "tarpit:waited" 5 grep -q "client=$TARPIT_SENDER_ADDR .*state=DATA .*greylist:passed.* tarpit:waited" "$tl" &&
+        grep -q "client=$TARPIT_SENDER_ADDR name=198-51-100-27.dyn.example.net .*state=RCPT .*tarpit:held" "$tl"; then
+        pass tarpit-sender-recorded "held at RCPT, its pipelined DATA recorded it as a passed retry (tarpit:waited)"
+    else
+        fail tarpit-sender-recorded "no tarpit:held / tarpit:waited lines for $TARPIT_SENDER_ADDR in $tl"
+    fi
+}
+
+# The cap: with max_concurrent = 2 held, a third suspicious client is greylisted at once
+# (tarpit:full), while the two held ones are let in when their hold ends.
+TARPIT_CAP_A="ADDR=203.0.113.70 NAME=203-0-113-70.dyn.example.net REVERSE_NAME=203-0-113-70.dyn.example.net"
+TARPIT_CAP_B="ADDR=203.0.113.71 NAME=203-0-113-71.dyn.example.net REVERSE_NAME=203-0-113-71.dyn.example.net"
+TARPIT_CAP_C="ADDR=203.0.113.72 NAME=203-0-113-72.dyn.example.net REVERSE_NAME=203-0-113-72.dyn.example.net"
+tarpit_cap_cases() {
+    local tl=$T/spamgate-tarpit.log pa pb reply
+    HELO=client.example send "$T/swaks/tarpit-cap-a" "$TARPIT_PORT" "$TARPIT_CAP_A" tarpit-cap-a@sender.example alice@example.com &
+    pa=$!
+    HELO=client.example send "$T/swaks/tarpit-cap-b" "$TARPIT_PORT" "$TARPIT_CAP_B" tarpit-cap-b@sender.example alice@example.com &
+    pb=$!
+    if ! wait_for "two replies held" 10 tarpit_metric_is spamgate_tarpit_active 2; then
+        fail tarpit-cap-full "spamgate_tarpit_active never reached 2"
+        wait "$pa" "$pb" || true
+        return
+    fi
+    smtp_case tarpit-cap-full "$TARPIT_PORT" "$TARPIT_CAP_C" alice@example.com "$(grey generic)"
+    wait "$pa" "$pb" || true
+    if grep -q "client=203.0.113.72 .*tarpit:full" "$tl"; then
+        pass tarpit-cap-full-logged "tarpit:full in the decision log"
+    else
+        fail tarpit-cap-full-logged "no tarpit:full line for 203.0.113.72 in $tl"
+    fi
+    for c in a b; do
+        reply=$(rcpt_reply "$T/swaks/tarpit-cap-$c")
+        if [[ $reply =~ $OK ]] && wait_for "delivery of tarpit-cap-$c" 15 delivered "Subject: tarpit-cap-$c"; then
+            pass "tarpit-cap-held-$c" "$reply after the hold (and delivered)"
+        else
+            fail "tarpit-cap-held-$c" "RCPT got '${reply:-<none>}', want 250 and delivery"
+        fi
+    done
+}
+
+# Who hung up is counted once the confirm window (2 s) after its hold has passed and a
+# request arrives; then the totals of every tarpit case above.
+tarpit_totals() {
+    local tl=$T/spamgate-tarpit.log ml=$T/mx/maillog
+    sleep_past "$TARPIT_BOT_T0" "$((TARPIT_DELAY + 3)).5"
+    # Any request runs the sweep: a proper server's message.
+    smtp_case tarpit-proper-passes $TARPIT_PORT "ADDR=192.0.2.5 NAME=mail.example.org REVERSE_NAME=mail.example.org" \
+        alice@example.com "$OK" deliver
+    if wait_for "tarpit:hung-up of the bot" 5 grep -q "tarpit:hung-up .*client=$TARPIT_BOT_ADDR sender=real-bot@spam.example" "$tl"; then
+        pass tarpit-real-bot-hung-up "tarpit:hung-up logged for $TARPIT_BOT_ADDR"
+    else
+        fail tarpit-real-bot-hung-up "no tarpit:hung-up line for $TARPIT_BOT_ADDR in $tl"
+    fi
+    # smtpd logs "QUEUEID: client=..." once it accepts a RCPT (after the hold); the
+    # message itself exists only if DATA came, which smtpd's disconnect line counts.
+    local gone
+    gone=$(grep -h "disconnect from p198051100067.pool.example.com\[$TARPIT_BOT_ADDR\]" "$ml" || true)
+    if delivered "Subject: tarpit-real-bot" || grep -q "from=<real-bot@spam.example>" "$ml"; then
+        fail tarpit-real-bot-never-delivered "the MX queued the bot's message"
+    elif [[ -z $gone || $gone == *data=* ]]; then
+        fail tarpit-real-bot-never-delivered "want a disconnect line without DATA for $TARPIT_BOT_ADDR, got '${gone}'"
+    else
+        pass tarpit-real-bot-never-delivered "not queued, not in the mailbox; smtpd:${gone##*\]}"
+    fi
+    # held: the swaks waiter and bot, the real MTA and bot, the two cap holders; waited:
+    # the waiter, the real MTA, the two cap holders; hung up: the two bots; full: one.
+    local want="held=6 waited=4 hung_up=2 full=1 cut=0" got="" r
+    for r in held waited hung_up full cut; do
+        got+="$r=$(tarpit_metric "spamgate_tarpit_total{result=\"$r\"}") "
+    done
+    got=${got% }
+    if [[ $got == "$want" ]]; then
+        pass tarpit-metrics "spamgate_tarpit_total: $got"
+    else
+        fail tarpit-metrics "spamgate_tarpit_total: $got, want $want"
+    fi
+}
+
 # With spamgate gone, Postfix applies smtpd_policy_service_default_action: never a 5xx.
 spamgate_down() {
     kill "$SPAMGATE_PID"
@@ -466,6 +647,12 @@ show_logs() {
     printf -- '--- the bot (%s): one attempt, never retried ---\n' "$BOT_ADDR"
     grep -h "$BOT_ADDR" "$ml" | grep -E 'connect from|reject:' || true
     grep -h "$BOT_ADDR" "$T/spamgate.log" | head -n 3 || true
+    printf -- '--- tarpit: a real sending MTA (%s) waits out the hold, a bot (%s) hangs up ---\n' \
+        "$TARPIT_SENDER_ADDR" "$TARPIT_BOT_ADDR"
+    grep -h -E 'status=|from=<' "$T/tarpit-sender/maillog" 2>/dev/null || true
+    grep -h -E "(client=|from )[^ ]*\[($TARPIT_SENDER_ADDR|$TARPIT_BOT_ADDR)\]" "$ml" || true
+    grep -h -E "client=($TARPIT_SENDER_ADDR|$TARPIT_BOT_ADDR) |tarpit:(hung-up|full)" "$T/spamgate-tarpit.log" |
+        sed 's/ helo=[^ ]*//' || true
     printf -- '---\n'
 }
 
@@ -482,16 +669,21 @@ inside() {
     start_tarpit_spamgate
     setup_mx
     setup_relay
+    setup_tarpit_sender
     wait_for "MX" 20 tcp_open 127.0.0.1 "$MX_PORT"
     wait_for "MX UNIX-socket listener" 20 tcp_open 127.0.0.1 "$MX_UNIX_PORT"
     wait_for "sending MTA" 20 tcp_open 127.0.0.1 "$RELAY_PORT"
     wait_for "MX tarpitted listener" 20 tcp_open 127.0.0.1 "$TARPIT_PORT"
+    wait_for "tarpit sending MTA" 20 tcp_open 127.0.0.1 "$TARPIT_SENDER_PORT"
 
     retry_first
     relay_and_bot_start
     run_xclient_matrix
     run_cli_cases
     tarpit_cases
+    tarpit_sender_cases
+    tarpit_cap_cases
+    tarpit_totals
     retry_after_delay
     relay_and_bot_check
     spamgate_down
