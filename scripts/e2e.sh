@@ -51,6 +51,7 @@ RELAY_ADDR=198.51.100.25
 BOT_ADDR=198.51.100.66
 TARPIT_SENDER_ADDR=198.51.100.27
 TARPIT_BOT_ADDR=198.51.100.67
+TARPIT_KILLED_ADDR=198.51.100.68
 
 # ---------------------------------------------------------------------------------------
 # Outside the namespace: dependencies and the build.
@@ -97,6 +98,7 @@ setup_namespace() {
     ip addr add "$BOT_ADDR/32" dev lo
     ip addr add "$TARPIT_SENDER_ADDR/32" dev lo
     ip addr add "$TARPIT_BOT_ADDR/32" dev lo
+    ip addr add "$TARPIT_KILLED_ADDR/32" dev lo
     mkdir -p "$T/etc"
     printf 'nameserver 127.0.0.1\noptions timeout:2 attempts:2\n' >"$T/etc/resolv.conf"
     printf 'hosts: files dns\n' >"$T/etc/nsswitch.conf"
@@ -503,17 +505,23 @@ tarpit_metric_is() { [[ $(tarpit_metric "$1") == "$2" ]]; }
 
 # taRgrey with a real sending MTA, end to end: a second Postfix on a generic-named source
 # address relays to the tarpitted service; it waits out the held RCPT reply and its mail
-# is delivered on the first attempt, with no greylist deferral in its log. A bot from
-# another generic-named source address (swaks, real source, no XCLIENT) gives up before
-# the held reply and its mail never arrives. spamgate's decision log and metrics say
-# who waited and who hung up.
+# is delivered on the first attempt, with no greylist deferral in its log. Two bots from
+# other generic-named source addresses (swaks, real sources, no XCLIENT) give up before
+# the held reply: one times out and says QUIT, the other is killed (the connection just
+# closes); their mail never arrives. spamgate's decision log and metrics say who waited
+# and who hung up.
 tarpit_sender_cases() {
-    local sl=$T/tarpit-sender/maillog ml=$T/mx/maillog tl=$T/spamgate-tarpit.log out qid reply
-    # The bot first: it gives up after 2 s, before the 4 s hold ends.
+    local sl=$T/tarpit-sender/maillog ml=$T/mx/maillog tl=$T/spamgate-tarpit.log out qid reply killed
+    # The bots first, at once: both give up after 2 s, before the 4 s hold ends.
     out=$T/swaks/tarpit-real-bot
     TARPIT_BOT_T0=$(now)
+    timeout -s KILL 2 swaks --server 127.0.0.1 --port "$TARPIT_PORT" --timeout 30 --helo bot.example \
+        --from killed-bot@spam.example --to alice@example.com --local-interface "$TARPIT_KILLED_ADDR" \
+        --header "Subject: tarpit-killed-bot" >"$T/swaks/tarpit-killed-bot" 2>&1 &
+    killed=$!
     send "$out" "$TARPIT_PORT" "" real-bot@spam.example alice@example.com --local-interface "$TARPIT_BOT_ADDR" \
         --timeout 2 --header "Subject: tarpit-real-bot"
+    wait "$killed" || true
     reply=$(rcpt_reply "$out")
     if [[ $reply =~ ^[245][0-9][0-9] ]]; then
         fail tarpit-real-bot-gave-up "the bot got an RCPT reply within 2 s: '$reply'"
@@ -522,6 +530,16 @@ tarpit_sender_cases() {
     else
         pass tarpit-real-bot-gave-up "held at RCPT (name from the test DNS); swaks gave up after 2 s"
     fi
+    reply=$(rcpt_reply "$T/swaks/tarpit-killed-bot")
+    if [[ $reply =~ ^[245][0-9][0-9] ]]; then
+        fail tarpit-killed-bot-gave-up "the killed bot got an RCPT reply within 2 s: '$reply'"
+    elif ! grep -q "client=$TARPIT_KILLED_ADDR name=p198051100068.pool.example.com .*state=RCPT .*tarpit:held" "$tl"; then
+        fail tarpit-killed-bot-gave-up "no tarpit:held line for $TARPIT_KILLED_ADDR in $tl"
+    else
+        pass tarpit-killed-bot-gave-up "held at RCPT; swaks killed after 2 s (no QUIT)"
+    fi
+    # Both holds end before the real MTA comes, so it is never beyond the cap (2).
+    wait_for "the bots' holds to end" 15 tarpit_metric_is spamgate_tarpit_active 0 || true
 
     # The real MTA: the harness submits to it, it relays to the tarpitted MX service.
     out=$T/swaks/tarpit-sender-inject
@@ -601,20 +619,30 @@ tarpit_totals() {
     else
         fail tarpit-real-bot-hung-up "no tarpit:hung-up line for $TARPIT_BOT_ADDR in $tl"
     fi
+    if wait_for "tarpit:hung-up of the killed bot" 5 grep -q "tarpit:hung-up .*client=$TARPIT_KILLED_ADDR sender=killed-bot@spam.example" "$tl"; then
+        pass tarpit-killed-bot-hung-up "tarpit:hung-up logged for $TARPIT_KILLED_ADDR"
+    else
+        fail tarpit-killed-bot-hung-up "no tarpit:hung-up line for $TARPIT_KILLED_ADDR in $tl"
+    fi
     # smtpd logs "QUEUEID: client=..." once it accepts a RCPT (after the hold); the
     # message itself exists only if DATA came, which smtpd's disconnect line counts.
-    local gone
-    gone=$(grep -h "disconnect from p198051100067.pool.example.com\[$TARPIT_BOT_ADDR\]" "$ml" || true)
-    if delivered "Subject: tarpit-real-bot" || grep -q "from=<real-bot@spam.example>" "$ml"; then
-        fail tarpit-real-bot-never-delivered "the MX queued the bot's message"
-    elif [[ -z $gone || $gone == *data=* ]]; then
-        fail tarpit-real-bot-never-delivered "want a disconnect line without DATA for $TARPIT_BOT_ADDR, got '${gone}'"
-    else
-        pass tarpit-real-bot-never-delivered "not queued, not in the mailbox; smtpd:${gone##*\]}"
-    fi
-    # held: the swaks waiter and bot, the real MTA and bot, the two cap holders; waited:
-    # the waiter, the real MTA, the two cap holders; hung up: the two bots; full: one.
-    local want="held=6 waited=4 hung_up=2 full=1 cut=0" got="" r
+    local gone bot name addr
+    for bot in real killed; do
+        if [[ $bot == real ]]; then name=p198051100067.pool.example.com addr=$TARPIT_BOT_ADDR
+        else name=p198051100068.pool.example.com addr=$TARPIT_KILLED_ADDR; fi
+        gone=$(grep -h "disconnect from $name\[$addr\]" "$ml" || true)
+        if delivered "Subject: tarpit-$bot-bot" || grep -q "from=<$bot-bot@spam.example>" "$ml"; then
+            fail "tarpit-$bot-bot-never-delivered" "the MX queued the bot's message"
+        elif [[ -z $gone || $gone == *data=* ]]; then
+            fail "tarpit-$bot-bot-never-delivered" "want a disconnect line without DATA for $addr, got '${gone}'"
+        else
+            pass "tarpit-$bot-bot-never-delivered" "not queued, not in the mailbox; smtpd:${gone##*\]}"
+        fi
+    done
+    # held: the swaks waiter and bot, the real MTA and two bots, the two cap holders;
+    # waited: the waiter, the real MTA, the two cap holders; hung up: the three bots;
+    # full: one.
+    local want="held=7 waited=4 hung_up=3 full=1 cut=0" got="" r
     for r in held waited hung_up full cut; do
         got+="$r=$(tarpit_metric "spamgate_tarpit_total{result=\"$r\"}") "
     done
@@ -647,11 +675,11 @@ show_logs() {
     printf -- '--- the bot (%s): one attempt, never retried ---\n' "$BOT_ADDR"
     grep -h "$BOT_ADDR" "$ml" | grep -E 'connect from|reject:' || true
     grep -h "$BOT_ADDR" "$T/spamgate.log" | head -n 3 || true
-    printf -- '--- tarpit: a real sending MTA (%s) waits out the hold, a bot (%s) hangs up ---\n' \
-        "$TARPIT_SENDER_ADDR" "$TARPIT_BOT_ADDR"
+    printf -- '--- tarpit: a real sending MTA (%s) waits out the hold, bots (%s, %s) give up ---\n' \
+        "$TARPIT_SENDER_ADDR" "$TARPIT_BOT_ADDR" "$TARPIT_KILLED_ADDR"
     grep -h -E 'status=|from=<' "$T/tarpit-sender/maillog" 2>/dev/null || true
-    grep -h -E "(client=|from )[^ ]*\[($TARPIT_SENDER_ADDR|$TARPIT_BOT_ADDR)\]" "$ml" || true
-    grep -h -E "client=($TARPIT_SENDER_ADDR|$TARPIT_BOT_ADDR) |tarpit:(hung-up|full)" "$T/spamgate-tarpit.log" |
+    grep -h -E "(client=|from )[^ ]*\[($TARPIT_SENDER_ADDR|$TARPIT_BOT_ADDR|$TARPIT_KILLED_ADDR)\]" "$ml" || true
+    grep -h -E "client=($TARPIT_SENDER_ADDR|$TARPIT_BOT_ADDR|$TARPIT_KILLED_ADDR) |tarpit:(hung-up|full)" "$T/spamgate-tarpit.log" |
         sed 's/ helo=[^ ]*//' || true
     printf -- '---\n'
 }
