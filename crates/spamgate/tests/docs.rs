@@ -356,3 +356,74 @@ fn every_relative_link_resolves_to_a_file() {
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
+
+/// The fenced ```toml blocks of a Markdown text.
+fn toml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("```toml\n") {
+        rest = &rest[i + "```toml\n".len()..];
+        let Some(end) = rest.find("```") else { break };
+        blocks.push(rest[..end].to_string());
+        rest = &rest[end..];
+    }
+    blocks
+}
+
+#[test]
+fn every_toml_example_in_configuration_md_is_a_valid_configuration() {
+    assert_eq!(
+        toml_blocks("a\n```toml\n[x]\nk = 1\n```\n```sh\nno\n```\n"),
+        ["[x]\nk = 1\n"]
+    );
+    let blocks = toml_blocks(&read("docs/configuration.md"));
+    assert!(blocks.len() >= 2, "found only {} toml blocks", blocks.len());
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let path = dir.path().join(format!("block{i}.toml"));
+        std::fs::write(&path, block).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_spamgate"))
+            .args(["config", "check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docs/configuration.md toml block {i} is refused: {}\n{block}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_customer_help_page_exists_in_both_languages_and_is_linked() {
+    let configuration = read("docs/configuration.md");
+    let example = read("dist/spamgate.example.toml");
+    // (page, linked from the reply examples of the example configuration)
+    for (page, in_example) in [
+        ("greylist", true),
+        ("dnsbl", true),
+        ("limits", true),
+        ("op25b", false),
+    ] {
+        for lang in ["ja", "en"] {
+            let rel = format!("customer/{page}.{lang}.md");
+            let text = read(&format!("docs/{rel}"));
+            let other = if lang == "ja" { "en" } else { "ja" };
+            assert!(
+                text.contains(&format!("{page}.{other}.md")),
+                "{rel} names its other language"
+            );
+            assert!(
+                configuration.contains(&format!("]({rel})")),
+                "docs/configuration.md links {rel}"
+            );
+        }
+        if in_example {
+            assert!(
+                example.contains(&format!("/antispam/{page}.html")),
+                "dist/spamgate.example.toml shows a reply pointing to the {page} page"
+            );
+        }
+    }
+}
