@@ -15,11 +15,13 @@
 //! - [`decision_log`]: the one decision log line, written and read back.
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
+//! - [`charge_watch`]: notices when Postfix never asks at `[submission] charge_at`.
 //! - [`clock`], [`resolver`]: the injected time and DNS.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod allow;
+pub mod charge_watch;
 pub mod clock;
 pub mod decision_log;
 pub mod desk;

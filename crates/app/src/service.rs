@@ -52,6 +52,8 @@ pub struct Service<S, R, C> {
     clock: C,
     metrics: Arc<Metrics>,
     tarpit: Arc<TarpitState>,
+    /// Whether Postfix ever asks at `[submission] charge_at` (warns once if not).
+    charge_watch: crate::charge_watch::ChargeWatch,
 }
 
 impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
@@ -65,6 +67,7 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
             clock,
             metrics: Arc::new(Metrics::new()),
             tarpit: Arc::new(TarpitState::default()),
+            charge_watch: crate::charge_watch::ChargeWatch::default(),
         }
     }
 
@@ -95,6 +98,8 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
     /// Swap in new settings (SIGHUP). In-flight requests finish with the old ones.
     pub fn replace_settings(&self, settings: Settings) {
         self.settings.store(Arc::new(settings));
+        // `charge_at` may have changed: watch for it afresh.
+        self.charge_watch.reset();
     }
 
     pub fn store(&self) -> &S {
@@ -353,6 +358,22 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
         let Some(rules) = settings.submission.as_ref() else {
             return Verdict::pass(Vec::new());
         };
+        if mode.records()
+            && let Some(never) = self
+                .charge_watch
+                .observe(&transaction.stage, &rules.charge_at)
+        {
+            tracing::warn!(
+                target: "spamgate::submission",
+                requests = never.requests,
+                stages_seen = %never.stages_seen.join(","),
+                charge_at = %rules.charge_at,
+                "submission limits never apply: no submission request arrived at the charge \
+                 stage; Postfix must ask there (check_policy_service in \
+                 smtpd_data_restrictions for DATA, smtpd_end_of_data_restrictions for \
+                 END-OF-MESSAGE; docs/submission.md)"
+            );
+        }
         let fail_mode = settings.engine.store_fail_mode();
         let (username, charge) = match rules.step(transaction) {
             SubmissionStep::Done(verdict) => return verdict,

@@ -270,6 +270,14 @@ pub enum ConfigCommand {
         /// when it exists, else the built-in defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Postfix's main.cf: warn when Postfix never asks spamgate at `[submission]
+        /// charge_at` (then no submission limit ever applies). E.g. /etc/postfix/main.cf
+        #[arg(long, value_name = "PATH")]
+        postfix_main_cf: Option<PathBuf>,
+        /// Postfix's master.cf, for the submission services' `-o` overrides (with
+        /// --postfix-main-cf for the values they refer to). E.g. /etc/postfix/master.cf
+        #[arg(long, value_name = "PATH")]
+        postfix_master_cf: Option<PathBuf>,
     },
     /// Print an annotated configuration with every key and its default.
     Example,

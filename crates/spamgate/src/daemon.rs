@@ -368,8 +368,11 @@ pub fn keys_needing_restart(current: &Config, next: &Config) -> Vec<&'static str
         dns.nameservers,
         dns.timeout,
         dns.attempts,
+        dns.cache_size,
         dns.list_cache_size,
         dns.max_in_flight,
+        dns.min_ttl,
+        dns.max_ttl,
         metrics.listen,
     ];
     changes
@@ -626,6 +629,15 @@ mod tests {
         check(
             &|c| c.store.durability_window = Duration::from_millis(50),
             &["store.durability_window"],
+        );
+        // The resolver's cache is built once at start: its sizes and TTL clamps too.
+        check(
+            &|c| {
+                c.dns.cache_size = 10;
+                c.dns.min_ttl = Duration::from_secs(5);
+                c.dns.max_ttl = Duration::from_secs(600);
+            },
+            &["dns.cache_size", "dns.min_ttl", "dns.max_ttl"],
         );
     }
 

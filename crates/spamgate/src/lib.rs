@@ -24,4 +24,5 @@ pub mod desk_cli;
 pub mod http;
 pub mod logging;
 pub mod op25b;
+pub mod postfix_check;
 pub mod stats;

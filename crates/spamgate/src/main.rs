@@ -104,6 +104,41 @@ fn error_text(error: &anyhow::Error) -> String {
 /// [`DEFAULT_CONFIG`] when it exists, else the built-in defaults. Says on stderr which
 /// one and which store it names, so an admin command can never quietly work on another
 /// store than the daemon's.
+/// `config check --postfix-main-cf/--postfix-master-cf`: what Postfix's files say about
+/// charging submissions (`postfix_check`). A file that cannot be read is a usage error.
+fn postfix_warnings(
+    config: &Config,
+    main_cf: Option<&PathBuf>,
+    master_cf: Option<&PathBuf>,
+) -> Result<Vec<String>, daemon::Fatal> {
+    if main_cf.is_none() && master_cf.is_none() {
+        return Ok(Vec::new());
+    }
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|e| daemon::Fatal {
+            code: exit::USAGE,
+            error: anyhow::anyhow!("cannot read {}: {e}", path.display()),
+        })
+    };
+    let main = match main_cf {
+        Some(path) => spamgate::postfix_check::parse_main_cf(&read(path)?),
+        None => Default::default(),
+    };
+    let master = match master_cf {
+        Some(path) => Some(spamgate::postfix_check::parse_master_cf(&read(path)?)),
+        None => None,
+    };
+    if !config.submission.enabled {
+        return Ok(Vec::new());
+    }
+    Ok(spamgate::postfix_check::never_charged(
+        &main,
+        master.as_deref(),
+        &config.submission.charge_at,
+        &config.submission.ports,
+    ))
+}
+
 fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
     let (path, source) = config_file(path);
     let config = Config::load_or_default(path.as_deref()).map_err(|e| daemon::Fatal {
@@ -169,9 +204,21 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             json,
         } => classify(names, config, rules, explain, json),
         Command::Config { command } => match command {
-            ConfigCommand::Check { config } => {
+            ConfigCommand::Check {
+                config,
+                postfix_main_cf,
+                postfix_master_cf,
+            } => {
                 let loaded = load(config.as_ref())?;
+                let warnings = postfix_warnings(
+                    &loaded,
+                    postfix_main_cf.as_ref(),
+                    postfix_master_cf.as_ref(),
+                )?;
                 print!("{}", loaded.to_toml());
+                for warning in &warnings {
+                    eprintln!("spamgate: warning: {warning}");
+                }
                 eprintln!(
                     "spamgate: configuration {} is valid",
                     config

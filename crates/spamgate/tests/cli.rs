@@ -758,3 +758,58 @@ fn termination_is_final_unless_forced() {
         "{events}"
     );
 }
+
+/// `config check --postfix-main-cf/--postfix-master-cf` on sample files: (main.cf,
+/// master.cf, spamgate.toml, whether a never-charged warning is printed).
+#[test]
+fn config_check_warns_when_postfix_never_asks_at_the_charge_stage() {
+    const RCPT_ONLY: &str = "smtpd_recipient_restrictions =\n    permit_mynetworks,\n    check_policy_service inet:127.0.0.1:10023\n";
+    const RCPT_AND_DATA: &str = "smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:10023\nsmtpd_data_restrictions = check_policy_service inet:127.0.0.1:10023\n";
+    const MASTER_RCPT_ONLY: &str = "submission inet n - y - - smtpd\n  -o { smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:10023, permit_sasl_authenticated, reject }\n";
+    const EOM: &str = "[submission]\ncharge_at = \"END-OF-MESSAGE\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let check = |main: &str, master: Option<&str>, toml: &str, warned: bool| {
+        let main_path = dir.path().join("main.cf");
+        std::fs::write(&main_path, main).unwrap();
+        let toml_path = dir.path().join("spamgate.toml");
+        std::fs::write(&toml_path, toml).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spamgate"));
+        command
+            .args(["config", "check", "-c"])
+            .arg(&toml_path)
+            .arg("--postfix-main-cf")
+            .arg(&main_path);
+        if let Some(master) = master {
+            let master_path = dir.path().join("master.cf");
+            std::fs::write(&master_path, master).unwrap();
+            command.arg("--postfix-master-cf").arg(&master_path);
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(
+            stderr.contains("no submission limit ever applies"),
+            warned,
+            "main.cf {main:?} master.cf {master:?} config {toml:?}: {stderr}"
+        );
+    };
+    check(RCPT_ONLY, None, "", true);
+    check(RCPT_AND_DATA, None, "", false);
+    check(RCPT_AND_DATA, None, EOM, true);
+    check(RCPT_AND_DATA, Some(MASTER_RCPT_ONLY), "", false);
+    check("", Some(MASTER_RCPT_ONLY), "", true);
+    check(RCPT_ONLY, None, "[submission]\nenabled = false\n", false);
+
+    // A file that cannot be read is a usage error, not a silent pass.
+    let out = spamgate()
+        .env_remove("SPAMGATE_CONFIG")
+        .args([
+            "config",
+            "check",
+            "--postfix-main-cf",
+            "/nonexistent/main.cf",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+}
