@@ -346,6 +346,7 @@ fn deciding_reason(verdict: &Verdict) -> &'static str {
             TarpitOutcome::HungUp => "tarpit-hung-up",
         }),
         Reason::StoreError { .. } => Some("store-error"),
+        Reason::Learned { .. } => Some("learned"),
         Reason::GreylistDisabled => Some("greylist-disabled"),
         Reason::ClassNotGreylisted { .. } => Some("class-not-greylisted"),
         Reason::Client { client } => Some(client.id()),
