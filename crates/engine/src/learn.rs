@@ -173,7 +173,7 @@ impl LearnRecord {
         let window = params.window.as_secs();
         self.networks
             .retain(|n| n.last_seen.saturating_add(window) > now);
-        if !self.learned_until.is_some_and(|until| until > now) {
+        if self.learned_until.is_none_or(|until| until <= now) {
             self.learned_at = None;
             self.learned_until = None;
         }
