@@ -131,16 +131,30 @@ async fn three_confirmed_servers_teach_a_fourth_address_passes_at_once() {
     assert!(list[0].is_learned(now));
 
     // The operator sees it and removes it with the CLI (on the same file).
-    let (_dns, dir, clock, config) = h.stop().await;
+    let (dns, dir, clock, config) = h.stop().await;
     let config_path = dir.path().join("spamgate.toml");
-    std::fs::write(
+    let dns_addr = dns.as_ref().unwrap().addr();
+    let text = config_text(dns_addr, &config.store.path, "127.0.0.1:0");
+    std::fs::write(&config_path, format!("{text}{LEARN}")).unwrap();
+    // `spamgate check` answers what the daemon would, with the reason.
+    let (code, out, err) = process::run_with_config(
         &config_path,
-        format!(
-            "[store]\npath = \"{}\"\n{LEARN}",
-            config.store.path.display()
-        ),
-    )
-    .unwrap();
+        &[
+            "check",
+            "--client-address",
+            "192.0.2.170",
+            "--client-name",
+            "srv7x7.dc.example.test",
+            "--reverse-client-name",
+            "srv7x7.dc.example.test",
+            "--sender",
+            "news-x@example.org",
+            "--recipient",
+            "user@example.net",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("learned(example.test)"), "{out}");
     let (code, out, err) = process::run_with_config(&config_path, &["learned", "list", "--json"]);
     assert_eq!(code, Some(0), "{err}");
     let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -163,7 +177,7 @@ async fn three_confirmed_servers_teach_a_fourth_address_passes_at_once() {
     );
 
     // Removed: the next new address of the organisation is greylisted again.
-    let h = Harness::start_with(config, _dns, dir, clock).await;
+    let h = Harness::start_with(config, dns, dir, clock).await;
     let again = ask(&h, "192.0.2.160", "srv6x6.dc.example.test").await;
     assert!(again.starts_with("DEFER_IF_PERMIT"), "{again}");
     h.stop().await;
