@@ -11,8 +11,10 @@ use crate::{LearnAdmin, LearnStore, StoreError};
 
 impl LearnStore for SqliteStore {
     async fn learned(&self, org: &str, now: UnixTime) -> Result<Option<LearnRecord>, StoreError> {
+        // On the writer, in order with the writes: a primary-key lookup, and unlike a read
+        // on the read connection it forces no commit of the durability window.
         let org = org.to_string();
-        self.read(move |conn| read_record(conn, &org, now)).await
+        self.write(move |tx| read_record(tx.conn, &org, now)).await
     }
 
     async fn learn_observe(
