@@ -10,6 +10,7 @@
 //! - [`lists`]: the DNS lists with their circuit breakers.
 //! - [`replies`]: reply templates → SMTP code and text (no front-end verbs).
 //! - [`accounts`], [`allow`]: the operator commands' rules (CLI today, desk and API next).
+//! - [`learned`]: the operator's commands on learned exemptions.
 //! - [`desk`]: the abuse desk over `spamgate-desk`'s store, with enforcement through
 //!   [`accounts`] and the hook runner.
 //! - [`decision_log`]: the one decision log line, written and read back.
@@ -25,6 +26,7 @@ pub mod charge_watch;
 pub mod clock;
 pub mod decision_log;
 pub mod desk;
+pub mod learned;
 pub mod lists;
 pub mod metrics;
 pub mod replies;

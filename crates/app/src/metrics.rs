@@ -65,6 +65,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     tarpit: Family<ResultLabels, Counter>,
     tarpit_active: Gauge,
+    learn: Family<ResultLabels, Counter>,
     store_opens: Family<ResultLabels, Counter>,
     store_up: Gauge,
 }
@@ -175,6 +176,12 @@ impl Metrics {
             "Replies being held by the tarpit now",
             tarpit_active.clone(),
         );
+        let learn = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "learn_events",
+            "Learned exemptions: clients exempted (exempted), and what a passed retry of a confirmed client did to its organisation (counted, learned, capped, refused, still_refused, not_tracked, error)",
+            learn.clone(),
+        );
         let store_opens = Family::<ResultLabels, Counter>::default();
         registry.register(
             "store_open_attempts",
@@ -206,6 +213,7 @@ impl Metrics {
             reloads,
             tarpit,
             tarpit_active,
+            learn,
         }
     }
 
@@ -309,6 +317,16 @@ impl Metrics {
         self.tarpit.get_or_create(&ResultLabels { result }).inc();
     }
 
+    /// A learned-exemption event: `exempted`, an observation's event id, or `error`.
+    pub fn learn(&self, result: &'static str) {
+        let result = match result {
+            "still-refused" => "still_refused",
+            "not-tracked" => "not_tracked",
+            other => other,
+        };
+        self.learn.get_or_create(&ResultLabels { result }).inc();
+    }
+
     pub fn tarpit_active(&self, change: i64) {
         self.tarpit_active.inc_by(change);
     }
@@ -346,6 +364,7 @@ fn deciding_reason(verdict: &Verdict) -> &'static str {
             TarpitOutcome::HungUp => "tarpit-hung-up",
         }),
         Reason::StoreError { .. } => Some("store-error"),
+        Reason::Learned { .. } => Some("learned"),
         Reason::GreylistDisabled => Some("greylist-disabled"),
         Reason::ClassNotGreylisted { .. } => Some("class-not-greylisted"),
         Reason::Client { client } => Some(client.id()),

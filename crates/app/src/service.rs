@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use spamgate_engine::facts::RdnsFact;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome};
+use spamgate_engine::learn::{self, LearnEvent, LearnSubject, Observation};
 use spamgate_engine::outbound::{SubmissionRules, SubmissionStep};
 use spamgate_engine::tarpit::{TarpitFacts, TarpitOutcome};
 use spamgate_engine::{Direction, Evaluation, Reason, Stage, Transaction, UnixTime, Verdict};
@@ -240,6 +241,21 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
             Evaluation::Greylist(plan) => plan,
         };
         let now = self.clock.now();
+        // Learned exemptions: a confirmed, non-dynamic, unlisted client of an
+        // organisation that learned skips greylisting.
+        let subject = engine.learn_subject(&plan, rdns, &dnsbl);
+        if let Some(LearnSubject::Eligible { org, .. }) = &subject {
+            match self.timed(settings, self.store.learned(org, now)).await {
+                Ok(record) => {
+                    if let Some(until) = learn::exemption(record.as_ref(), now) {
+                        self.metrics.learn("exempted");
+                        return engine.learned(plan, org, until);
+                    }
+                }
+                // The exemption is an extra: without the store, greylisting decides.
+                Err(error) => warn!(%org, "cannot read the learned exemption: {error}"),
+            }
+        }
         let params = engine.greylist_params();
         let outcome = self
             .timed(
@@ -247,6 +263,12 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
                 self.store.greylist(&plan.keys, params, now, mode.records()),
             )
             .await;
+        if mode.records()
+            && matches!(outcome, Ok(GreylistOutcome::Passed { .. }))
+            && let Some(observation) = subject.as_ref().and_then(LearnSubject::observation)
+        {
+            self.learn_observe(settings, &observation, now).await;
+        }
         if !engine.tarpit_enabled() {
             return engine.finish(plan, outcome);
         }
@@ -323,6 +345,35 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
             _ => {}
         }
         verdict
+    }
+
+    /// A retry of a confirmed client passed: what it says about its organisation,
+    /// recorded atomically; the event counted and logged. Failures are logged only.
+    async fn learn_observe(&self, settings: &Settings, observation: &Observation, now: UnixTime) {
+        let params = settings.engine.learn_params();
+        match self
+            .timed(settings, self.store.learn_observe(observation, params, now))
+            .await
+        {
+            Ok(event) => {
+                self.metrics.learn(event.id());
+                match &event {
+                    LearnEvent::Learned { until } => info!(
+                        target: "spamgate::learn", org = %observation.org, until,
+                        "organisation learned: its confirmed servers skip greylisting"
+                    ),
+                    LearnEvent::Refused { until, revoked } => info!(
+                        target: "spamgate::learn", org = %observation.org, until, revoked,
+                        why = ?observation.kind, "organisation refused for learning"
+                    ),
+                    _ => {}
+                }
+            }
+            Err(error) => {
+                self.metrics.learn("error");
+                warn!(org = %observation.org, "cannot record a learned-exemption observation: {error}");
+            }
+        }
     }
 
     /// Records a held transaction's triplets as passed retries (and so the client in the

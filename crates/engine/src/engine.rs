@@ -9,6 +9,7 @@ use crate::client::ClientClass;
 use crate::envelope::Envelope;
 use crate::facts::{ListAnswer, ListFact, RdnsFact};
 use crate::greylist::{GreylistKeys, GreylistOutcome, GreylistParams, KeyScheme};
+use crate::learn::{LearnParams, LearnSubject};
 use crate::stage::Stage;
 use crate::tarpit::{TarpitFacts, TarpitOutcome, TarpitParams};
 use crate::verdict::AllowScope;
@@ -64,6 +65,8 @@ pub struct EngineConfig {
     pub decide_at: Vec<Stage>,
     /// taRgrey's tarpit (off by default).
     pub tarpit: TarpitParams,
+    /// Learned exemptions (off by default).
+    pub learn: LearnParams,
 }
 
 impl EngineConfig {
@@ -98,6 +101,8 @@ pub enum EngineError {
     Greylist(String),
     #[error("tarpit: {0}")]
     Tarpit(String),
+    #[error("greylist.learn: {0}")]
+    Learn(String),
 }
 
 /// The compiled policy. Cheap to share behind an `Arc`; rebuilt on reload.
@@ -116,6 +121,7 @@ pub struct Engine {
     store_fail_mode: StoreFailMode,
     decide_at: Vec<Stage>,
     tarpit: TarpitParams,
+    learn: LearnParams,
 }
 
 /// The result of the DNS-dependent steps.
@@ -155,6 +161,9 @@ impl Engine {
             ));
         }
         config.tarpit.validate().map_err(EngineError::Tarpit)?;
+        if config.learn.enabled {
+            config.learn.validate().map_err(EngineError::Learn)?;
+        }
         Ok(Engine {
             allow: AllowList::with_scope(&config.allow.by_scope().0, AllowScope::All)?,
             allow_greylist: AllowList::with_scope(
@@ -170,6 +179,7 @@ impl Engine {
             store_fail_mode: config.store_fail_mode,
             decide_at: config.decide_at.clone(),
             tarpit: config.tarpit.clone(),
+            learn: config.learn.clone(),
         })
     }
 
@@ -197,6 +207,45 @@ impl Engine {
 
     pub fn tarpit_params(&self) -> &TarpitParams {
         &self.tarpit
+    }
+
+    pub fn learn_params(&self) -> &LearnParams {
+        &self.learn
+    }
+
+    /// Step 5b, with learning on: what this greylisted client says about its
+    /// organisation. `None` with learning off.
+    pub fn learn_subject(
+        &self,
+        plan: &GreylistPlan,
+        rdns: &RdnsFact,
+        dnsbl: &[ListFact],
+    ) -> Option<LearnSubject> {
+        if !self.learn.enabled {
+            return None;
+        }
+        let class = plan.reasons.iter().find_map(|reason| match reason {
+            Reason::Client { client } => Some(client),
+            _ => None,
+        })?;
+        Some(LearnSubject::of(
+            plan.keys.client,
+            rdns,
+            class,
+            dnsbl,
+            &self.classifier,
+            &self.learn,
+        ))
+    }
+
+    /// Step 5b: the client's organisation is exempted until `until`: pass.
+    pub fn learned(&self, plan: GreylistPlan, org: &str, until: crate::UnixTime) -> Verdict {
+        let mut reasons = plan.reasons;
+        reasons.push(Reason::Learned {
+            org: org.to_string(),
+            until,
+        });
+        Verdict::pass(reasons)
     }
 
     /// Whether the tarpit is on. The application then keeps its table of held

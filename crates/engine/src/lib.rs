@@ -6,6 +6,8 @@
 //! - [`allow`]: operator allow-lists (addresses, host names, senders, recipients).
 //! - [`client`]: classification of the client from its reverse DNS.
 //! - [`greylist`]: keys, stored state and the pure greylist state machine.
+//! - [`learn`]: learned exemptions: organisations whose confirmed servers keep passing
+//!   greylisting skip it for a while.
 //! - [`outbound`]: submission accounts and the GCRA rate-limit function.
 //! - [`stage`]: the SMTP stage a question is asked at.
 //! - [`tarpit`]: taRgrey's tarpit: hold a first attempt instead of deferring it.
@@ -23,6 +25,7 @@ mod engine;
 pub mod envelope;
 pub mod facts;
 pub mod greylist;
+pub mod learn;
 pub mod names;
 pub mod outbound;
 pub mod stage;

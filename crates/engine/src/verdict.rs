@@ -211,6 +211,12 @@ pub enum Reason {
     StoreError {
         error: String,
     },
+    /// The client's organisational domain learned to skip greylisting (its confirmed
+    /// servers kept passing it), until `until`.
+    Learned {
+        org: String,
+        until: crate::UnixTime,
+    },
     /// What the tarpit did with a client greylisting would defer.
     Tarpit {
         #[serde(flatten)]
@@ -279,6 +285,7 @@ impl Reason {
                 s
             }
             Reason::StoreError { error } => format!("store-error:{error}"),
+            Reason::Learned { org, .. } => format!("learned({org})"),
             Reason::Tarpit { outcome } => match outcome {
                 TarpitOutcome::Held { hold_ms } => format!("tarpit:held({hold_ms}ms)"),
                 TarpitOutcome::Full { max_concurrent } => {

@@ -349,6 +349,37 @@ impl Classifier {
         }
     }
 
+    /// The first rule that says the name is an end-user or dynamic line for certain: a
+    /// strong rule (an address or an access-technology keyword in the name, a dynamic zone,
+    /// an operator rule), whatever exceptions and mail-server rules say; or
+    /// [`INVALID_NAME_RULE`]. `None` when only shape rules (S25R) match, or none. Learned
+    /// exemptions never count such a name as a mail server.
+    pub fn dynamic_rule(&self, name: &str) -> Option<&str> {
+        let mut buf = [0; MAX_NAME_LEN];
+        let name = match normalise(name, &mut buf) {
+            Normalised::Empty => return None,
+            Normalised::Invalid => return Some(INVALID_NAME_RULE),
+            Normalised::Name(name) => name,
+        };
+        if !self.rule_set.is_match(name) {
+            return None;
+        }
+        self.rule_set
+            .matches(name)
+            .iter()
+            .map(|index| &self.rules[index])
+            .find(|rule| rule.kind == RuleKind::Strong && self.zone_check_passes(rule, name))
+            .map(|rule| rule.id.as_str())
+    }
+
+    /// Whether the registrable label of `domain` (`t-dialin` in `t-dialin.net`) names
+    /// end-user lines itself: such an organisational domain is an access provider's
+    /// dynamic zone.
+    pub fn is_dynamic_zone_domain(&self, domain: &str) -> bool {
+        let label = domain.split('.').next().unwrap_or_default();
+        self.zone_label.is_match(label.as_bytes())
+    }
+
     fn verdict<'a>(&'a self, raw: &str, buf: &mut [u8; MAX_NAME_LEN]) -> Verdict<'a> {
         let name = match normalise(raw, buf) {
             Normalised::Empty => return Verdict::Proper,

@@ -768,3 +768,41 @@ proptest! {
         prop_assert_eq!(classifier.explain(&name).class, classifier.classify(&name));
     }
 }
+
+/// What learned exemptions ask: which strong rule makes a name dynamic for certain
+/// (shape rules alone do not), and whether an organisation's own name is a dynamic zone.
+#[test]
+fn dynamic_rules_and_dynamic_zone_domains() {
+    let classifier = Classifier::new(&ClassifierConfig::default()).unwrap();
+    let check = |name: &str, expected: Option<&str>| {
+        assert_eq!(classifier.dynamic_rule(name), expected, "{name}");
+    };
+    // Shape only (S25R), or nothing: not dynamic.
+    check("srv1x1.dc.example.com", None);
+    check("mo12a34.relay.example.co.jp", None);
+    check("mail.example.com", None);
+    check("", None);
+    // Strong rules, whatever a mail-service word says.
+    check("dsl-21.isp.example", Some("dyn-keyword"));
+    check("192-0-2-10.mail.example.net", Some("ip4-in-name"));
+    check("ab12cd.pool.example.co.uk", Some("dyn-zone"));
+    check("pd9e4f89f.mx.example.de", Some("hex-ip"));
+    check("nat-42.example.net", Some("nat-pool"));
+    // Not a host name at all.
+    check("bad name.example", Some("invalid-name"));
+    // A dyn-zone match the public suffix refuses is not one.
+    check("x1.pool.co.uk", None);
+
+    let zone = |domain: &str, expected: bool| {
+        assert_eq!(
+            classifier.is_dynamic_zone_domain(domain),
+            expected,
+            "{domain}"
+        );
+    };
+    zone("t-dialin.net", true);
+    zone("dynamic-pool.test", true);
+    zone("dsl.example", true);
+    zone("example.co.uk", false);
+    zone("mailgun.org", false);
+}

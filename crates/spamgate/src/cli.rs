@@ -98,6 +98,16 @@ pub enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Learned exemptions: organisations whose confirmed servers kept passing greylisting
+    /// and now skip it (docs/learning.md).
+    Learned {
+        #[command(subcommand)]
+        command: LearnedCommand,
+        /// Configuration file; default: $SPAMGATE_CONFIG, else /etc/spamgate/spamgate.toml
+        /// when it exists, else the built-in defaults.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Submission accounts: status, limits, events (the abuse desk's controls).
     Account {
         #[command(subcommand)]
@@ -186,6 +196,23 @@ pub enum AllowCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum LearnedCommand {
+    /// Organisations followed: learned (exempted) ones first, then candidates and refused.
+    List {
+        /// One JSON object per organisation (the stored record, with `learned` and `refused`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget an organisation (its exemption, what it earned, a refusal): it starts over.
+    Remove {
+        /// The organisational domain, or any name under it.
+        domain: String,
+    },
+    /// Forget every organisation.
+    Clear,
 }
 
 #[derive(Subcommand)]

@@ -30,6 +30,8 @@ pub struct Config {
     pub greylist: GreylistSection,
     /// taRgrey's tarpit (off by default); see docs/configuration.md and docs/postfix.md.
     pub tarpit: TarpitSection,
+    /// Learned exemptions (off by default); see docs/learning.md.
+    pub learn: LearnSection,
     pub allow: AllowConfig,
     pub replies: Replies,
     pub metrics: MetricsSection,
@@ -119,6 +121,7 @@ impl Default for Config {
             rdns: ClassifierConfig::default(),
             greylist: GreylistSection::default(),
             tarpit: TarpitSection::default(),
+            learn: LearnSection::default(),
             allow: AllowConfig::default(),
             replies: Replies::default(),
             metrics: MetricsSection::default(),
@@ -497,6 +500,66 @@ impl Default for TarpitSection {
     }
 }
 
+/// Learned exemptions: an organisational domain whose forward-confirmed, non-dynamic
+/// servers passed greylisting from `min_networks` networks over `min_span` skips it for
+/// `ttl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearnSection {
+    pub enabled: bool,
+    pub min_networks: usize,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    #[serde(with = "humantime_serde")]
+    pub min_span: Duration,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refuse_for: Duration,
+    pub max_entries: usize,
+    pub max_tracked: usize,
+    pub max_networks_per_org: usize,
+}
+
+impl Default for LearnSection {
+    fn default() -> Self {
+        let p = spamgate_engine::learn::LearnParams::default();
+        LearnSection {
+            enabled: p.enabled,
+            min_networks: p.min_networks,
+            ipv4_prefix: p.ipv4_prefix,
+            ipv6_prefix: p.ipv6_prefix,
+            min_span: p.min_span,
+            window: p.window,
+            ttl: p.ttl,
+            refuse_for: p.refuse_for,
+            max_entries: p.max_entries,
+            max_tracked: p.max_tracked,
+            max_networks_per_org: p.max_networks_per_org,
+        }
+    }
+}
+
+impl LearnSection {
+    pub fn params(&self) -> spamgate_engine::learn::LearnParams {
+        spamgate_engine::learn::LearnParams {
+            enabled: self.enabled,
+            min_networks: self.min_networks,
+            ipv4_prefix: self.ipv4_prefix,
+            ipv6_prefix: self.ipv6_prefix,
+            min_span: self.min_span,
+            window: self.window,
+            ttl: self.ttl,
+            refuse_for: self.refuse_for,
+            max_entries: self.max_entries,
+            max_tracked: self.max_tracked,
+            max_networks_per_org: self.max_networks_per_org,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -770,6 +833,7 @@ impl Config {
                 max_concurrent: self.tarpit.max_concurrent,
                 confirm_window: self.tarpit.confirm_window,
             },
+            learn: self.learn.params(),
         }
     }
 

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use spamgate::cli::{
     AccountCommand, AllowCommand, CheckArgs, Cli, Command, ConfigCommand, GenerateCli,
-    GenerateCommand, GreylistCommand, GreylistWhich, Op25bSub, StatusArgs, StoreCommand,
+    GenerateCommand, GreylistCommand, GreylistWhich, LearnedCommand, Op25bSub, StatusArgs,
+    StoreCommand,
 };
 use spamgate::config::{Config, EXAMPLE};
 use spamgate::daemon::{self, exit};
@@ -234,6 +235,7 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
         },
         Command::Greylist { command } => greylist(command),
         Command::Allow { command, config } => allow(command, config),
+        Command::Learned { command, config } => learned(command, config),
         Command::Stats { files, json } => stats(&files, json),
         Command::Store { command, config } => store_command(command, config),
         Command::Account {
@@ -793,6 +795,68 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
                             e.note
                         );
                     }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        store.close().await;
+        result
+    })
+}
+
+fn learned(command: LearnedCommand, config: Option<PathBuf>) -> Result<(), daemon::Fatal> {
+    use spamgate_app::learned::LearnedService;
+    let config = load(config.as_ref())?;
+    init_logs("warn");
+    runtime()?.block_on(async {
+        let store = daemon::open_store(&config).await?;
+        let learned = LearnedService::new(&store);
+        let now = SystemClock.now();
+        let result = async {
+            match command {
+                LearnedCommand::List { json } => {
+                    for r in learned.list(now).await.map_err(store_error)? {
+                        let learned = r.is_learned(now);
+                        let refused = r.is_refused(now);
+                        if json {
+                            let mut value = serde_json::to_value(&r).unwrap_or_default();
+                            value["learned"] = learned.into();
+                            value["refused_now"] = refused.into();
+                            println!("{value}");
+                            continue;
+                        }
+                        let state = if learned {
+                            format!("learned\tuntil={}", r.learned_until.unwrap_or(0))
+                        } else if refused {
+                            format!(
+                                "refused\tuntil={}\t{}",
+                                r.refused_until.unwrap_or(0),
+                                r.refused.as_deref().unwrap_or("")
+                            )
+                        } else {
+                            "candidate".to_string()
+                        };
+                        let networks: Vec<&str> =
+                            r.networks.iter().map(|n| n.network.as_str()).collect();
+                        println!(
+                            "{}\t{state}\tnetworks={}\t{}",
+                            r.org,
+                            networks.len(),
+                            networks.join(",")
+                        );
+                    }
+                }
+                LearnedCommand::Remove { domain } => {
+                    let (org, removed) = learned.remove(&domain).await.map_err(store_error)?;
+                    if !removed {
+                        return Err(usage_error(format!("{org}: not learned or followed")));
+                    }
+                    println!("removed {org}");
+                }
+                LearnedCommand::Clear => {
+                    let count = learned.clear().await.map_err(store_error)?;
+                    println!("removed {count} organisations");
                 }
             }
             Ok(())

@@ -12,12 +12,13 @@ use common::*;
 use spamgate_app::{ManualClock, Service};
 use spamgate_dns::Dns;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_engine::learn::{LearnEvent, LearnParams, LearnRecord, Observation};
 use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::{StoreFailMode, UnixTime};
 use spamgate_net::Listener;
 use spamgate_store::{
-    AccountEvent, AccountStore, AllowEntry, AllowStore, GreylistStore, SqliteOptions, SqliteStore,
-    StoreError,
+    AccountEvent, AccountStore, AllowEntry, AllowStore, GreylistStore, LearnStore, SqliteOptions,
+    SqliteStore, StoreError,
 };
 use tokio::net::TcpListener;
 
@@ -64,6 +65,21 @@ impl AllowStore for Switched {
     }
     async fn allow_list(&self) -> Result<Vec<AllowEntry>, StoreError> {
         self.switch(self.inner.allow_list()).await
+    }
+}
+
+impl LearnStore for Switched {
+    async fn learned(&self, org: &str, now: UnixTime) -> Result<Option<LearnRecord>, StoreError> {
+        self.switch(self.inner.learned(org, now)).await
+    }
+    async fn learn_observe(
+        &self,
+        observation: &Observation,
+        params: &LearnParams,
+        now: UnixTime,
+    ) -> Result<LearnEvent, StoreError> {
+        self.switch(self.inner.learn_observe(observation, params, now))
+            .await
     }
 }
 

@@ -6,10 +6,12 @@ use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
 use spamgate_engine::outbound::{Account, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::AllowListKind;
 
+use spamgate_engine::learn::{LearnEvent, LearnParams, LearnRecord, Observation};
+
 use crate::{
     AccountAdmin, AccountEvent, AccountStore, AllowAdmin, AllowEntry, AllowStore, GreylistAdmin,
-    GreylistDeleted, GreylistEntries, GreylistFilter, GreylistStore, RedisStore, SqliteStore,
-    StoreCounts, StoreError, TripletRow,
+    GreylistDeleted, GreylistEntries, GreylistFilter, GreylistStore, LearnAdmin, LearnStore,
+    RedisStore, SqliteStore, StoreCounts, StoreError, TripletRow,
 };
 
 /// Either backend. Clones share the backend's state, as each backend's clones do.
@@ -129,6 +131,15 @@ macro_rules! forward {
 }
 
 forward! {
+    LearnStore {
+        learned(org: &str, now: UnixTime) -> Option<LearnRecord>;
+        learn_observe(observation: &Observation, params: &LearnParams, now: UnixTime) -> LearnEvent;
+    }
+    LearnAdmin {
+        learned_list(now: UnixTime, limit: usize) -> Vec<LearnRecord>;
+        learned_remove(org: &str) -> bool;
+        learned_clear() -> u64;
+    }
     GreylistStore {
         greylist(keys: &GreylistKeys, params: &GreylistParams, now: UnixTime, record: bool) -> GreylistOutcome;
     }

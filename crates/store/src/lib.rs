@@ -9,6 +9,8 @@
 //!   notice changes made by other processes or hosts) and [`AllowAdmin`] (add, remove).
 //! - [`AccountStore`] (look up, atomic all-or-nothing GCRA charges, record an event) and
 //!   [`AccountAdmin`] (put, list, read the abuse desk's event log).
+//! - [`LearnStore`] (an organisation's learned record, one atomic observation) and
+//!   [`LearnAdmin`] (list, remove, clear).
 //! - [`RequestStore`]: all a daemon's request path needs; [`FullStore`]: everything.
 //!   Both are implemented for every type with the parts.
 //!
@@ -38,6 +40,7 @@ use std::sync::Arc;
 
 use spamgate_engine::UnixTime;
 use spamgate_engine::greylist::{GreylistKeys, GreylistOutcome, GreylistParams};
+use spamgate_engine::learn::{LearnEvent, LearnParams, LearnRecord, Observation};
 use spamgate_engine::outbound::{Account, AccountStatus, GcraOutcome, LimitKind, Rate};
 use spamgate_engine::verdict::{AllowListKind, AllowScope};
 
@@ -99,16 +102,55 @@ pub trait GreylistAdmin: Send + Sync + 'static {
     ) -> impl Future<Output = Result<GreylistDeleted, StoreError>> + Send;
 }
 
+/// Learned exemptions on the request path: read an organisation's record, record one
+/// observation atomically (the engine's [`spamgate_engine::learn::observe`]).
+pub trait LearnStore: Send + Sync + 'static {
+    /// The stored record of `org`, unless it is past its expiry at `now`.
+    fn learned(
+        &self,
+        org: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Option<LearnRecord>, StoreError>> + Send;
+
+    /// Atomically reads the record of `observation.org` and the counts of learned and
+    /// tracked organisations at `now`, applies [`spamgate_engine::learn::observe`] and
+    /// writes its result.
+    fn learn_observe(
+        &self,
+        observation: &Observation,
+        params: &LearnParams,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<LearnEvent, StoreError>> + Send;
+}
+
+/// The operator's view of learned exemptions (`spamgate learned list|remove|clear`).
+pub trait LearnAdmin: Send + Sync + 'static {
+    /// Records unexpired at `now`, learned ones first (latest-expiring first), then the
+    /// rest by organisation; at most `limit`.
+    fn learned_list(
+        &self,
+        now: UnixTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LearnRecord>, StoreError>> + Send;
+
+    /// Forgets `org` (its exemption and what it earned). True if it was there.
+    fn learned_remove(&self, org: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Forgets every organisation; returns how many.
+    fn learned_clear(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
 /// Everything a daemon's request path needs from a store: the greylist check, the
-/// runtime allow-list it polls, and the submission accounts it charges.
-pub trait RequestStore: GreylistStore + AllowStore + AccountStore {}
-impl<T: GreylistStore + AllowStore + AccountStore> RequestStore for T {}
+/// runtime allow-list it polls, the submission accounts it charges and the learned
+/// exemptions.
+pub trait RequestStore: GreylistStore + AllowStore + AccountStore + LearnStore {}
+impl<T: GreylistStore + AllowStore + AccountStore + LearnStore> RequestStore for T {}
 
 /// Everything a backend offers: the request path and the administration beside it
 /// (cleanup loop, CLI, migration). The abuse desk's own state will be one more
 /// request/admin pair of traits beside these, leaving the request path alone.
-pub trait FullStore: RequestStore + GreylistAdmin + AllowAdmin + AccountAdmin {}
-impl<T: RequestStore + GreylistAdmin + AllowAdmin + AccountAdmin> FullStore for T {}
+pub trait FullStore: RequestStore + GreylistAdmin + AllowAdmin + AccountAdmin + LearnAdmin {}
+impl<T: RequestStore + GreylistAdmin + AllowAdmin + AccountAdmin + LearnAdmin> FullStore for T {}
 
 /// Which greylist entries an admin command means. Triplets are named by any of
 /// `network`, `sender`, `recipient` (every one given must equal the stored, normalised

@@ -15,12 +15,13 @@ use std::time::Duration;
 use common::*;
 use redis_server::RedisServer;
 use spamgate_engine::greylist::GreylistOutcome;
+use spamgate_engine::learn::{LearnEvent, LearnParams, Observation, ObservationKind};
 use spamgate_engine::outbound::{Account, AccountStatus, LimitKind, LimitOverrides};
 use spamgate_engine::verdict::AllowListKind::{self, *};
 use spamgate_store::{
     AccountAdmin, AccountEvent, AccountStore, AllowAdmin, AllowEntry, AllowStore, EventKind,
-    FullStore, GreylistAdmin, GreylistDeleted, GreylistFilter, GreylistStore, RedisOptions,
-    RedisStore, SqliteOptions, SqliteStore, StoreCounts,
+    FullStore, GreylistAdmin, GreylistDeleted, GreylistFilter, GreylistStore, LearnAdmin,
+    LearnStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, StoreCounts,
 };
 
 use GreylistOutcome::*;
@@ -158,6 +159,9 @@ conformance!(
     concurrent_charges_from_two_hosts_never_exceed_the_limit,
     events_newest_first_filtered_and_bounded,
     expiry_drops_old_events_and_idle_rate_states,
+    learned_organisations_are_learned_listed_removed_and_cleared,
+    learned_caps_hold_across_hosts,
+    learned_records_expire,
 );
 
 async fn life_cycle(backend: impl Backend) {
@@ -1166,5 +1170,177 @@ async fn expiry_drops_old_events_and_idle_rate_states(backend: impl Backend) {
             .unwrap()
             .is_empty()
     );
+    backend.close(store).await;
+}
+
+fn learn_params() -> LearnParams {
+    LearnParams {
+        enabled: true,
+        min_networks: 3,
+        min_span: Duration::from_secs(3600),
+        window: Duration::from_secs(10 * DAY),
+        ttl: Duration::from_secs(2 * DAY),
+        refuse_for: Duration::from_secs(10 * DAY),
+        max_entries: 1,
+        max_tracked: 3,
+        max_networks_per_org: 4,
+        ..LearnParams::default()
+    }
+}
+
+fn seen(org: &str, network: &str) -> Observation {
+    Observation {
+        org: org.into(),
+        network: network.into(),
+        kind: ObservationKind::Passed,
+    }
+}
+
+/// Three networks of `org` an hour apart, from `at`: the third learns (if the cap lets it).
+async fn three_networks(store: &impl LearnStore, org: &str, at: u64) -> Vec<&'static str> {
+    let mut events = Vec::new();
+    for (i, network) in ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+        .iter()
+        .enumerate()
+    {
+        let event = store
+            .learn_observe(&seen(org, network), &learn_params(), at + i as u64 * 1800)
+            .await
+            .unwrap();
+        events.push(event.id());
+    }
+    events
+}
+
+async fn learned_organisations_are_learned_listed_removed_and_cleared(backend: impl Backend) {
+    let store = backend.open().await;
+    let params = learn_params();
+    assert_eq!(
+        three_networks(&store, "example.com", T0).await,
+        ["counted", "counted", "learned"]
+    );
+    let now = T0 + 3600;
+    let record = store.learned("example.com", now).await.unwrap().unwrap();
+    assert!(record.is_learned(now), "{record:?}");
+    assert_eq!(record.learned_until, Some(now + 2 * DAY));
+    assert_eq!(record.networks.len(), 3);
+    assert_eq!(store.learned("example.org", now).await.unwrap(), None);
+
+    // Survives a restart.
+    backend.close(store).await;
+    let store = backend.open().await;
+    // A second organisation, tracked but not learned (one network).
+    store
+        .learn_observe(&seen("example.net", "192.0.2.0/24"), &params, now)
+        .await
+        .unwrap();
+    let list = store.learned_list(now, 10).await.unwrap();
+    let orgs: Vec<(&str, bool)> = list
+        .iter()
+        .map(|r| (r.org.as_str(), r.is_learned(now)))
+        .collect();
+    assert_eq!(orgs, [("example.com", true), ("example.net", false)]);
+    assert_eq!(store.learned_list(now, 1).await.unwrap().len(), 1);
+
+    // Evidence against revokes at once.
+    let against = Observation {
+        kind: ObservationKind::Against {
+            why: "listed(bl.example):192.0.2.9".into(),
+        },
+        ..seen("example.com", "192.0.2.0/24")
+    };
+    let event = store
+        .learn_observe(&against, &params, now + 1)
+        .await
+        .unwrap();
+    assert!(
+        matches!(event, LearnEvent::Refused { revoked: true, .. }),
+        "{event:?}"
+    );
+    let record = store
+        .learned("example.com", now + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.is_learned(now + 1) && record.is_refused(now + 1));
+
+    assert!(store.learned_remove("EXAMPLE.com").await.unwrap());
+    assert!(!store.learned_remove("example.com").await.unwrap());
+    assert_eq!(store.learned("example.com", now + 1).await.unwrap(), None);
+    // Removed: it starts over, the refusal gone with it.
+    let event = store
+        .learn_observe(&seen("example.com", "192.0.2.0/24"), &params, now + 2)
+        .await
+        .unwrap();
+    assert_eq!(event, LearnEvent::Counted { networks: 1 });
+
+    assert_eq!(store.learned_clear().await.unwrap(), 2);
+    assert!(store.learned_list(now, 10).await.unwrap().is_empty());
+    backend.close(store).await;
+}
+
+async fn learned_caps_hold_across_hosts(backend: impl Backend) {
+    let mx1 = backend.open().await;
+    let mx2 = backend.open().await;
+    assert_eq!(
+        three_networks(&mx1, "example.com", T0).await,
+        ["counted", "counted", "learned"]
+    );
+    // max_entries = 1: another host's organisation qualifies but is capped.
+    assert_eq!(
+        three_networks(&mx2, "example.org", T0).await,
+        ["counted", "counted", "capped"]
+    );
+    assert_eq!(
+        mx1.learned("example.org", T0 + 3600)
+            .await
+            .unwrap()
+            .unwrap()
+            .learned_until,
+        None
+    );
+    // max_tracked = 3: a third is followed, a fourth is not.
+    let params = learn_params();
+    let at = T0 + 3600;
+    let event = mx2
+        .learn_observe(&seen("example.net", "192.0.2.0/24"), &params, at)
+        .await
+        .unwrap();
+    assert_eq!(event.id(), "counted");
+    let event = mx1
+        .learn_observe(&seen("example.info", "192.0.2.0/24"), &params, at)
+        .await
+        .unwrap();
+    assert_eq!(event, LearnEvent::NotTracked { max_tracked: 3 });
+    assert_eq!(mx1.learned("example.info", at).await.unwrap(), None);
+    backend.close(mx1).await;
+    backend.close(mx2).await;
+}
+
+async fn learned_records_expire(backend: impl Backend) {
+    let store = backend.open().await;
+    let params = learn_params();
+    three_networks(&store, "example.com", T0).await;
+    let learned_at = T0 + 3600;
+    // The exemption ends after its TTL; the record stays while its passes are in the window.
+    let after_ttl = learned_at + 2 * DAY;
+    let record = store
+        .learned("example.com", after_ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.is_learned(after_ttl));
+    // Past the window nothing is left, and the organisation no longer counts as tracked.
+    let gone = learned_at + 10 * DAY;
+    assert_eq!(store.learned("example.com", gone).await.unwrap(), None);
+    assert!(store.learned_list(gone, 10).await.unwrap().is_empty());
+    store.expire(gone).await.unwrap();
+    for org in ["a.example", "b.example", "c.example"] {
+        let event = store
+            .learn_observe(&seen(org, "192.0.2.0/24"), &params, gone)
+            .await
+            .unwrap();
+        assert_eq!(event.id(), "counted", "{org}");
+    }
     backend.close(store).await;
 }

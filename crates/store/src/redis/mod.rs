@@ -29,6 +29,7 @@ mod allow;
 mod codec;
 mod dump;
 mod greylist;
+mod learn;
 mod link;
 mod recent;
 

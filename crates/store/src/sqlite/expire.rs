@@ -58,6 +58,11 @@ pub(super) fn expire_step(
             now,
         ),
         (
+            "DELETE FROM learned WHERE org IN
+             (SELECT org FROM learned WHERE expires_at <= ?1 LIMIT ?2)",
+            now,
+        ),
+        (
             "DELETE FROM account_events WHERE id IN
              (SELECT id FROM account_events WHERE at <= ?1 LIMIT ?2)",
             events_before,

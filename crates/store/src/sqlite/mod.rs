@@ -34,6 +34,7 @@
 //! - `admin`: counts, listings, finding and deleting greylist entries.
 //! - `expire`: expiry in small steps between batches.
 //! - `allow`: the runtime allow-list and its generation.
+//! - `learn`: learned exemptions (read, observe on the writer, list, remove).
 //! - `accounts`: accounts, GCRA charges and the event log.
 //! - `dump`: export and import of the whole file ([`crate::StoreDump`]).
 //! - `schema`: the ordered migrations behind `PRAGMA user_version`.
@@ -44,6 +45,7 @@ mod allow;
 mod dump;
 mod expire;
 mod greylist;
+mod learn;
 mod open;
 mod pending;
 pub(crate) mod schema;

@@ -83,6 +83,16 @@ const MIGRATIONS: &[&str] = &[
     // versions skipped everything) and may expire.
     "ALTER TABLE allow_list ADD COLUMN scope TEXT NOT NULL DEFAULT 'all';
     ALTER TABLE allow_list ADD COLUMN expires_at INTEGER;",
+    // 5: learned exemptions, one row per organisational domain: the engine's record as
+    // JSON, with the times the request path and the caps query.
+    "CREATE TABLE learned (
+        org TEXT PRIMARY KEY,
+        record TEXT NOT NULL,
+        learned_until INTEGER,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX learned_expires ON learned (expires_at);
+    CREATE INDEX learned_until ON learned (learned_until) WHERE learned_until IS NOT NULL;",
 ];
 
 /// The schema version this build creates and understands.
