@@ -225,9 +225,16 @@ pub enum AccountCommand {
     Events {
         /// The SASL login name of the account.
         username: Option<String>,
-        /// Only events newer than this (e.g. "1h", "7days").
+        /// Only events at or after this time, as journalctl reads it: "yesterday",
+        /// "-1h", "2h ago", "2026-12-01", "2026-12-01 10:00:00", RFC 3339; a bare
+        /// duration ("7days") means that long ago. Dates are in `[server]
+        /// display_timezone`.
         #[arg(long, default_value = "30days")]
-        since: humantime::Duration,
+        since: String,
+        /// Only events at or before this time (the forms --since takes); default: now.
+        /// --limit counts the newest events after --since before this filter.
+        #[arg(long)]
+        until: Option<String>,
         /// Show at most this many.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
