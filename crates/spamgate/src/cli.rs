@@ -78,6 +78,17 @@ pub enum Command {
         /// The counts as one JSON document.
         #[arg(long)]
         json: bool,
+        /// Greylisting effectiveness instead: per day of the first attempt, client class
+        /// and rule, first attempts greylisted, retries that passed and their delays,
+        /// and those not passed (never came back once the day is settled). Needs lines
+        /// with a timestamp first: `journalctl -u spamgate -o short-iso`.
+        #[arg(long)]
+        effectiveness: bool,
+        /// Configuration file (`[server] display_timezone` for the days, `[greylist]
+        /// retry_window`), with --effectiveness; default: $SPAMGATE_CONFIG, else
+        /// /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Store maintenance: copy all state between backends (SQLite ↔ Redis).
     Store {

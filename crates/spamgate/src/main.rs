@@ -187,7 +187,18 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
         },
         Command::Greylist { command } => greylist(command),
         Command::Allow { command, config } => allow(command, config),
-        Command::Stats { files, json } => stats(&files, json),
+        Command::Stats {
+            files,
+            json,
+            effectiveness,
+            config,
+        } => {
+            if effectiveness {
+                effectiveness_report(&files, json, config.as_ref())
+            } else {
+                stats(&files, json)
+            }
+        }
         Command::Store { command, config } => store_command(command, config),
         Command::Account {
             command,
@@ -963,6 +974,45 @@ fn store_command(command: StoreCommand, config: Option<PathBuf>) -> Result<(), d
         );
         Ok(())
     })
+}
+
+/// Each named file (or stdin) as a reader, to `read`.
+fn read_logs(
+    files: &[PathBuf],
+    mut read: impl FnMut(&mut dyn BufRead),
+) -> Result<(), daemon::Fatal> {
+    if files.is_empty() {
+        read(&mut std::io::stdin().lock());
+    }
+    for path in files {
+        let file = std::fs::File::open(path).map_err(|e| daemon::Fatal {
+            code: exit::OS,
+            error: anyhow::anyhow!("cannot read {}: {e}", path.display()),
+        })?;
+        read(&mut std::io::BufReader::new(file));
+    }
+    Ok(())
+}
+
+fn effectiveness_report(
+    files: &[PathBuf],
+    json: bool,
+    config: Option<&PathBuf>,
+) -> Result<(), daemon::Fatal> {
+    let config = load(config)?;
+    let zone = display_zone(&config);
+    let mut effect = spamgate::stats::Effectiveness::default();
+    read_logs(files, |input| effect.read(input, &zone))?;
+    let report = effect.report(&zone, config.greylist.retry_window);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{report}");
+    }
+    Ok(())
 }
 
 fn stats(files: &[PathBuf], json: bool) -> Result<(), daemon::Fatal> {
