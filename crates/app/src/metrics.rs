@@ -268,11 +268,20 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
+    /// OpenMetrics 1.0 text, as prometheus-client writes it (`_total` counters under
+    /// their family name, `info` metrics, `# EOF` last).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The same metrics in Prometheus text format 0.0.4 (what `promtool check metrics`
+    /// reads, and what a scraper gets unless it asks for OpenMetrics): counter families
+    /// named with their `_total`, `info` as a gauge named `_info`, no `# UNIT`, no
+    /// `# EOF`. Sample lines are the same in both.
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
     }
 
     pub fn decision(&self, verdict: &Verdict, elapsed: Duration) {
@@ -423,6 +432,39 @@ impl Metrics {
         let result = if ok { "ok" } else { "rejected" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
+}
+
+/// OpenMetrics text (as prometheus-client writes it) → text format 0.0.4.
+fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // A family's HELP comes before its TYPE, which decides the name both carry.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "stateset" | "gaugehistogram" | "unknown" => (name.to_string(), "untyped"),
+                other => (name.to_string(), other),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The one reason that decided, as a low-cardinality label.
