@@ -240,11 +240,11 @@ pub enum AccountCommand {
         /// "-1h", "2h ago", "2026-12-01", "2026-12-01 10:00:00", RFC 3339; a bare
         /// duration ("7days") means that long ago. Dates are in `[server]
         /// display_timezone`.
-        #[arg(long, default_value = "30days")]
+        #[arg(long, default_value = "30days", allow_hyphen_values = true)]
         since: String,
         /// Only events at or before this time (the forms --since takes); default: now.
         /// --limit counts the newest events after --since before this filter.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         until: Option<String>,
         /// Show at most this many.
         #[arg(long, default_value_t = 1000)]

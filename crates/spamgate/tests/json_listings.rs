@@ -121,3 +121,111 @@ fn greylist_stats_json_counts() {
     );
     assert_eq!(stats(&config), json!({"pending": 1, "passed": 0, "awl": 0}));
 }
+
+/// `spamgate ARGS -c CONFIG` with `input` on stdin: its stdout, which must succeed.
+fn run_stdin(config: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spamgate"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn stats_effectiveness_json_per_day_class_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[store]",
+            "[server]\ndisplay_timezone = \"+09:00\"\n[store]",
+        ),
+    )
+    .unwrap();
+    let line = |at: &str, reasons: &str| {
+        format!(
+            "{at} mx1 spamgate[9]: INFO spamgate::decision: action=x client=203.0.113.7 \
+             name=x helo=- sender=<a@example.org> recipient=<u@example.net> state=RCPT \
+             queue_id=- reasons=\"{reasons}\" reply=\"x\"\n"
+        )
+    };
+    let log = [
+        line(
+            "2026-12-01T10:00:00+0900",
+            "client:generic(s25r-2) greylist:new(retry_in=300s)",
+        ),
+        line(
+            "2026-12-01T10:07:00+0900",
+            "client:generic(s25r-2) greylist:passed(waited=420s)",
+        ),
+        line(
+            "2026-12-01T10:09:00+0900",
+            "client:no-ptr greylist:new(retry_in=300s)",
+        ),
+        line(
+            "2026-12-03T10:00:00+0900",
+            "client:proper greylist:disabled",
+        ),
+    ]
+    .concat();
+    let out = run_stdin(&config, &["stats", "--effectiveness", "--json"], &log);
+    let report: Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(report["undated"], 0, "{report}");
+    // The last greylisting line (the disabled one is none) ends the log.
+    assert_eq!(report["log_end"], "2026-12-01T10:09:00+09:00", "{report}");
+    let days = report["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2, "{report}");
+    assert_eq!(
+        days[0],
+        json!({"day": "2026-12-01", "class": "generic", "rule": "s25r-2", "greylisted": 1,
+               "passed": 1, "not_passed": 0, "pass_rate": 1.0, "delay_median": 420,
+               "delay_p90": 420, "delay_max": 420, "settled": false})
+    );
+    assert_eq!(days[1]["class"], "no-ptr");
+    assert_eq!(days[1]["not_passed"], 1);
+}
+
+#[test]
+fn account_events_since_takes_journalctl_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    run(
+        &config,
+        &["account", "suspend", "bob@example.com", "--create"],
+    );
+    let events = |args: &[&str]| -> usize {
+        let mut all = vec!["account", "events", "--json"];
+        all.extend_from_slice(args);
+        run(&config, &all).lines().count()
+    };
+    assert_eq!(events(&[]), 1);
+    assert_eq!(events(&["--since", "-1h"]), 1);
+    assert_eq!(events(&["--since", "1h ago", "--until", "now"]), 1);
+    assert_eq!(events(&["--since", "tomorrow"]), 0);
+    assert_eq!(
+        events(&["--since", "2000-01-01", "--until", "2000-01-02 00:00:00"]),
+        0
+    );
+    let (code, _, stderr) = run_with_config(&config, &["account", "events", "--since", "soonish"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("is not a time"), "{stderr}");
+}
