@@ -60,13 +60,10 @@ struct VersionLabels {
 
 /// Greylisting delays: 1 min .. 2 days.
 fn delay_histogram() -> Histogram {
-    Histogram::new(
-        [
-            60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0,
-            172_800.0,
-        ]
-        .into_iter(),
-    )
+    Histogram::new([
+        60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0,
+        172_800.0,
+    ])
 }
 
 fn latency_histogram() -> Histogram {
