@@ -229,3 +229,94 @@ fn account_events_since_takes_journalctl_times() {
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("is not a time"), "{stderr}");
 }
+
+#[test]
+fn op25b_render_json_says_what_the_ruleset_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "[op25b]\npools = [\"198.51.100.0/24\", \"2001:db8:100::/40\"]\n\
+         relays = [\"192.0.2.25/32\"]\n\
+         exempt = [{ prefix = \"198.51.100.130/32\", reason = \"business plan #1234\" },\n\
+         { prefix = \"198.51.100.77/32\", reason = \"opt-out ticket 5678\", expires = \"2026-03-31\" }]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = run(
+        &config,
+        &["op25b", "render", "--json", "--now", "2026-06-01T00:00:00Z"],
+    );
+    let render: Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(render["table"], "spamgate_op25b");
+    assert_eq!(
+        render["pools"],
+        json!(["198.51.100.0/24", "2001:db8:100::/40"])
+    );
+    assert_eq!(render["relays"], json!(["192.0.2.25"]));
+    let exemptions = render["exemptions"].as_array().unwrap();
+    assert_eq!(exemptions.len(), 1, "{render}");
+    assert_eq!(exemptions[0]["prefix"], "198.51.100.130");
+    assert_eq!(exemptions[0]["expires"], Value::Null);
+    assert_eq!(render["expired"][0]["prefix"], "198.51.100.77", "{render}");
+    assert!(
+        render["ruleset"]
+            .as_str()
+            .unwrap()
+            .contains("table inet spamgate_op25b"),
+        "{render}"
+    );
+}
+
+#[test]
+fn account_listings_json_are_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    run(
+        &config,
+        &[
+            "account",
+            "add",
+            "alice@example.com",
+            "--messages-per-hour",
+            "20",
+        ],
+    );
+    run(
+        &config,
+        &["account", "suspend", "bob@example.com", "--create"],
+    );
+    let list: Vec<Value> = run(&config, &["account", "list", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let alice = list
+        .iter()
+        .find(|a| a["username"] == "alice@example.com")
+        .unwrap();
+    assert_eq!(alice["status"], "active");
+    assert_eq!(
+        alice["limits"],
+        json!({"messages_per_hour": 20, "recipients_per_day": null})
+    );
+    assert!(
+        alice["updated_at"].as_u64().is_some_and(|t| t > 0),
+        "{alice}"
+    );
+    let events: Vec<Value> = run(&config, &["account", "events", "bob@example.com", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["username"], "bob@example.com");
+    // Text listings show RFC 3339 times in display_timezone (the default: local).
+    let text = run(&config, &["account", "show", "bob@example.com"]);
+    let updated = text
+        .split('\t')
+        .find_map(|f| f.strip_prefix("updated_at="))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        updated.len() >= 20 && updated.as_bytes()[10] == b'T' && updated.starts_with("20"),
+        "{text}"
+    );
+}
