@@ -320,3 +320,73 @@ fn account_listings_json_are_accounts() {
         "{text}"
     );
 }
+
+#[test]
+fn text_listings_show_times_in_the_display_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "[store]",
+            "[server]\ndisplay_timezone = \"+09:00\"\n[store]",
+        ),
+    )
+    .unwrap();
+    let name = "203-0-113-7.dyn.example.net";
+    run(
+        &config,
+        &[
+            "check",
+            "--client-address",
+            "203.0.113.7",
+            "--client-name",
+            name,
+            "--reverse-client-name",
+            name,
+            "--sender",
+            "a@example.org",
+            "--recipient",
+            "user@example.net",
+            "--record",
+        ],
+    );
+    run(
+        &config,
+        &[
+            "allow",
+            "add",
+            "sender",
+            "news@example.org",
+            "--expires",
+            "30days",
+        ],
+    );
+    let rfc3339_jst = |field: &str, line: &str| {
+        let value = line
+            .split('\t')
+            .find_map(|f| f.strip_prefix(field))
+            .unwrap_or_else(|| panic!("no {field} in {line}"))
+            .trim_end();
+        assert!(
+            value.len() == 25 && value.as_bytes()[10] == b'T' && value.ends_with("+09:00"),
+            "{field}{value} in {line}"
+        );
+    };
+    let list = run(&config, &["greylist", "list"]);
+    rfc3339_jst("first_seen=", &list);
+    rfc3339_jst("expires_at=", &list);
+    let show = run(&config, &["greylist", "show", "--client", "203.0.113.7"]);
+    let triplet = show.lines().find(|l| l.starts_with("triplet")).unwrap();
+    rfc3339_jst("last_seen=", triplet);
+    let allow = run(&config, &["allow", "list"]);
+    rfc3339_jst("added_at=", &allow);
+    rfc3339_jst("expires_at=", &allow);
+    // An unknown zone is a configuration error naming the key.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"+09:00\"", "\"Mars/Olympus_Mons\"")).unwrap();
+    let (code, _, stderr) = run_with_config(&config, &["greylist", "list"]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("server.display_timezone"), "{stderr}");
+}
