@@ -956,7 +956,7 @@ impl DeskSection {
         if self.signal_window < Duration::from_secs(60) {
             return Err(ConfigError::invalid(
                 "desk.signal_window",
-                &humantime::format_duration(self.signal_window).to_string(),
+                &crate::display::duration(self.signal_window),
                 "must be at least 1m",
             ));
         }
