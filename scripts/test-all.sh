@@ -20,6 +20,7 @@ install_packages() {
         [postfix]=postfix [rbldnsd]=rbldnsd [dnsmasq]=dnsmasq-base [swaks]=swaks
         [nft]=nftables [ip]=iproute2 [redis-server]=redis-server [sqlite3]=sqlite3
         [unshare]=util-linux [dovecot]=dovecot-core [openssl]=openssl [python3]=python3
+        [promtool]=prometheus
     )
     local missing=() cmd
     for cmd in "${!wanted[@]}"; do
@@ -27,6 +28,8 @@ install_packages() {
     done
     # swaks only recommends its TLS module (--tls for the submission suite).
     perl -MNet::SSLeay -e 1 2>/dev/null || missing+=(libnet-ssleay-perl)
+    # Named display zones (Asia/Tokyo) come from the system's time-zone database.
+    [[ -e /usr/share/zoneinfo/Asia/Tokyo ]] || missing+=(tzdata)
     ((${#missing[@]})) || return 0
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing packages (${missing[*]}) and not root: cannot install" >&2
@@ -68,6 +71,9 @@ bash scripts/e2e-submission.sh
 
 log "end-to-end: abuse desk intake (Postfix alias pipe -> spamgate abuse ingest)"
 bash scripts/e2e-desk.sh
+
+log "metrics: promtool check metrics/rules against a real daemon (scripts/metrics-check.sh)"
+bash scripts/metrics-check.sh
 
 if [[ -f scripts/op25b-netns.sh ]]; then
     log "OP25B in network namespaces (real nftables)"

@@ -9,8 +9,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use spamgate_engine::client::ClientClass;
 use spamgate_engine::facts::{ListAnswer, RdnsFact};
+use spamgate_engine::greylist::GreylistOutcome;
 use spamgate_engine::tarpit::TarpitOutcome;
 use spamgate_engine::verdict::Reason;
 use spamgate_engine::{Action, Verdict};
@@ -42,6 +45,27 @@ struct StateLabels {
     state: &'static str,
 }
 
+/// The client class and, for `generic`, the rule that made it so (`-` otherwise): what
+/// greylisted a client, for the effectiveness counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassRuleLabels {
+    class: &'static str,
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+/// Greylisting delays: 1 min .. 2 days.
+fn delay_histogram() -> Histogram {
+    Histogram::new([
+        60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0,
+        172_800.0,
+    ])
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~26 s
     Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
@@ -68,6 +92,9 @@ pub struct Metrics {
     learn: Family<ResultLabels, Counter>,
     store_opens: Family<ResultLabels, Counter>,
     store_up: Gauge,
+    greylist_first: Family<ClassRuleLabels, Counter>,
+    greylist_passed: Family<ClassRuleLabels, Counter>,
+    greylist_delay: Family<ClassRuleLabels, Histogram, fn() -> Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -194,8 +221,37 @@ impl Metrics {
             "1 when the store is open, 0 while it is being retried (requests get the fail mode)",
             store_up.clone(),
         );
+        registry.register(
+            "build",
+            "The running spamgate's version (always 1)",
+            Info::new(VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let greylist_first = Family::<ClassRuleLabels, Counter>::default();
+        registry.register(
+            "greylist_first_attempts",
+            "Triplets greylisted for the first time (new, or again after their entry expired), by the client's class and rule",
+            greylist_first.clone(),
+        );
+        let greylist_passed = Family::<ClassRuleLabels, Counter>::default();
+        registry.register(
+            "greylist_passed_retries",
+            "Greylisted triplets whose retry came after the delay and passed (real servers delayed), by the retrying client's class and rule",
+            greylist_passed.clone(),
+        );
+        let greylist_delay: Family<ClassRuleLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(delay_histogram);
+        registry.register(
+            "greylist_pass_delay_seconds",
+            "Delay greylisting cost the mail that passed: its retry's time less its first attempt's, by class and rule",
+            greylist_delay.clone(),
+        );
         Metrics {
             registry,
+            greylist_first,
+            greylist_passed,
+            greylist_delay,
             store_opens,
             store_up,
             decisions,
@@ -217,11 +273,20 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
+    /// OpenMetrics 1.0 text, as prometheus-client writes it (`_total` counters under
+    /// their family name, `info` metrics, `# EOF` last).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The same metrics in Prometheus text format 0.0.4 (what `promtool check metrics`
+    /// reads, and what a scraper gets unless it asks for OpenMetrics): counter families
+    /// named with their `_total`, `info` as a gauge named `_info`, no `# UNIT`, no
+    /// `# EOF`. Sample lines are the same in both.
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
     }
 
     pub fn decision(&self, verdict: &Verdict, elapsed: Duration) {
@@ -231,6 +296,44 @@ impl Metrics {
         };
         self.decisions.get_or_create(&labels).inc();
         self.decision_seconds.observe(elapsed.as_secs_f64());
+        self.greylist_effect(verdict);
+    }
+
+    /// A first attempt greylisted, or a retry that passed after its delay, under the
+    /// class and rule of this request's client.
+    fn greylist_effect(&self, verdict: &Verdict) {
+        let outcome = verdict.greylist_outcome();
+        if !matches!(
+            outcome,
+            Some(GreylistOutcome::New { .. } | GreylistOutcome::Passed { .. })
+        ) {
+            return;
+        }
+        let labels = verdict
+            .reasons
+            .iter()
+            .find_map(|r| match r {
+                Reason::Client { client } => Some(ClassRuleLabels {
+                    class: client.id(),
+                    rule: match client {
+                        ClientClass::Generic { rule, .. } => rule.clone(),
+                        _ => "-".into(),
+                    },
+                }),
+                _ => None,
+            })
+            .unwrap_or(ClassRuleLabels {
+                class: "unknown",
+                rule: "-".into(),
+            });
+        if let Some(GreylistOutcome::Passed { waited }) = outcome {
+            self.greylist_passed.get_or_create(&labels).inc();
+            self.greylist_delay
+                .get_or_create(&labels)
+                .observe(*waited as f64);
+        } else {
+            self.greylist_first.get_or_create(&labels).inc();
+        }
     }
 
     pub fn list_lookup(&self, zone: &Arc<String>, answer: &ListAnswer, elapsed: Duration) {
@@ -344,6 +447,39 @@ impl Metrics {
         let result = if ok { "ok" } else { "rejected" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
+}
+
+/// OpenMetrics text (as prometheus-client writes it) → text format 0.0.4.
+fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // A family's HELP comes before its TYPE, which decides the name both carry.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "stateset" | "gaugehistogram" | "unknown" => (name.to_string(), "untyped"),
+                other => (name.to_string(), other),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The one reason that decided, as a low-cardinality label.

@@ -78,6 +78,17 @@ pub enum Command {
         /// The counts as one JSON document.
         #[arg(long)]
         json: bool,
+        /// Greylisting effectiveness instead: per day of the first attempt, client class
+        /// and rule, first attempts greylisted, retries that passed and their delays,
+        /// and those not passed (never came back once the day is settled). Needs lines
+        /// with a timestamp first: `journalctl -u spamgate -o short-iso`.
+        #[arg(long)]
+        effectiveness: bool,
+        /// Configuration file (`[server] display_timezone` for the days, `[greylist]
+        /// retry_window`), with --effectiveness; default: $SPAMGATE_CONFIG, else
+        /// /etc/spamgate/spamgate.toml when it exists, else the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Store maintenance: copy all state between backends (SQLite ↔ Redis).
     Store {
@@ -252,9 +263,16 @@ pub enum AccountCommand {
     Events {
         /// The SASL login name of the account.
         username: Option<String>,
-        /// Only events newer than this (e.g. "1h", "7days").
-        #[arg(long, default_value = "30days")]
-        since: humantime::Duration,
+        /// Only events at or after this time, as journalctl reads it: "yesterday",
+        /// "-1h", "2h ago", "2026-12-01", "2026-12-01 10:00:00", RFC 3339; a bare
+        /// duration ("7days") means that long ago. Dates are in `[server]
+        /// display_timezone`.
+        #[arg(long, default_value = "30days", allow_hyphen_values = true)]
+        since: String,
+        /// Only events at or before this time (the forms --since takes); default: now.
+        /// --limit counts the newest events after --since before this filter.
+        #[arg(long, allow_hyphen_values = true)]
+        until: Option<String>,
         /// Show at most this many.
         #[arg(long, default_value_t = 1000)]
         limit: usize,

@@ -143,10 +143,10 @@ pub struct ServerConfig {
     /// limit (raised to the hard limit first), less a reserve for the store and DNS.
     pub max_connections: Option<usize>,
     /// Postfix closes idle policy connections after 300 s; we wait a little longer.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub idle_timeout: Duration,
     /// Time allowed to receive one whole request once its first byte arrived.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub request_timeout: Duration,
     pub max_line_length: usize,
     pub max_attributes: usize,
@@ -155,11 +155,15 @@ pub struct ServerConfig {
     /// Greylisting needs a recipient, so it only happens at `RCPT`.
     pub decide_at: Vec<String>,
     /// Grace period for in-flight requests on shutdown.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub shutdown_grace: Duration,
     /// Where `serve` writes its process id (removed at exit), for `spamgate reload`.
     /// Unset: no file.
     pub pid_file: Option<std::path::PathBuf>,
+    /// The zone listings show times in and read `--since` dates in: `local` (the
+    /// system's), `UTC`, a fixed offset (`+09:00`), or a zone name (`Asia/Tokyo`, from
+    /// the system's time-zone database).
+    pub display_timezone: String,
 }
 
 impl Default for ServerConfig {
@@ -176,6 +180,7 @@ impl Default for ServerConfig {
             decide_at: vec!["RCPT".into()],
             shutdown_grace: Duration::from_secs(10),
             pid_file: None,
+            display_timezone: "local".into(),
         }
     }
 }
@@ -183,6 +188,13 @@ impl Default for ServerConfig {
 pub use spamgate_net::ListenAddr;
 
 impl ServerConfig {
+    /// The zone of `display_timezone`.
+    pub fn display_zone(&self) -> Result<crate::display::DisplayZone, ConfigError> {
+        crate::display::DisplayZone::parse(&self.display_timezone).map_err(|why| {
+            ConfigError::invalid("server.display_timezone", &self.display_timezone, &why)
+        })
+    }
+
     pub fn listen_addrs(&self) -> Result<Vec<ListenAddr>, ConfigError> {
         self.listen
             .iter()
@@ -245,15 +257,15 @@ pub struct StoreConfig {
     /// What to answer when the store fails: `dunno` (let mail through) or `defer` (4xx).
     pub fail_mode: StoreFailMode,
     /// A store operation taking longer than this counts as a failure.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub timeout: Duration,
     /// How often expired entries are removed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub cleanup_interval: Duration,
     /// SQLite: answered changes may wait this long for their commit, so many requests
     /// share one commit and none waits for it; a crash loses at most this window
     /// (senders greylisted once more). `0s`: commit before every answer.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub durability_window: Duration,
     /// Redis: `redis://[user:password@]host:port/db` (with Sentinel, only the database
     /// number and credentials are used).
@@ -314,7 +326,7 @@ pub struct DnsSection {
     /// `HOST:PORT` or `HOST` (port 53). Empty: the system resolver (`/etc/resolv.conf`).
     pub nameservers: Vec<String>,
     /// Per query.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub timeout: Duration,
     pub attempts: usize,
     /// Look up PTR and forward-confirm ourselves even when Postfix sent `client_name`.
@@ -328,9 +340,9 @@ pub struct DnsSection {
     pub list_cache_size: usize,
     /// DNS queries in flight at once; more wait (within their timeout).
     pub max_in_flight: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub min_ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub max_ttl: Duration,
 }
 
@@ -403,7 +415,7 @@ pub struct DnsblSection {
     /// Consecutive errors after which a zone is skipped (circuit breaker); 0 disables.
     pub breaker_failures: u32,
     /// How long a failing zone is skipped before one probe query.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub breaker_cooldown: Duration,
 }
 
@@ -441,11 +453,11 @@ pub struct GreylistSection {
     /// Client classes to greylist: `no-ptr`, `ptr-not-confirmed`, `dns-tempfail`,
     /// `generic` (and `proper`, to greylist everyone like classic greylisting).
     pub classes: Vec<String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub min_delay: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub retry_window: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub awl_lifetime: Duration,
     pub ipv4_prefix: u8,
     pub ipv6_prefix: u8,
@@ -478,13 +490,13 @@ impl Default for GreylistSection {
 pub struct TarpitSection {
     pub enabled: bool,
     /// How long the reply is held; under Postfix's `smtpd_policy_service_timeout`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub delay: Duration,
     /// Replies held at once; beyond, plain greylisting. Each holds one smtpd process.
     pub max_concurrent: u32,
     /// How long after the hold the client's next step (RCPT, DATA) may come before it
     /// counts as hung up.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub confirm_window: Duration,
 }
 
@@ -701,6 +713,7 @@ impl Config {
             ));
         }
         check(server.listen_addrs().map(drop));
+        check(server.display_zone().map(drop));
         check(server.unix_mode_bits().map(drop));
         for state in &server.decide_at {
             if !spamgate_engine::stage::INBOUND_STAGES.contains(&Stage::parse(state)) {
@@ -875,33 +888,33 @@ pub struct DeskSection {
     /// Zone of report times written without one, and of every time shown (`+09:00` JST).
     pub time_zone: String,
     /// How far a reporter's clock may be off either way.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub clock_skew: Duration,
     /// How long an open session counts after its last Start/Interim when its Stop was lost.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub lost_stop_grace: Duration,
     /// Reports of one customer and category within this window fold into one case.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub case_window: Duration,
     pub warn_on_first: bool,
     pub suspend_after: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub suspension_window: Duration,
     pub suspension_requires_approval: bool,
     pub overload_emergency: bool,
     pub propose_termination_after: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub strike_ttl: Duration,
     /// The hook program and leading arguments; spamgate appends the customer id and
     /// the step. Empty: no hook (hook deliveries stay queued).
     pub hook_command: Vec<String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub hook_timeout: Duration,
     /// Attempts before a hook delivery is shown as failed.
     pub hook_attempts: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub hook_first_retry: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub hook_max_retry: Duration,
     /// The SMTP relay customer notices go through (no TLS: the ISP's own relay).
     /// Empty: no relay, notices stay queued.
@@ -914,16 +927,16 @@ pub struct DeskSection {
     /// Operator templates (`ja/warned.txt`, `en/suspended.txt`, ...) replacing the shipped ones.
     pub notice_templates: Option<PathBuf>,
     /// The answer deadline a notice names.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub notice_reply_within: Duration,
     /// The longest the relay may take to answer one SMTP command.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub notice_timeout: Duration,
     /// `abuse signals` counts account events per account in fixed windows this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub signal_window: Duration,
     /// How far back `abuse signals` looks (a missed run is caught up).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub signal_lookback: Duration,
     /// Submission limit trips of one account within a window that make a report.
     pub signal_limit_trips: u32,
@@ -1007,7 +1020,7 @@ impl DeskSection {
         if self.signal_window < Duration::from_secs(60) {
             return Err(ConfigError::invalid(
                 "desk.signal_window",
-                &humantime::format_duration(self.signal_window).to_string(),
+                &crate::display::duration(self.signal_window),
                 "must be at least 1m",
             ));
         }

@@ -465,6 +465,14 @@ async fn cleanup_loop<S: Backend + FullStore, R: Resolver, C: Clock>(
     every: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let counts = async || match service.store().counts(service.now()).await {
+        Ok(c) => service
+            .metrics()
+            .greylist_counts(c.pending, c.passed, c.awl),
+        Err(e) => warn!("store counts failed: {e}"),
+    };
+    // The entry counts are there from the start, not only after the first cleanup.
+    counts().await;
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
@@ -472,18 +480,12 @@ async fn cleanup_loop<S: Backend + FullStore, R: Resolver, C: Clock>(
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let now = service.now();
-        match service.store().expire(now).await {
+        match service.store().expire(service.now()).await {
             Ok(0) => {}
             Ok(n) => info!(removed = n, "expired greylist entries removed"),
             Err(e) => warn!("store cleanup failed: {e}"),
         }
-        match service.store().counts(now).await {
-            Ok(c) => service
-                .metrics()
-                .greylist_counts(c.pending, c.passed, c.awl),
-            Err(e) => warn!("store counts failed: {e}"),
-        }
+        counts().await;
     }
 }
 

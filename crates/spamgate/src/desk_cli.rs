@@ -18,7 +18,7 @@ use spamgate_desk::history::Identity;
 use spamgate_desk::ladder::{Claim, ClaimItem, Command};
 use spamgate_desk::report::Category;
 use spamgate_desk::store::{DeliveryState, DeskStore, ReportState, StoredReport};
-use spamgate_desk::time::{FixedOffset, UnixTime, rfc3339};
+use spamgate_desk::time::{FixedOffset, UnixTime};
 
 use crate::config::Config;
 use crate::daemon::{self, Fatal, exit};
@@ -401,7 +401,7 @@ fn print_json(value: &Value) {
 }
 
 fn time(at: UnixTime, zone: FixedOffset) -> String {
-    rfc3339(at, zone)
+    crate::display::DisplayZone::fixed_seconds(zone.0).time(at)
 }
 
 fn report_json(r: &StoredReport, zone: FixedOffset) -> Value {

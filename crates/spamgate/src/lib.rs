@@ -6,6 +6,8 @@
 //! - [`config`]: the TOML file, defaults and validation, and its mapping onto the
 //!   application's settings.
 //! - [`op25b`]: the `spamgate op25b` commands (rules rendered by `spamgate-op25b`).
+//! - [`display`]: times (RFC 3339 in the display zone, `--since` as journalctl
+//!   reads it) and durations as every listing shows them.
 //! - [`stats`]: `spamgate stats`, counts from decision log lines.
 //! - [`desk_cli`]: the abuse desk's commands (`abuse`, `customer`, `sessions`), over
 //!   `spamgate_app::desk`.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod desk_cli;
+pub mod display;
 pub mod http;
 pub mod logging;
 pub mod op25b;

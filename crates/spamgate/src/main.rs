@@ -236,7 +236,18 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
         Command::Greylist { command } => greylist(command),
         Command::Allow { command, config } => allow(command, config),
         Command::Learned { command, config } => learned(command, config),
-        Command::Stats { files, json } => stats(&files, json),
+        Command::Stats {
+            files,
+            json,
+            effectiveness,
+            config,
+        } => {
+            if effectiveness {
+                effectiveness_report(&files, json, config.as_ref())
+            } else {
+                stats(&files, json)
+            }
+        }
         Command::Store { command, config } => store_command(command, config),
         Command::Account {
             command,
@@ -468,6 +479,7 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
         let store = daemon::open_store(&config).await?;
         let fail = |e: spamgate_store::StoreError| daemon::Fatal { code: exit::STORE, error: e.into() };
         let now = SystemClock.now();
+        let zone = display_zone(&config);
         match list {
             Some((limit, json)) => {
                 let rows = store.list_triplets(limit).await.map_err(fail)?;
@@ -480,10 +492,11 @@ fn greylist(command: GreylistCommand) -> Result<(), daemon::Fatal> {
                         });
                         println!("{value}");
                     } else {
-                        let state = row.passed_at.map_or_else(|| "pending".to_string(), |t| format!("passed@{t}"));
+                        let state = row.passed_at.map_or_else(|| "pending".to_string(), |t| format!("passed@{}", zone.time_u64(t)));
                         println!(
                             "{}\t<{}>\t<{}>\t{state}\tattempts={}\tfirst_seen={}\texpires_at={}",
-                            row.network, row.sender, row.recipient, row.attempts, row.first_seen, row.expires_at
+                            row.network, row.sender, row.recipient, row.attempts,
+                            zone.time_u64(row.first_seen), zone.time_u64(row.expires_at)
                         );
                     }
                 }
@@ -618,6 +631,8 @@ fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), 
         store.close().await;
         let found = found.map_err(store_error)?;
         let now = SystemClock.now();
+        let zone = display_zone(&config);
+        let t = |at: u64| zone.time_u64(at);
         let state = |expires_at: u64| if expires_at > now { "live" } else { "expired" };
         if json {
             let triplets: Vec<_> = found
@@ -646,7 +661,7 @@ fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), 
             match &found.awl {
                 Some(awl) => println!(
                     "awl\t{}\tfirst_seen={}\tlast_seen={}\texpires_at={}\t{}",
-                    awl.client, awl.first_seen, awl.last_seen, awl.expires_at,
+                    awl.client, t(awl.first_seen), t(awl.last_seen), t(awl.expires_at),
                     state(awl.expires_at)
                 ),
                 None => println!("awl\t{client}\tnone"),
@@ -655,11 +670,11 @@ fn greylist_show(which: &GreylistWhich, limit: usize, json: bool) -> Result<(), 
         for row in &found.triplets {
             let passed = row
                 .passed_at
-                .map_or_else(|| "pending".to_string(), |t| format!("passed@{t}"));
+                .map_or_else(|| "pending".to_string(), |at| format!("passed@{}", t(at)));
             println!(
                 "triplet\t{}\t<{}>\t<{}>\t{passed}\tattempts={}\tfirst_seen={}\tlast_seen={}\texpires_at={}\t{}",
-                row.network, row.sender, row.recipient, row.attempts, row.first_seen,
-                row.last_seen, row.expires_at, state(row.expires_at)
+                row.network, row.sender, row.recipient, row.attempts, t(row.first_seen),
+                t(row.last_seen), t(row.expires_at), state(row.expires_at)
             );
         }
         if found.triplets.len() >= limit && limit > 0 {
@@ -696,6 +711,12 @@ fn greylist_delete(which: &GreylistWhich) -> Result<(), daemon::Fatal> {
     })
 }
 
+/// The zone listings show times in (`[server] display_timezone`, checked when the
+/// configuration was loaded).
+fn display_zone(config: &Config) -> spamgate::display::DisplayZone {
+    config.server.display_zone().unwrap_or_default()
+}
+
 fn store_error(e: spamgate_store::StoreError) -> daemon::Fatal {
     daemon::Fatal {
         code: exit::STORE,
@@ -729,6 +750,7 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
     use spamgate_app::allow::{AllowCommandError, AllowService};
     let config = load(config.as_ref())?;
     init_logs("warn");
+    let zone = display_zone(&config);
     let failed = |e: AllowCommandError| {
         let usage = e.is_usage();
         operator_error(e, usage)
@@ -764,9 +786,10 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
                         entry.kind.id(),
                         entry.value,
                         entry.scope.id(),
-                        entry
-                            .expires_at
-                            .map_or_else(String::new, |at| format!("\texpires_at={at}"))
+                        entry.expires_at.map_or_else(String::new, |at| format!(
+                            "\texpires_at={}",
+                            zone.time_u64(at)
+                        ))
                     );
                 }
                 AllowCommand::Remove { kind, value } => {
@@ -785,13 +808,13 @@ fn allow(command: AllowCommand, config: Option<PathBuf>) -> Result<(), daemon::F
                         }
                         let expires = e
                             .expires_at
-                            .map_or_else(|| "never".to_string(), |at| at.to_string());
+                            .map_or_else(|| "never".to_string(), |at| zone.time_u64(at));
                         println!(
                             "{}\t{}\tscope={}\tadded_at={}\texpires_at={expires}\t{}",
                             e.kind.id(),
                             e.value,
                             e.scope.id(),
-                            e.added_at,
+                            zone.time_u64(e.added_at),
                             e.note
                         );
                     }
@@ -877,6 +900,7 @@ fn account(
     use spamgate_store::EventKind;
     let config = load(config.as_ref())?;
     init_logs("warn");
+    let zone = display_zone(&config);
     let show = |a: &Account| {
         if json {
             println!("{}", serde_json::to_string(a).unwrap_or_default());
@@ -888,7 +912,7 @@ fn account(
                 a.status.id(),
                 limit(a.limits.messages_per_hour),
                 limit(a.limits.recipients_per_day),
-                a.updated_at,
+                zone.time_u64(a.updated_at),
                 a.note
             );
         }
@@ -945,13 +969,24 @@ fn account(
                 AccountCommand::Events {
                     username,
                     since,
+                    until,
                     limit,
                 } => {
-                    let since = now.saturating_sub(since.as_secs());
-                    for e in accounts
+                    let when = |text: &str| {
+                        let signed = i64::try_from(now).unwrap_or(i64::MAX);
+                        zone.parse_time(text, signed)
+                            .map(|at| u64::try_from(at).unwrap_or(0))
+                            .map_err(usage_error)
+                    };
+                    let since = when(&since)?;
+                    let until = until.as_deref().map(when).transpose()?;
+                    let events = accounts
                         .events(username.as_deref(), since, limit)
                         .await
-                        .map_err(failed)?
+                        .map_err(failed)?;
+                    for e in events
+                        .into_iter()
+                        .filter(|e| until.is_none_or(|u| e.at <= u))
                     {
                         if json {
                             println!("{}", serde_json::to_string(&e).unwrap_or_default());
@@ -974,7 +1009,12 @@ fn account(
                                     format!("rejected ({})", status.id())
                                 }
                             };
-                            println!("{}\t{}\t{what}\t{}", e.at, e.username, e.detail);
+                            println!(
+                                "{}\t{}\t{what}\t{}",
+                                zone.time_u64(e.at),
+                                e.username,
+                                e.detail
+                            );
                         }
                     }
                 }
@@ -1045,6 +1085,45 @@ fn store_command(command: StoreCommand, config: Option<PathBuf>) -> Result<(), d
         );
         Ok(())
     })
+}
+
+/// Each named file (or stdin) as a reader, to `read`.
+fn read_logs(
+    files: &[PathBuf],
+    mut read: impl FnMut(&mut dyn BufRead),
+) -> Result<(), daemon::Fatal> {
+    if files.is_empty() {
+        read(&mut std::io::stdin().lock());
+    }
+    for path in files {
+        let file = std::fs::File::open(path).map_err(|e| daemon::Fatal {
+            code: exit::OS,
+            error: anyhow::anyhow!("cannot read {}: {e}", path.display()),
+        })?;
+        read(&mut std::io::BufReader::new(file));
+    }
+    Ok(())
+}
+
+fn effectiveness_report(
+    files: &[PathBuf],
+    json: bool,
+    config: Option<&PathBuf>,
+) -> Result<(), daemon::Fatal> {
+    let config = load(config)?;
+    let zone = display_zone(&config);
+    let mut effect = spamgate::stats::Effectiveness::default();
+    read_logs(files, |input| effect.read(input, &zone))?;
+    let report = effect.report(&zone, config.greylist.retry_window);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{report}");
+    }
+    Ok(())
 }
 
 fn stats(files: &[PathBuf], json: bool) -> Result<(), daemon::Fatal> {

@@ -25,7 +25,13 @@ pub fn run(
         Op25bCommand::Render => {
             let plan = spamgate_op25b::plan(config, now)?;
             note_expired(&plan);
-            print!("{}", plan.ruleset());
+            if json {
+                let text = serde_json::to_string_pretty(&render_json(config, &plan))
+                    .map_err(|e| Op25bError::Json(e.to_string()))?;
+                println!("{text}");
+            } else {
+                print!("{}", plan.ruleset());
+            }
         }
         Op25bCommand::Apply => {
             let plan = spamgate_op25b::plan(config, now)?;
@@ -58,6 +64,42 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// `op25b render --json`: what the ruleset blocks and exempts, and the ruleset itself
+/// (shape: docs/operations.md).
+fn render_json(config: &Op25bConfig, plan: &Plan) -> serde_json::Value {
+    let prefixes = |list: &[spamgate_op25b::Prefix]| -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    };
+    let exemptions: Vec<_> = plan
+        .exemptions()
+        .map(|e| {
+            serde_json::json!({
+                "prefix": e.prefix.to_string(), "reason": e.comment,
+                "expires": e.until, "expires_in_seconds": e.timeout_secs,
+            })
+        })
+        .collect();
+    let expired: Vec<_> = plan
+        .expired()
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "prefix": e.prefix.to_string(), "reason": e.reason, "expired": e.expired,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "table": plan.table(),
+        "ports_blocked": config.ports_blocked,
+        "interfaces": config.interfaces,
+        "pools": prefixes(&config.pools),
+        "relays": prefixes(&config.relays),
+        "exemptions": exemptions,
+        "expired": expired,
+        "ruleset": plan.ruleset(),
+    })
 }
 
 fn summary(config: &Op25bConfig, plan: &Plan) -> String {

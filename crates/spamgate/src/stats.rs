@@ -115,3 +115,319 @@ mod tests {
         assert!(text.contains("decisions\t3"), "{text}");
     }
 }
+
+/// `spamgate stats --effectiveness`: what greylisting did, per day of the first
+/// attempt, client class and rule, from the decision lines.
+///
+/// A `greylist:new` line is a first attempt, counted on its own day. A
+/// `greylist:passed(waited=Ns)` line is a retry that passed after the delay (a real
+/// server, delayed N seconds), counted on the day of its first attempt (the line's time
+/// less N) under the class and rule of the retrying client. First attempts of a day
+/// that have not passed when the log ends are `not_passed`; once the log reaches past
+/// the day's end plus the retry window (`settled`), they can no longer pass: those
+/// senders never came back. Lines need a timestamp first (the daemon's own lines, or
+/// `journalctl -o short-iso`); lines without one are counted as `undated`.
+#[derive(Debug, Default)]
+pub struct Effectiveness {
+    rows: BTreeMap<(String, String, String), EffectRow>,
+    /// Greylisting decision lines without a timestamp to place them on a day.
+    pub undated: u64,
+    /// The latest line time seen.
+    pub log_end: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct EffectRow {
+    /// The day's first attempt times are not kept; only counts and pass delays.
+    greylisted: u64,
+    delays: Vec<u64>,
+}
+
+impl Effectiveness {
+    pub fn read(&mut self, input: impl BufRead, zone: &crate::display::DisplayZone) {
+        for line in input.lines().map_while(Result::ok) {
+            self.add_line(&line, zone);
+        }
+    }
+
+    pub fn add_line(&mut self, line: &str, zone: &crate::display::DisplayZone) {
+        let LogLine::Decision(record) = decision_log::parse(line) else {
+            return;
+        };
+        let mut class = ("unknown".to_string(), "-".to_string());
+        let mut outcome = None;
+        for token in record.reasons.split_whitespace() {
+            if let Some(client) = token.strip_prefix("client:") {
+                class = match client.split_once('(') {
+                    Some((name, rule)) => (name.into(), rule.trim_end_matches(')').into()),
+                    None => (client.into(), "-".into()),
+                };
+            } else if token.starts_with("greylist:new") {
+                outcome = Some(None);
+            } else if let Some(rest) = token.strip_prefix("greylist:passed(waited=") {
+                let waited = rest.trim_end_matches(")").trim_end_matches('s');
+                outcome = waited.parse::<u64>().ok().map(Some);
+            }
+        }
+        let Some(waited) = outcome else {
+            return;
+        };
+        let Some(at) = line_time(line) else {
+            self.undated += 1;
+            return;
+        };
+        self.log_end = Some(self.log_end.map_or(at, |end| end.max(at)));
+        let first = at.saturating_sub(waited.map_or(0, |w| i64::try_from(w).unwrap_or(0)));
+        let row = self
+            .rows
+            .entry((zone.day(first), class.0, class.1))
+            .or_default();
+        match waited {
+            None => row.greylisted += 1,
+            Some(w) => row.delays.push(w),
+        }
+    }
+
+    /// The report: one row per day, class and rule, oldest day first.
+    pub fn report(
+        &mut self,
+        zone: &crate::display::DisplayZone,
+        retry_window: std::time::Duration,
+    ) -> EffectReport {
+        let window = i64::try_from(retry_window.as_secs()).unwrap_or(i64::MAX);
+        let rows = self
+            .rows
+            .iter_mut()
+            .map(|((day, class, rule), row)| {
+                row.delays.sort_unstable();
+                let passed = row.delays.len() as u64;
+                let pick = |q: f64| -> Option<u64> {
+                    let last = row.delays.len().checked_sub(1)?;
+                    row.delays
+                        .get(((last as f64) * q).round() as usize)
+                        .copied()
+                };
+                // Midnight after the day, in the zone: the first attempts' last chance
+                // to pass ends a retry window later.
+                let day_end = zone
+                    .parse_time(day, 0)
+                    .ok()
+                    .and_then(|start| zone.parse_time("tomorrow", start).ok());
+                EffectDay {
+                    day: day.clone(),
+                    class: class.clone(),
+                    rule: rule.clone(),
+                    greylisted: row.greylisted,
+                    passed,
+                    not_passed: row.greylisted.saturating_sub(passed),
+                    pass_rate: (row.greylisted > 0)
+                        .then(|| (passed.min(row.greylisted) as f64) / row.greylisted as f64),
+                    delay_median: pick(0.5),
+                    delay_p90: pick(0.9),
+                    delay_max: row.delays.last().copied(),
+                    settled: matches!((day_end, self.log_end),
+                        (Some(end), Some(log_end)) if end.saturating_add(window) <= log_end),
+                }
+            })
+            .collect();
+        EffectReport {
+            days: rows,
+            undated: self.undated,
+            log_end: self.log_end.map(|t| zone.time(t)),
+            retry_window: crate::display::duration(retry_window),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EffectReport {
+    pub days: Vec<EffectDay>,
+    pub undated: u64,
+    /// The latest greylisting line's time (RFC 3339), or `null` with none.
+    pub log_end: Option<String>,
+    /// `[greylist] retry_window`, which decides when a day is settled.
+    pub retry_window: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EffectDay {
+    /// The day of the first attempts (`2026-12-01`), in `[server] display_timezone`.
+    pub day: String,
+    pub class: String,
+    /// The `generic` rule, or `-`.
+    pub rule: String,
+    /// First attempts greylisted that day.
+    pub greylisted: u64,
+    /// Of the day's first attempts, retries that passed after the delay.
+    pub passed: u64,
+    /// `greylisted - passed` (0 when the log began after some first attempts).
+    pub not_passed: u64,
+    /// `passed / greylisted`; `null` with no first attempt in the log.
+    pub pass_rate: Option<f64>,
+    /// Delays of the passed retries, seconds.
+    pub delay_median: Option<u64>,
+    pub delay_p90: Option<u64>,
+    pub delay_max: Option<u64>,
+    /// The log reaches past the day's end plus the retry window: `not_passed` senders
+    /// never came back.
+    pub settled: bool,
+}
+
+impl fmt::Display for EffectReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "day\tclass\trule\tgreylisted\tpassed\tnot_passed\tpass_rate\tdelay_median\tdelay_p90\tdelay_max\tsettled"
+        )?;
+        let secs = |d: Option<u64>| {
+            d.map_or_else(
+                || "-".to_string(),
+                |s| crate::display::duration(std::time::Duration::from_secs(s)),
+            )
+        };
+        for d in &self.days {
+            writeln!(
+                f,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                d.day,
+                d.class,
+                d.rule,
+                d.greylisted,
+                d.passed,
+                d.not_passed,
+                d.pass_rate
+                    .map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0)),
+                secs(d.delay_median),
+                secs(d.delay_p90),
+                secs(d.delay_max),
+                if d.settled { "yes" } else { "no" },
+            )?;
+        }
+        if self.undated > 0 {
+            writeln!(
+                f,
+                "({} greylisting lines without a timestamp were left out: use journalctl -o short-iso)",
+                self.undated
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The time a log line starts with: RFC 3339 (the daemon's own lines,
+/// `2026-12-01T01:00:00.123456Z`) or `journalctl -o short-iso`'s
+/// `2026-12-01T10:00:00+0900` / `-o short-iso-precise`.
+fn line_time(line: &str) -> Option<i64> {
+    use std::str::FromStr;
+    let token = line.split_whitespace().next()?;
+    if let Ok(at) = jiff::Timestamp::from_str(token) {
+        return Some(at.as_second());
+    }
+    // `+0900` → `+09:00`.
+    let (head, tail) = token.split_at(token.len().checked_sub(5)?);
+    let bytes = tail.as_bytes();
+    if (bytes[0] == b'+' || bytes[0] == b'-') && bytes[1..].iter().all(u8::is_ascii_digit) {
+        let fixed = format!("{head}{}:{}", &tail[..3], &tail[3..]);
+        return jiff::Timestamp::from_str(&fixed)
+            .ok()
+            .map(|t| t.as_second());
+    }
+    None
+}
+
+#[cfg(test)]
+mod effectiveness_tests {
+    use super::*;
+    use crate::display::DisplayZone;
+
+    fn line(at: &str, class: &str, greylist: &str) -> String {
+        format!(
+            "{at} host spamgate[7]: INFO spamgate::decision: action=x client=203.0.113.7 name=x helo=- \
+             sender=<a@example.org> recipient=<u@example.net> state=RCPT queue_id=- \
+             reasons=\"{class} {greylist}\" reply=\"x\"\n"
+        )
+    }
+
+    #[test]
+    fn first_attempts_and_passes_per_day_class_and_rule() {
+        let zone = DisplayZone::parse("+09:00").unwrap();
+        let s25r = "client:generic(s25r-1)";
+        let log = [
+            // Day 1 (JST): two s25r-1 first attempts, one passes 10 min later; a
+            // no-ptr first attempt never comes back.
+            line("2026-12-01T10:00:00+0900", s25r, "greylist:new(retry_in=300s)"),
+            line("2026-12-01T10:01:00+09:00", s25r, "greylist:new(retry_in=300s)"),
+            line("2026-12-01T01:10:00Z", s25r, "greylist:passed(waited=600s)"),
+            line("2026-12-01T11:00:00+0900", "client:no-ptr", "greylist:new(retry_in=300s)"),
+            // Too early and known triplets are not first attempts nor passes.
+            line("2026-12-01T10:02:00+0900", s25r, "greylist:too-early(waited=120s,retry_in=180s)"),
+            line("2026-12-01T12:00:00+0900", s25r, "greylist:known"),
+            // 23:55 JST on day 1, passing at 00:25 on day 2: counted on day 1.
+            line("2026-12-01T23:55:00+0900", s25r, "greylist:new(retry_in=300s)"),
+            line("2026-12-02T00:25:00+0900", s25r, "greylist:passed(waited=1800s)"),
+            // Day 3 (the log's last), still open.
+            line("2026-12-03T09:00:00+0900", s25r, "greylist:new(retry_in=300s)"),
+            // No timestamp.
+            "INFO spamgate::decision: action=greylist client=x name=x helo=- sender=<> recipient=<u@example.net> state=RCPT queue_id=- reasons=\"client:no-ptr greylist:new(retry_in=300s)\" reply=\"x\"\n".into(),
+        ]
+        .concat();
+        let mut effect = Effectiveness::default();
+        effect.read(log.as_bytes(), &zone);
+        let report = effect.report(&zone, std::time::Duration::from_secs(86_400));
+        let rows: Vec<_> = report
+            .days
+            .iter()
+            .map(|d| {
+                (
+                    d.day.as_str(),
+                    d.class.as_str(),
+                    d.rule.as_str(),
+                    d.greylisted,
+                    d.passed,
+                    d.not_passed,
+                    d.delay_max,
+                    d.settled,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2026-12-01", "generic", "s25r-1", 3, 2, 1, Some(1800), true),
+                ("2026-12-01", "no-ptr", "-", 1, 0, 1, None, true),
+                ("2026-12-03", "generic", "s25r-1", 1, 0, 1, None, false),
+            ]
+        );
+        assert_eq!(report.days[0].delay_median, Some(1800));
+        assert_eq!(report.days[0].pass_rate, Some(2.0 / 3.0));
+        assert_eq!(report.undated, 1);
+        assert_eq!(report.log_end.as_deref(), Some("2026-12-03T09:00:00+09:00"));
+        let text = report.to_string();
+        assert!(
+            text.contains("2026-12-01\tgeneric\ts25r-1\t3\t2\t1\t66.7%\t30m\t30m\t30m\tyes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn line_times_in_the_forms_logs_have() {
+        for (line, want) in [
+            ("2026-12-01T01:00:00Z INFO x", Some(1_796_086_800)),
+            ("2026-12-01T01:00:00.123456Z  INFO x", Some(1_796_086_800)),
+            (
+                "2026-12-01T10:00:00+0900 host spamgate[1]: x",
+                Some(1_796_086_800),
+            ),
+            (
+                "2026-12-01T10:00:00.000001+0900 host x",
+                Some(1_796_086_800),
+            ),
+            ("2026-12-01T10:00:00+09:00 x", Some(1_796_086_800)),
+            ("Dec 01 10:00:00 host spamgate[1]: x", None),
+            ("INFO spamgate::decision: x", None),
+            ("", None),
+        ] {
+            assert_eq!(line_time(line), want, "{line:?}");
+        }
+    }
+}

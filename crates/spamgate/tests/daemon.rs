@@ -473,3 +473,82 @@ async fn a_runtime_sender_entry_never_lets_a_listed_host_in_and_expires() {
     );
     assert!(h.ask(&suspicious).await.starts_with("DEFER_IF_PERMIT"));
 }
+
+#[tokio::test]
+async fn greylisting_effectiveness_is_counted_by_class_and_rule() {
+    let h = Harness::start().await;
+    let generic = [
+        ("client_address", "192.0.2.20"),
+        ("client_name", "192-0-2-20.dyn.example.test"),
+    ];
+    assert!(is_defer(&h.ask(&generic).await));
+    // A bot without a PTR in another network (triplets are per network): greylisted
+    // once, never back.
+    assert!(is_defer(
+        &h.ask(&[("client_address", "198.51.100.40")]).await
+    ));
+    h.clock.advance(Duration::from_secs(120));
+    assert!(is_defer(&h.ask(&generic).await), "too early: neither");
+    h.clock.advance(Duration::from_secs(250));
+    assert_eq!(h.ask(&generic).await, "DUNNO");
+    let text = h.service.metrics().encode();
+    let value = |prefix: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| {
+                let (labels, v) = l.rsplit_once(' ').unwrap();
+                (labels.to_string(), v.to_string())
+            })
+            .collect()
+    };
+    let first = value("spamgate_greylist_first_attempts_total{");
+    let passed = value("spamgate_greylist_passed_retries_total{");
+    let generic_labels = first
+        .iter()
+        .find(|(l, _)| l.contains(r#"class="generic""#))
+        .map(|(l, v)| (l.clone(), v.clone()))
+        .unwrap_or_else(|| panic!("no generic first attempt in\n{text}"));
+    assert_eq!(generic_labels.1, "1", "{text}");
+    assert!(
+        !generic_labels.0.contains(r#"rule="-""#),
+        "the rule is named: {text}"
+    );
+    // The test zone has no reverse zone for this network: no PTR answer, whatever the
+    // class's name, it is not generic and has no rule.
+    let bot = first
+        .iter()
+        .find(|(l, _)| !l.contains(r#"class="generic""#))
+        .unwrap_or_else(|| panic!("no first attempt of the bot in\n{text}"));
+    assert!(bot.0.ends_with(r#",rule="-"}"#) && bot.1 == "1", "{text}");
+    let labels = generic_labels
+        .0
+        .trim_start_matches("spamgate_greylist_first_attempts_total");
+    assert_eq!(
+        passed,
+        [(
+            format!("spamgate_greylist_passed_retries_total{labels}"),
+            "1".into()
+        )],
+        "only the generic client came back: {text}"
+    );
+    // The delay is the pass's time less the first attempt's: 370 s.
+    assert!(
+        text.contains(&format!(
+            "spamgate_greylist_pass_delay_seconds_sum{labels} 370.0"
+        )),
+        "{text}"
+    );
+    let inner = labels.trim_start_matches('{');
+    for (le, count) in [("300.0", 0), ("600.0", 1)] {
+        let bucket =
+            format!("spamgate_greylist_pass_delay_seconds_bucket{{le=\"{le}\",{inner} {count}");
+        assert!(text.contains(&bucket), "{bucket} in\n{text}");
+    }
+    assert!(
+        text.contains(&format!(
+            "spamgate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+}
