@@ -26,6 +26,7 @@ use spamgate_engine::outbound::AccountStatus;
 use spamgate_store::{AccountAdmin, AccountStore};
 
 use crate::accounts::{AccountError, AccountService, StatusChange};
+use crate::op25b::Op25bSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeskServiceError {
@@ -114,6 +115,9 @@ pub struct SignalPolicy {
     pub min_limit_trips: u32,
     /// Refused sends of a suspended or terminated account within a window that make one.
     pub min_refused_sends: u32,
+    /// Blocked port-25 attempts of one source (the kernel's OP25B hit table) that make
+    /// an internal report for the address's holder; 0: OP25B hits are not read.
+    pub min_op25b_hits: u64,
 }
 
 impl Default for SignalPolicy {
@@ -123,6 +127,7 @@ impl Default for SignalPolicy {
             lookback: 86_400,
             min_limit_trips: 3,
             min_refused_sends: 1,
+            min_op25b_hits: 100,
         }
     }
 }
@@ -148,6 +153,9 @@ pub struct DeskSettings {
     pub hook: HookSettings,
     pub notice: NoticeSettings,
     pub signals: SignalPolicy,
+    /// OP25B as managed here (`[op25b]` with pools); `None`: spamgate does not manage
+    /// OP25B on this host, and the ladder's OP25B deliveries have nothing to do.
+    pub op25b: Option<Op25bSettings>,
 }
 
 /// A submission account whose status a transition changed.
@@ -163,8 +171,6 @@ pub struct AccountChange {
 pub struct Enforced {
     pub transition: Transition,
     pub accounts: Vec<AccountChange>,
-    /// Actions this layer does not carry out (OP25B exemptions): named, never hidden.
-    pub not_carried_out: Vec<Action>,
 }
 
 /// A case with its reports.
@@ -192,6 +198,25 @@ pub struct HookRun {
     /// `None`: it succeeded.
     pub error: Option<String>,
     /// After this run: pending (to be retried), done, or failed (out of attempts).
+    pub state: DeliveryState,
+}
+
+/// One OP25B delivery run: the exemption sets brought in line with the customer's step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op25bRun {
+    pub delivery_id: i64,
+    pub customer: String,
+    /// `revoke` or `restore`: what the step asked for.
+    pub action: String,
+    /// The customer's exemptions (`[op25b] exempt` entries naming it).
+    pub prefixes: Vec<String>,
+    /// Whether they are in force after the sync (`false`: revoked).
+    pub in_force: bool,
+    /// What happened when nothing was synced (`op25b not managed here`, `no exemptions
+    /// linked`); `None` when the sets were synced.
+    pub note: Option<String>,
+    /// `None`: done.
+    pub error: Option<String>,
     pub state: DeliveryState,
 }
 
@@ -333,7 +358,6 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
     /// account is set to the status the customer's new step means.
     async fn enforce(&self, transition: Transition, now: UnixTime) -> Result<Enforced> {
         let mut accounts = Vec::new();
-        let mut not_carried_out = Vec::new();
         for action in &transition.actions {
             let (customer, to, force) = match action {
                 Action::SuspendAccounts { customer } => {
@@ -348,12 +372,12 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
                 Action::ReinstateAccounts { customer } => {
                     (customer, AccountStatus::Active, transition.audit.forced)
                 }
-                Action::RevokeOp25bExemptions { .. } | Action::RestoreOp25bExemptions { .. } => {
-                    not_carried_out.push(action.clone());
-                    continue;
-                }
-                // Queued in the desk store's delivery queue by the commit.
-                Action::RunHook { .. } | Action::NotifyCustomer { .. } => continue,
+                // Queued in the desk store's delivery queue by the commit (OP25B: run
+                // at once by `run_due_op25b`, retried like a hook).
+                Action::RevokeOp25bExemptions { .. }
+                | Action::RestoreOp25bExemptions { .. }
+                | Action::RunHook { .. }
+                | Action::NotifyCustomer { .. } => continue,
             };
             let note = format!(
                 "abuse desk: customer {customer} {} by {} ({})",
@@ -373,7 +397,6 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
         Ok(Enforced {
             transition,
             accounts,
-            not_carried_out,
         })
     }
 
@@ -582,6 +605,38 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
 }
 
 impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
+    /// Carries out every due OP25B delivery (queued by a suspension, termination or
+    /// resume): the customer's exemptions are taken out of (or put back into) the
+    /// loaded exemption sets by an `op25b sync` of the effective configuration, and
+    /// the result is written to the customer's audit trail. A failed sync (nft missing,
+    /// the table not loaded) is recorded and retried with the hooks' backoff, then
+    /// shown as failed; never dropped. The sync reads the customers' steps as they are
+    /// now, so a late retry never undoes a later step.
+    pub async fn run_due_op25b(&self, now: UnixTime, limit: usize) -> Result<Vec<Op25bRun>> {
+        let due = self
+            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Op25b, now, limit))
+            .await?;
+        let mut runs = Vec::new();
+        for delivery in due {
+            let id = delivery.id;
+            let payload = delivery.payload.clone();
+            let customer = delivery.customer.clone();
+            let retry = self.settings.hook.retry;
+            let run = self
+                .blocking(move |store, s| {
+                    let run = run_op25b(store, s.op25b.as_ref(), id, &customer, &payload, now)?;
+                    let state = match &run.error {
+                        None => store.delivery_done(id, now).map(|()| DeliveryState::Done)?,
+                        Some(error) => store.delivery_failed(id, now, error, &retry)?,
+                    };
+                    Ok(Op25bRun { state, ..run })
+                })
+                .await?;
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
     /// Mails every due notice through the relay, in the customer's language, and
     /// records each as done, or as failed to be retried with the deliveries' backoff
     /// (then shown as failed). Without a relay nothing is sent and notices stay queued.
@@ -712,6 +767,85 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
             Ok(run)
         })
         .await
+    }
+}
+
+/// One OP25B delivery: sync, and on success an audit record. Store failures while
+/// reading are the delivery's error (retried); the audit write's failure is the run's.
+fn run_op25b(
+    store: &dyn DeskStore,
+    op25b: Option<&Op25bSettings>,
+    delivery_id: i64,
+    customer: &str,
+    payload: &str,
+    now: UnixTime,
+) -> spamgate_desk::store::Result<Op25bRun> {
+    let mut run = Op25bRun {
+        delivery_id,
+        customer: customer.to_string(),
+        action: String::new(),
+        prefixes: Vec::new(),
+        in_force: true,
+        note: None,
+        error: None,
+        state: DeliveryState::Pending,
+    };
+    match serde_json::from_str::<Action>(payload) {
+        Ok(Action::RevokeOp25bExemptions { .. }) => run.action = "revoke".into(),
+        Ok(Action::RestoreOp25bExemptions { .. }) => run.action = "restore".into(),
+        Ok(other) => {
+            run.error = Some(format!("not an OP25B action: {other:?}"));
+            return Ok(run);
+        }
+        Err(e) => {
+            run.error = Some(format!("unreadable OP25B payload: {e}"));
+            return Ok(run);
+        }
+    }
+    let Some(settings) = op25b else {
+        run.note = Some("OP25B is not managed here ([op25b] has no pools)".into());
+        return Ok(run);
+    };
+    run.prefixes = settings
+        .config
+        .customer_exemptions(customer)
+        .map(|e| e.prefix.to_string())
+        .collect();
+    if run.prefixes.is_empty() {
+        run.note = Some("no [op25b] exemption names this customer".into());
+        return Ok(run);
+    }
+    match crate::op25b::sync(settings, Some(store), crate::op25b::system_time(now)) {
+        Err(e) => {
+            run.error = Some(format!("op25b sync: {e}"));
+            Ok(run)
+        }
+        Ok((plan, effective)) => {
+            run.in_force = !effective
+                .revoked
+                .iter()
+                .any(|e| e.customer.as_deref() == Some(customer));
+            let ladder = store.ladder(customer)?;
+            store.append_audit(&AuditRecord {
+                customer: customer.to_string(),
+                at: now,
+                actor: "spamgate".into(),
+                action: format!("op25b-{}", run.action),
+                from: ladder.step,
+                to: ladder.step,
+                reason: format!(
+                    "OP25B exemptions {} {} (sets of table inet {} synced)",
+                    run.prefixes.join(", "),
+                    if run.in_force { "in force" } else { "revoked" },
+                    plan.table()
+                ),
+                evidence: vec![format!("delivery:{delivery_id}")],
+                rule: None,
+                approver: None,
+                forced: false,
+            })?;
+            Ok(run)
+        }
     }
 }
 

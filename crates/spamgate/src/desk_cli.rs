@@ -358,8 +358,7 @@ fn load(path: Option<&PathBuf>, failure_code: Option<i32>) -> Result<Loaded, Fat
         .map_err(|e| with(exit::CONFIG, e.into()))?;
     crate::logging::init("warn");
     let settings = config
-        .desk
-        .settings()
+        .desk_settings()
         .map_err(|e| with(exit::CONFIG, e.into()))?;
     let desk_path = config.desk.store_path(&config.store);
     let desk = spamgate_app::desk::open_sqlite_desk(&desk_path)
@@ -573,7 +572,6 @@ fn print_enforced(e: &Enforced, zone: FixedOffset, as_json: bool) {
             "proposal": t.ladder.proposal.as_ref().map(|p| proposal_json(p, zone)),
             "accounts": accounts,
             "actions": t.actions,
-            "not_carried_out": e.not_carried_out,
         }));
         return;
     }
@@ -598,11 +596,6 @@ fn print_enforced(e: &Enforced, zone: FixedOffset, as_json: bool) {
     }
     for a in &e.accounts {
         println!("account\t{}\t{} -> {}", a.username, a.from.id(), a.to.id());
-    }
-    for a in &e.not_carried_out {
-        println!(
-            "not carried out\t{a:?}\t(OP25B exemptions: edit [op25b] exempt, then `spamgate op25b sync`)"
-        );
     }
 }
 
@@ -750,6 +743,9 @@ async fn run_hooks_now(
     at: UnixTime,
     as_json: bool,
 ) -> Result<(), Fatal> {
+    for run in desk.run_due_op25b(at, 100).await.map_err(failed)? {
+        print_op25b_run(&run, as_json);
+    }
     for run in desk.run_due_hooks(at, 100).await.map_err(failed)? {
         print_hook_run(&run, as_json);
     }
@@ -774,6 +770,31 @@ fn print_notice_run(run: &spamgate_app::desk::NoticeRun, as_json: bool) {
             run.to.as_deref().unwrap_or("-"),
             run.state.as_str(),
             run.error.as_deref().unwrap_or("ok")
+        );
+    }
+}
+
+fn print_op25b_run(run: &spamgate_app::desk::Op25bRun, as_json: bool) {
+    if as_json {
+        print_json(&json!({
+            "op25b": run.delivery_id, "customer": run.customer, "action": run.action,
+            "prefixes": run.prefixes, "in_force": run.in_force, "note": run.note,
+            "error": run.error, "state": run.state.as_str(),
+        }));
+    } else {
+        let what = match (&run.error, &run.note) {
+            (Some(e), _) => e.clone(),
+            (None, Some(note)) => note.clone(),
+            (None, None) if run.in_force => format!("{} in force", run.prefixes.join(", ")),
+            (None, None) => format!("{} revoked", run.prefixes.join(", ")),
+        };
+        println!(
+            "op25b {}\t{}\t{}\t{}\t{}",
+            run.delivery_id,
+            run.customer,
+            run.action,
+            run.state.as_str(),
+            what
         );
     }
 }
@@ -976,10 +997,15 @@ fn abuse_other(
         }),
         AbuseCommand::Deliver { limit } => with_service(loaded, async |desk| {
             let settings = desk.settings();
+            // OP25B deliveries are always carried out (or recorded as having nothing
+            // to do): they are never left waiting for a key the operator did not set.
+            for run in desk.run_due_op25b(at, limit).await.map_err(failed)? {
+                print_op25b_run(&run, as_json);
+            }
             if settings.hook.command.is_empty() && settings.notice.relay_host.is_empty() {
                 return Err(usage(
                     "neither [desk] hook_command nor notice_relay_host is configured: \
-                     deliveries stay queued",
+                     hook and notice deliveries stay queued",
                 ));
             }
             for run in desk.run_due_hooks(at, limit).await.map_err(failed)? {

@@ -549,6 +549,16 @@ pub fn cases_ladder_audit_and_claims(open: &Opener) {
         store.customer("C1").unwrap().unwrap().status,
         CustomerStatus::Suspended
     );
+    let op25b: Vec<_> = store
+        .due_deliveries_of(DeliveryKind::Op25b, 1_200, 10)
+        .unwrap();
+    assert_eq!(op25b.len(), 1, "the suspension queues the OP25B revocation");
+    assert_eq!(op25b[0].customer, "C1");
+    assert!(
+        op25b[0].payload.contains("revoke-op25b-exemptions"),
+        "{}",
+        op25b[0].payload
+    );
     assert!(
         desk::decide(
             store.as_ref(),
