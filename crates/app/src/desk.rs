@@ -141,6 +141,9 @@ pub struct SignalsRun {
     pub already_filed: usize,
     /// Signals of accounts linked to no customer: not filed.
     pub unlinked: Vec<String>,
+    /// OP25B sources above the threshold that no single customer held then: their
+    /// reports went to triage (report id, source).
+    pub triaged: Vec<(ReportId, std::net::IpAddr)>,
 }
 
 /// What the desk needs besides its store.
@@ -555,6 +558,17 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
             .await
     }
 
+    /// Removes what is past `retention` at `now` (see [`DeskStore::purge`]).
+    pub async fn purge(
+        &self,
+        retention: spamgate_desk::store::Retention,
+        force: bool,
+        now: UnixTime,
+    ) -> Result<spamgate_desk::store::PurgeSummary> {
+        self.blocking(move |store, _| store.purge(&retention.cutoffs(now, force)))
+            .await
+    }
+
     pub async fn deliveries(&self, state: DeliveryState, limit: usize) -> Result<Vec<Delivery>> {
         self.blocking(move |store, _| store.deliveries(state, limit))
             .await
@@ -846,6 +860,81 @@ fn run_op25b(
             })?;
             Ok(run)
         }
+    }
+}
+
+impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
+    /// Reads the kernel's OP25B hit table (`op25b hits`) with `[desk] op25b_nft`.
+    /// `None`: OP25B is not managed here, or its hits are not signals.
+    pub async fn op25b_hits(&self) -> Result<Option<Vec<crate::op25b::Hit>>> {
+        let Some(op25b) = self.settings.op25b.clone() else {
+            return Ok(None);
+        };
+        if self.settings.signals.min_op25b_hits == 0 {
+            return Ok(None);
+        }
+        tokio::task::spawn_blocking(move || {
+            spamgate_op25b::hits(&op25b.config.table, &op25b.nft)
+                .map_err(|e| DeskError::Backend(format!("op25b hits: {e}")))
+        })
+        .await
+        .map_err(|e| DeskServiceError::Task(e.to_string()))?
+        .map(Some)
+        .map_err(DeskServiceError::from)
+    }
+
+    /// Files the OP25B hits at or above `[desk] signal_op25b_hits` blocked packets as
+    /// internal reports, each attributed to the customer who held the source address
+    /// at its last attempt (the hit table's timeout minus what is left of it; the
+    /// address history decides, as for any report: no single holder → triage).
+    /// Idempotent per source and `signal_window` of the last attempt: a source that
+    /// stopped is filed once however often it is read; one that keeps trying is filed
+    /// once per window, folding into the same case.
+    pub async fn file_op25b_signals(
+        &self,
+        hits: Vec<crate::op25b::Hit>,
+        hits_timeout: i64,
+        now: UnixTime,
+    ) -> Result<SignalsRun> {
+        use spamgate_desk::report::InternalSignal;
+        let threshold = self.settings.signals.min_op25b_hits;
+        let window = self.settings.signals.window.max(60);
+        self.blocking(move |store, s| {
+            let mut run = SignalsRun::default();
+            for hit in hits
+                .into_iter()
+                .filter(|h| threshold > 0 && h.packets >= threshold)
+            {
+                let left = hit
+                    .expires_secs
+                    .map_or(hits_timeout, |e| e.min(i64::MAX as u64) as i64);
+                let last = now - (hits_timeout - left).clamp(0, hits_timeout.max(0));
+                let window_start = last - last.rem_euclid(window);
+                let signal = InternalSignal::Op25bBlocked {
+                    address: hit.source,
+                    attempts: hit.packets.min(u32::MAX as u64) as u32,
+                };
+                let key = serde_json::json!({
+                    "signal": "op25b-blocked",
+                    "address": hit.source,
+                    "window_start": window_start,
+                    "window": window,
+                    "threshold": threshold,
+                });
+                let outcome =
+                    desk::ingest_internal_keyed(store, &signal, &key, last, now, &s.config)?;
+                if outcome.raw.duplicate {
+                    run.already_filed += 1;
+                } else if let Some(customer) = outcome.customer {
+                    run.filed
+                        .push((outcome.report_id, customer, outcome.case_id));
+                } else {
+                    run.triaged.push((outcome.report_id, hit.source));
+                }
+            }
+            Ok(run)
+        })
+        .await
     }
 }
 

@@ -357,3 +357,96 @@ fn set_status(f: &Fixture, customer: &Customer) {
         customer.status
     );
 }
+
+fn hit(source: &str, packets: u64, expires_secs: u64) -> spamgate_app::op25b::Hit {
+    spamgate_app::op25b::Hit {
+        source: source.parse().unwrap(),
+        packets,
+        bytes: packets * 60,
+        expires_secs: Some(expires_secs),
+    }
+}
+
+#[tokio::test]
+async fn op25b_hits_above_the_threshold_become_reports_for_the_addresss_holder() {
+    let f = fixture().await;
+    let service = f.service();
+    let history = f.nft_dir.path().join("static.csv");
+    std::fs::write(
+        &history,
+        "C-HANAKO,198.51.100.128/28,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    service
+        .import_sessions(history, spamgate_desk::desk::HistoryFormat::Static)
+        .await
+        .unwrap();
+    const DAY: i64 = 86_400;
+    // The hit table's expires_secs, read at NOW+now, of a last attempt at NOW+last.
+    let left = |now: i64, last: i64| (DAY - (now - last)) as u64;
+    // NOW is the start of an hour window (the default signal_window).
+    let run = service
+        .file_op25b_signals(
+            vec![
+                hit("198.51.100.130", 150, left(1000, 900)),
+                hit("198.51.100.131", 99, left(1000, 900)),
+                hit("198.51.100.10", 200, left(1000, 900)),
+            ],
+            DAY,
+            NOW + 1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.filed.len(), 1, "{run:?}");
+    let (report, customer, case) = run.filed[0].clone();
+    assert_eq!(customer, "C-HANAKO");
+    assert_eq!(
+        run.triaged,
+        [(run.triaged[0].0, "198.51.100.10".parse().unwrap())],
+        "no one held it: triage"
+    );
+    let stored = f.stores.desk.report(report).unwrap().unwrap();
+    assert_eq!(
+        stored.report.source_ip,
+        Some("198.51.100.130".parse().unwrap())
+    );
+    assert_eq!(stored.report.time.as_ref().unwrap().utc, NOW + 900);
+    assert!(
+        stored.report.subject.as_deref().unwrap().contains("150"),
+        "{:?}",
+        stored.report.subject
+    );
+
+    // Read again in the same window (more packets, a later attempt) and after the
+    // source stopped: nothing new.
+    for (at, packets, last) in [(2000, 300, 1950), (5000, 300, 1950)] {
+        let again = service
+            .file_op25b_signals(
+                vec![
+                    hit("198.51.100.130", packets, left(at, last)),
+                    hit("198.51.100.10", 200, left(at, 900)),
+                ],
+                DAY,
+                NOW + at,
+            )
+            .await
+            .unwrap();
+        assert!(
+            again.filed.is_empty() && again.triaged.is_empty(),
+            "{again:?}"
+        );
+        assert_eq!(again.already_filed, 2);
+    }
+    // Still trying in the next window: filed again, into the same case.
+    let next = service
+        .file_op25b_signals(
+            vec![hit("198.51.100.130", 400, left(3800, 3700))],
+            DAY,
+            NOW + 3800,
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.filed.len(), 1, "{next:?}");
+    assert_eq!(next.filed[0].2, case);
+    assert_ne!(next.filed[0].0, report);
+}

@@ -205,8 +205,17 @@ pub enum AbuseCommand {
         limit: usize,
     },
     /// File submission account events (limit trips, refused sends of suspended
-    /// accounts) of the ended windows as internal reports, e.g. from a timer. Idempotent.
+    /// accounts) of the ended windows, and OP25B hits above [desk] signal_op25b_hits,
+    /// as internal reports, e.g. from a timer. Idempotent.
     Signals,
+    /// Remove what is past the [desk] retention_* keys: address history, reports in no
+    /// case, finished deliveries, closed or dismissed cases without a claim (daily timer).
+    Purge {
+        /// Also remove open, confirmed and claimed cases past retention_cases, and
+        /// failed deliveries.
+        #[arg(long)]
+        force: bool,
+    },
     /// The delivery queue (hooks and notices): pending, done or failed.
     Deliveries {
         /// pending, done or failed.
@@ -1016,8 +1025,52 @@ fn abuse_other(
             }
             Ok(())
         }),
+        AbuseCommand::Purge { force } => {
+            let retention = loaded.config.desk.retention();
+            with_service(loaded, async |desk| {
+                let summary = desk.purge(retention, force, at).await.map_err(failed)?;
+                if as_json {
+                    print_json(&json!(summary));
+                } else {
+                    println!(
+                        "removed {} sessions, {} cases, {} reports, {} raw messages, {} deliveries; \
+                         kept {} open and {} claimed cases past their retention{}",
+                        summary.sessions,
+                        summary.cases,
+                        summary.reports,
+                        summary.raw_reports,
+                        summary.deliveries,
+                        summary.kept_open_cases,
+                        summary.kept_claimed_cases,
+                        if force { " (forced)" } else { "" }
+                    );
+                }
+                Ok(())
+            })
+        }
         AbuseCommand::Signals => with_service(loaded, async |desk| {
-            let run = desk.file_account_signals(at).await.map_err(failed)?;
+            let mut run = desk.file_account_signals(at).await.map_err(failed)?;
+            // OP25B hits (when [op25b] is managed here and signal_op25b_hits > 0). A
+            // failure to read them is reported after the account signals are filed.
+            let mut hits_error = None;
+            match desk.op25b_hits().await {
+                Ok(None) => {}
+                Ok(Some(hits)) => {
+                    let timeout = desk
+                        .settings()
+                        .op25b
+                        .as_ref()
+                        .map_or(86_400, |o| o.config.hits_timeout.as_secs() as i64);
+                    let op25b = desk
+                        .file_op25b_signals(hits, timeout, at)
+                        .await
+                        .map_err(failed)?;
+                    run.filed.extend(op25b.filed);
+                    run.already_filed += op25b.already_filed;
+                    run.triaged.extend(op25b.triaged);
+                }
+                Err(e) => hits_error = Some(e),
+            }
             if as_json {
                 let filed: Vec<Value> = run
                     .filed
@@ -1026,9 +1079,14 @@ fn abuse_other(
                         json!({ "report": report, "customer": customer, "case": case })
                     })
                     .collect();
+                let triaged: Vec<Value> = run
+                    .triaged
+                    .iter()
+                    .map(|(report, source)| json!({ "report": report, "source": source }))
+                    .collect();
                 print_json(&json!({
                     "filed": filed, "already_filed": run.already_filed,
-                    "unlinked": run.unlinked,
+                    "unlinked": run.unlinked, "triaged": triaged,
                 }));
             } else {
                 for (report, customer, case) in &run.filed {
@@ -1040,14 +1098,21 @@ fn abuse_other(
                         "unlinked account {account}: not filed (`spamgate customer link CUSTOMER --account ACCOUNT`)"
                     );
                 }
+                for (report, source) in &run.triaged {
+                    println!("triage report {report}\t{source}: OP25B hits, no single holder");
+                }
                 println!(
-                    "{} filed, {} already filed, {} unlinked",
+                    "{} filed, {} already filed, {} unlinked, {} to triage",
                     run.filed.len(),
                     run.already_filed,
-                    run.unlinked.len()
+                    run.unlinked.len(),
+                    run.triaged.len()
                 );
             }
-            Ok(())
+            match hits_error {
+                Some(e) => Err(failed(e)),
+                None => Ok(()),
+            }
         }),
         AbuseCommand::Deliveries { state, limit } => {
             let state = match state.as_str() {
