@@ -127,7 +127,7 @@ impl Default for SignalPolicy {
             lookback: 86_400,
             min_limit_trips: 3,
             min_refused_sends: 1,
-            min_op25b_hits: 100,
+            min_op25b_hits: 0,
         }
     }
 }

@@ -84,7 +84,10 @@ fn settings(op25b: Option<Op25bSettings>) -> DeskSettings {
             },
         },
         notice: NoticeSettings::default(),
-        signals: Default::default(),
+        signals: spamgate_app::desk::SignalPolicy {
+            min_op25b_hits: 100,
+            ..Default::default()
+        },
         op25b,
     }
 }
