@@ -14,6 +14,10 @@
 # attempts; `op25b sync` adds an opt-out without reloading the chains (the table keeps its
 # handle and its counts) and removes it again; an opt-out with an expiry lapses by itself
 # in the kernel; an invalid configuration is refused and leaves the loaded rules alone.
+# The abuse desk: `abuse suspend` of the customer an exemption names revokes it at once
+# (port 25 from the static block reset), a sync by hand keeps it revoked, `abuse resume`
+# restores it, the audit trail shows both; `abuse signals` files the pool customer's
+# blocked attempts for the customer the address history names, once.
 #
 # Usage (as root):  bash scripts/op25b-netns.sh
 #   SPAMGATE_BIN=/path/to/spamgate        use this binary instead of building one
@@ -293,6 +297,66 @@ expect connected "opt-out until $until_time: customer -> outside:25 before it" s
 while [[ $(date -u +%s) -le $(date -u -d "$until_time" +%s) ]]; do sleep 0.5; done
 sleep 1
 expect refused "opt-out expired in the kernel: customer -> outside:25 is reset" sg-cust "$OUT4" 25
+
+# ---------------------------------------------------------------------------------------
+# The abuse desk's ladder: the static customer's IPv4 exemption names it, so `abuse
+# suspend` revokes it at once (the desk runs the sync in sg-router), a sync by hand does
+# not bring it back, and `abuse resume` restores it. OP25B hits become a report for the
+# customer who held the blocked address.
+
+SG_BIN=${OP25B_CMD% op25b}
+mkdir -p "$T/desk"
+sed 's|{ prefix = "198.51.100.128/28", reason = "static plan (business)" }|{ prefix = "198.51.100.128/28", reason = "static plan (business)", customer = "C-STATIC" }|' \
+    "$T/spamgate.toml" >"$T/desk.toml"
+printf '\n[store]\npath = "%s"\n\n[desk]\nop25b_nft = ["ip", "netns", "exec", "sg-router", "nft"]\nsignal_op25b_hits = 1\n' \
+    "$T/desk/spamgate.db" >>"$T/desk.toml"
+desk() { $SG_BIN "$@" --config "$T/desk.toml"; }
+desk customer add C-STATIC --name "Static Co" --contact static@example.com --language en --plan business >/dev/null \
+    && desk customer add C-POOL --name "Pool user" --contact pool@example.com --language ja --plan home >/dev/null \
+    || fail "customer add"
+if desk abuse suspend C-STATIC --reason "spam run" --actor alice --approver bob >"$T/suspend.log" 2>&1 \
+    && grep -Eq "^op25b [0-9]+	C-STATIC	revoke	done	198.51.100.128/28 revoked" "$T/suspend.log"; then
+    pass "abuse suspend revoked the customer's exemption (sync in sg-router)"
+else
+    fail "abuse suspend: $(cat "$T/suspend.log")"
+fi
+expect refused   "suspended customer's static block -> outside:25 is reset"      sg-static "$OUT4" 25
+expect connected "IPv6 exemption names no customer: static -> outside:25 still" sg-static "$OUT6" 25
+expect connected "suspended customer -> outside:587 still"                       sg-static "$OUT4" 587
+if op25b sync --config "$T/desk.toml" 2>"$T/sync.log" \
+    && grep -q "revoked: the abuse desk has customer C-STATIC" "$T/sync.log"; then
+    pass "op25b sync by hand keeps the revocation and says so"
+else
+    fail "op25b sync with the desk: $(cat "$T/sync.log")"
+fi
+expect refused   "after a sync by hand: still reset"                             sg-static "$OUT4" 25
+if desk abuse resume C-STATIC --reason "cleaned up" --actor alice >"$T/resume.log" 2>&1 \
+    && grep -Eq "^op25b [0-9]+	C-STATIC	restore	done	198.51.100.128/28 in force" "$T/resume.log"; then
+    pass "abuse resume restored the exemption"
+else
+    fail "abuse resume: $(cat "$T/resume.log")"
+fi
+expect connected "resumed customer's static block -> outside:25"                 sg-static "$OUT4" 25
+if desk customer show C-STATIC >"$T/show.log" 2>&1 \
+    && grep -q "op25b-revoke" "$T/show.log" && grep -q "op25b-restore" "$T/show.log"; then
+    pass "the audit trail records the revocation and the restoration"
+else
+    fail "audit trail: $(cat "$T/show.log")"
+fi
+# The pool customer's blocked attempts above: a report for the address's holder.
+printf 'C-POOL,%s/32,2020-01-01T00:00:00Z\n' "$CUST4" >"$T/static.csv"
+desk sessions import --format static "$T/static.csv" >/dev/null || fail "sessions import"
+if desk abuse signals >"$T/signals.log" 2>&1 \
+    && grep -Eq "^filed report [0-9]+	C-POOL	case [0-9]+" "$T/signals.log"; then
+    pass "abuse signals filed the OP25B hits of $CUST4 for C-POOL"
+else
+    fail "abuse signals: $(cat "$T/signals.log")"
+fi
+if desk abuse signals >"$T/signals2.log" 2>&1 && ! grep -q "^filed report" "$T/signals2.log"; then
+    pass "abuse signals again: nothing filed twice"
+else
+    fail "abuse signals (again): $(cat "$T/signals2.log")"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Invalid input: clear error, nothing applied.

@@ -26,6 +26,7 @@ use spamgate_engine::outbound::AccountStatus;
 use spamgate_store::{AccountAdmin, AccountStore};
 
 use crate::accounts::{AccountError, AccountService, StatusChange};
+use crate::op25b::Op25bSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeskServiceError {
@@ -114,6 +115,9 @@ pub struct SignalPolicy {
     pub min_limit_trips: u32,
     /// Refused sends of a suspended or terminated account within a window that make one.
     pub min_refused_sends: u32,
+    /// Blocked port-25 attempts of one source (the kernel's OP25B hit table) that make
+    /// an internal report for the address's holder; 0: OP25B hits are not read.
+    pub min_op25b_hits: u64,
 }
 
 impl Default for SignalPolicy {
@@ -123,6 +127,7 @@ impl Default for SignalPolicy {
             lookback: 86_400,
             min_limit_trips: 3,
             min_refused_sends: 1,
+            min_op25b_hits: 0,
         }
     }
 }
@@ -136,6 +141,9 @@ pub struct SignalsRun {
     pub already_filed: usize,
     /// Signals of accounts linked to no customer: not filed.
     pub unlinked: Vec<String>,
+    /// OP25B sources above the threshold that no single customer held then: their
+    /// reports went to triage (report id, source).
+    pub triaged: Vec<(ReportId, std::net::IpAddr)>,
 }
 
 /// What the desk needs besides its store.
@@ -148,6 +156,9 @@ pub struct DeskSettings {
     pub hook: HookSettings,
     pub notice: NoticeSettings,
     pub signals: SignalPolicy,
+    /// OP25B as managed here (`[op25b]` with pools); `None`: spamgate does not manage
+    /// OP25B on this host, and the ladder's OP25B deliveries have nothing to do.
+    pub op25b: Option<Op25bSettings>,
 }
 
 /// A submission account whose status a transition changed.
@@ -163,8 +174,6 @@ pub struct AccountChange {
 pub struct Enforced {
     pub transition: Transition,
     pub accounts: Vec<AccountChange>,
-    /// Actions this layer does not carry out (OP25B exemptions): named, never hidden.
-    pub not_carried_out: Vec<Action>,
 }
 
 /// A case with its reports.
@@ -192,6 +201,25 @@ pub struct HookRun {
     /// `None`: it succeeded.
     pub error: Option<String>,
     /// After this run: pending (to be retried), done, or failed (out of attempts).
+    pub state: DeliveryState,
+}
+
+/// One OP25B delivery run: the exemption sets brought in line with the customer's step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op25bRun {
+    pub delivery_id: i64,
+    pub customer: String,
+    /// `revoke` or `restore`: what the step asked for.
+    pub action: String,
+    /// The customer's exemptions (`[op25b] exempt` entries naming it).
+    pub prefixes: Vec<String>,
+    /// Whether they are in force after the sync (`false`: revoked).
+    pub in_force: bool,
+    /// What happened when nothing was synced (`op25b not managed here`, `no exemptions
+    /// linked`); `None` when the sets were synced.
+    pub note: Option<String>,
+    /// `None`: done.
+    pub error: Option<String>,
     pub state: DeliveryState,
 }
 
@@ -333,7 +361,6 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
     /// account is set to the status the customer's new step means.
     async fn enforce(&self, transition: Transition, now: UnixTime) -> Result<Enforced> {
         let mut accounts = Vec::new();
-        let mut not_carried_out = Vec::new();
         for action in &transition.actions {
             let (customer, to, force) = match action {
                 Action::SuspendAccounts { customer } => {
@@ -348,12 +375,12 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
                 Action::ReinstateAccounts { customer } => {
                     (customer, AccountStatus::Active, transition.audit.forced)
                 }
-                Action::RevokeOp25bExemptions { .. } | Action::RestoreOp25bExemptions { .. } => {
-                    not_carried_out.push(action.clone());
-                    continue;
-                }
-                // Queued in the desk store's delivery queue by the commit.
-                Action::RunHook { .. } | Action::NotifyCustomer { .. } => continue,
+                // Queued in the desk store's delivery queue by the commit (OP25B: run
+                // at once by `run_due_op25b`, retried like a hook).
+                Action::RevokeOp25bExemptions { .. }
+                | Action::RestoreOp25bExemptions { .. }
+                | Action::RunHook { .. }
+                | Action::NotifyCustomer { .. } => continue,
             };
             let note = format!(
                 "abuse desk: customer {customer} {} by {} ({})",
@@ -373,7 +400,6 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
         Ok(Enforced {
             transition,
             accounts,
-            not_carried_out,
         })
     }
 
@@ -532,6 +558,17 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
             .await
     }
 
+    /// Removes what is past `retention` at `now` (see [`DeskStore::purge`]).
+    pub async fn purge(
+        &self,
+        retention: spamgate_desk::store::Retention,
+        force: bool,
+        now: UnixTime,
+    ) -> Result<spamgate_desk::store::PurgeSummary> {
+        self.blocking(move |store, _| store.purge(&retention.cutoffs(now, force)))
+            .await
+    }
+
     pub async fn deliveries(&self, state: DeliveryState, limit: usize) -> Result<Vec<Delivery>> {
         self.blocking(move |store, _| store.deliveries(state, limit))
             .await
@@ -582,6 +619,38 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
 }
 
 impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
+    /// Carries out every due OP25B delivery (queued by a suspension, termination or
+    /// resume): the customer's exemptions are taken out of (or put back into) the
+    /// loaded exemption sets by an `op25b sync` of the effective configuration, and
+    /// the result is written to the customer's audit trail. A failed sync (nft missing,
+    /// the table not loaded) is recorded and retried with the hooks' backoff, then
+    /// shown as failed; never dropped. The sync reads the customers' steps as they are
+    /// now, so a late retry never undoes a later step.
+    pub async fn run_due_op25b(&self, now: UnixTime, limit: usize) -> Result<Vec<Op25bRun>> {
+        let due = self
+            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Op25b, now, limit))
+            .await?;
+        let mut runs = Vec::new();
+        for delivery in due {
+            let id = delivery.id;
+            let payload = delivery.payload.clone();
+            let customer = delivery.customer.clone();
+            let retry = self.settings.hook.retry;
+            let run = self
+                .blocking(move |store, s| {
+                    let run = run_op25b(store, s.op25b.as_ref(), id, &customer, &payload, now)?;
+                    let state = match &run.error {
+                        None => store.delivery_done(id, now).map(|()| DeliveryState::Done)?,
+                        Some(error) => store.delivery_failed(id, now, error, &retry)?,
+                    };
+                    Ok(Op25bRun { state, ..run })
+                })
+                .await?;
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
     /// Mails every due notice through the relay, in the customer's language, and
     /// records each as done, or as failed to be retried with the deliveries' backoff
     /// (then shown as failed). Without a relay nothing is sent and notices stay queued.
@@ -707,6 +776,160 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
                         outcome.customer.unwrap_or_default(),
                         outcome.case_id,
                     ));
+                }
+            }
+            Ok(run)
+        })
+        .await
+    }
+}
+
+/// One OP25B delivery: sync, and on success an audit record. Store failures while
+/// reading are the delivery's error (retried); the audit write's failure is the run's.
+fn run_op25b(
+    store: &dyn DeskStore,
+    op25b: Option<&Op25bSettings>,
+    delivery_id: i64,
+    customer: &str,
+    payload: &str,
+    now: UnixTime,
+) -> spamgate_desk::store::Result<Op25bRun> {
+    let mut run = Op25bRun {
+        delivery_id,
+        customer: customer.to_string(),
+        action: String::new(),
+        prefixes: Vec::new(),
+        in_force: true,
+        note: None,
+        error: None,
+        state: DeliveryState::Pending,
+    };
+    match serde_json::from_str::<Action>(payload) {
+        Ok(Action::RevokeOp25bExemptions { .. }) => run.action = "revoke".into(),
+        Ok(Action::RestoreOp25bExemptions { .. }) => run.action = "restore".into(),
+        Ok(other) => {
+            run.error = Some(format!("not an OP25B action: {other:?}"));
+            return Ok(run);
+        }
+        Err(e) => {
+            run.error = Some(format!("unreadable OP25B payload: {e}"));
+            return Ok(run);
+        }
+    }
+    let Some(settings) = op25b else {
+        run.note = Some("OP25B is not managed here ([op25b] has no pools)".into());
+        return Ok(run);
+    };
+    run.prefixes = settings
+        .config
+        .customer_exemptions(customer)
+        .map(|e| e.prefix.to_string())
+        .collect();
+    if run.prefixes.is_empty() {
+        run.note = Some("no [op25b] exemption names this customer".into());
+        return Ok(run);
+    }
+    match crate::op25b::sync(settings, Some(store), crate::op25b::system_time(now)) {
+        Err(e) => {
+            run.error = Some(format!("op25b sync: {e}"));
+            Ok(run)
+        }
+        Ok((plan, effective)) => {
+            run.in_force = !effective
+                .revoked
+                .iter()
+                .any(|e| e.customer.as_deref() == Some(customer));
+            let ladder = store.ladder(customer)?;
+            store.append_audit(&AuditRecord {
+                customer: customer.to_string(),
+                at: now,
+                actor: "spamgate".into(),
+                action: format!("op25b-{}", run.action),
+                from: ladder.step,
+                to: ladder.step,
+                reason: format!(
+                    "OP25B exemptions {} {} (sets of table inet {} synced)",
+                    run.prefixes.join(", "),
+                    if run.in_force { "in force" } else { "revoked" },
+                    plan.table()
+                ),
+                evidence: vec![format!("delivery:{delivery_id}")],
+                rule: None,
+                approver: None,
+                forced: false,
+            })?;
+            Ok(run)
+        }
+    }
+}
+
+impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
+    /// Reads the kernel's OP25B hit table (`op25b hits`) with `[desk] op25b_nft`.
+    /// `None`: OP25B is not managed here, or its hits are not signals.
+    pub async fn op25b_hits(&self) -> Result<Option<Vec<crate::op25b::Hit>>> {
+        let Some(op25b) = self.settings.op25b.clone() else {
+            return Ok(None);
+        };
+        if self.settings.signals.min_op25b_hits == 0 {
+            return Ok(None);
+        }
+        tokio::task::spawn_blocking(move || {
+            spamgate_op25b::hits(&op25b.config.table, &op25b.nft)
+                .map_err(|e| DeskError::Backend(format!("op25b hits: {e}")))
+        })
+        .await
+        .map_err(|e| DeskServiceError::Task(e.to_string()))?
+        .map(Some)
+        .map_err(DeskServiceError::from)
+    }
+
+    /// Files the OP25B hits at or above `[desk] signal_op25b_hits` blocked packets as
+    /// internal reports, each attributed to the customer who held the source address
+    /// at its last attempt (the hit table's timeout minus what is left of it; the
+    /// address history decides, as for any report: no single holder → triage).
+    /// Idempotent per source and `signal_window` of the last attempt: a source that
+    /// stopped is filed once however often it is read; one that keeps trying is filed
+    /// once per window, folding into the same case.
+    pub async fn file_op25b_signals(
+        &self,
+        hits: Vec<crate::op25b::Hit>,
+        hits_timeout: i64,
+        now: UnixTime,
+    ) -> Result<SignalsRun> {
+        use spamgate_desk::report::InternalSignal;
+        let threshold = self.settings.signals.min_op25b_hits;
+        let window = self.settings.signals.window.max(60);
+        self.blocking(move |store, s| {
+            let mut run = SignalsRun::default();
+            for hit in hits
+                .into_iter()
+                .filter(|h| threshold > 0 && h.packets >= threshold)
+            {
+                let left = hit
+                    .expires_secs
+                    .map_or(hits_timeout, |e| e.min(i64::MAX as u64) as i64);
+                let last = now - (hits_timeout - left).clamp(0, hits_timeout.max(0));
+                let window_start = last - last.rem_euclid(window);
+                let signal = InternalSignal::Op25bBlocked {
+                    address: hit.source,
+                    attempts: hit.packets.min(u32::MAX as u64) as u32,
+                };
+                let key = serde_json::json!({
+                    "signal": "op25b-blocked",
+                    "address": hit.source,
+                    "window_start": window_start,
+                    "window": window,
+                    "threshold": threshold,
+                });
+                let outcome =
+                    desk::ingest_internal_keyed(store, &signal, &key, last, now, &s.config)?;
+                if outcome.raw.duplicate {
+                    run.already_filed += 1;
+                } else if let Some(customer) = outcome.customer {
+                    run.filed
+                        .push((outcome.report_id, customer, outcome.case_id));
+                } else {
+                    run.triaged.push((outcome.report_id, hit.source));
                 }
             }
             Ok(run)

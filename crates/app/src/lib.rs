@@ -13,6 +13,8 @@
 //! - [`learned`]: the operator's commands on learned exemptions.
 //! - [`desk`]: the abuse desk over `spamgate-desk`'s store, with enforcement through
 //!   [`accounts`] and the hook runner.
+//! - [`op25b`]: the effective OP25B exemption set (customers' exemptions left out while
+//!   the desk has them suspended) for `op25b sync` and the desk's enforcement.
 //! - [`decision_log`]: the one decision log line, written and read back.
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
@@ -29,6 +31,7 @@ pub mod desk;
 pub mod learned;
 pub mod lists;
 pub mod metrics;
+pub mod op25b;
 pub mod replies;
 pub mod resolver;
 pub mod service;

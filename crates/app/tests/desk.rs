@@ -32,6 +32,7 @@ fn settings(hook: &[&str], retry: RetryPolicy) -> DeskSettings {
         },
         notice: NoticeSettings::default(),
         signals: Default::default(),
+        op25b: None,
     }
 }
 

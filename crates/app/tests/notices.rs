@@ -119,6 +119,7 @@ fn settings(port: u16, zone: FixedOffset, retry: RetryPolicy) -> DeskSettings {
             timeout: Duration::from_secs(10),
         },
         signals: Default::default(),
+        op25b: None,
     }
 }
 

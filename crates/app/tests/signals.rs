@@ -37,7 +37,9 @@ fn settings() -> DeskSettings {
             lookback: 86_400,
             min_limit_trips: 3,
             min_refused_sends: 1,
+            min_op25b_hits: 100,
         },
+        op25b: None,
     }
 }
 

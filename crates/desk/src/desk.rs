@@ -278,7 +278,35 @@ pub fn ingest_internal(
     let bytes =
         serde_json::to_vec(&serde_json::json!({ "observed_at": observed_at, "signal": signal }))
             .map_err(DeskError::from)?;
-    let raw = store.put_raw(&bytes, now)?;
+    file_internal(store, &bytes, signal, observed_at, now, config)
+}
+
+/// [`ingest_internal`] for a signal whose figures grow while it is watched (the OP25B
+/// hit table's counters): the stored raw bytes are `key`, which must name the signal
+/// once (e.g. the source and the window of its last attempt), so every run that sees
+/// it again is a duplicate; the report carries the figures of the first run that
+/// filed it, attributed at `observed_at`.
+pub fn ingest_internal_keyed(
+    store: &dyn DeskStore,
+    signal: &crate::report::InternalSignal,
+    key: &serde_json::Value,
+    observed_at: UnixTime,
+    now: UnixTime,
+    config: &DeskConfig,
+) -> Result<IngestOutcome> {
+    let bytes = serde_json::to_vec(key).map_err(DeskError::from)?;
+    file_internal(store, &bytes, signal, observed_at, now, config)
+}
+
+fn file_internal(
+    store: &dyn DeskStore,
+    bytes: &[u8],
+    signal: &crate::report::InternalSignal,
+    observed_at: UnixTime,
+    now: UnixTime,
+    config: &DeskConfig,
+) -> Result<IngestOutcome> {
+    let raw = store.put_raw(bytes, now)?;
     let report = crate::report::internal_report(signal, observed_at);
     let report_id = store.put_report(raw.id, &report, now)?;
     let Some(account) = signal.account() else {

@@ -125,7 +125,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn empty(kind: ReportKind) -> Report {
+    pub(crate) fn empty(kind: ReportKind) -> Report {
         Report {
             kind,
             category: None,

@@ -38,6 +38,41 @@ pub struct Op25bConfig {
 
 pub const DEFAULT_TABLE: &str = "spamgate_op25b";
 
+impl Op25bConfig {
+    /// Whether any exemption names a customer (then the abuse desk decides which are in
+    /// force).
+    pub fn has_customer_exemptions(&self) -> bool {
+        self.exempt.iter().any(|e| e.customer.is_some())
+    }
+
+    /// The exemptions of one customer.
+    pub fn customer_exemptions<'a>(
+        &'a self,
+        customer: &'a str,
+    ) -> impl Iterator<Item = &'a Exemption> {
+        self.exempt
+            .iter()
+            .filter(move |e| e.customer.as_deref() == Some(customer))
+    }
+
+    /// This configuration without the exemptions of the customers `revoked` says yes to
+    /// (suspended or terminated ones), and the exemptions left out. Pure: the caller
+    /// asks the desk.
+    pub fn without_customers(
+        &self,
+        revoked: impl Fn(&str) -> bool,
+    ) -> (Op25bConfig, Vec<Exemption>) {
+        let mut kept = self.clone();
+        let (out, keep): (Vec<Exemption>, Vec<Exemption>) = self
+            .exempt
+            .iter()
+            .cloned()
+            .partition(|e| e.customer.as_deref().is_some_and(&revoked));
+        kept.exempt = keep;
+        (kept, out)
+    }
+}
+
 impl Default for Op25bConfig {
     fn default() -> Self {
         Op25bConfig {
@@ -67,6 +102,11 @@ pub struct Exemption {
     /// End of the exemption; absent: permanent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Expiry>,
+    /// The abuse desk's customer the exemption belongs to (e.g. a static block carved out
+    /// of a pool): while the desk has that customer suspended or terminated, the
+    /// exemption is left out of the sets (see [`Op25bConfig::without_customers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
 }
 
 /// `N/second`, `N/minute`, `N/hour` or `N/day`.

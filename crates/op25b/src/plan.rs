@@ -124,6 +124,16 @@ pub fn plan(config: &Op25bConfig, now: SystemTime) -> Result<Plan, Op25bError> {
                 exemption.prefix
             ));
         }
+        if exemption
+            .customer
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            problems.push(format!(
+                "exemption {} has an empty customer: name the desk's customer id or leave it out",
+                exemption.prefix
+            ));
+        }
         let mut element = Element {
             prefix: exemption.prefix,
             timeout_secs: None,
@@ -288,6 +298,55 @@ fn nft_comment(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exemptions_of_revoked_customers_are_left_out() {
+        let config: Op25bConfig = toml::from_str(
+            r#"
+            pools = ["198.51.100.0/24"]
+            exempt = [
+              { prefix = "198.51.100.128/28", reason = "static", customer = "C-1" },
+              { prefix = "198.51.100.160/28", reason = "static", customer = "C-2" },
+              { prefix = "198.51.100.77", reason = "opt-out" },
+            ]
+            "#,
+        )
+        .unwrap();
+        assert!(config.has_customer_exemptions());
+        assert_eq!(config.customer_exemptions("C-1").count(), 1);
+        let (kept, out) = config.without_customers(|c| c == "C-1");
+        let prefixes = |list: &[crate::config::Exemption]| {
+            list.iter()
+                .map(|e| e.prefix.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(prefixes(&out), ["198.51.100.128/28"]);
+        assert_eq!(
+            prefixes(&kept.exempt),
+            ["198.51.100.160/28", "198.51.100.77"]
+        );
+        let plan = plan(&kept, SystemTime::UNIX_EPOCH).unwrap();
+        assert!(!plan.set_update().contains("198.51.100.128/28"));
+        assert!(plan.set_update().contains("198.51.100.160/28"));
+        let (all, none) = config.without_customers(|_| false);
+        assert_eq!(all, config);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn an_empty_customer_is_refused() {
+        let config: Op25bConfig = toml::from_str(
+            r#"
+            pools = ["198.51.100.0/24"]
+            exempt = [{ prefix = "198.51.100.128/28", reason = "static", customer = " " }]
+            "#,
+        )
+        .unwrap();
+        let error = plan(&config, SystemTime::UNIX_EPOCH)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("empty customer"), "{error}");
+    }
 
     #[test]
     fn comments_are_made_safe_for_nft() {

@@ -645,6 +645,25 @@ impl ConfigError {
 }
 
 impl Config {
+    /// The desk's settings with OP25B as `[op25b]` manages it here (`None` without pools).
+    pub fn desk_settings(&self) -> Result<spamgate_app::desk::DeskSettings, ConfigError> {
+        let mut settings = self.desk.settings()?;
+        settings.op25b = self.op25b_settings();
+        Ok(settings)
+    }
+
+    /// `[op25b]` and the nft command of `[desk] op25b_nft`; `None` when `[op25b]` has no
+    /// pools (spamgate does not manage OP25B here).
+    pub fn op25b_settings(&self) -> Option<spamgate_app::op25b::Op25bSettings> {
+        if self.op25b.pools.is_empty() {
+            return None;
+        }
+        Some(spamgate_app::op25b::Op25bSettings {
+            config: self.op25b.clone(),
+            nft: spamgate_op25b::NftRunner::new(self.desk.op25b_nft.clone()).unwrap_or_default(),
+        })
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -942,6 +961,23 @@ pub struct DeskSection {
     pub signal_limit_trips: u32,
     /// Refused sends of a suspended account within a window that make a report.
     pub signal_refused_sends: u32,
+    /// Blocked port-25 attempts of one source in `op25b hits` that make an internal
+    /// report for the customer who held the address (0: OP25B hits are not signals).
+    pub signal_op25b_hits: u64,
+    /// How the desk runs nft for OP25B (the revocation's sync, the hits), e.g.
+    /// `["ip", "netns", "exec", "router", "nft"]`.
+    pub op25b_nft: Vec<String>,
+    /// `abuse purge`: address history (sessions) that ended longer ago is removed.
+    #[serde(with = "humantime_serde")]
+    pub retention_sessions: Duration,
+    /// `abuse purge`: reports in no case (triage, dismissed) received longer ago, and
+    /// finished deliveries, are removed.
+    #[serde(with = "humantime_serde")]
+    pub retention_reports: Duration,
+    /// `abuse purge`: closed or dismissed cases without a claim whose last report is
+    /// older are removed with their reports and raw messages.
+    #[serde(with = "humantime_serde")]
+    pub retention_cases: Duration,
 }
 
 impl Default for DeskSection {
@@ -981,6 +1017,11 @@ impl Default for DeskSection {
             signal_lookback: secs(signals.lookback),
             signal_limit_trips: signals.min_limit_trips,
             signal_refused_sends: signals.min_refused_sends,
+            signal_op25b_hits: signals.min_op25b_hits,
+            op25b_nft: vec!["nft".into()],
+            retention_sessions: Duration::from_secs(183 * 86_400),
+            retention_reports: Duration::from_secs(365 * 86_400),
+            retention_cases: Duration::from_secs(3 * 365 * 86_400),
         }
     }
 }
@@ -991,6 +1032,16 @@ impl DeskSection {
         self.path
             .clone()
             .unwrap_or_else(|| store.path.with_file_name("desk.db"))
+    }
+
+    /// The retention `abuse purge` applies, in seconds.
+    pub fn retention(&self) -> spamgate_desk::store::Retention {
+        let secs = |d: Duration| d.as_secs().min(i64::MAX as u64) as i64;
+        spamgate_desk::store::Retention {
+            sessions: secs(self.retention_sessions),
+            reports: secs(self.retention_reports),
+            cases: secs(self.retention_cases),
+        }
     }
 
     /// The application layer's desk settings.
@@ -1016,6 +1067,26 @@ impl DeskSection {
                 &self.notice_from,
                 "expected an address such as abuse@example.net",
             ));
+        }
+        if self.op25b_nft.is_empty() || self.op25b_nft[0].trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "desk.op25b_nft",
+                "[]",
+                "name the nft command, e.g. [\"nft\"]",
+            ));
+        }
+        for (key, value) in [
+            ("desk.retention_sessions", self.retention_sessions),
+            ("desk.retention_reports", self.retention_reports),
+            ("desk.retention_cases", self.retention_cases),
+        ] {
+            if value < Duration::from_secs(86_400) {
+                return Err(ConfigError::invalid(
+                    key,
+                    &humantime::format_duration(value).to_string(),
+                    "must be at least 1day",
+                ));
+            }
         }
         if self.signal_window < Duration::from_secs(60) {
             return Err(ConfigError::invalid(
@@ -1073,7 +1144,10 @@ impl DeskSection {
                 lookback: secs(self.signal_lookback),
                 min_limit_trips: self.signal_limit_trips,
                 min_refused_sends: self.signal_refused_sends,
+                min_op25b_hits: self.signal_op25b_hits,
             },
+            // Filled from [op25b] by the caller (`Config::desk_settings`).
+            op25b: None,
         })
     }
 }

@@ -205,8 +205,17 @@ pub enum AbuseCommand {
         limit: usize,
     },
     /// File submission account events (limit trips, refused sends of suspended
-    /// accounts) of the ended windows as internal reports, e.g. from a timer. Idempotent.
+    /// accounts) of the ended windows, and OP25B hits above [desk] signal_op25b_hits,
+    /// as internal reports, e.g. from a timer. Idempotent.
     Signals,
+    /// Remove what is past the [desk] retention_* keys: address history, reports in no
+    /// case, finished deliveries, closed or dismissed cases without a claim (daily timer).
+    Purge {
+        /// Also remove open, confirmed and claimed cases past retention_cases, and
+        /// failed deliveries.
+        #[arg(long)]
+        force: bool,
+    },
     /// The delivery queue (hooks and notices): pending, done or failed.
     Deliveries {
         /// pending, done or failed.
@@ -358,8 +367,7 @@ fn load(path: Option<&PathBuf>, failure_code: Option<i32>) -> Result<Loaded, Fat
         .map_err(|e| with(exit::CONFIG, e.into()))?;
     crate::logging::init("warn");
     let settings = config
-        .desk
-        .settings()
+        .desk_settings()
         .map_err(|e| with(exit::CONFIG, e.into()))?;
     let desk_path = config.desk.store_path(&config.store);
     let desk = spamgate_app::desk::open_sqlite_desk(&desk_path)
@@ -573,7 +581,6 @@ fn print_enforced(e: &Enforced, zone: FixedOffset, as_json: bool) {
             "proposal": t.ladder.proposal.as_ref().map(|p| proposal_json(p, zone)),
             "accounts": accounts,
             "actions": t.actions,
-            "not_carried_out": e.not_carried_out,
         }));
         return;
     }
@@ -598,11 +605,6 @@ fn print_enforced(e: &Enforced, zone: FixedOffset, as_json: bool) {
     }
     for a in &e.accounts {
         println!("account\t{}\t{} -> {}", a.username, a.from.id(), a.to.id());
-    }
-    for a in &e.not_carried_out {
-        println!(
-            "not carried out\t{a:?}\t(OP25B exemptions: edit [op25b] exempt, then `spamgate op25b sync`)"
-        );
     }
 }
 
@@ -750,6 +752,9 @@ async fn run_hooks_now(
     at: UnixTime,
     as_json: bool,
 ) -> Result<(), Fatal> {
+    for run in desk.run_due_op25b(at, 100).await.map_err(failed)? {
+        print_op25b_run(&run, as_json);
+    }
     for run in desk.run_due_hooks(at, 100).await.map_err(failed)? {
         print_hook_run(&run, as_json);
     }
@@ -774,6 +779,31 @@ fn print_notice_run(run: &spamgate_app::desk::NoticeRun, as_json: bool) {
             run.to.as_deref().unwrap_or("-"),
             run.state.as_str(),
             run.error.as_deref().unwrap_or("ok")
+        );
+    }
+}
+
+fn print_op25b_run(run: &spamgate_app::desk::Op25bRun, as_json: bool) {
+    if as_json {
+        print_json(&json!({
+            "op25b": run.delivery_id, "customer": run.customer, "action": run.action,
+            "prefixes": run.prefixes, "in_force": run.in_force, "note": run.note,
+            "error": run.error, "state": run.state.as_str(),
+        }));
+    } else {
+        let what = match (&run.error, &run.note) {
+            (Some(e), _) => e.clone(),
+            (None, Some(note)) => note.clone(),
+            (None, None) if run.in_force => format!("{} in force", run.prefixes.join(", ")),
+            (None, None) => format!("{} revoked", run.prefixes.join(", ")),
+        };
+        println!(
+            "op25b {}\t{}\t{}\t{}\t{}",
+            run.delivery_id,
+            run.customer,
+            run.action,
+            run.state.as_str(),
+            what
         );
     }
 }
@@ -976,10 +1006,15 @@ fn abuse_other(
         }),
         AbuseCommand::Deliver { limit } => with_service(loaded, async |desk| {
             let settings = desk.settings();
+            // OP25B deliveries are always carried out (or recorded as having nothing
+            // to do): they are never left waiting for a key the operator did not set.
+            for run in desk.run_due_op25b(at, limit).await.map_err(failed)? {
+                print_op25b_run(&run, as_json);
+            }
             if settings.hook.command.is_empty() && settings.notice.relay_host.is_empty() {
                 return Err(usage(
                     "neither [desk] hook_command nor notice_relay_host is configured: \
-                     deliveries stay queued",
+                     hook and notice deliveries stay queued",
                 ));
             }
             for run in desk.run_due_hooks(at, limit).await.map_err(failed)? {
@@ -990,8 +1025,52 @@ fn abuse_other(
             }
             Ok(())
         }),
+        AbuseCommand::Purge { force } => {
+            let retention = loaded.config.desk.retention();
+            with_service(loaded, async |desk| {
+                let summary = desk.purge(retention, force, at).await.map_err(failed)?;
+                if as_json {
+                    print_json(&json!(summary));
+                } else {
+                    println!(
+                        "removed {} sessions, {} cases, {} reports, {} raw messages, {} deliveries; \
+                         kept {} open and {} claimed cases past their retention{}",
+                        summary.sessions,
+                        summary.cases,
+                        summary.reports,
+                        summary.raw_reports,
+                        summary.deliveries,
+                        summary.kept_open_cases,
+                        summary.kept_claimed_cases,
+                        if force { " (forced)" } else { "" }
+                    );
+                }
+                Ok(())
+            })
+        }
         AbuseCommand::Signals => with_service(loaded, async |desk| {
-            let run = desk.file_account_signals(at).await.map_err(failed)?;
+            let mut run = desk.file_account_signals(at).await.map_err(failed)?;
+            // OP25B hits (when [op25b] is managed here and signal_op25b_hits > 0). A
+            // failure to read them is reported after the account signals are filed.
+            let mut hits_error = None;
+            match desk.op25b_hits().await {
+                Ok(None) => {}
+                Ok(Some(hits)) => {
+                    let timeout = desk
+                        .settings()
+                        .op25b
+                        .as_ref()
+                        .map_or(86_400, |o| o.config.hits_timeout.as_secs() as i64);
+                    let op25b = desk
+                        .file_op25b_signals(hits, timeout, at)
+                        .await
+                        .map_err(failed)?;
+                    run.filed.extend(op25b.filed);
+                    run.already_filed += op25b.already_filed;
+                    run.triaged.extend(op25b.triaged);
+                }
+                Err(e) => hits_error = Some(e),
+            }
             if as_json {
                 let filed: Vec<Value> = run
                     .filed
@@ -1000,9 +1079,14 @@ fn abuse_other(
                         json!({ "report": report, "customer": customer, "case": case })
                     })
                     .collect();
+                let triaged: Vec<Value> = run
+                    .triaged
+                    .iter()
+                    .map(|(report, source)| json!({ "report": report, "source": source }))
+                    .collect();
                 print_json(&json!({
                     "filed": filed, "already_filed": run.already_filed,
-                    "unlinked": run.unlinked,
+                    "unlinked": run.unlinked, "triaged": triaged,
                 }));
             } else {
                 for (report, customer, case) in &run.filed {
@@ -1014,14 +1098,21 @@ fn abuse_other(
                         "unlinked account {account}: not filed (`spamgate customer link CUSTOMER --account ACCOUNT`)"
                     );
                 }
+                for (report, source) in &run.triaged {
+                    println!("triage report {report}\t{source}: OP25B hits, no single holder");
+                }
                 println!(
-                    "{} filed, {} already filed, {} unlinked",
+                    "{} filed, {} already filed, {} unlinked, {} to triage",
                     run.filed.len(),
                     run.already_filed,
-                    run.unlinked.len()
+                    run.unlinked.len(),
+                    run.triaged.len()
                 );
             }
-            Ok(())
+            match hits_error {
+                Some(e) => Err(failed(e)),
+                None => Ok(()),
+            }
         }),
         AbuseCommand::Deliveries { state, limit } => {
             let state = match state.as_str() {

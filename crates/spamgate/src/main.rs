@@ -297,13 +297,28 @@ fn op25b(
         Op25bSub::Sync => Op25bCommand::Sync,
         Op25bSub::Hits => Op25bCommand::Hits,
     };
-    spamgate::op25b::run(command, &config.op25b, &nft, now, json).map_err(|e| daemon::Fatal {
-        code: if matches!(e, spamgate_op25b::Op25bError::Invalid(_)) {
-            exit::CONFIG
-        } else {
-            1
-        },
-        error: e.into(),
+    // Exemptions that name customers follow the abuse desk's ladder: read it (only then).
+    let desk = if config.op25b.has_customer_exemptions() && command != Op25bCommand::Hits {
+        let path = config.desk.store_path(&config.store);
+        Some(
+            spamgate_app::desk::open_sqlite_desk(&path).map_err(|e| daemon::Fatal {
+                code: exit::STORE,
+                error: e.into(),
+            })?,
+        )
+    } else {
+        None
+    };
+    spamgate::op25b::run(command, &config.op25b, &nft, desk.as_deref(), now, json).map_err(|e| {
+        use spamgate_app::op25b::Op25bServiceError;
+        daemon::Fatal {
+            code: match &e {
+                Op25bServiceError::Op25b(spamgate_op25b::Op25bError::Invalid(_)) => exit::CONFIG,
+                Op25bServiceError::Desk(_) => exit::STORE,
+                Op25bServiceError::Op25b(_) => 1,
+            },
+            error: e.into(),
+        }
     })
 }
 

@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use spamgate_app::op25b::{Effective, Op25bServiceError, Op25bSettings};
+use spamgate_desk::store::DeskStore;
 use spamgate_op25b::{NftRunner, Op25bConfig, Op25bError, Plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,20 +15,29 @@ pub enum Op25bCommand {
     Hits,
 }
 
-/// Run one command; human-readable notes go to stderr, the result to stdout.
+/// Run one command; human-readable notes go to stderr, the result to stdout. `desk` is
+/// the abuse desk's store when an exemption names a customer: the exemptions of
+/// customers it has suspended or terminated are left out (the same effective set the
+/// desk's enforcement syncs).
 pub fn run(
     command: Op25bCommand,
     config: &Op25bConfig,
     nft: &NftRunner,
+    desk: Option<&dyn DeskStore>,
     now: SystemTime,
     json: bool,
-) -> Result<(), Op25bError> {
+) -> Result<(), Op25bServiceError> {
+    let settings = Op25bSettings {
+        config: config.clone(),
+        nft: nft.clone(),
+    };
     match command {
         Op25bCommand::Render => {
-            let plan = spamgate_op25b::plan(config, now)?;
+            let (plan, effective) = spamgate_app::op25b::plan(config, desk, now)?;
             note_expired(&plan);
+            note_revoked(&effective);
             if json {
-                let text = serde_json::to_string_pretty(&render_json(config, &plan))
+                let text = serde_json::to_string_pretty(&render_json(&effective.config, &plan))
                     .map_err(|e| Op25bError::Json(e.to_string()))?;
                 println!("{text}");
             } else {
@@ -34,9 +45,9 @@ pub fn run(
             }
         }
         Op25bCommand::Apply => {
-            let plan = spamgate_op25b::plan(config, now)?;
+            let (plan, effective) = spamgate_app::op25b::apply(&settings, desk, now)?;
             note_expired(&plan);
-            spamgate_op25b::apply(&plan.ruleset(), nft)?;
+            note_revoked(&effective);
             eprintln!(
                 "spamgate: table inet {} loaded; {}",
                 plan.table(),
@@ -44,8 +55,9 @@ pub fn run(
             );
         }
         Op25bCommand::Sync => {
-            let plan = spamgate_op25b::sync(config, now, nft)?;
+            let (plan, effective) = spamgate_app::op25b::sync(&settings, desk, now)?;
             note_expired(&plan);
+            note_revoked(&effective);
             eprintln!(
                 "spamgate: sets of table inet {} updated; {}",
                 plan.table(),
@@ -110,6 +122,22 @@ fn summary(config: &Op25bConfig, plan: &Plan) -> String {
         plan.exemptions().count(),
         plan.expired().len()
     )
+}
+
+fn note_revoked(effective: &Effective) {
+    for gone in &effective.revoked {
+        eprintln!(
+            "spamgate: note: exemption {} ({:?}) revoked: the abuse desk has customer {} suspended or terminated",
+            gone.prefix,
+            gone.reason,
+            gone.customer.as_deref().unwrap_or("?")
+        );
+    }
+    for customer in &effective.unknown_customers {
+        eprintln!(
+            "spamgate: warning: [op25b] exempt names customer {customer}, unknown to the abuse desk; its exemptions stay in force"
+        );
+    }
 }
 
 fn note_expired(plan: &Plan) {

@@ -515,3 +515,30 @@ fn parallel_ingests_store_each_message_once() {
         "same original Message-ID: one case: {cases}"
     );
 }
+
+/// `abuse purge` is wired to the configured retention: nothing recent goes (the store's
+/// rules are the conformance suite's `purge_keeps_open_and_claimed_cases`), and a
+/// retention under a day is refused before anything is touched.
+#[test]
+fn purge_keeps_what_is_recent_and_refuses_a_short_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    provision(&config);
+    let (code, _, err) = ingest(&config, &alice_report());
+    assert_eq!(code, Some(0), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(ok(&config, &["abuse", "purge", "--json"]).trim()).unwrap();
+    for key in ["sessions", "cases", "reports", "raw_reports", "deliveries"] {
+        assert_eq!(summary[key], 0, "{key}: {summary}");
+    }
+    assert_eq!(summary["kept_open_cases"], 0, "not past its retention");
+    assert_eq!(
+        ok(&config, &["abuse", "reports", "--json"]).lines().count(),
+        1
+    );
+
+    let short = write_config(dir.path(), "[desk]\nretention_cases = \"1h\"\n");
+    let (code, _, err) = run_with_config(&short, &["abuse", "purge"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("retention_cases"), "{err}");
+}

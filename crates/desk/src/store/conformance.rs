@@ -35,7 +35,8 @@ macro_rules! desk_store_conformance {
             deliveries_retry_then_fail_visibly,
             parallel_ingests_store_each_message_once,
             ingest_files_folds_and_triages,
-            internal_signals_become_reports);
+            internal_signals_become_reports,
+            purge_keeps_open_and_claimed_cases);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -549,6 +550,16 @@ pub fn cases_ladder_audit_and_claims(open: &Opener) {
         store.customer("C1").unwrap().unwrap().status,
         CustomerStatus::Suspended
     );
+    let op25b: Vec<_> = store
+        .due_deliveries_of(DeliveryKind::Op25b, 1_200, 10)
+        .unwrap();
+    assert_eq!(op25b.len(), 1, "the suspension queues the OP25B revocation");
+    assert_eq!(op25b[0].customer, "C1");
+    assert!(
+        op25b[0].payload.contains("revoke-op25b-exemptions"),
+        "{}",
+        op25b[0].payload
+    );
     assert!(
         desk::decide(
             store.as_ref(),
@@ -898,4 +909,164 @@ pub fn internal_signals_become_reports(open: &Opener) {
     };
     let triaged = desk::ingest_internal(&*store, &orphan, jst(11, 0), jst(11, 3), &config).unwrap();
     assert_eq!(triaged.state, ReportState::Triage);
+}
+
+/// Retention: what `purge` removes, and what it keeps unless forced.
+pub fn purge_keeps_open_and_claimed_cases(open: &Opener) {
+    use super::{ReportOutcome, Retention};
+    use crate::report::{Report, ReportKind};
+    const DAY: i64 = 86_400;
+    let now = 20_000 * DAY;
+    let old = now - 40 * DAY;
+    let recent = now - DAY;
+    let retention = Retention {
+        sessions: 10 * DAY,
+        reports: 20 * DAY,
+        cases: 30 * DAY,
+    };
+    let store = open();
+    store
+        .upsert_customer(&customer("C1", Language::Ja))
+        .unwrap();
+    let report = |text: &str, at: i64| {
+        let raw = store.put_raw(text.as_bytes(), at).unwrap();
+        let id = store
+            .put_report(raw.id, &Report::empty(ReportKind::PlainText), at)
+            .unwrap();
+        (raw.id, id)
+    };
+    let filed = |text: &str, category: Category, at: i64, state: CaseState| {
+        let (raw, id) = report(text, at);
+        let (case_id, _) = store
+            .file_into_case(id, "C1", category, None, at, &Default::default())
+            .unwrap();
+        store
+            .set_report_outcome(
+                id,
+                &ReportOutcome {
+                    state: ReportState::Filed,
+                    customer: Some("C1".into()),
+                    case_id: Some(case_id),
+                    attribution: None,
+                },
+            )
+            .unwrap();
+        let mut case = store.case(case_id).unwrap().unwrap();
+        case.state = state;
+        store.save_case(&case).unwrap();
+        (raw, id, case_id)
+    };
+    let closed_old = filed("closed old", Category::Spam, old, CaseState::Closed);
+    let open_old = filed("open old", Category::Overload, old, CaseState::Confirmed);
+    let claimed_old = filed("claimed old", Category::Vandalism, old, CaseState::Closed);
+    let closed_recent = filed(
+        "closed recent",
+        Category::Illegal,
+        recent,
+        CaseState::Closed,
+    );
+    desk::file_claim(
+        &*store,
+        &Claim {
+            customer: "C1".into(),
+            case_ids: vec![claimed_old.2],
+            amount: 10_000,
+            currency: "JPY".into(),
+            basis: "operator time".into(),
+            items: vec![],
+        },
+        "legal",
+        old,
+    )
+    .unwrap();
+    let triage_old = report("triage old", old);
+    let triage_recent = report("triage recent", recent);
+    for id in [triage_old.1, triage_recent.1] {
+        store
+            .set_report_outcome(id, &ReportOutcome::triage())
+            .unwrap();
+    }
+    store
+        .import_batch(
+            "static",
+            &parse_static(&format!(
+                "C1,203.0.113.16/29,{},{}\nC1,203.0.113.24/29,{},\n",
+                crate::time::rfc3339(old - DAY, FixedOffset::UTC),
+                crate::time::rfc3339(old, FixedOffset::UTC),
+                crate::time::rfc3339(old, FixedOffset::UTC),
+            )),
+        )
+        .unwrap();
+    let done = store
+        .enqueue_delivery(DeliveryKind::Hook, "C1", "{}", old)
+        .unwrap();
+    store.delivery_done(done, old).unwrap();
+    let failed = store
+        .enqueue_delivery(DeliveryKind::Hook, "C1", "{}", old)
+        .unwrap();
+    let once = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    store
+        .delivery_failed(failed, old, "refused", &once)
+        .unwrap();
+
+    let summary = store.purge(&retention.cutoffs(now, false)).unwrap();
+    assert_eq!(
+        (
+            summary.sessions,
+            summary.cases,
+            summary.reports,
+            summary.raw_reports
+        ),
+        (1, 1, 2, 2),
+        "{summary:?}"
+    );
+    assert_eq!(summary.deliveries, 1, "the done one: {summary:?}");
+    assert_eq!(
+        (summary.kept_open_cases, summary.kept_claimed_cases),
+        (1, 1),
+        "{summary:?}"
+    );
+    assert!(store.case(closed_old.2).unwrap().is_none());
+    assert!(store.report(closed_old.1).unwrap().is_none());
+    assert!(store.raw(closed_old.0).unwrap().is_none());
+    assert!(store.report(triage_old.1).unwrap().is_none());
+    for (raw, report, case) in [open_old, claimed_old, closed_recent] {
+        assert!(store.case(case).unwrap().is_some(), "case {case} kept");
+        assert!(store.report(report).unwrap().is_some());
+        assert!(store.raw(raw).unwrap().is_some());
+    }
+    assert!(store.report(triage_recent.1).unwrap().is_some());
+    assert_eq!(
+        store.deliveries(DeliveryState::Failed, 10).unwrap().len(),
+        1
+    );
+    check_who(&*store, "203.0.113.25", None, now, Ok("C1"));
+    // Nothing more the second time.
+    let again = store.purge(&retention.cutoffs(now, false)).unwrap();
+    assert_eq!(
+        (again.sessions, again.cases, again.reports, again.deliveries),
+        (0, 0, 0, 0)
+    );
+
+    let forced = store.purge(&retention.cutoffs(now, true)).unwrap();
+    assert_eq!(
+        (forced.cases, forced.reports, forced.raw_reports),
+        (2, 2, 2)
+    );
+    assert_eq!(forced.deliveries, 1, "the failed one");
+    assert!(store.case(open_old.2).unwrap().is_none());
+    assert!(store.case(claimed_old.2).unwrap().is_none());
+    assert!(store.case(closed_recent.2).unwrap().is_some());
+    assert_eq!(store.claims("C1").unwrap().len(), 1, "claims are kept");
+    assert!(
+        store
+            .audit("C1")
+            .unwrap()
+            .iter()
+            .any(|(_, a)| a.action == "claim"),
+        "the audit trail is kept"
+    );
 }

@@ -142,6 +142,9 @@ pub enum DeliveryKind {
     Notify,
     /// The operator's hook command.
     Hook,
+    /// Bringing the OP25B exemption sets in line with the customers' steps (`op25b
+    /// sync`): queued by a suspension, termination or resume, like a hook.
+    Op25b,
 }
 
 impl DeliveryKind {
@@ -149,6 +152,7 @@ impl DeliveryKind {
         match self {
             DeliveryKind::Notify => "notify",
             DeliveryKind::Hook => "hook",
+            DeliveryKind::Op25b => "op25b",
         }
     }
 }
@@ -220,6 +224,65 @@ pub struct ImportSummary {
     pub rejected: usize,
 }
 
+/// How long `abuse purge` keeps each kind of record, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Address history: intervals that ended longer ago go.
+    pub sessions: i64,
+    /// Reports in no case (triage, dismissed, new), their raw messages, and finished
+    /// (done) deliveries.
+    pub reports: i64,
+    /// Closed or dismissed cases without a claim, with their reports and raw messages,
+    /// by the time of their last report.
+    pub cases: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            sessions: 183 * 86_400,
+            reports: 365 * 86_400,
+            cases: 3 * 365 * 86_400,
+        }
+    }
+}
+
+/// The instants before which `purge` removes records: `now` minus each retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeCutoffs {
+    pub sessions: UnixTime,
+    pub reports: UnixTime,
+    pub cases: UnixTime,
+    /// Also remove cases that are open or confirmed, or have a claim, and failed
+    /// deliveries (the operator's explicit decision).
+    pub force: bool,
+}
+
+impl Retention {
+    pub fn cutoffs(&self, now: UnixTime, force: bool) -> PurgeCutoffs {
+        PurgeCutoffs {
+            sessions: now.saturating_sub(self.sessions),
+            reports: now.saturating_sub(self.reports),
+            cases: now.saturating_sub(self.cases),
+            force,
+        }
+    }
+}
+
+/// What a purge removed, and the old cases it kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PurgeSummary {
+    pub sessions: usize,
+    pub cases: usize,
+    pub reports: usize,
+    pub raw_reports: usize,
+    pub deliveries: usize,
+    /// Cases past their retention kept because they are open or confirmed.
+    pub kept_open_cases: usize,
+    /// Cases past their retention kept because a claim names them.
+    pub kept_claimed_cases: usize,
+}
+
 /// Everything the desk keeps.
 pub trait DeskStore: Send + Sync {
     // --- raw reports and reports
@@ -272,6 +335,16 @@ pub trait DeskStore: Send + Sync {
     ) -> Result<Vec<Interval>>;
     /// Removes intervals that ended before `cutoff` (retention).
     fn purge_intervals(&self, cutoff: UnixTime) -> Result<usize>;
+
+    /// Retention, in one transaction: intervals ended before `cutoffs.sessions`;
+    /// closed or dismissed cases whose last report is before `cutoffs.cases` and that no
+    /// claim names, with their reports; reports in no case received before
+    /// `cutoffs.reports`; raw messages no report refers to, last seen before
+    /// `cutoffs.reports`; done deliveries finished before it. Open or confirmed cases
+    /// and claimed ones are kept (and counted) unless `cutoffs.force`, which also
+    /// removes failed deliveries. Customers, ladders, the audit trail and claims are
+    /// never removed.
+    fn purge(&self, cutoffs: &PurgeCutoffs) -> Result<PurgeSummary>;
 
     /// Who held `query.address` then: [`attribute`] over this store's records.
     fn attribute(&self, query: Query, policy: &AttributionPolicy) -> Result<Attribution> {

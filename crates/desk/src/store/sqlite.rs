@@ -16,8 +16,9 @@ use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Delivery, DeliveryKind, DeliveryState, DeskError, DeskStore, ImportSummary, RawId, RawPut,
-    RawReport, ReportId, ReportOutcome, ReportState, Result, RetryPolicy, StoredReport, sha256_hex,
+    Delivery, DeliveryKind, DeliveryState, DeskError, DeskStore, ImportSummary, PurgeCutoffs,
+    PurgeSummary, RawId, RawPut, RawReport, ReportId, ReportOutcome, ReportState, Result,
+    RetryPolicy, StoredReport, sha256_hex,
 };
 use crate::case::{
     Case, CaseId, CaseState, Customer, CustomerStatus, Fold, FoldPolicy, Language, fold,
@@ -319,6 +320,7 @@ fn delivery_from(row: DeliveryRow) -> Result<Delivery> {
         kind: match kind.as_str() {
             "notify" => DeliveryKind::Notify,
             "hook" => DeliveryKind::Hook,
+            "op25b" => DeliveryKind::Op25b,
             _ => return Err(bad("delivery kind", &kind)),
         },
         customer,
@@ -805,6 +807,76 @@ impl DeskStore for SqliteDeskStore {
         })
     }
 
+    fn purge(&self, cutoffs: &PurgeCutoffs) -> Result<PurgeSummary> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut summary = PurgeSummary {
+                sessions: tx.execute(
+                    "DELETE FROM intervals WHERE coalesce(t_end, t_seen) < ?1",
+                    [cutoffs.sessions],
+                )?,
+                ..PurgeSummary::default()
+            };
+            const CLAIMED: &str = "EXISTS (SELECT 1 FROM claims, json_each(claims.body, '$.case_ids') j
+                                   WHERE j.value = cases.id)";
+            const OPEN: &str = "cases.state NOT IN ('closed', 'dismissed')";
+            let count = |sql: &str| -> Result<usize> {
+                let n: i64 = tx.query_row(
+                    &format!("SELECT count(*) FROM cases WHERE last_report_at < ?1 AND {sql}"),
+                    [cutoffs.cases],
+                    |r| r.get(0),
+                )?;
+                Ok(n as usize)
+            };
+            if !cutoffs.force {
+                summary.kept_open_cases = count(OPEN)?;
+                summary.kept_claimed_cases = count(&format!("NOT ({OPEN}) AND {CLAIMED}"))?;
+            }
+            let doomed = if cutoffs.force {
+                "1".to_string()
+            } else {
+                format!("NOT ({OPEN}) AND NOT {CLAIMED}")
+            };
+            tx.execute("CREATE TEMP TABLE IF NOT EXISTS purge_cases (id INTEGER PRIMARY KEY)", [])?;
+            tx.execute("DELETE FROM purge_cases", [])?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO purge_cases SELECT id FROM cases WHERE last_report_at < ?1 AND {doomed}"
+                ),
+                [cutoffs.cases],
+            )?;
+            summary.reports += tx.execute(
+                "DELETE FROM reports WHERE case_id IN (SELECT id FROM purge_cases)",
+                [],
+            )?;
+            summary.cases = tx.execute("DELETE FROM cases WHERE id IN (SELECT id FROM purge_cases)", [])?;
+            tx.execute("DELETE FROM purge_cases", [])?;
+            summary.reports += tx.execute(
+                "DELETE FROM reports WHERE (case_id IS NULL OR case_id NOT IN (SELECT id FROM cases))
+                   AND received_at < ?1",
+                [cutoffs.reports],
+            )?;
+            summary.raw_reports = tx.execute(
+                "DELETE FROM raw_reports WHERE last_seen < ?1
+                   AND id NOT IN (SELECT raw_id FROM reports)",
+                [cutoffs.reports],
+            )?;
+            let finished = if cutoffs.force {
+                "state IN ('done', 'failed')"
+            } else {
+                "state = 'done'"
+            };
+            summary.deliveries = tx.execute(
+                &format!(
+                    "DELETE FROM deliveries WHERE {finished} AND coalesce(done_at, next_attempt, created_at) < ?1"
+                ),
+                [cutoffs.reports],
+            )?;
+            tx.commit()?;
+            Ok(summary)
+        })
+    }
+
     fn file_into_case(
         &self,
         report_id: ReportId,
@@ -949,7 +1021,9 @@ impl DeskStore for SqliteDeskStore {
                 let kind = match action {
                     Action::NotifyCustomer { .. } => DeliveryKind::Notify,
                     Action::RunHook { .. } => DeliveryKind::Hook,
-                    // Account and OP25B changes are carried out at once by the caller.
+                    Action::RevokeOp25bExemptions { .. }
+                    | Action::RestoreOp25bExemptions { .. } => DeliveryKind::Op25b,
+                    // Account changes are carried out at once by the caller.
                     _ => continue,
                 };
                 tx.execute(
