@@ -15,6 +15,7 @@
 //! - [`decision_log`]: the one decision log line, written and read back.
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
+//! - [`users`]: the admin API's users, tokens, sessions, login limit and audit trail.
 //! - [`clock`], [`resolver`]: the injected time and DNS.
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod resolver;
 pub mod service;
 pub mod settings;
 pub mod tarpit;
+pub mod users;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use replies::{Replies, ReplyHead, ReplyKind};
