@@ -739,6 +739,26 @@ fn a_report_becomes_a_case_whose_suspension_an_approver_approves() {
     );
     assert_eq!(sends["verdict"]["action"], "pass");
 
+    // A direct suspension needs a second person: over the API, only through a proposal.
+    let direct = json!({"step": "suspend", "reason": "spam run"});
+    let refused = expect(
+        t.operator
+            .post_json("/api/v1/customers/C-ALICE/ladder", &direct),
+        409,
+        "direct suspend",
+    );
+    assert!(
+        refused["error"].as_str().unwrap().contains("approv"),
+        "{refused}"
+    );
+    assert_eq!(
+        expect(
+            t.viewer.post_json("/api/v1/check", &submission),
+            200,
+            "check"
+        )["verdict"]["action"],
+        "pass"
+    );
     // Confirming proposes a suspension (the policy wants approval); nothing enforced yet.
     let confirmed = expect(
         t.operator.post(&format!("/api/v1/cases/{case_id}/confirm")),
