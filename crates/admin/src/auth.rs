@@ -228,8 +228,10 @@ pub fn client_address(state: &AdminState, peer: Option<IpAddr>, headers: &Header
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .last()
+            // The last hop is the one the trusted proxy added; nothing before it is
+            // believed, and one that does not parse leaves the peer's address.
+            .next_back()
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
     {
         return forwarded.to_string();
     }
@@ -493,9 +495,7 @@ pub async fn login(
                     serde_json::json!({ "error": error.to_string() }),
                 );
             }
-            if json {
-                ApiError::from(error).into_response()
-            } else if !error.is_usage() {
+            if json || !error.is_usage() {
                 ApiError::from(error).into_response()
             } else {
                 let failed = if rate { "rate" } else { "1" };

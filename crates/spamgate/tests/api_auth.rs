@@ -238,3 +238,28 @@ fn failed_logins_are_limited_per_user_and_per_address() {
     );
     assert!(actions.iter().any(|a| a == "login.refused"), "{actions:?}");
 }
+
+#[test]
+fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    // (trusted_proxies, the address the audit trail records)
+    for (trusted, recorded) in [("[\"127.0.0.1\"]", "203.0.113.5"), ("[]", "127.0.0.1")] {
+        let daemon = Daemon::start_with(&format!("trusted_proxies = {trusted}\n"), "");
+        daemon.add_user("pia", "viewer");
+        let body = format!("user=pia&password={}", password_of("pia"));
+        let response = daemon.client().send(
+            "POST",
+            "/login",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Accept", "application/json"),
+                ("X-Forwarded-For", "198.51.100.1, 203.0.113.5"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(response.status, 200, "{}", response.body);
+        let (_, out, _) = daemon.cli(&["admin", "audit", "--json"], "");
+        let entry: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(entry["action"], "login");
+        assert_eq!(entry["address"], recorded, "trusted {trusted}");
+    }
+}
