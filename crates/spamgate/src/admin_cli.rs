@@ -45,6 +45,7 @@ pub enum AdminCommand {
         /// Only this user's entries.
         #[arg(long)]
         user: Option<String>,
+        /// The most entries shown, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
@@ -54,6 +55,7 @@ pub enum AdminCommand {
 pub enum UserCommand {
     /// Add a user; the password is read from stdin (one line), or asked for on a terminal.
     Add {
+        /// The user name: 1 to 64 of a-z, 0-9, '.', '_', '-', '@'.
         name: String,
         /// viewer, operator, approver or admin.
         #[arg(long)]
@@ -62,19 +64,34 @@ pub enum UserCommand {
     /// List the users.
     List,
     /// Set a user's password (read like `add`); ends their sessions.
-    Passwd { name: String },
+    Passwd {
+        /// The user.
+        name: String,
+    },
     /// Change a user's role.
-    Role { name: String, role: String },
+    Role {
+        /// The user.
+        name: String,
+        /// viewer, operator, approver or admin.
+        role: String,
+    },
     /// Disable a user: sessions end, tokens stop working.
-    Disable { name: String },
+    Disable {
+        /// The user.
+        name: String,
+    },
     /// Enable a disabled user.
-    Enable { name: String },
+    Enable {
+        /// The user.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Create a token for a user; it is printed once and never again.
     Add {
+        /// The user the token acts as (with that user's role).
         user: String,
         /// What it is for (shown in `token list`).
         #[arg(long, default_value = "")]
@@ -85,11 +102,15 @@ pub enum TokenCommand {
     },
     /// List tokens (never their secrets).
     List {
+        /// Only this user's tokens.
         #[arg(long)]
         user: Option<String>,
     },
     /// Revoke a token by id.
-    Revoke { id: i64 },
+    Revoke {
+        /// The token's id (from `token list`).
+        id: i64,
+    },
 }
 
 fn fatal(code: i32, error: impl Into<anyhow::Error>) -> Fatal {
