@@ -19,6 +19,7 @@
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
 //! - [`charge_watch`]: notices when Postfix never asks at `[submission] charge_at`.
+//! - [`users`]: the admin API's users, tokens, sessions, login limit and audit trail.
 //! - [`clock`], [`resolver`]: the injected time and DNS.
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod resolver;
 pub mod service;
 pub mod settings;
 pub mod tarpit;
+pub mod users;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use replies::{Replies, ReplyHead, ReplyKind};

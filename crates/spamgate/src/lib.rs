@@ -19,6 +19,8 @@
 //! front-end in `spamgate-postfix`; listeners in `spamgate-net`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod admin_cli;
 pub mod cli;
 pub mod config;
 pub mod daemon;
