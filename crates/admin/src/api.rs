@@ -609,7 +609,7 @@ fn enforced_json(e: &Enforced) -> Value {
         .collect();
     json!({
         "ladder": t.ladder, "audit": t.audit, "actions": t.actions,
-        "accounts": accounts, "not_carried_out": e.not_carried_out,
+        "accounts": accounts,
     })
 }
 

@@ -246,6 +246,10 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
 
     let admin_listener = crate::admin::bind(&config).await?;
 
+    // Installed before anything tells the world we run (the log line, the pid file):
+    // SIGHUP's default action ends the process, so a reload (logrotate, `spamgate
+    // reload`) sent right after start must find the handler already there.
+    let handlers = Signals::install().map_err(|e| Fatal::new(exit::OS, e))?;
     let listen: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     info!(
         version = %env!("CARGO_PKG_VERSION"),
@@ -296,6 +300,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         shutdown_rx.clone(),
     ));
     let signals = tokio::spawn(signal_loop(
+        handlers,
         service.clone(),
         config_path,
         config.clone(),
@@ -547,20 +552,38 @@ pub async fn allow_refresh_loop<S: Backend, R: Resolver, C: Clock>(
     }
 }
 
+/// The signals the daemon answers, their handlers installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+}
+
 async fn signal_loop<S: Backend, R: Resolver, C: Clock>(
+    handlers: Signals,
     service: Arc<Service<S, R, C>>,
     config_path: Option<PathBuf>,
     mut current: Config,
     shutdown: watch::Sender<bool>,
 ) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = handlers;
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
