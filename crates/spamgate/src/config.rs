@@ -157,6 +157,12 @@ pub struct ServerConfig {
     /// Where `serve` writes its process id (removed at exit), for `spamgate reload`.
     /// Unset: no file.
     pub pid_file: Option<std::path::PathBuf>,
+    /// `"text"` or `"json"` (one object per line); a restart applies a change.
+    pub log_format: crate::logging::LogFormat,
+    /// `"stderr"` (journald under systemd) or `"syslog"` (facility mail, `syslog_path`).
+    pub log_target: crate::logging::LogTarget,
+    /// The syslog socket for `log_target = "syslog"`.
+    pub syslog_path: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -173,6 +179,9 @@ impl Default for ServerConfig {
             decide_at: vec!["RCPT".into()],
             shutdown_grace: Duration::from_secs(10),
             pid_file: None,
+            log_format: crate::logging::LogFormat::Text,
+            log_target: crate::logging::LogTarget::Stderr,
+            syslog_path: crate::logging::DEFAULT_SYSLOG_PATH.into(),
         }
     }
 }
