@@ -152,7 +152,7 @@ fn syslog_datagrams_at_facility_mail() {
                 !datagram.ends_with('\n'),
                 "one line per datagram: {datagram:?}"
             );
-            assert!(datagram.starts_with(&format!("<")), "{datagram:?}");
+            assert!(datagram.starts_with('<'), "{datagram:?}");
             assert!(
                 datagram.contains(&format!("spamgate[{pid}]: ")),
                 "{datagram:?}"
