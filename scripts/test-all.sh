@@ -5,7 +5,8 @@
 # Postfix/rbldnsd/dnsmasq (scripts/e2e.sh), a real Postfix submission service with
 # Dovecot SASL (scripts/e2e-submission.sh), the abuse desk's intake through a Postfix
 # alias pipe (scripts/e2e-desk.sh) and a real kernel nftables in network
-# namespaces (scripts/op25b-netns.sh). Needs root for the installs and namespaces.
+# namespaces (scripts/op25b-netns.sh), and the Debian package built, installed and purged
+# (scripts/test-deb.sh). Needs root for the installs and namespaces.
 #
 # Usage: bash scripts/test-all.sh        (CI runs exactly this: .ci/run)
 set -Eeuo pipefail
@@ -79,5 +80,8 @@ if [[ -f scripts/op25b-netns.sh ]]; then
     log "OP25B in network namespaces (real nftables)"
     bash scripts/op25b-netns.sh
 fi
+
+log "Debian package: build (release), install, verify, remove, purge"
+bash scripts/test-deb.sh
 
 log "all suites passed"

@@ -307,6 +307,12 @@ pub struct ServerConfig {
     /// system's), `UTC`, a fixed offset (`+09:00`), or a zone name (`Asia/Tokyo`, from
     /// the system's time-zone database).
     pub display_timezone: String,
+    /// `"text"` or `"json"` (one object per line); a restart applies a change.
+    pub log_format: crate::logging::LogFormat,
+    /// `"stderr"` (journald under systemd) or `"syslog"` (facility mail, `syslog_path`).
+    pub log_target: crate::logging::LogTarget,
+    /// The syslog socket for `log_target = "syslog"`.
+    pub syslog_path: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -324,6 +330,9 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             pid_file: None,
             display_timezone: "local".into(),
+            log_format: crate::logging::LogFormat::Text,
+            log_target: crate::logging::LogTarget::Stderr,
+            syslog_path: crate::logging::DEFAULT_SYSLOG_PATH.into(),
         }
     }
 }

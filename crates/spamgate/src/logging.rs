@@ -260,35 +260,112 @@ impl<'a> MakeWriter<'a> for LogWriter {
     }
 }
 
-/// The process-wide buffered stderr writer (started on first use). Falls back to a
-/// direct writer if the writer thread cannot be started.
 /// The running filter, replaceable on reload.
 type FilterHandle =
     tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
 static FILTER: OnceLock<FilterHandle> = OnceLock::new();
 
+/// `log_format`: how each line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-12-02T01:02:03.456789Z  INFO spamgate::decision: action=pass ...`
+    #[default]
+    Text,
+    /// One JSON object per line (docs/operations.md, "Logs").
+    Json,
+}
+
+/// `log_target`: where lines go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// Standard error (journald under systemd).
+    #[default]
+    Stderr,
+    /// The local syslog socket, facility mail, one datagram per line (RFC 3164 style:
+    /// `<PRI>spamgate[PID]: ...`; the syslog daemon adds time and host).
+    Syslog,
+}
+
+/// What [`init_with`] sets up.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub level: String,
+    pub format: LogFormat,
+    pub target: LogTarget,
+    /// The syslog socket, for [`LogTarget::Syslog`].
+    pub syslog_path: std::path::PathBuf,
+}
+
 /// Installs the process's logger: `level` (a tracing filter such as `info` or
-/// `info,spamgate::decision=warn`) unless `SPAMGATE_LOG` overrides it, written by the
-/// log thread ([`install`]). The level can change later with [`set_level`].
+/// `info,spamgate::decision=warn`) unless `SPAMGATE_LOG` overrides it, as text on stderr,
+/// written by the log thread ([`install`]). The level can change later with [`set_level`].
 pub fn init(level: &str) {
+    init_with(&LogOptions {
+        level: level.into(),
+        format: LogFormat::Text,
+        target: LogTarget::Stderr,
+        syslog_path: DEFAULT_SYSLOG_PATH.into(),
+    });
+}
+
+/// The usual syslog socket.
+pub const DEFAULT_SYSLOG_PATH: &str = "/dev/log";
+
+/// Installs the process's logger as `options` say; the first call in a process wins. A
+/// syslog socket that does not exist falls back to stderr, and says so there.
+pub fn init_with(options: &LogOptions) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPAMGATE_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&options.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                // Buffered, written by its own thread: a log line never waits for stderr.
-                .with_writer(install())
-                .with_ansi(false),
-        )
-        .try_init();
+    let mut target = options.target;
+    let mut out: Box<dyn Write + Send> = Box::new(io::stderr());
+    if target == LogTarget::Syslog {
+        match SyslogOut::new(&options.syslog_path) {
+            Ok(syslog) => out = Box::new(syslog),
+            Err(e) => {
+                eprintln!(
+                    "spamgate: cannot log to syslog at {}: {e}; logging to stderr",
+                    options.syslog_path.display()
+                );
+                target = LogTarget::Stderr;
+            }
+        }
+    }
+    let writer = install_to(out);
+    let style = LineStyle {
+        format: options.format,
+        syslog_pid: (target == LogTarget::Syslog).then(std::process::id),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if style == LineStyle::TEXT {
+        // Buffered, written by its own thread: a log line never waits for stderr.
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer.clone())
+                    .with_ansi(false),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer.clone())
+                    .with_ansi(false)
+                    .event_format(style),
+            )
+            .try_init()
+    };
     if installed.is_ok() {
         let _ = FILTER.set(handle);
+        // Decision lines skip tracing's formatting: see `DecisionWriter`.
+        spamgate_app::decision_log::set_sink(Box::new(DecisionWriter { writer, style }));
     }
 }
 
@@ -315,14 +392,309 @@ pub fn set_level(level: &str) -> Result<LevelChange, String> {
     Ok(LevelChange::Applied)
 }
 
+/// The process-wide buffered stderr writer (started on first use). Falls back to a
+/// direct writer if the writer thread cannot be started.
 pub fn install() -> LogWriter {
+    install_to(Box::new(io::stderr()))
+}
+
+/// The process-wide buffered writer to `out` (the first output installed stays).
+fn install_to(out: Box<dyn Write + Send>) -> LogWriter {
     INSTALLED
-        .get_or_init(|| {
-            LogWriter::new(Box::new(io::stderr()), CAPACITY).unwrap_or_else(|_| LogWriter {
-                shared: Shared::new(Box::new(io::stderr()), CAPACITY, true),
+        .get_or_init(move || {
+            let fallback = Box::new(io::stderr());
+            LogWriter::new(out, CAPACITY).unwrap_or_else(|_| LogWriter {
+                shared: Shared::new(fallback, CAPACITY, true),
             })
         })
         .clone()
+}
+
+/// How a line looks: text or JSON, with the syslog header or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LineStyle {
+    format: LogFormat,
+    /// `Some(pid)`: lines start with `<PRI>spamgate[pid]: ` and carry no time of their own
+    /// in text (the syslog daemon stamps them).
+    syslog_pid: Option<u32>,
+}
+
+impl LineStyle {
+    /// tracing-subscriber's own text format on stderr, as before `log_format` existed.
+    const TEXT: LineStyle = LineStyle {
+        format: LogFormat::Text,
+        syslog_pid: None,
+    };
+
+    /// What comes before the level: the syslog header, or the time for text on stderr
+    /// (JSON carries the time as a member).
+    fn prefix(&self, out: &mut String, level: tracing::Level) {
+        use std::fmt::Write as _;
+        match self.syslog_pid {
+            Some(pid) => {
+                let _ = write!(out, "<{}>spamgate[{pid}]: ", MAIL + severity(level));
+            }
+            None if self.format == LogFormat::Text => {
+                rfc3339_now(out);
+                out.push(' ');
+            }
+            None => {}
+        }
+    }
+
+    /// The line up to the event's own fields: `{"timestamp":..,"level":..,"target":..`
+    /// for JSON (no closing brace), `[time ]LEVEL target: ` for text.
+    fn head(&self, out: &mut String, level: tracing::Level, target: &str) {
+        self.prefix(out, level);
+        match self.format {
+            LogFormat::Json => {
+                out.push_str("{\"timestamp\":\"");
+                rfc3339_now(out);
+                out.push_str("\",\"level\":\"");
+                out.push_str(level.as_str());
+                out.push_str("\",\"target\":");
+                spamgate_app::decision_log::json_str(out, target);
+            }
+            LogFormat::Text if self.syslog_pid.is_some() => {
+                out.push_str(level.as_str());
+                out.push(' ');
+                out.push_str(target);
+                out.push_str(": ");
+            }
+            LogFormat::Text => {
+                // tracing-subscriber's layout: the level right-aligned in five columns.
+                use std::fmt::Write as _;
+                let _ = write!(out, "{:>5} {target}: ", level.as_str());
+            }
+        }
+    }
+}
+
+/// Syslog facility mail (2), shifted into the priority value.
+const MAIL: u8 = 2 << 3;
+
+fn severity(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// Appends the current UTC time as RFC 3339 with microseconds, as tracing-subscriber
+/// writes it (`2026-12-02T01:02:03.456789Z`).
+fn rfc3339_now(out: &mut String) {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(out, since.as_secs(), since.subsec_micros());
+}
+
+fn rfc3339(out: &mut String, secs: u64, micros: u32) {
+    use std::fmt::Write as _;
+    // Days to civil date (Howard Hinnant's algorithm), for 1970 onwards.
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+}
+
+/// An event's fields, gathered as JSON members or as text.
+struct FieldWriter<'a> {
+    out: &'a mut String,
+    json: bool,
+    /// Text: whether anything was written yet (a space goes before the next field).
+    wrote: bool,
+}
+
+impl FieldWriter<'_> {
+    fn value(&mut self, field: &tracing::field::Field, value: &str, quoted: bool) {
+        use spamgate_app::decision_log::json_str;
+        if self.json {
+            self.out.push(',');
+            json_str(self.out, field.name());
+            self.out.push(':');
+            if quoted {
+                json_str(self.out, value);
+            } else {
+                self.out.push_str(value);
+            }
+            return;
+        }
+        if self.wrote {
+            self.out.push(' ');
+        }
+        self.wrote = true;
+        if field.name() != "message" {
+            self.out.push_str(field.name());
+            self.out.push('=');
+        }
+        self.out.push_str(value);
+    }
+}
+
+impl tracing::field::Visit for FieldWriter<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.value(field, value, true);
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.value(field, &value.to_string(), false);
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.value(field, &value.to_string(), false);
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.value(field, if value { "true" } else { "false" }, false);
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.value(field, &format!("{value:?}"), true);
+    }
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LineStyle
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let mut line = String::with_capacity(256);
+        self.head(&mut line, *meta.level(), meta.target());
+        let json = self.format == LogFormat::Json;
+        event.record(&mut FieldWriter {
+            out: &mut line,
+            json,
+            wrote: false,
+        });
+        if json {
+            line.push('}');
+        }
+        line.push('\n');
+        writer.write_str(&line)
+    }
+}
+
+/// Writes decision lines straight into the log buffer: the line is formatted once into a
+/// reused per-thread buffer, without tracing's event, field visitor and formatter.
+struct DecisionWriter {
+    writer: LogWriter,
+    style: LineStyle,
+}
+
+thread_local! {
+    static DECISION_BUF: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+}
+
+impl spamgate_app::decision_log::DecisionSink for DecisionWriter {
+    fn write(&self, decision: &spamgate_app::decision_log::DecisionLine<'_>) {
+        DECISION_BUF.with(|buf| {
+            let Ok(mut line) = buf.try_borrow_mut() else {
+                return;
+            };
+            line.clear();
+            format_decision(&mut line, self.style, decision);
+            self.writer.push(line.as_bytes(), false);
+            if line.capacity() > 64 * 1024 {
+                *line = String::with_capacity(512);
+            }
+        });
+    }
+}
+
+fn format_decision(
+    line: &mut String,
+    style: LineStyle,
+    decision: &spamgate_app::decision_log::DecisionLine<'_>,
+) {
+    use std::fmt::Write as _;
+    let target = spamgate_app::decision_log::TARGET;
+    style.head(line, tracing::Level::INFO, target);
+    match style.format {
+        LogFormat::Json => {
+            decision.write_json_fields(line);
+            line.push('}');
+        }
+        LogFormat::Text => {
+            let _ = write!(line, "{decision}");
+        }
+    }
+    line.push('\n');
+}
+
+/// The syslog output: each line of a batch is one datagram to the socket, sent by
+/// address every time, so a syslog daemon that restarts is found again. Lines without a
+/// header of their own (the "lines dropped" notice) get one at `mail.err`.
+struct SyslogOut {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+    header: String,
+}
+
+/// Longest datagram sent; longer lines are cut (rsyslog's default limit is 8 KiB).
+pub const SYSLOG_MAX_LINE: usize = 8192;
+
+impl SyslogOut {
+    fn new(path: &std::path::Path) -> io::Result<SyslogOut> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        // A syslog daemon that stops reading must not hold the log thread for long.
+        socket.set_write_timeout(Some(Duration::from_secs(1)))?;
+        // Fails now when nothing listens there, instead of losing every line later.
+        socket.send_to(
+            format!(
+                "<{}>spamgate[{}]: logging to syslog",
+                MAIL + 6,
+                std::process::id()
+            )
+            .as_bytes(),
+            path,
+        )?;
+        Ok(SyslogOut {
+            socket,
+            path: path.to_owned(),
+            header: format!("<{}>spamgate[{}]: ", MAIL + 3, std::process::id()),
+        })
+    }
+}
+
+impl Write for SyslogOut {
+    fn write(&mut self, batch: &[u8]) -> io::Result<usize> {
+        for line in batch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let mut owned;
+            let mut line = line;
+            if line.first() != Some(&b'<') {
+                owned = self.header.clone().into_bytes();
+                owned.extend_from_slice(line);
+                line = &owned;
+            }
+            let line = &line[..line.len().min(SYSLOG_MAX_LINE)];
+            // A lost datagram is not worth stopping the log thread for.
+            let _ = self.socket.send_to(line, &self.path);
+        }
+        Ok(batch.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Held by `main`: on drop (a normal return or a panic unwinding through it) the lines
@@ -341,6 +713,20 @@ impl Drop for FlushOnExit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc_with_microseconds() {
+        fn check(secs: u64, micros: u32, expected: &str) {
+            let mut out = String::new();
+            rfc3339(&mut out, secs, micros);
+            assert_eq!(out, expected, "{secs}");
+        }
+        check(0, 0, "1970-01-01T00:00:00.000000Z");
+        check(951_782_400, 1, "2000-02-29T00:00:00.000001Z");
+        check(1_798_761_599, 999_999, "2026-12-31T23:59:59.999999Z");
+        check(1_798_761_600, 0, "2027-01-01T00:00:00.000000Z");
+        check(4_107_542_400, 500_000, "2100-03-01T00:00:00.500000Z");
+    }
 
     /// An output the test can read back.
     #[derive(Clone, Default)]

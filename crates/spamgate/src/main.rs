@@ -141,6 +141,11 @@ fn postfix_warnings(
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
+    load_saying(path, true)
+}
+
+/// [`load`], saying on stderr which file and store it uses only when `say`.
+fn load_saying(path: Option<&PathBuf>, say: bool) -> Result<Config, daemon::Fatal> {
     let (path, source) = config_file(path);
     let config = Config::load_or_default(path.as_deref()).map_err(|e| daemon::Fatal {
         code: exit::CONFIG,
@@ -152,7 +157,12 @@ fn load(path: Option<&PathBuf>) -> Result<Config, daemon::Fatal> {
             format!("no configuration file ({DEFAULT_CONFIG} does not exist): built-in defaults")
         }
     };
-    eprintln!("spamgate: {file}; store {}", config.store.describe());
+    // `serve` with JSON lines on stderr: the startup log line says the same, as JSON.
+    let json_on_stderr = config.server.log_format == spamgate::logging::LogFormat::Json
+        && config.server.log_target == spamgate::logging::LogTarget::Stderr;
+    if say || !json_on_stderr {
+        eprintln!("spamgate: {file}; store {}", config.store.describe());
+    }
     Ok(config)
 }
 
@@ -188,8 +198,13 @@ fn init_logs(level: &str) {
 fn run(cli: Cli) -> Result<(), daemon::Fatal> {
     match cli.command {
         Command::Serve { config } => {
-            let loaded = load(config.as_ref())?;
-            init_logs(&loaded.log_level);
+            let loaded = load_saying(config.as_ref(), false)?;
+            spamgate::logging::init_with(&spamgate::logging::LogOptions {
+                level: loaded.log_level.clone(),
+                format: loaded.server.log_format,
+                target: loaded.server.log_target,
+                syslog_path: loaded.server.syslog_path.clone(),
+            });
             // The file load read, also when named by $SPAMGATE_CONFIG or the default path:
             // SIGHUP re-reads it and the startup line names it.
             let (path, _) = config_file(config.as_ref());
