@@ -14,6 +14,7 @@
 //!   [`accounts`] and the hook runner.
 //! - [`decision_log`]: the one decision log line, written and read back.
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
+//! - [`timeline`]: the last day's decisions per minute, in memory (the console's charts).
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
 //! - [`clock`], [`resolver`]: the injected time and DNS.
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod resolver;
 pub mod service;
 pub mod settings;
 pub mod tarpit;
+pub mod timeline;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use replies::{Replies, ReplyHead, ReplyKind};

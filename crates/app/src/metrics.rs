@@ -67,6 +67,7 @@ pub struct Metrics {
     tarpit_active: Gauge,
     store_opens: Family<ResultLabels, Counter>,
     store_up: Gauge,
+    timeline: crate::timeline::Timeline,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -206,6 +207,7 @@ impl Metrics {
             reloads,
             tarpit,
             tarpit_active,
+            timeline: crate::timeline::Timeline::new(),
         }
     }
 
@@ -223,6 +225,19 @@ impl Metrics {
         };
         self.decisions.get_or_create(&labels).inc();
         self.decision_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A recorded decision (not a dry run) in the in-memory [`Timeline`] the console
+    /// draws, under the same action and reason labels as `spamgate_decisions_total`.
+    ///
+    /// [`Timeline`]: crate::timeline::Timeline
+    pub fn decision_at(&self, verdict: &Verdict, now: spamgate_engine::UnixTime) {
+        self.timeline
+            .record(now, verdict.action.id(), deciding_reason(verdict));
+    }
+
+    pub fn timeline(&self) -> &crate::timeline::Timeline {
+        &self.timeline
     }
 
     pub fn list_lookup(&self, zone: &Arc<String>, answer: &ListAnswer, elapsed: Duration) {
