@@ -684,6 +684,26 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
         Ok(enforced_text(&done))
     }
 
+    /// Files a triaged report against the customer a person named.
+    pub async fn assign(&self, v: &Viewer, report: i64, customer: &str) -> Outcome {
+        require(v.can_change())?;
+        let desk = self.desk_service().ok_or(Refusal::NotFound)?;
+        if customer.is_empty() {
+            return Err(Refusal::Invalid("name the customer".into()));
+        }
+        let case = desk
+            .assign(
+                report,
+                customer.to_string(),
+                None,
+                v.user.clone(),
+                self.service.now() as i64,
+            )
+            .await
+            .map_err(desk_error)?;
+        Ok(format!("report {report} filed in case {case}"))
+    }
+
     pub async fn claim(&self, v: &Viewer, id: CaseId, form: &ClaimForm) -> Outcome {
         require(v.can_change())?;
         let desk = self.desk_service().ok_or(Refusal::NotFound)?;
