@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn counts_land_in_their_minute_by_action_and_reason() {
         let t = Timeline::new();
-        let base = 1_800_000_000 - 1_800_000_000 % 60;
+        let base: u64 = 1_800_000_000; // a whole minute
         t.record(base + 1, "defer", "new");
         t.record(base + 59, "defer", "new");
         t.record(base + 61, "dunno", "proper");
