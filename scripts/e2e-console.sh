@@ -100,7 +100,7 @@ run_tests() {
     local rc=0
     HOME=$T/home SG=$SG SG_CONFIG=$T/spamgate.toml ADMIN=http://127.0.0.1:$ADMIN_PORT \
         POLICY=127.0.0.1:$POLICY_PORT DRIVER_PORT=$DRIVER_PORT \
-        DRIVER_LOG=$T/chromedriver.log REPORT=$T/report.eml SHOTS=$shots PASSWORD=$PASSWORD \
+        DRIVER_LOG=$T/chromedriver.log REPORT=$T/report.eml SHOTS=$shots DUMP=$T PASSWORD=$PASSWORD \
         python3 -m unittest -v "$REPO/tests/console/test_console.py" >"$T/tests.log" 2>&1 || rc=$?
     # One PASS/FAIL line per test, from unittest's verbose lines.
     local line name

@@ -84,7 +84,8 @@ def sg(*args, stdin=None):
 
 
 def allow_entries():
-    return [(e["kind"], e["value"]) for e in json.loads(sg("allow", "list", "--json"))]
+    """The runtime allow-list as `spamgate allow list --json` prints it (JSON lines)."""
+    return [(e["kind"], e["value"]) for e in map(json.loads, sg("allow", "list", "--json").splitlines())]
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -104,6 +105,10 @@ def raw_request(path, data=None, headers=None):
 
 
 def shot(session, name):
+    dump = os.environ.get("DUMP")
+    if dump:
+        with open(os.path.join(dump, f"{name}.html"), "w") as f:
+            f.write(session.source)
     if SHOTS:
         session.screenshot(os.path.join(SHOTS, f"{name}.png"))
 
@@ -143,7 +148,7 @@ class Console(unittest.TestCase):
             "/console/filters/allow/add",
             data=b"kind=client-address&value=203.0.113.9",
             headers={"Content-Type": "application/x-www-form-urlencoded"})
-        self.assertIn(status, (401, 403), body[:200])
+        self.assertEqual(status, 401, body[:200])
         self.assertEqual(allow_entries(), before, "nothing changed")
         status, _, _ = raw_request("/api/v1/session")
         self.assertEqual(status, 401)
@@ -166,7 +171,8 @@ class Console(unittest.TestCase):
             self.assertGreaterEqual(total, 4)
             # The action id of a greylist deferral, as spamgate_decisions_total labels it.
             defers = sum(bar_values(s, "chart-actions", a) for a in ("defer", "greylist"))
-            self.assertGreaterEqual(defers, 4, s.find("#chart-actions").attribute("outerHTML")[:600])
+            shot(s, "dashboard")
+            self.assertGreaterEqual(defers, 4)
             self.assertGreaterEqual(int(s.find("#gl-pending").text), 4)
             self.assertIn("192.0.2.0/24", s.find("#top-networks").text)
             shot(s, "dashboard")
@@ -186,6 +192,7 @@ class Console(unittest.TestCase):
             s.get(ADMIN + "/console/filters")
             # The check form: why is this client greylisted?
             s.wait_for("#check-client").send_keys(client)
+            s.find("#check-recipient").send_keys("user@isp.example.jp")
             s.find("#check-submit").click()
             result = s.wait_for("#check-result").text
             self.assertIn("greylist", result)
@@ -213,6 +220,7 @@ class Console(unittest.TestCase):
             self.assertIn("C-ALICE", row)
             link.click()
             s.wait_for("#case-heading")
+            case_url = s.url
             self.assertIn("192.0.2.10", s.find("#reports").text, "raw evidence shown")
             self.assertIn("C-ALICE", s.find(".attribution").text)
             s.find("#step-reason").send_keys("spam run confirmed")
@@ -220,7 +228,6 @@ class Console(unittest.TestCase):
             s.wait_for("#flash")
             self.assertIn("suspend", s.find("#proposal").text)
             self.assertEqual(s.find_all("#step-approve"), [], "an operator cannot approve")
-            case_url = s.url
             logout(s)
             # Not suspended yet: a proposal only.
             self.assertFalse(policy("203.0.113.5", sasl=ACCOUNT).startswith("5"))

@@ -16,6 +16,7 @@
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
 //! - [`timeline`]: the last day's decisions per minute, in memory (the console's charts).
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
+//! - [`users`]: the admin API's users, tokens, sessions, login limit and audit trail.
 //! - [`clock`], [`resolver`]: the injected time and DNS.
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod service;
 pub mod settings;
 pub mod tarpit;
 pub mod timeline;
+pub mod users;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use replies::{Replies, ReplyHead, ReplyKind};

@@ -15,14 +15,13 @@ pub mod chart;
 pub mod dashboard;
 pub mod i18n;
 pub mod pages;
+pub mod routes;
 pub mod tar;
 pub mod views;
 
 use std::sync::Arc;
 
 use spamgate_app::Service;
-use spamgate_app::desk::DeskSettings;
-use spamgate_desk::store::DeskStore;
 use spamgate_store::FullStore;
 
 pub use i18n::Lang;
@@ -36,33 +35,8 @@ pub struct Console<S, R, C> {
     pub codec_limits: spamgate_policy::Limits,
 }
 
-/// The desk store and its settings (the `[desk]` section).
-#[derive(Clone)]
-pub struct DeskParts {
-    pub store: Arc<dyn DeskStore>,
-    pub settings: DeskSettings,
-}
-
-/// The four roles, lowest first; each may do what the ones below it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Operator,
-    Approver,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Approver => "approver",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use spamgate_admin::DeskParts;
+pub use spamgate_store::users::Role;
 
 /// Who is looking: the signed-in user, their role, and the session's CSRF token that
 /// every form of the page carries.

@@ -354,14 +354,15 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
             .parse()
             .map_err(|e| Refusal::Invalid(format!("{}: {e}", form.client.trim())))?;
         let text = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let Some(recipient) = text(&form.recipient) else {
+            return Err(Refusal::Invalid("name the recipient".into()));
+        };
         let request = spamgate_policy::PolicyRequest {
             protocol_state: Some(spamgate_policy::ProtocolState::parse("RCPT")),
             client_address: Some(client),
             helo_name: text(&form.helo),
             sender: Some(form.sender.trim().to_string()),
-            recipient: Some(
-                text(&form.recipient).unwrap_or_else(|| "postmaster@example.invalid".into()),
-            ),
+            recipient: Some(recipient),
             ..spamgate_policy::PolicyRequest::default()
         };
         let bytes = request.to_bytes();

@@ -55,10 +55,7 @@ type AppConsole = Console<spamgate_store::Recovering, spamgate_dns::Dns, spamgat
 fn console(state: &AdminState, limits: Limits) -> AppConsole {
     Console {
         service: state.service().clone(),
-        desk: state.desk_parts().map(|d| crate::DeskParts {
-            store: d.store.clone(),
-            settings: d.settings.clone(),
-        }),
+        desk: state.desk_parts().cloned(),
         codec_limits: limits.0,
     }
 }
@@ -136,6 +133,21 @@ fn to_login(path: &str) -> Response {
     Redirect::to(&format!("/login?next={next}")).into_response()
 }
 
+/// A form posted without a session: 401, nothing done (the page links to the login).
+fn unauthorized() -> Response {
+    let lang = Lang::En;
+    page(
+        StatusCode::UNAUTHORIZED,
+        pages::message_page(
+            None,
+            lang,
+            lang.t("login"),
+            "No session: log in first (/login).",
+        ),
+        None,
+    )
+}
+
 fn refusal_status(r: &Refusal) -> StatusCode {
     match r {
         Refusal::Role => StatusCode::FORBIDDEN,
@@ -155,8 +167,14 @@ fn refusal_text(r: &Refusal, lang: Lang) -> String {
 
 fn flash_of(outcome: &Outcome, lang: Lang) -> Flash {
     match outcome {
-        Ok(text) => Flash { ok: true, text: format!("{} {text}", lang.t("saved")) },
-        Err(r) => Flash { ok: false, text: refusal_text(r, lang) },
+        Ok(text) => Flash {
+            ok: true,
+            text: format!("{} {text}", lang.t("saved")),
+        },
+        Err(r) => Flash {
+            ok: false,
+            text: refusal_text(r, lang),
+        },
     }
 }
 
@@ -184,8 +202,16 @@ async fn login_page(
         return Redirect::to("/console/").into_response();
     }
     let (lang, set) = language(&headers, raw.as_deref());
-    let next = if q.next.starts_with("/console") { q.next } else { "/console/".into() };
-    page(StatusCode::OK, pages::login_page(lang, "", &next, q.failed.is_some()), set)
+    let next = if q.next.starts_with("/console") {
+        q.next
+    } else {
+        "/console/".into()
+    };
+    page(
+        StatusCode::OK,
+        pages::login_page(lang, "", &next, q.failed.is_some()),
+        set,
+    )
 }
 
 async fn dashboard(
@@ -195,7 +221,9 @@ async fn dashboard(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/") };
+    let Some(p) = principal else {
+        return to_login("/console/");
+    };
     let (lang, set) = language(&headers, raw.as_deref());
     let html = console(&state, limits).dashboard(&viewer(&p, lang)).await;
     page(StatusCode::OK, html, set)
@@ -207,11 +235,12 @@ async fn filters(
     principal: Option<Principal>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-    search: Option<Query<GreylistSearch>>,
+    Query(search): Query<GreylistSearch>,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/filters") };
+    let Some(p) = principal else {
+        return to_login("/console/filters");
+    };
     let (lang, set) = language(&headers, raw.as_deref());
-    let search = search.map(|q| q.0).unwrap_or_default();
     let html = console(&state, limits)
         .filters(&viewer(&p, lang), &search, &CheckForm::default(), None)
         .await;
@@ -225,7 +254,9 @@ async fn check(
     headers: HeaderMap,
     ApiForm(mut form): ApiForm<CheckForm>,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/filters") };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let (lang, _) = language(&headers, None);
     let console = console(&state, limits);
     let (status, flash) = match console.check(&form).await {
@@ -233,10 +264,21 @@ async fn check(
             form.result = Some(result);
             (StatusCode::OK, None)
         }
-        Err(r) => (refusal_status(&r), Some(Flash { ok: false, text: refusal_text(&r, lang) })),
+        Err(r) => (
+            refusal_status(&r),
+            Some(Flash {
+                ok: false,
+                text: refusal_text(&r, lang),
+            }),
+        ),
     };
     let html = console
-        .filters(&viewer(&p, lang), &GreylistSearch::default(), &form, flash.as_ref())
+        .filters(
+            &viewer(&p, lang),
+            &GreylistSearch::default(),
+            &form,
+            flash.as_ref(),
+        )
         .await;
     page(status, html, None)
 }
@@ -255,11 +297,21 @@ async fn filters_change(
     let (lang, _) = language(headers, None);
     let outcome = outcome.await;
     if let Ok(text) = &outcome {
-        p.audit(&state, action, target, serde_json::json!({ "via": "console", "result": text }));
+        p.audit(
+            &state,
+            action,
+            target,
+            serde_json::json!({ "via": "console", "result": text }),
+        );
     }
     let flash = flash_of(&outcome, lang);
     let html = console(&state, limits)
-        .filters(&viewer(&p, lang), &GreylistSearch::default(), &CheckForm::default(), Some(&flash))
+        .filters(
+            &viewer(&p, lang),
+            &GreylistSearch::default(),
+            &CheckForm::default(),
+            Some(&flash),
+        )
         .await;
     page(status_of(&outcome), html, None)
 }
@@ -271,13 +323,21 @@ async fn allow_add(
     headers: HeaderMap,
     ApiForm(form): ApiForm<AllowForm>,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/filters") };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let c = console(&state, limits);
     let v = viewer(&p, Lang::En);
     let target = format!("{} {}", form.kind, form.value);
-    filters_change(state.clone(), limits, p.clone(), &headers, "allow.add", target, async {
-        c.allow_add(&v, &form).await
-    })
+    filters_change(
+        state.clone(),
+        limits,
+        p.clone(),
+        &headers,
+        "allow.add",
+        target,
+        async { c.allow_add(&v, &form).await },
+    )
     .await
 }
 
@@ -288,13 +348,21 @@ async fn allow_remove(
     headers: HeaderMap,
     ApiForm(form): ApiForm<AllowForm>,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/filters") };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let c = console(&state, limits);
     let v = viewer(&p, Lang::En);
     let target = format!("{} {}", form.kind, form.value);
-    filters_change(state.clone(), limits, p.clone(), &headers, "allow.remove", target, async {
-        c.allow_remove(&v, &form).await
-    })
+    filters_change(
+        state.clone(),
+        limits,
+        p.clone(),
+        &headers,
+        "allow.remove",
+        target,
+        async { c.allow_remove(&v, &form).await },
+    )
     .await
 }
 
@@ -305,13 +373,21 @@ async fn greylist_delete(
     headers: HeaderMap,
     ApiForm(form): ApiForm<GreylistSearch>,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/filters") };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let c = console(&state, limits);
     let v = viewer(&p, Lang::En);
     let target = format!("{form:?}");
-    filters_change(state.clone(), limits, p.clone(), &headers, "greylist.delete", target, async {
-        c.greylist_delete(&v, &form).await
-    })
+    filters_change(
+        state.clone(),
+        limits,
+        p.clone(),
+        &headers,
+        "greylist.delete",
+        target,
+        async { c.greylist_delete(&v, &form).await },
+    )
     .await
 }
 
@@ -322,7 +398,9 @@ async fn desk(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/desk") };
+    let Some(p) = principal else {
+        return to_login("/console/desk");
+    };
     let (lang, set) = language(&headers, raw.as_deref());
     let html = console(&state, limits).desk(&viewer(&p, lang), None).await;
     page(StatusCode::OK, html, set)
@@ -355,9 +433,20 @@ async fn case(
     RawQuery(raw): RawQuery,
     Path(id): Path<CaseId>,
 ) -> Response {
-    let Some(p) = principal else { return to_login(&format!("/console/desk/cases/{id}")) };
+    let Some(p) = principal else {
+        return to_login(&format!("/console/desk/cases/{id}"));
+    };
     let (lang, set) = language(&headers, raw.as_deref());
-    case_response(&state, limits, &viewer(&p, lang), id, None, StatusCode::OK, set).await
+    case_response(
+        &state,
+        limits,
+        &viewer(&p, lang),
+        id,
+        None,
+        StatusCode::OK,
+        set,
+    )
+    .await
 }
 
 async fn case_step(
@@ -368,7 +457,9 @@ async fn case_step(
     Path(id): Path<CaseId>,
     ApiForm(form): ApiForm<StepForm>,
 ) -> Response {
-    let Some(p) = principal else { return to_login(&format!("/console/desk/cases/{id}")) };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
     let outcome = console(&state, limits).case_step(&v, id, &form).await;
@@ -381,7 +472,16 @@ async fn case_step(
         );
     }
     let flash = flash_of(&outcome, lang);
-    case_response(&state, limits, &v, id, Some(&flash), status_of(&outcome), None).await
+    case_response(
+        &state,
+        limits,
+        &v,
+        id,
+        Some(&flash),
+        status_of(&outcome),
+        None,
+    )
+    .await
 }
 
 async fn claim(
@@ -392,15 +492,31 @@ async fn claim(
     Path(id): Path<CaseId>,
     ApiForm(form): ApiForm<ClaimForm>,
 ) -> Response {
-    let Some(p) = principal else { return to_login(&format!("/console/desk/cases/{id}")) };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
     let outcome = console(&state, limits).claim(&v, id, &form).await;
     if let Ok(text) = &outcome {
-        p.audit(&state, "desk.claim", format!("case {id}"), serde_json::json!({ "via": "console", "result": text }));
+        p.audit(
+            &state,
+            "desk.claim",
+            format!("case {id}"),
+            serde_json::json!({ "via": "console", "result": text }),
+        );
     }
     let flash = flash_of(&outcome, lang);
-    case_response(&state, limits, &v, id, Some(&flash), status_of(&outcome), None).await
+    case_response(
+        &state,
+        limits,
+        &v,
+        id,
+        Some(&flash),
+        status_of(&outcome),
+        None,
+    )
+    .await
 }
 
 async fn export(
@@ -410,16 +526,26 @@ async fn export(
     headers: HeaderMap,
     Path(id): Path<CaseId>,
 ) -> Response {
-    let Some(p) = principal else { return to_login(&format!("/console/desk/cases/{id}")) };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
     match console(&state, limits).export(&v, id).await {
         Ok((name, bytes)) => {
-            p.audit(&state, "desk.export", format!("case {id}"), serde_json::json!({ "via": "console", "file": name }));
+            p.audit(
+                &state,
+                "desk.export",
+                format!("case {id}"),
+                serde_json::json!({ "via": "console", "file": name }),
+            );
             let disposition = format!("attachment; filename=\"{name}\"");
             (
                 [
-                    (header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar")),
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-tar"),
+                    ),
                     (
                         header::CONTENT_DISPOSITION,
                         HeaderValue::from_str(&disposition)
@@ -431,8 +557,20 @@ async fn export(
                 .into_response()
         }
         Err(r) => {
-            let flash = Flash { ok: false, text: refusal_text(&r, lang) };
-            case_response(&state, limits, &v, id, Some(&flash), refusal_status(&r), None).await
+            let flash = Flash {
+                ok: false,
+                text: refusal_text(&r, lang),
+            };
+            case_response(
+                &state,
+                limits,
+                &v,
+                id,
+                Some(&flash),
+                refusal_status(&r),
+                None,
+            )
+            .await
         }
     }
 }
@@ -451,13 +589,20 @@ async fn assign(
     Path(id): Path<i64>,
     ApiForm(form): ApiForm<AssignForm>,
 ) -> Response {
-    let Some(p) = principal else { return to_login("/console/desk") };
+    let Some(p) = principal else {
+        return unauthorized();
+    };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
     let c = console(&state, limits);
     let outcome = c.assign(&v, id, form.customer.trim()).await;
     if let Ok(text) = &outcome {
-        p.audit(&state, "desk.assign", format!("report {id}"), serde_json::json!({ "via": "console", "result": text }));
+        p.audit(
+            &state,
+            "desk.assign",
+            format!("report {id}"),
+            serde_json::json!({ "via": "console", "result": text }),
+        );
     }
     let flash = flash_of(&outcome, lang);
     page(status_of(&outcome), c.desk(&v, Some(&flash)).await, None)

@@ -131,6 +131,8 @@ pub enum Command {
     /// The abuse desk: reports, cases, the warning → suspension → termination → claim
     /// ladder, attribution (docs/abuse-desk.md).
     Abuse(crate::desk_cli::AbuseArgs),
+    /// Users, API tokens and the audit trail of the HTTP admin API (docs/api.md).
+    Admin(crate::admin_cli::AdminArgs),
     /// The abuse desk's customers and their accounts and identities.
     Customer(crate::desk_cli::CustomerArgs),
     /// Address history for attribution (RADIUS detail, Kea leases, static, CGNAT).

@@ -38,6 +38,8 @@ pub struct Config {
     pub op25b: spamgate_op25b::Op25bConfig,
     /// The abuse desk (`spamgate abuse|customer|sessions ...`); see docs/abuse-desk.md.
     pub desk: DeskSection,
+    /// The HTTP admin API and console (off unless `listen` is set); see docs/api.md.
+    pub admin: AdminSection,
 }
 
 /// The outbound (submission) policy: requests with a `sasl_username`, or arriving on a
@@ -108,6 +110,146 @@ impl MetricsSection {
     }
 }
 
+/// The HTTP admin API and web console listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// `ADDRESS:PORT`, e.g. `127.0.0.1:8025`. Unset: no admin listener.
+    pub listen: Option<String>,
+    /// PEM certificate chain (leaf first); with `tls_key`, the listener speaks TLS.
+    /// Required when `listen` is not a loopback address.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The SQLite file of users, tokens, sessions and the audit trail. Unset:
+    /// `admin.db` next to `[store] path`.
+    pub users_path: Option<PathBuf>,
+    /// How long a browser session lasts after login.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Failed logins allowed per `login_window`, per client address and per user name.
+    pub login_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Mark the session cookie `Secure` without TLS here (TLS ends at a proxy). With
+    /// `tls_cert` it is always set.
+    pub secure_cookie: bool,
+    /// The largest request body, in bytes; larger ones get 413.
+    pub max_body_size: usize,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        let policy = spamgate_app::users::AuthPolicy::default();
+        AdminSection {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            users_path: None,
+            session_ttl: policy.session_ttl,
+            login_failures: policy.login_failures,
+            login_window: policy.login_window,
+            trusted_proxies: Vec::new(),
+            secure_cookie: false,
+            max_body_size: 1024 * 1024,
+        }
+    }
+}
+
+impl AdminSection {
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.listen
+            .as_deref()
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| ConfigError::invalid("admin.listen", a, "expected ADDRESS:PORT"))
+            })
+            .transpose()
+    }
+
+    /// The users file: `users_path`, or `admin.db` beside the main store.
+    pub fn users_path(&self, store: &StoreConfig) -> PathBuf {
+        self.users_path
+            .clone()
+            .unwrap_or_else(|| store.path.with_file_name("admin.db"))
+    }
+
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            "admin.trusted_proxies",
+                            text,
+                            "expected an address or CIDR",
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub fn policy(&self) -> spamgate_app::users::AuthPolicy {
+        spamgate_app::users::AuthPolicy {
+            session_ttl: self.session_ttl,
+            login_failures: self.login_failures,
+            login_window: self.login_window,
+        }
+    }
+
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        match self.listen_addr() {
+            Err(e) => problems.push(e),
+            Ok(Some(addr)) if !addr.ip().is_loopback() && self.tls_cert.is_none() => {
+                problems.push(ConfigError::invalid(
+                    "admin.listen",
+                    &addr.to_string(),
+                    "a listener that is not on loopback needs tls_cert and tls_key \
+                     (or listen on loopback behind a TLS reverse proxy)",
+                ))
+            }
+            Ok(_) => {}
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            problems.push(ConfigError::invalid(
+                "admin.tls_key",
+                "",
+                "give both tls_cert and tls_key, or neither",
+            ));
+        }
+        if let Err(e) = self.trusted_proxy_nets() {
+            problems.push(e);
+        }
+        if self.login_failures == 0 || self.login_window.is_zero() {
+            problems.push(ConfigError::invalid(
+                "admin.login_failures",
+                "0",
+                "login_failures and login_window must be positive",
+            ));
+        }
+        if self.session_ttl < Duration::from_secs(60) {
+            problems.push(ConfigError::invalid(
+                "admin.session_ttl",
+                &humantime::format_duration(self.session_ttl).to_string(),
+                "must be at least 1m",
+            ));
+        }
+        if self.max_body_size < 1024 {
+            problems.push(ConfigError::invalid(
+                "admin.max_body_size",
+                &self.max_body_size.to_string(),
+                "must be at least 1024",
+            ));
+        }
+        problems
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -125,6 +267,7 @@ impl Default for Config {
             submission: SubmissionSection::default(),
             op25b: spamgate_op25b::Op25bConfig::default(),
             desk: DeskSection::default(),
+            admin: AdminSection::default(),
         }
     }
 }
@@ -673,6 +816,9 @@ impl Config {
         }
         check(self.metrics.listen_addr().map(drop));
         check(self.desk.settings().map(drop));
+        for problem in self.admin.problems() {
+            check(Err(problem));
+        }
         let store = &self.store;
         if store.backend == StoreBackend::Redis {
             let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]

@@ -244,6 +244,8 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
         None => None,
     };
 
+    let admin_listener = crate::admin::bind(&config).await?;
+
     let listen: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     info!(
         version = %env!("CARGO_PKG_VERSION"),
@@ -262,6 +264,18 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
     };
     let service = Arc::new(Service::new(settings, store, dns, SystemClock));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let admin = match admin_listener {
+        Some(bound) => {
+            let state = crate::admin::state(&config, service.clone())?;
+            Some(tokio::spawn(crate::admin::serve(
+                bound,
+                state,
+                crate::admin::extra_routes(&config),
+                shutdown_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     if let Some(listener) = metrics_listener {
         tokio::spawn(crate::http::serve(
             listener,
@@ -299,6 +313,9 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
     let _ = cleanup.await;
     let _ = allow.await;
     let _ = reopen.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     // Let the store commit what it has before the process ends.
     match Arc::try_unwrap(service) {
         Ok(service) => service.into_store().close().await,
@@ -371,6 +388,16 @@ pub fn keys_needing_restart(current: &Config, next: &Config) -> Vec<&'static str
         dns.list_cache_size,
         dns.max_in_flight,
         metrics.listen,
+        admin.listen,
+        admin.tls_cert,
+        admin.tls_key,
+        admin.users_path,
+        admin.session_ttl,
+        admin.login_failures,
+        admin.login_window,
+        admin.trusted_proxies,
+        admin.secure_cookie,
+        admin.max_body_size,
     ];
     changes
         .into_iter()

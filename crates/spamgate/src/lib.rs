@@ -17,6 +17,8 @@
 //! front-end in `spamgate-postfix`; listeners in `spamgate-net`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod admin_cli;
 pub mod cli;
 pub mod config;
 pub mod daemon;

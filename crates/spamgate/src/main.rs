@@ -202,6 +202,7 @@ fn run(cli: Cli) -> Result<(), daemon::Fatal> {
             json,
         } => op25b(command, config, &nft, now.as_deref(), json),
         Command::Abuse(args) => spamgate::desk_cli::abuse(args),
+        Command::Admin(args) => spamgate::admin_cli::admin(args),
         Command::Customer(args) => spamgate::desk_cli::customer(args),
         Command::Sessions(args) => spamgate::desk_cli::sessions(args),
     }

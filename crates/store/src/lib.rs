@@ -19,6 +19,8 @@
 //! - `redis/`: [`RedisStore`], shared by several MX hosts; the engine decides here and
 //!   compare-and-set scripts make each transition atomic.
 //! - `any`: [`AnyStore`], the backend chosen at run time, forwarding every trait.
+//! - `users/`: the admin API's users, tokens, sessions and audit trail ([`users::UserStore`],
+//!   [`users::SqliteUserStore`] in its own file).
 //! - `dump`: [`StoreDump`], everything a store holds, backend-neutral, for
 //!   `spamgate store migrate`; each backend exports and imports it in its own `dump`.
 //!
@@ -31,6 +33,7 @@ mod any;
 mod dump;
 mod redis;
 mod sqlite;
+pub mod users;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,0 +1,131 @@
+//! spamgate's HTTP admin API: JSON over HTTP for scripts and the web console, served by
+//! `spamgate serve` on the `[admin]` listener. Handlers only translate: every decision
+//! and every change goes through the application layer (`spamgate-app`). See
+//! docs/api.md for the endpoints, roles and errors.
+//!
+//! # The interface for front-ends mounted on this listener (the console)
+//!
+//! - **State**: [`AdminState`] (cheap `Clone`) holds the application services:
+//!   [`AdminState::service`] (decisions, the store with the greylist, allow-list and
+//!   accounts, metrics), [`AdminState::users`] (users, tokens, sessions, audit trail),
+//!   [`AdminState::desk`] (the abuse desk's service, 503 when none) and
+//!   [`AdminState::keys`] (the greylist key scheme).
+//! - **Mounting**: [`router`]`(state, extra)` merges `extra: Router<AdminState>` with
+//!   the API and puts *both* behind the same layers (body limit, [`auth::authenticate`]
+//!   with CSRF). The API owns `GET /health`, `POST /login`, `POST /logout` and
+//!   everything under `/api/v1/`; `extra` may own any other path (`GET /login`, the
+//!   login page, is the console's). Routes must not overlap (axum panics on a duplicate).
+//!   Unknown paths answer 401 without a caller and 404 with one.
+//! - **Who is calling**: the extractor [`Principal`] (`user`, `role`, `via`, `address`;
+//!   401 as JSON when there is none: take `Option<Principal>` to redirect a browser to
+//!   `/login` instead) and [`RequireRole`]`<R>` with `R` one of [`roles`]`::{Viewer,
+//!   Operator, Approver, Admin}` (403 below it). Roles are ordered: viewer < operator <
+//!   approver < admin.
+//! - **CSRF**: enforced by the middleware on every non-GET/HEAD/OPTIONS request made
+//!   with a session cookie: the token must be in the `X-CSRF-Token` header or in the
+//!   `csrf` field of an `application/x-www-form-urlencoded` body (the middleware reads
+//!   and restores the body, so the handler's `Form` still works). Render it into forms
+//!   with [`Principal::csrf`]: `<input type="hidden" name="csrf" value="{{ csrf }}">`.
+//!   Handlers need do nothing else. `POST /login` is exempt (no session yet).
+//! - **Sessions**: `POST /login` takes the form fields `user`, `password` and optional
+//!   `next` (a local path), sets the `spamgate_session` cookie (HttpOnly,
+//!   SameSite=Strict, `Secure` with TLS or `secure_cookie`) and redirects (303) to
+//!   `next`; on failure it redirects to `/login?failed=1` (`?failed=rate` when rate
+//!   limited). With `Accept: application/json` it answers JSON instead.
+//!   `POST /logout` ends it. [`auth::SESSION_COOKIE`], [`auth::CSRF_HEADER`],
+//!   [`auth::CSRF_FIELD`] name the pieces.
+//! - **Auditing a change**: [`Principal::audit`]`(&state, "allow.add", target, json)`.
+//! - **Errors**: [`ApiError`] answers `{"error": "...", "status": N}`; [`ApiJson`],
+//!   [`ApiQuery`] and [`ApiForm`] turn malformed input into 400 and oversized bodies
+//!   into 413 in that shape.
+//! - **Serving**: [`serve`] over a bound `TcpListener`, TLS when given a rustls config
+//!   ([`tls::server_config`]).
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod state;
+pub mod tls;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use auth::{ClientAddress, MinRole, Principal, RequireRole, Via, roles};
+pub use error::{ApiError, ApiForm, ApiJson, ApiQuery, ErrorBody};
+pub use state::{AdminSettings, AdminState, AppService, DeskParts};
+
+/// The API's routes and `extra` (the console's), behind the body limit and the
+/// authentication middleware, with `state` applied.
+pub fn router(state: AdminState, extra: Router<AdminState>) -> Router {
+    let api = Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/api/v1/session", get(auth::session));
+    api.merge(extra)
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(state.settings().body_limit))
+        .with_state(state)
+}
+
+/// Unknown paths: 401 to strangers (nothing answers them but `/health`), else 404.
+async fn fallback(principal: Option<Principal>) -> axum::response::Response {
+    match principal {
+        None => ApiError::unauthorized().into_response(),
+        Some(_) => ApiError::new(StatusCode::NOT_FOUND, "no such endpoint").into_response(),
+    }
+}
+
+/// Serves `app` on `listener` (TLS-terminated when `tls` is given) until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let addr = listener.local_addr().ok();
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let service = app.into_make_service_with_connect_info::<auth::PeerAddr>();
+    let result = match tls {
+        Some(config) => {
+            let listener = match tls::TlsListener::new(listener, config) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    warn!("admin listener failed: {e}");
+                    return;
+                }
+            };
+            if let Some(addr) = addr {
+                info!("admin API on https://{addr}/");
+            }
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            if let Some(addr) = addr {
+                info!("admin API on http://{addr}/");
+            }
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    };
+    if let Err(e) = result {
+        warn!("admin listener failed: {e}");
+    }
+}
