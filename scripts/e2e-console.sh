@@ -32,6 +32,9 @@ outside() {
     [[ $(id -u) == 0 ]] || die "run as root (namespaces, packages)"
     install_missing chromium=chromium chromedriver=chromium-driver python3=python3 \
         ip=iproute2 unshare=util-linux
+    # A Japanese font, so the Japanese pages (and the screenshots) show text, not boxes.
+    # install_missing checks commands; this check is fontconfig's, the name a placeholder.
+    fc-list :lang=ja 2>/dev/null | grep -q . || install_missing japanese-font=fonts-ipafont-gothic
     build_spamgate
     run_in_namespaces "${BASH_SOURCE[0]}"
 }

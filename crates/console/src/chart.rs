@@ -57,7 +57,12 @@ pub fn stacked_bars(id: &str, title: &str, labels: &[String], series: &[Series])
     );
     // Grid and y labels: 0, max/2, max.
     for step in 0..=2 {
-        let value = max * step / 2;
+        let value = match step {
+            0 => "0".to_string(),
+            1 if max % 2 == 1 => format!("{:.1}", max as f64 / 2.0),
+            1 => (max / 2).to_string(),
+            _ => max.to_string(),
+        };
         let y = top + plot_h - plot_h * step as f64 / 2.0;
         let _ = write!(
             svg,

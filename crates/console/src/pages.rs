@@ -557,7 +557,8 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
             };
             reports.push(serde_json::json!({
                 "id": r.id, "received": utc(r.received_at), "summary": report_summary(&r.report),
-                "attribution": r.attribution.as_ref().and_then(|a| serde_json::to_string(a).ok()).unwrap_or_default(),
+"attribution": r.attribution.as_ref().map(attribution_summary).unwrap_or_default(),
+                "attribution_json": r.attribution.as_ref().and_then(|a| serde_json::to_string_pretty(a).ok()),
                 "raw": raw,
             }));
         }
@@ -755,6 +756,23 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
         let _ = std::fs::remove_dir_all(&parent);
         result
     }
+}
+
+/// One line for people: who, from which address and time, on how many sessions.
+fn attribution_summary(a: &spamgate_desk::attribution::Attribution) -> String {
+    let v = serde_json::to_value(a).unwrap_or_default();
+    let q = &v["query"];
+    let address = match q["port"].as_u64() {
+        Some(port) => format!("{}:{port}", q["address"].as_str().unwrap_or("?")),
+        None => q["address"].as_str().unwrap_or("?").to_string(),
+    };
+    let at = q["at"].as_i64().map(utc).unwrap_or_default();
+    let sessions = v["evidence"].as_array().map_or(0, Vec::len);
+    let who = match v["customer"].as_str() {
+        Some(c) => c.to_string(),
+        None => format!("triage ({})", v["reason"].as_str().unwrap_or("?")),
+    };
+    format!("{who} — {address} at {at}; {sessions} matching session(s)")
 }
 
 fn report_summary(report: &spamgate_desk::report::Report) -> String {
