@@ -42,8 +42,10 @@
 //!   ([`tls::server_config`]).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod error;
+pub mod openapi;
 pub mod state;
 pub mod tls;
 
@@ -69,15 +71,47 @@ pub fn router(state: AdminState, extra: Router<AdminState>) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/login", post(auth::login))
         .route("/logout", post(auth::logout))
-        .route("/api/v1/session", get(auth::session));
+        .route("/api/v1/session", get(auth::session))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .merge(api::routes());
     api.merge(extra)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(state.settings().body_limit))
         .with_state(state)
+}
+
+/// Under `/api/`, an error axum answered itself (a 405, a plain-text rejection) is
+/// rewritten into the JSON error shape, so every API error reads the same.
+async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    ApiError::new(status, message).into_response()
 }
 
 /// Unknown paths: 401 to strangers (nothing answers them but `/health`), else 404.

@@ -228,6 +228,10 @@ impl Client {
         self.send("GET", path, &[], b"")
     }
 
+    pub fn post(&self, path: &str) -> Response {
+        self.send("POST", path, &[], b"")
+    }
+
     pub fn delete(&self, path: &str) -> Response {
         self.send("DELETE", path, &[], b"")
     }
