@@ -81,7 +81,7 @@ struct LangQuery {
 /// The page's language and, when `?lang=` switched it, the cookie that keeps it.
 fn language(headers: &HeaderMap, query: Option<&str>) -> (Lang, Option<HeaderValue>) {
     let asked = query
-        .and_then(|q| serde_urlencoded_lang(q))
+        .and_then(serde_urlencoded_lang)
         .and_then(|l| Lang::parse(&l));
     if let Some(lang) = asked {
         let cookie = format!(
