@@ -5,7 +5,8 @@
 //! result into HTML. A caller without a session is sent to `/login`.
 //!
 //! Paths: `GET /login` (the form; `POST /login` and `POST /logout` are the admin
-//! crate's), `GET /` → `/console/`, and everything under `/console/`.
+//! crate's) and everything under `/console/`. `/` stays the admin crate's (401 to
+//! strangers: nothing but `/health` and the login answers them).
 
 use axum::Router;
 use axum::extract::{Extension, Path, Query, RawQuery, State};
@@ -32,7 +33,6 @@ struct Limits(spamgate_policy::Limits);
 /// The console's routes, to be merged into the admin router.
 pub fn routes(codec_limits: spamgate_policy::Limits) -> Router<AdminState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/login", get(login_page))
         .route("/console", get(|| async { Redirect::to("/console/") }))
         .route("/console/", get(dashboard))
