@@ -4,8 +4,9 @@
 # server, real SQLite files, real processes), and the end-to-end suites with real
 # Postfix/rbldnsd/dnsmasq (scripts/e2e.sh), a real Postfix submission service with
 # Dovecot SASL (scripts/e2e-submission.sh), the abuse desk's intake through a Postfix
-# alias pipe (scripts/e2e-desk.sh) and a real kernel nftables in network
-# namespaces (scripts/op25b-netns.sh), and the Debian package built, installed and purged
+# alias pipe (scripts/e2e-desk.sh), the web console in a real chromium
+# (scripts/e2e-console.sh), a real kernel nftables in network namespaces
+# (scripts/op25b-netns.sh), and the Debian package built, installed and purged
 # (scripts/test-deb.sh). Needs root for the installs and namespaces.
 #
 # Usage: bash scripts/test-all.sh        (CI runs exactly this: .ci/run)
@@ -22,6 +23,7 @@ install_packages() {
         [nft]=nftables [ip]=iproute2 [redis-server]=redis-server [sqlite3]=sqlite3
         [unshare]=util-linux [dovecot]=dovecot-core [openssl]=openssl [python3]=python3
         [promtool]=prometheus
+        [chromium]=chromium [chromedriver]=chromium-driver
     )
     local missing=() cmd
     for cmd in "${!wanted[@]}"; do
@@ -75,6 +77,9 @@ bash scripts/e2e-desk.sh
 
 log "metrics: promtool check metrics/rules against a real daemon (scripts/metrics-check.sh)"
 bash scripts/metrics-check.sh
+
+log "end-to-end: the web console in chromium (WebDriver) against spamgate serve"
+bash scripts/e2e-console.sh
 
 if [[ -f scripts/op25b-netns.sh ]]; then
     log "OP25B in network namespaces (real nftables)"

@@ -107,6 +107,12 @@ impl AdminState {
         ))
     }
 
+    /// The desk's store and settings, for front-ends that build their own
+    /// [`DeskService`] (the console).
+    pub fn desk_parts(&self) -> Option<&DeskParts> {
+        self.0.desk.as_ref()
+    }
+
     pub fn has_desk(&self) -> bool {
         self.0.desk.is_some()
     }

@@ -489,6 +489,41 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
         .await
     }
 
+    /// The raw bytes of a stored report, as they came in (the evidence).
+    pub async fn raw_report(&self, id: spamgate_desk::store::RawId) -> Result<Vec<u8>> {
+        self.blocking(move |store, _| Ok(store.raw(id)?.ok_or(not_found("raw report", id))?.bytes))
+            .await
+    }
+
+    /// The customer's claims for damages, oldest first.
+    pub async fn claims(&self, customer: String) -> Result<Vec<(i64, Claim)>> {
+        self.blocking(move |store, _| store.claims(&customer)).await
+    }
+
+    /// The notice the customer would get on entering `step` about `case_id`, rendered
+    /// with the configured templates as the delivery worker would, sent nowhere.
+    pub async fn preview_notice(
+        &self,
+        customer: String,
+        step: Step,
+        case_id: Option<CaseId>,
+        now: UnixTime,
+    ) -> Result<Notice> {
+        let notice = self.settings.notice.clone();
+        self.blocking(move |store, s| {
+            let templates = match &notice.templates {
+                Some(dir) => Templates::with_overrides(dir),
+                None => Templates::builtin(),
+            }
+            .map_err(|e| DeskError::Invalid(format!("notice templates: {e}")))?;
+            render_notice(
+                store, &templates, &notice, s.zone, &customer, step, case_id, now,
+            )
+            .map_err(DeskError::Invalid)
+        })
+        .await
+    }
+
     /// Who held the address (and port) then.
     pub async fn who(&self, query: Query) -> Result<Attribution> {
         self.blocking(move |store, s| desk::who(store, query, &s.config))
@@ -941,6 +976,46 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
 /// Renders one queued notice and hands it to the relay. Returns the step, the
 /// address it went to, and the error if any (a store failure counts as one: the
 /// delivery is retried like a relay failure).
+/// The notice `customer` gets for entering `step` (about `case_id`), as it would be
+/// mailed at `now`: for the delivery worker and the console's preview.
+#[allow(clippy::too_many_arguments)]
+fn render_notice(
+    store: &dyn DeskStore,
+    templates: &Templates,
+    settings: &NoticeSettings,
+    zone: FixedOffset,
+    customer: &str,
+    step: Step,
+    case_id: Option<CaseId>,
+    now: UnixTime,
+) -> std::result::Result<Notice, String> {
+    let customer = store
+        .customer(customer)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("customer {customer} is gone"))?;
+    let facts = notice_facts(
+        store,
+        &customer.id,
+        step,
+        case_id,
+        now + settings.reply_within,
+    )
+    .map_err(|e| e.to_string())?;
+    // The notice names the bare address to answer, not `Name <address>`.
+    let desk_address = settings
+        .from
+        .parse::<lettre::message::Mailbox>()
+        .map_or_else(|_| settings.from.clone(), |m| m.email.to_string());
+    let sender = Sender {
+        isp_name: settings.isp_name.clone(),
+        desk_address,
+        english_zone: zone,
+    };
+    templates
+        .render(&customer, &facts, &sender)
+        .map_err(|e| e.to_string())
+}
+
 fn send_notice(
     store: &dyn DeskStore,
     templates: &Templates,
@@ -966,33 +1041,9 @@ fn send_notice(
         Err(e) => return (String::new(), None, Some(format!("unreadable notice: {e}"))),
     };
     let step_name = step.as_str().to_string();
-    let rendered = (|| -> std::result::Result<Notice, String> {
-        let customer = store
-            .customer(&customer)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("customer {customer} is gone"))?;
-        let facts = notice_facts(
-            store,
-            &customer.id,
-            step,
-            case_id,
-            now + settings.reply_within,
-        )
-        .map_err(|e| e.to_string())?;
-        // The notice names the bare address to answer, not `Name <address>`.
-        let desk_address = settings
-            .from
-            .parse::<lettre::message::Mailbox>()
-            .map_or_else(|_| settings.from.clone(), |m| m.email.to_string());
-        let sender = Sender {
-            isp_name: settings.isp_name.clone(),
-            desk_address,
-            english_zone: zone,
-        };
-        templates
-            .render(&customer, &facts, &sender)
-            .map_err(|e| e.to_string())
-    })();
+    let rendered = render_notice(
+        store, templates, settings, zone, &customer, step, case_id, now,
+    );
     let notice = match rendered {
         Ok(n) => n,
         Err(e) => return (step_name, None, Some(e)),

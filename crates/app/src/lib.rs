@@ -17,6 +17,7 @@
 //!   the desk has them suspended) for `op25b sync` and the desk's enforcement.
 //! - [`decision_log`]: the one decision log line, written and read back.
 //! - [`metrics`]: Prometheus metrics, one method per observable event.
+//! - [`timeline`]: the last day's decisions per minute, in memory (the console's charts).
 //! - [`tarpit`]: the tarpit's holds in progress and held transactions.
 //! - [`charge_watch`]: notices when Postfix never asks at `[submission] charge_at`.
 //! - [`users`]: the admin API's users, tokens, sessions, login limit and audit trail.
@@ -38,6 +39,7 @@ pub mod resolver;
 pub mod service;
 pub mod settings;
 pub mod tarpit;
+pub mod timeline;
 pub mod users;
 
 pub use clock::{Clock, ManualClock, SystemClock};

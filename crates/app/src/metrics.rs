@@ -95,6 +95,7 @@ pub struct Metrics {
     greylist_first: Family<ClassRuleLabels, Counter>,
     greylist_passed: Family<ClassRuleLabels, Counter>,
     greylist_delay: Family<ClassRuleLabels, Histogram, fn() -> Histogram>,
+    timeline: crate::timeline::Timeline,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -270,6 +271,7 @@ impl Metrics {
             tarpit,
             tarpit_active,
             learn,
+            timeline: crate::timeline::Timeline::new(),
         }
     }
 
@@ -334,6 +336,19 @@ impl Metrics {
         } else {
             self.greylist_first.get_or_create(&labels).inc();
         }
+    }
+
+    /// A recorded decision (not a dry run) in the in-memory [`Timeline`] the console
+    /// draws, under the same action and reason labels as `spamgate_decisions_total`.
+    ///
+    /// [`Timeline`]: crate::timeline::Timeline
+    pub fn decision_at(&self, verdict: &Verdict, now: spamgate_engine::UnixTime) {
+        self.timeline
+            .record(now, verdict.action.id(), deciding_reason(verdict));
+    }
+
+    pub fn timeline(&self) -> &crate::timeline::Timeline {
+        &self.timeline
     }
 
     pub fn list_lookup(&self, zone: &Arc<String>, answer: &ListAnswer, elapsed: Duration) {

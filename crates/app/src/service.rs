@@ -156,6 +156,9 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
             Direction::Submission => self.submission(&settings, transaction, mode).await,
         };
         self.metrics.decision(&verdict, started.elapsed());
+        if mode.records() {
+            self.metrics.decision_at(&verdict, self.clock.now());
+        }
         (verdict, hold)
     }
 

@@ -84,17 +84,19 @@ pub fn state(config: &Config, service: Arc<AppService>) -> Result<AdminState, Fa
     ))
 }
 
-/// Routes mounted beside the API on the admin listener (the web console's pages).
-pub fn extra_routes() -> Router<AdminState> {
-    Router::new()
+/// Routes mounted beside the API on the admin listener: the web console's pages, whose
+/// check form decodes requests under the policy listener's own limits.
+pub fn extra_routes(config: &Config) -> Router<AdminState> {
+    spamgate_console::routes::routes(crate::daemon::connection_limits(&config.server).codec)
 }
 
 /// Serves the admin listener until `shutdown`.
 pub async fn serve(
     bound: AdminListener,
     state: AdminState,
+    extra: Router<AdminState>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let app = spamgate_admin::router(state, extra_routes());
+    let app = spamgate_admin::router(state, extra);
     spamgate_admin::serve(bound.listener, bound.tls, app, shutdown).await;
 }

@@ -1,0 +1,287 @@
+"""The operator console in a real browser (Debian's chromium over chromedriver), against
+a real `spamgate serve` started by scripts/e2e-console.sh: policy requests go to the
+daemon's policy socket, reports in through `spamgate abuse ingest`, and every check
+looks at what the daemon answers afterwards, not at the page alone.
+
+Environment (set by the script): SG (the binary), SG_CONFIG, ADMIN (http://127.0.0.1:PORT),
+POLICY (127.0.0.1:PORT), DRIVER_PORT, REPORT (an ARF report file), SHOTS (where the
+screenshots go; empty: none), PASSWORD (of every test user).
+
+Run: python3 -m unittest -v tests/console/test_console.py   (the script does)
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+import webdriver  # noqa: E402
+
+SG = os.environ.get("SG", "spamgate")
+CONFIG = os.environ.get("SG_CONFIG", "")
+ADMIN = os.environ.get("ADMIN", "http://127.0.0.1:8025")
+POLICY = os.environ.get("POLICY", "127.0.0.1:10040")
+SHOTS = os.environ.get("SHOTS", "")
+PASSWORD = os.environ.get("PASSWORD", "")
+ACCOUNT = "alice-smtp@isp.example.jp"
+
+driver = None
+
+
+def setUpModule():
+    global driver
+    driver = webdriver.Driver(int(os.environ.get("DRIVER_PORT", "9515")),
+                              log=os.environ.get("DRIVER_LOG"))
+
+
+def tearDownModule():
+    if driver:
+        driver.stop()
+
+
+def policy(client, sender="bulk@example.net", recipient="user@isp.example.jp",
+           sasl=None, helo="mail.example.net"):
+    """One request over the daemon's policy socket; returns the action line's value."""
+    host, port = POLICY.rsplit(":", 1)
+    lines = [
+        "request=smtpd_access_policy",
+        "protocol_state=RCPT",
+        "protocol_name=ESMTP",
+        f"client_address={client}",
+        "client_name=unknown",
+        "reverse_client_name=unknown",
+        f"helo_name={helo}",
+        f"sender={sender}",
+        f"recipient={recipient}",
+    ]
+    if sasl:
+        lines += [f"sasl_username={sasl}", "sasl_method=PLAIN", "recipient_count=0"]
+    with socket.create_connection((host, int(port)), timeout=15) as s:
+        s.sendall(("\n".join(lines) + "\n\n").encode())
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode().strip()
+    assert text.startswith("action="), text
+    return text[len("action="):]
+
+
+def sg(*args, stdin=None):
+    out = subprocess.run([SG, *args, "-c", CONFIG], input=stdin, capture_output=True,
+                         timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"spamgate {' '.join(args)}: {out.returncode} {out.stderr.decode()}")
+    return out.stdout.decode()
+
+
+def allow_entries():
+    """The runtime allow-list as `spamgate allow list --json` prints it (JSON lines)."""
+    return [(e["kind"], e["value"]) for e in map(json.loads, sg("allow", "list", "--json").splitlines())]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+def raw_request(path, data=None, headers=None):
+    """(status, headers, body) of one request without a browser and without a session."""
+    opener = urllib.request.build_opener(NoRedirect)
+    req = urllib.request.Request(ADMIN + path, data=data, headers=headers or {})
+    try:
+        with opener.open(req, timeout=15) as r:
+            return r.status, r.headers, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode(errors="replace")
+
+
+def shot(session, name):
+    dump = os.environ.get("DUMP")
+    if dump:
+        with open(os.path.join(dump, f"{name}.html"), "w") as f:
+            f.write(session.source)
+    if SHOTS:
+        session.screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
+def login(session, user):
+    session.get(ADMIN + "/login")
+    session.wait_for("#username").send_keys(user)
+    session.find("#password").send_keys(PASSWORD)
+    session.find("#login-submit").click()
+    session.wait_for("#who")
+    assert user in session.find("#who").text
+
+
+def logout(session):
+    session.find("#logout").click()
+    session.wait_for("#login-form")
+
+
+def bar_values(session, chart, series):
+    rects = session.find_all(f'#{chart} rect[data-series="{series}"]')
+    return sum(int(r.attribute("data-value")) for r in rects)
+
+
+class Console(unittest.TestCase):
+    # Test methods run in name order: the cases build on each other's state (the
+    # decisions made, the allow-list entry, the case), as an operator's day would.
+
+    def test_00_no_session_is_refused(self):
+        status, headers, _ = raw_request("/console/")
+        self.assertEqual(status, 303, "a browser without a session is sent to the login page")
+        self.assertTrue(headers["Location"].startswith("/login"), headers["Location"])
+        for path in ["/console/filters", "/console/desk", "/console/desk/cases/1"]:
+            status, headers, _ = raw_request(path)
+            self.assertEqual(status, 303, path)
+        before = allow_entries()
+        status, _, body = raw_request(
+            "/console/filters/allow/add",
+            data=b"kind=client-address&value=203.0.113.9",
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 401, body[:200])
+        self.assertEqual(allow_entries(), before, "nothing changed")
+        status, _, _ = raw_request("/api/v1/session")
+        self.assertEqual(status, 401)
+
+    def test_10_dashboard_charts_the_decisions_made(self):
+        # Four new triplets from two clients: each first attempt is greylisted (the
+        # reverse lookup fails here: dns-tempfail is a suspicious class).
+        answers = [policy("192.0.2.10", sender=f"s{i}@example.net") for i in range(3)]
+        answers.append(policy("198.51.100.7"))
+        for a in answers:
+            self.assertTrue(a.startswith("DEFER"), a)
+        with driver.session() as s:
+            s.get(ADMIN + "/console/")
+            s.wait_for("#login-form")
+            shot(s, "login")
+            login(s, "olivia")
+            s.get(ADMIN + "/console/")
+            s.wait_for("#chart-actions")
+            total = int(s.find("#decisions-total").text)
+            self.assertGreaterEqual(total, 4)
+            # The action id of a greylist deferral, as spamgate_decisions_total labels it.
+            defers = sum(bar_values(s, "chart-actions", a) for a in ("defer", "greylist"))
+            shot(s, "dashboard")
+            self.assertGreaterEqual(defers, 4)
+            self.assertGreaterEqual(int(s.find("#gl-pending").text), 4)
+            self.assertIn("192.0.2.0/24", s.find("#top-networks").text)
+            shot(s, "dashboard")
+            # Japanese, and back.
+            s.find("#lang-switch").click()
+            s.wait_for("#chart-actions")
+            self.assertIn("ダッシュボード", s.find("h1").text)
+            s.find("#lang-switch").click()
+            s.wait_for("#chart-actions")
+            self.assertIn("Dashboard", s.find("h1").text)
+
+    def test_20_allow_list_entry_changes_the_answer(self):
+        client = "192.0.2.44"
+        self.assertTrue(policy(client).startswith("DEFER"))
+        with driver.session() as s:
+            login(s, "olivia")
+            s.get(ADMIN + "/console/filters")
+            # The check form: why is this client greylisted?
+            s.wait_for("#check-client").send_keys(client)
+            s.find("#check-recipient").send_keys("user@isp.example.jp")
+            s.find("#check-submit").click()
+            result = s.wait_for("#check-result").text
+            self.assertIn("greylist", result)
+            s.get(ADMIN + "/console/filters")
+            s.wait_for("#allow-value").send_keys(client)
+            s.find("#allow-comment").send_keys("partner relay")
+            s.find("#allow-add").click()
+            self.assertIn("added", s.wait_for("#flash").text)
+            self.assertIn(client, s.find("#allow-table").text)
+            shot(s, "filters")
+        self.assertIn(("client-address", client), allow_entries())
+        answer = policy(client)
+        self.assertFalse(answer.startswith("DEFER"), answer)
+        self.assertTrue(policy("192.0.2.45").startswith("DEFER"), "only that client")
+
+    def test_30_report_case_suspension_refuses_submission(self):
+        self.assertFalse(policy("203.0.113.5", sasl=ACCOUNT).startswith("5"))
+        with open(os.environ["REPORT"], "rb") as f:
+            sg("abuse", "ingest", stdin=f.read())
+        with driver.session() as s:
+            login(s, "olivia")
+            s.get(ADMIN + "/console/desk")
+            link = s.wait_for(".case-link")
+            row = s.find(".case-row").text
+            self.assertIn("C-ALICE", row)
+            link.click()
+            s.wait_for("#case-heading")
+            case_url = s.url
+            self.assertIn("192.0.2.10", s.find("#reports").text, "raw evidence shown")
+            self.assertIn("C-ALICE", s.find(".attribution").text)
+            s.find("#step-reason").send_keys("spam run confirmed")
+            s.find("#step-confirm").click()
+            s.wait_for("#flash")
+            self.assertIn("suspend", s.find("#proposal").text)
+            self.assertEqual(s.find_all("#step-approve"), [], "an operator cannot approve")
+            logout(s)
+            # Not suspended yet: a proposal only.
+            self.assertFalse(policy("203.0.113.5", sasl=ACCOUNT).startswith("5"))
+            login(s, "abe")
+            s.get(case_url)
+            s.wait_for("#step-approve").click()
+            flash = s.wait_for("#flash").text
+            self.assertIn("suspended", flash)
+            self.assertIn("suspended", s.find("#ladder-step").text)
+            shot(s, "case")
+        answer = policy("203.0.113.5", sasl=ACCOUNT)
+        self.assertTrue(answer.startswith("5"), f"suspended account refused: {answer}")
+
+    def test_40_a_viewer_cannot_change_anything(self):
+        before = allow_entries()
+        with driver.session() as s:
+            login(s, "vera")
+            s.get(ADMIN + "/console/filters")
+            s.wait_for("#allow-table")
+            self.assertEqual(s.find_all("#allow-form"), [])
+            self.assertEqual(s.find_all(".allow-remove"), [])
+            s.get(ADMIN + "/console/desk")
+            s.wait_for(".case-link").click()
+            s.wait_for("#case-heading")
+            self.assertEqual(s.find_all("#step-form"), [])
+            self.assertEqual(s.find_all("#claim-form"), [])
+            # Posting anyway, with the viewer's own valid CSRF token: refused.
+            csrf = re.search(r'name="csrf" value="([^"]+)"', s.source).group(1)
+            status = s.execute("""
+                const body = new URLSearchParams({csrf: arguments[0], kind: 'client-address',
+                                                  value: '203.0.113.77'});
+                const xhr = new XMLHttpRequest();
+                xhr.open('POST', '/console/filters/allow/add', false);
+                xhr.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded');
+                xhr.send(body.toString());
+                return xhr.status;""", csrf)
+            self.assertEqual(status, 403)
+        self.assertEqual(allow_entries(), before, "nothing changed")
+
+    def test_50_a_post_without_the_csrf_token_is_refused(self):
+        before = allow_entries()
+        with driver.session() as s:
+            login(s, "olivia")
+            s.get(ADMIN + "/console/filters")
+            s.wait_for("#allow-form")
+            status = s.execute("""
+                const xhr = new XMLHttpRequest();
+                xhr.open('POST', '/console/filters/allow/add', false);
+                xhr.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded');
+                xhr.send('kind=client-address&value=203.0.113.78');
+                return xhr.status;""")
+            self.assertEqual(status, 403)
+        self.assertEqual(allow_entries(), before)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

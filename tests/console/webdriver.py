@@ -1,0 +1,216 @@
+"""A minimal W3C WebDriver client over the standard library (urllib + json).
+
+Why not Selenium or fantoccini: the console tests need a dozen commands (new session,
+navigate, find, click, type, text, screenshot, cookies); this file is that, with no
+package to install on the CI machine and nothing that looks for a driver on the network
+(Selenium Manager does when no driver path is given). chromedriver speaks the W3C
+protocol; every command here is one HTTP request to it on loopback, with a timeout.
+"""
+
+import base64
+import json
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+# Chromium as root on a machine with a closed network (see
+# /work/.library/env/machines/rust.md): no sandbox, no GPU, no background connections.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--lang=en-US",
+]
+
+
+class WebDriverError(Exception):
+    def __init__(self, status, error, message):
+        super().__init__(f"{status} {error}: {message}")
+        self.error = error
+
+
+class NoSuchElement(WebDriverError):
+    pass
+
+
+def _request(method, url, body=None, timeout=30):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json; charset=utf-8")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}").get("value")
+    except urllib.error.HTTPError as e:
+        payload = json.loads(e.read() or b"{}").get("value", {})
+        kind = payload.get("error", "unknown error")
+        cls = NoSuchElement if kind == "no such element" else WebDriverError
+        raise cls(e.code, kind, payload.get("message", "")[:300]) from None
+
+
+class Element:
+    def __init__(self, session, element_id):
+        self.session = session
+        self.id = element_id
+
+    def _cmd(self, method, path, body=None):
+        return self.session._cmd(method, f"/element/{self.id}{path}", body)
+
+    def click(self):
+        self._cmd("POST", "/click", {})
+
+    def send_keys(self, text):
+        self._cmd("POST", "/value", {"text": text})
+
+    def clear(self):
+        self._cmd("POST", "/clear", {})
+
+    @property
+    def text(self):
+        return self._cmd("GET", "/text")
+
+    def attribute(self, name):
+        return self._cmd("GET", f"/attribute/{name}")
+
+    def find(self, css):
+        value = self._cmd("POST", "/element", {"using": "css selector", "value": css})
+        return Element(self.session, value[ELEMENT])
+
+    def find_all(self, css):
+        values = self._cmd("POST", "/elements", {"using": "css selector", "value": css})
+        return [Element(self.session, v[ELEMENT]) for v in values]
+
+
+class Session:
+    """One browser session; `with Session(driver_url) as s:` ends it afterwards."""
+
+    def __init__(self, driver_url, width=1280, height=900):
+        self.driver_url = driver_url.rstrip("/")
+        self.profile = tempfile.TemporaryDirectory(prefix="spamgate-chromium-")
+        caps = {
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": "/usr/bin/chromium",
+                        "args": CHROMIUM_ARGS
+                        + [
+                            f"--user-data-dir={self.profile.name}",
+                            f"--window-size={width},{height}",
+                        ],
+                    },
+                    "timeouts": {"implicit": 0, "pageLoad": 20000, "script": 10000},
+                }
+            }
+        }
+        value = _request("POST", f"{self.driver_url}/session", caps, timeout=60)
+        self.id = value["sessionId"]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.quit()
+
+    def quit(self):
+        try:
+            _request("DELETE", f"{self.driver_url}/session/{self.id}")
+        except (WebDriverError, OSError):
+            pass
+        self.profile.cleanup()
+
+    def _cmd(self, method, path, body=None):
+        return _request(method, f"{self.driver_url}/session/{self.id}{path}", body)
+
+    def get(self, url):
+        self._cmd("POST", "/url", {"url": url})
+
+    @property
+    def url(self):
+        return self._cmd("GET", "/url")
+
+    @property
+    def title(self):
+        return self._cmd("GET", "/title")
+
+    @property
+    def source(self):
+        return self._cmd("GET", "/source")
+
+    def find(self, css):
+        value = self._cmd("POST", "/element", {"using": "css selector", "value": css})
+        return Element(self, value[ELEMENT])
+
+    def find_all(self, css):
+        values = self._cmd("POST", "/elements", {"using": "css selector", "value": css})
+        return [Element(self, v[ELEMENT]) for v in values]
+
+    def wait_for(self, css, timeout=10):
+        """The first element matching css, polled until it appears (no fixed sleeps)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.find(css)
+            except NoSuchElement:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def execute(self, script, *args):
+        return self._cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def cookies(self):
+        return self._cmd("GET", "/cookie")
+
+    def delete_cookies(self):
+        self._cmd("DELETE", "/cookie")
+
+    def screenshot(self, path):
+        png = base64.b64decode(self._cmd("GET", "/screenshot"))
+        with open(path, "wb") as f:
+            f.write(png)
+        return len(png)
+
+
+class Driver:
+    """chromedriver on a loopback port, started and stopped by the test run."""
+
+    def __init__(self, port, binary="/usr/bin/chromedriver", log=None):
+        self.url = f"http://127.0.0.1:{port}"
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [binary, f"--port={port}", "--allowed-ips=127.0.0.1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if _request("GET", f"{self.url}/status", timeout=2).get("ready"):
+                    return
+            except (OSError, WebDriverError):
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("chromedriver did not become ready")
+            time.sleep(0.1)
+
+    def session(self, **kw):
+        return Session(self.url, **kw)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
