@@ -135,6 +135,43 @@ async fn a_narrow_spf_pass_skips_greylisting_and_nothing_else_does() {
     );
 }
 
+/// What `spamgate check` shows: the same path in dry-run mode, its last reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_domain_that_passed() {
+    use spamgate_app::service::Mode;
+    use spamgate_engine::{Envelope, Transaction};
+    let h = start("[spf]\nenabled = true\n").await;
+    let check = |client: &str, sender: &str| {
+        let mut envelope = Envelope::new(client.parse().unwrap());
+        envelope.client_name = Some("srv1x1.dc.example.test".into());
+        envelope.reverse_client_name = Some("srv1x1.dc.example.test".into());
+        envelope.sender = sender.into();
+        envelope.recipient = "user@example.test".into();
+        Transaction::at_rcpt(envelope)
+    };
+    let verdict = h
+        .service
+        .decide(&check("192.0.2.11", "news@inc.spf.test"), Mode::DryRun)
+        .await;
+    let last = verdict.reasons.last().map(|r| r.short());
+    assert_eq!(
+        last.as_deref(),
+        Some("spf-pass(inc.spf.test)"),
+        "{verdict:?}"
+    );
+    let verdict = h
+        .service
+        .decide(&check("192.0.2.11", "news@open.spf.test"), Mode::DryRun)
+        .await;
+    assert!(
+        !verdict
+            .reasons
+            .iter()
+            .any(|r| r.short().starts_with("spf-pass")),
+        "{verdict:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_by_default() {
     let h = start("").await;
