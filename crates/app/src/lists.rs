@@ -194,6 +194,13 @@ mod tests {
         async fn rdns(&self, _client: IpAddr) -> RdnsFact {
             RdnsFact::NoPtr
         }
+        async fn spf(&self, _client: IpAddr, _domain: &str) -> spamgate_dns::SpfOutcome {
+            spamgate_dns::SpfOutcome {
+                result: spamgate_dns::SpfResult::None,
+                matched: None,
+                detail: String::new(),
+            }
+        }
     }
 
     #[derive(Debug, PartialEq)]

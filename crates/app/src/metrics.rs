@@ -90,6 +90,7 @@ pub struct Metrics {
     tarpit: Family<ResultLabels, Counter>,
     tarpit_active: Gauge,
     learn: Family<ResultLabels, Counter>,
+    spf: Family<ResultLabels, Counter>,
     store_opens: Family<ResultLabels, Counter>,
     store_up: Gauge,
     greylist_first: Family<ClassRuleLabels, Counter>,
@@ -210,6 +211,12 @@ impl Metrics {
             "Learned exemptions: clients exempted (exempted), and what a passed retry of a confirmed client did to its organisation (counted, learned, capped, refused, still_refused, not_tracked, error)",
             learn.clone(),
         );
+        let spf = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "spf_checks",
+            "SPF evaluations of clients about to be greylisted, by result (narrow_pass skipped greylisting; pass, fail, softfail, neutral, none, temperror, permerror and timeout did not)",
+            spf.clone(),
+        );
         let store_opens = Family::<ResultLabels, Counter>::default();
         registry.register(
             "store_open_attempts",
@@ -272,6 +279,7 @@ impl Metrics {
             tarpit_active,
             learn,
             timeline: crate::timeline::Timeline::new(),
+            spf,
         }
     }
 
@@ -445,6 +453,12 @@ impl Metrics {
         self.learn.get_or_create(&ResultLabels { result }).inc();
     }
 
+    /// One SPF evaluation: its result id (or `timeout`), and whether it passed narrowly.
+    pub fn spf(&self, result: &'static str, narrow: bool) {
+        let result = if narrow { "narrow_pass" } else { result };
+        self.spf.get_or_create(&ResultLabels { result }).inc();
+    }
+
     pub fn tarpit_active(&self, change: i64) {
         self.tarpit_active.inc_by(change);
     }
@@ -516,6 +530,7 @@ fn deciding_reason(verdict: &Verdict) -> &'static str {
         }),
         Reason::StoreError { .. } => Some("store-error"),
         Reason::Learned { .. } => Some("learned"),
+        Reason::SpfPass { .. } => Some("spf-pass"),
         Reason::GreylistDisabled => Some("greylist-disabled"),
         Reason::ClassNotGreylisted { .. } => Some("class-not-greylisted"),
         Reason::Client { client } => Some(client.id()),

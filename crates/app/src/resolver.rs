@@ -3,12 +3,14 @@
 use std::future::Future;
 use std::net::IpAddr;
 
-use spamgate_dns::{Dns, ListResult, Rdns, ZoneSpec};
+use spamgate_dns::{Dns, ListResult, Rdns, SpfOutcome, ZoneSpec};
 use spamgate_engine::facts::{ListAnswer, RdnsFact};
 
 pub trait Resolver: Send + Sync + 'static {
     fn list(&self, zone: &ZoneSpec, client: IpAddr) -> impl Future<Output = ListAnswer> + Send;
     fn rdns(&self, client: IpAddr) -> impl Future<Output = RdnsFact> + Send;
+    /// SPF `check_host()` for `client` and the envelope sender's domain.
+    fn spf(&self, client: IpAddr, domain: &str) -> impl Future<Output = SpfOutcome> + Send;
 }
 
 impl Resolver for Dns {
@@ -27,5 +29,9 @@ impl Resolver for Dns {
             Rdns::NoPtr => RdnsFact::NoPtr,
             Rdns::TempFail(error) => RdnsFact::TempFail { error },
         }
+    }
+
+    async fn spf(&self, client: IpAddr, domain: &str) -> SpfOutcome {
+        self.spf_check(client, domain).await
     }
 }

@@ -15,7 +15,7 @@ use spamgate_engine::tarpit::{TarpitFacts, TarpitOutcome};
 use spamgate_engine::{Direction, Evaluation, Reason, Stage, Transaction, UnixTime, Verdict};
 use spamgate_store::{AccountEvent, EventKind, StoreError};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::lists::look_up_all;
@@ -257,6 +257,27 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
                 }
                 // The exemption is an extra: without the store, greylisting decides.
                 Err(error) => warn!(%org, "cannot read the learned exemption: {error}"),
+            }
+        }
+        // SPF: the sender domain's own server, by a narrow mechanism, skips greylisting.
+        // Errors, timeouts and anything but a narrow pass leave the decision to greylisting.
+        if let Some(spf) = &settings.spf
+            && let Some(domain) = spamgate_engine::Envelope::domain_of(&envelope.sender)
+        {
+            let check = self.resolver.spf(client, &domain);
+            match tokio::time::timeout(spf.timeout, check).await {
+                Ok(outcome) => {
+                    let narrow = outcome.narrow_pass(&spf.narrow, client);
+                    self.metrics.spf(outcome.result.id(), narrow);
+                    if narrow && let Some(matched) = &outcome.matched {
+                        return engine.spf_passed(plan, &domain, &matched.domain, &matched.term);
+                    }
+                    debug!(%client, %domain, spf = %outcome, "SPF gives no exemption");
+                }
+                Err(_) => {
+                    self.metrics.spf("timeout", false);
+                    debug!(%client, %domain, "SPF evaluation timed out");
+                }
             }
         }
         let params = engine.greylist_params();

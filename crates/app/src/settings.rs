@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use spamgate_dns::ZoneSpec;
+use spamgate_dns::{NarrowRule, ZoneSpec};
 use spamgate_engine::outbound::SubmissionRules;
 use spamgate_engine::{Engine, EngineConfig, EngineError};
 
@@ -27,6 +27,17 @@ pub struct SettingsParts {
     pub store_timeout: Duration,
     /// `None` when submission is off: every transaction is inbound.
     pub submission: Option<SubmissionRules>,
+    /// `None` when SPF is off.
+    pub spf: Option<SpfSettings>,
+}
+
+/// SPF for clients about to be greylisted: a narrow pass for the envelope sender's
+/// domain skips greylisting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpfSettings {
+    pub narrow: NarrowRule,
+    /// Bound on one whole evaluation (all its lookups); past it SPF has no effect.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +59,7 @@ pub struct Settings {
     pub lookup_unknown: bool,
     pub store_timeout: Duration,
     pub submission: Option<SubmissionRules>,
+    pub spf: Option<SpfSettings>,
 }
 
 impl Settings {
@@ -68,6 +80,7 @@ impl Settings {
             lookup_unknown: parts.lookup_unknown,
             store_timeout: parts.store_timeout,
             submission: parts.submission,
+            spf: parts.spf,
         })
     }
 }

@@ -21,6 +21,7 @@ pub mod config;
 mod front_cache;
 pub mod lookup;
 pub mod names;
+pub mod spf;
 pub mod zonespec;
 
 use std::net::Ipv4Addr;
@@ -28,6 +29,7 @@ use std::net::Ipv4Addr;
 pub use config::DnsConfig;
 pub use lookup::Dns;
 pub use names::{list_query_name, reverse_query_name};
+pub use spf::{Matched, MechanismKind, NarrowRule, SpfOutcome, SpfResult};
 pub use zonespec::{AddrFilter, ZoneSpec, ZoneSpecError};
 
 /// The outcome of looking one client up in one list.

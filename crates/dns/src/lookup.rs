@@ -56,7 +56,7 @@ struct Inner {
 
 /// One query's result; answers carry the moment they expire (hickory's clamped TTL).
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// Records of the asked type (CNAMEs followed by hickory are left out); never empty.
     Records(Vec<RData>, Instant),
     NxDomain(Instant),
@@ -270,7 +270,7 @@ impl Dns {
     }
 
     /// Runs one query once a permit is free, both bounded by the whole-query deadline.
-    async fn query(&self, name: Name, rtype: RecordType) -> Outcome {
+    pub(crate) async fn query(&self, name: Name, rtype: RecordType) -> Outcome {
         let permitted_lookup = async {
             // The semaphore is never closed, so this only waits.
             let _permit = self.inner.in_flight.acquire().await;

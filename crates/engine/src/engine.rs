@@ -248,6 +248,24 @@ impl Engine {
         Verdict::pass(reasons)
     }
 
+    /// Step 5c: the envelope sender's SPF record authorises the client narrowly (the
+    /// application judged it): pass without greylisting.
+    pub fn spf_passed(
+        &self,
+        plan: GreylistPlan,
+        domain: &str,
+        record: &str,
+        term: &str,
+    ) -> Verdict {
+        let mut reasons = plan.reasons;
+        reasons.push(Reason::SpfPass {
+            domain: domain.to_string(),
+            record: record.to_string(),
+            term: term.to_string(),
+        });
+        Verdict::pass(reasons)
+    }
+
     /// Whether the tarpit is on. The application then keeps its table of held
     /// transactions and watches for their next step.
     pub fn tarpit_enabled(&self) -> bool {

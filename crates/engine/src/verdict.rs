@@ -217,6 +217,13 @@ pub enum Reason {
         org: String,
         until: crate::UnixTime,
     },
+    /// The envelope sender's domain authorises the client through a narrow SPF
+    /// mechanism (`term`, in the record of `record`): one of that domain's own servers.
+    SpfPass {
+        domain: String,
+        record: String,
+        term: String,
+    },
     /// What the tarpit did with a client greylisting would defer.
     Tarpit {
         #[serde(flatten)]
@@ -286,6 +293,7 @@ impl Reason {
             }
             Reason::StoreError { error } => format!("store-error:{error}"),
             Reason::Learned { org, .. } => format!("learned({org})"),
+            Reason::SpfPass { domain, .. } => format!("spf-pass({domain})"),
             Reason::Tarpit { outcome } => match outcome {
                 TarpitOutcome::Held { hold_ms } => format!("tarpit:held({hold_ms}ms)"),
                 TarpitOutcome::Full { max_concurrent } => {

@@ -32,6 +32,8 @@ pub struct Config {
     pub tarpit: TarpitSection,
     /// Learned exemptions (off by default); see docs/learning.md.
     pub learn: LearnSection,
+    /// SPF for clients about to be greylisted (off by default); see docs/learning.md.
+    pub spf: SpfSection,
     pub allow: AllowConfig,
     pub replies: Replies,
     pub metrics: MetricsSection,
@@ -264,6 +266,7 @@ impl Default for Config {
             greylist: GreylistSection::default(),
             tarpit: TarpitSection::default(),
             learn: LearnSection::default(),
+            spf: SpfSection::default(),
             allow: AllowConfig::default(),
             replies: Replies::default(),
             metrics: MetricsSection::default(),
@@ -664,6 +667,69 @@ impl Default for TarpitSection {
     }
 }
 
+/// SPF: a client the envelope sender's domain authorises through a narrow mechanism
+/// (`ip4`/`ip6` no wider than the minimum prefixes, `a`, `mx`) skips greylisting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpfSection {
+    pub enabled: bool,
+    /// Smallest IPv4 prefix length (of `ip4`, `a/N`, `mx/N`) that counts as narrow.
+    pub min_ipv4_prefix: u8,
+    /// Smallest IPv6 prefix length that counts as narrow.
+    pub min_ipv6_prefix: u8,
+    /// Bound on one whole evaluation; past it SPF has no effect.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for SpfSection {
+    fn default() -> Self {
+        let narrow = spamgate_dns::NarrowRule::default();
+        SpfSection {
+            enabled: false,
+            min_ipv4_prefix: narrow.min_ip4_prefix,
+            min_ipv6_prefix: narrow.min_ip6_prefix,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SpfSection {
+    /// The application's SPF settings; `None` when off.
+    pub fn settings(&self) -> Result<Option<spamgate_app::settings::SpfSettings>, ConfigError> {
+        if self.min_ipv4_prefix > 32 {
+            let v = self.min_ipv4_prefix.to_string();
+            return Err(ConfigError::invalid(
+                "spf.min_ipv4_prefix",
+                &v,
+                "at most 32",
+            ));
+        }
+        if self.min_ipv6_prefix > 128 {
+            let v = self.min_ipv6_prefix.to_string();
+            return Err(ConfigError::invalid(
+                "spf.min_ipv6_prefix",
+                &v,
+                "at most 128",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "spf.timeout",
+                "0s",
+                "must be more than 0",
+            ));
+        }
+        Ok(self.enabled.then_some(spamgate_app::settings::SpfSettings {
+            narrow: spamgate_dns::NarrowRule {
+                min_ip4_prefix: self.min_ipv4_prefix,
+                min_ip6_prefix: self.min_ipv6_prefix,
+            },
+            timeout: self.timeout,
+        }))
+    }
+}
+
 /// Learned exemptions: an organisational domain whose forward-confirmed, non-dynamic
 /// servers passed greylisting from `min_networks` networks over `min_span` skips it for
 /// `ttl`.
@@ -1039,6 +1105,7 @@ impl Config {
             lookup_unknown: self.dns.lookup_unknown,
             store_timeout: self.store.timeout,
             submission: self.submission.rules(),
+            spf: self.spf.settings()?,
         };
         Settings::new(parts).map_err(|e| match e {
             spamgate_app::settings::SettingsError::Engine(e) => ConfigError::Engine(e),
