@@ -5,7 +5,9 @@
 # ISP's customers: a normal account sends; an account over its hourly limit is deferred
 # at the right message and the trip is an event; a suspended account is rejected at its
 # next attempt and sends again once resumed (no reload); an unauthenticated client and a
-# wrong password are refused.
+# wrong password are refused; a customer the abuse desk's ladder suspends (`spamgate abuse
+# suspend`, approved by a second person) is refused at its next attempt and sends again
+# after `spamgate abuse resume`.
 #
 # Usage (as root):  bash scripts/e2e-submission.sh
 #   SPAMGATE_BIN=/path/to/spamgate  use this binary instead of building one
@@ -42,6 +44,7 @@ BOB_NEW_ADDR=198.51.100.22   # bob after a reconnect: limits follow the login, n
 CAROL_ADDR=198.51.100.13
 DAVE_ADDR=198.51.100.14
 ERIN_ADDR=198.51.100.15
+FRANK_ADDR=198.51.100.16     # a customer the abuse desk suspends and resumes
 STRANGER_ADDR=198.51.100.66  # never logs in
 
 # ---------------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ cleanup() {
 setup_namespace() {
     ip link set lo up
     local a
-    for a in "$ALICE_ADDR" "$BOB_ADDR" "$BOB_NEW_ADDR" "$CAROL_ADDR" "$DAVE_ADDR" "$ERIN_ADDR" "$STRANGER_ADDR"; do
+    for a in "$ALICE_ADDR" "$BOB_ADDR" "$BOB_NEW_ADDR" "$CAROL_ADDR" "$DAVE_ADDR" "$ERIN_ADDR" "$FRANK_ADDR" "$STRANGER_ADDR"; do
         ip addr add "$a/32" dev lo
     done
     mkdir -p "$T/etc"
@@ -261,6 +264,7 @@ expect() {
 LIMIT_HOURLY='^451 4\.7\.1 .*Sending limit reached \(messages-per-hour\), please try again in [0-9]+ seconds'
 LIMIT_DAILY='^451 4\.7\.1 .*Sending limit reached \(recipients-per-day\), please try again in [0-9]+ seconds'
 REFUSED='^554 5\.7\.1 .*Sending refused: account carol@example\.com is suspended'
+REFUSED_FRANK='^554 5\.7\.1 .*Sending refused: account frank@example\.com is suspended'
 
 # An unauthenticated client: no AUTH before STARTTLS, nothing at all without TLS, and
 # after STARTTLS but without AUTH, spamgate's 530 for the recipient.
@@ -432,6 +436,42 @@ suspend_resume() {
     expect carol-3-resumed "DATA" '^354 ' delivered || true
 }
 
+# frank is a customer of the abuse desk (customer C-FRANK, account linked): the ladder's
+# suspension (approved by a second person) refuses his account at once, without a reload
+# of the running daemon; the ladder's resume lets him send again.
+desk_suspend_resume() {
+    local cfg=$T/spamgate.toml step
+    run_desk() { "$SPAMGATE_BIN" "$@" --config "$cfg" >>"$T/desk-frank.log" 2>&1; }
+    login_as frank@example.com
+    if ! run_desk account add frank@example.com ||
+        ! run_desk customer add C-FRANK --name Frank --contact frank@example.com --language en ||
+        ! run_desk customer link C-FRANK --account frank@example.com; then
+        fail desk-frank-setup "customer add/link failed: $(tail -n 3 "$T/desk-frank.log" | tr '\n' ' ')"
+        return
+    fi
+    submit frank-1-active "$FRANK_ADDR" --port "$SUB_PORT" --tls "${AS[@]}" --to friend@example.com
+    expect frank-1-active "DATA" '^354 ' delivered || true
+    if ! run_desk abuse suspend C-FRANK --reason "e2e: spam run" --actor sato --approver suzuki; then
+        fail desk-frank-suspend "spamgate abuse suspend failed: $(tail -n 3 "$T/desk-frank.log" | tr '\n' ' ')"
+        return
+    fi
+    submit frank-2-suspended "$FRANK_ADDR" --port "$SUB_PORT" --tls "${AS[@]}" --to friend@example.com
+    expect frank-2-suspended "RCPT TO" "$REFUSED_FRANK" || true
+    if in_mailbox frank-2-suspended; then fail frank-2-not-delivered "delivered while suspended"; fi
+    if ! run_desk abuse resume C-FRANK --reason "e2e: cleaned" --actor sato; then
+        fail desk-frank-resume "spamgate abuse resume failed: $(tail -n 3 "$T/desk-frank.log" | tr '\n' ' ')"
+        return
+    fi
+    submit frank-3-resumed "$FRANK_ADDR" --port "$SUB_PORT" --tls "${AS[@]}" --to friend@example.com
+    expect frank-3-resumed "DATA" '^354 ' delivered || true
+    step=$("$SPAMGATE_BIN" customer show C-FRANK --config "$cfg" 2>&1 || true)
+    if grep -q suspended <<<"$step" && grep -q resumed <<<"$step"; then
+        pass desk-frank-ladder "customer show records the suspension and the resume"
+    else
+        fail desk-frank-ladder "customer show C-FRANK: $(tr '\n' ' ' <<<"$step" | cut -c1-300)"
+    fi
+}
+
 # spamgate stopped: Postfix's smtpd_policy_service_default_action (docs/postfix.md).
 spamgate_down() {
     stop_spamgate
@@ -477,6 +517,7 @@ inside() {
     recipient_limit
     account_override
     suspend_resume
+    desk_suspend_resume
     spamgate_down
     show_logs
 }
