@@ -39,12 +39,14 @@
 //!   [`ApiQuery`] and [`ApiForm`] turn malformed input into 400 and oversized bodies
 //!   into 413 in that shape.
 //! - **Serving**: [`serve`] over a bound `TcpListener`, TLS when given a rustls config
-//!   ([`tls::server_config`]).
+//!   ([`tls::server_config`]), every connection bounded by [`ListenerLimits`] (count,
+//!   header, body and idle timeouts: [`listener`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod listener;
 pub mod openapi;
 pub mod state;
 pub mod tls;
@@ -62,6 +64,7 @@ use tracing::{info, warn};
 
 pub use auth::{ClientAddress, MinRole, Principal, RequireRole, Via, roles};
 pub use error::{ApiError, ApiForm, ApiJson, ApiQuery, ErrorBody};
+pub use listener::ListenerLimits;
 pub use state::{AdminSettings, AdminState, AppService, DeskParts};
 
 /// The API's routes and `extra` (the console's), behind the body limit and the
@@ -122,19 +125,17 @@ async fn fallback(principal: Option<Principal>) -> axum::response::Response {
     }
 }
 
-/// Serves `app` on `listener` (TLS-terminated when `tls` is given) until `shutdown`.
+/// Serves `app` on `listener` (TLS-terminated when `tls` is given) within `limits`
+/// until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
-    mut shutdown: watch::Receiver<bool>,
+    limits: ListenerLimits,
+    shutdown: watch::Receiver<bool>,
 ) {
     let addr = listener.local_addr().ok();
-    let stop = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    };
-    let service = app.into_make_service_with_connect_info::<auth::PeerAddr>();
-    let result = match tls {
+    match tls {
         Some(config) => {
             let listener = match tls::TlsListener::new(listener, config) {
                 Ok(listener) => listener,
@@ -146,20 +147,13 @@ pub async fn serve(
             if let Some(addr) = addr {
                 info!("admin API on https://{addr}/");
             }
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stop)
-                .await
+            listener::serve_connections(listener, app, limits, shutdown).await;
         }
         None => {
             if let Some(addr) = addr {
                 info!("admin API on http://{addr}/");
             }
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stop)
-                .await
+            listener::serve_connections(listener, app, limits, shutdown).await;
         }
-    };
-    if let Err(e) = result {
-        warn!("admin listener failed: {e}");
     }
 }

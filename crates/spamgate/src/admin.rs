@@ -15,6 +15,7 @@ use crate::daemon::{Fatal, exit};
 pub struct AdminListener {
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: spamgate_admin::ListenerLimits,
 }
 
 /// Binds `[admin] listen` (when set) and loads its certificate, so that a bad address
@@ -41,7 +42,11 @@ pub async fn bind(config: &Config) -> Result<Option<AdminListener>, Fatal> {
         code: exit::OS,
         error: anyhow::anyhow!("cannot listen on {addr} (admin): {e}"),
     })?;
-    Ok(Some(AdminListener { listener, tls }))
+    Ok(Some(AdminListener {
+        listener,
+        tls,
+        limits: admin.listener_limits(),
+    }))
 }
 
 /// The admin state over the daemon's service: the users file, and the desk when its
@@ -98,5 +103,5 @@ pub async fn serve(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let app = spamgate_admin::router(state, extra);
-    spamgate_admin::serve(bound.listener, bound.tls, app, shutdown).await;
+    spamgate_admin::serve(bound.listener, bound.tls, app, bound.limits, shutdown).await;
 }

@@ -142,11 +142,24 @@ pub struct AdminSection {
     pub secure_cookie: bool,
     /// The largest request body, in bytes; larger ones get 413.
     pub max_body_size: usize,
+    /// Connections served at once; one more is closed at once.
+    pub max_connections: usize,
+    /// A request's head (request line and headers) must arrive within this.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this of its head.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is closed
+    /// (idle keep-alive connections, clients that stop reading their answer).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         let policy = spamgate_app::users::AuthPolicy::default();
+        let limits = spamgate_admin::ListenerLimits::default();
         AdminSection {
             listen: None,
             tls_cert: None,
@@ -158,6 +171,10 @@ impl Default for AdminSection {
             trusted_proxies: Vec::new(),
             secure_cookie: false,
             max_body_size: 1024 * 1024,
+            max_connections: limits.max_connections,
+            header_timeout: limits.header_timeout,
+            request_timeout: limits.request_timeout,
+            idle_timeout: limits.idle_timeout,
         }
     }
 }
@@ -171,6 +188,16 @@ impl AdminSection {
                     .map_err(|_| ConfigError::invalid("admin.listen", a, "expected ADDRESS:PORT"))
             })
             .transpose()
+    }
+
+    /// The bounds on each admin connection.
+    pub fn listener_limits(&self) -> spamgate_admin::ListenerLimits {
+        spamgate_admin::ListenerLimits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            request_timeout: self.request_timeout,
+            idle_timeout: self.idle_timeout,
+        }
     }
 
     /// The users file: `users_path`, or `admin.db` beside the main store.
@@ -249,6 +276,26 @@ impl AdminSection {
                 &self.max_body_size.to_string(),
                 "must be at least 1024",
             ));
+        }
+        if self.max_connections == 0 {
+            problems.push(ConfigError::invalid(
+                "admin.max_connections",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        for (key, value) in [
+            ("admin.header_timeout", self.header_timeout),
+            ("admin.request_timeout", self.request_timeout),
+            ("admin.idle_timeout", self.idle_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                problems.push(ConfigError::invalid(
+                    key,
+                    &humantime::format_duration(value).to_string(),
+                    "must be at least 100ms",
+                ));
+            }
         }
         problems
     }

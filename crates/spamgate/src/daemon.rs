@@ -204,7 +204,13 @@ fn dns_servers(dns: &crate::config::DnsSection) -> String {
 pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), Fatal> {
     let settings = config.settings().map_err(|e| Fatal::new(exit::CONFIG, e))?;
     let open_files = raise_open_files_limit();
-    let reserve = config.dns.max_in_flight as u64 + RESERVED_FILES;
+    // The admin listener's connections come out of the same open-files limit.
+    let admin_files = if config.admin.listen.is_some() {
+        config.admin.max_connections as u64
+    } else {
+        0
+    };
+    let reserve = config.dns.max_in_flight as u64 + RESERVED_FILES + admin_files;
     let server = crate::config::ServerConfig {
         max_connections: config
             .server
@@ -409,6 +415,10 @@ pub fn keys_needing_restart(current: &Config, next: &Config) -> Vec<&'static str
         admin.trusted_proxies,
         admin.secure_cookie,
         admin.max_body_size,
+        admin.max_connections,
+        admin.header_timeout,
+        admin.request_timeout,
+        admin.idle_timeout,
     ];
     changes
         .into_iter()
