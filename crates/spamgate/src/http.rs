@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use spamgate_app::metrics::Metrics;
 
@@ -50,22 +50,17 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route("/health", get(|| async { "ok\n" }))
 }
 
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Serves until `shutdown`, each connection bounded like the admin listener's (a
+/// scraper needs few connections; a slow or silent client must not hold one).
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) {
     if let Ok(addr) = listener.local_addr() {
         info!("metrics on http://{addr}/metrics");
     }
-    let result = axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
-    if let Err(e) = result {
-        warn!("metrics listener failed: {e}");
-    }
+    let limits = spamgate_admin::ListenerLimits {
+        max_connections: 64,
+        ..spamgate_admin::ListenerLimits::default()
+    };
+    spamgate_admin::listener::serve_connections(listener, router(metrics), limits, shutdown).await;
 }
 
 #[cfg(test)]
