@@ -75,7 +75,8 @@ pub fn router(state: AdminState, extra: Router<AdminState>) -> Router {
         .route("/login", post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/api/v1/session", get(auth::session))
-        .route("/api/v1/openapi.json", get(openapi::serve))
+        // Like every endpoint but health, the document needs a caller (any role).
+        .route("/api/v1/openapi.json", get(|_: Principal| openapi::serve()))
         .merge(api::routes());
     api.merge(extra)
         .fallback(fallback)

@@ -940,7 +940,14 @@ fn admins_manage_users_and_tokens_over_the_api() {
 #[test]
 fn the_openapi_document_describes_every_route() {
     let daemon = Daemon::start();
-    let doc = expect(daemon.client().get("/api/v1/openapi.json"), 200, "openapi");
+    // Like everything but /health, it needs a caller.
+    expect(daemon.client().get("/api/v1/openapi.json"), 401, "openapi");
+    daemon.add_user("vera", "viewer");
+    let doc = expect(
+        daemon.bearer("vera").get("/api/v1/openapi.json"),
+        200,
+        "openapi",
+    );
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for path in [
