@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_desk;
 pub mod auth;
 pub mod error;
 pub mod openapi;
@@ -73,7 +74,8 @@ pub fn router(state: AdminState, extra: Router<AdminState>) -> Router {
         .route("/logout", post(auth::logout))
         .route("/api/v1/session", get(auth::session))
         .route("/api/v1/openapi.json", get(openapi::serve))
-        .merge(api::routes());
+        .merge(api::routes())
+        .merge(api_desk::routes());
     api.merge(extra)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(

@@ -432,7 +432,8 @@ pub fn import_history_file(
 /// under `source`. Unlike [`import_history_file`] nothing is tailed: every call reads
 /// the document from its start (intervals are upserted by key, so the same document
 /// again changes nothing); an incomplete last RADIUS record is left out and shows as
-/// `to_offset` short of the document's length.
+/// `to_offset` short of the document's length. A document with records but none
+/// readable writes nothing (`summary.upserted == 0`, `rejected` says why).
 pub fn import_history_bytes(
     store: &dyn DeskStore,
     source: &str,
@@ -441,6 +442,20 @@ pub fn import_history_bytes(
     zone: crate::time::FixedOffset,
 ) -> Result<FileImport> {
     let batch = parse_history(bytes, 0, format, zone);
+    if batch.intervals.is_empty() && batch.nas_resets.is_empty() && !batch.rejected.is_empty() {
+        // Nothing readable: not the format named. Nothing is written, not even an offset.
+        return Ok(FileImport {
+            from_offset: 0,
+            to_offset: 0,
+            restarted: false,
+            summary: crate::store::ImportSummary {
+                upserted: 0,
+                sessions_closed_by_nas_reset: 0,
+                rejected: batch.rejected.len(),
+            },
+            rejected: batch.rejected,
+        });
+    }
     let summary = store.import_batch(&format!("{}:{source}", format.as_str()), &batch)?;
     Ok(FileImport {
         from_offset: 0,
