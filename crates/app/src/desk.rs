@@ -1,5 +1,5 @@
 //! The abuse desk as a service of the application layer: what `spamgate abuse|customer|
-//! sessions ...` (and later the HTTP API) call. The desk's own rules live in
+//! sessions ...` and the HTTP API call. The desk's own rules live in
 //! `spamgate-desk`; this module runs its synchronous store off the async threads and
 //! carries out what a ladder transition asks for: a suspended or terminated customer's
 //! submission accounts get that status through [`AccountService`], so the running
