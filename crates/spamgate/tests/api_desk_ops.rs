@@ -653,7 +653,42 @@ fn uploads_import_customers_and_history_and_bad_ones_change_nothing() {
 
 #[test]
 fn learned_and_triplets_are_listed_and_forgotten() {
-    let daemon = Daemon::start_with("", "[dnsbl]\nzones = []\n");
+    use spamgate_engine::learn::{LearnParams, Observation, ObservationKind};
+    use spamgate_store::LearnStore;
+    use spamgate_store::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spamgate.toml");
+    std::fs::write(
+        &config,
+        api::config_text(dir.path(), "", "[dnsbl]\nzones = []\n"),
+    )
+    .unwrap();
+    // One organisation followed (a server of it passed greylisting once), written
+    // into the store the daemon then opens, as its request path would.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store =
+                SqliteStore::open(&dir.path().join("spamgate.db"), SqliteOptions::default())
+                    .unwrap();
+            let seen = Observation {
+                org: "example.org".into(),
+                network: "192.0.2.0/24".into(),
+                kind: ObservationKind::Passed,
+            };
+            store
+                .learn_observe(&seen, &LearnParams::default(), now)
+                .await
+                .unwrap();
+            store.close().await;
+        });
+    let daemon = Daemon::start_in(dir, config);
     daemon.add_user("vera", "viewer");
     daemon.add_user("otto", "operator");
     let viewer = daemon.bearer("vera");
@@ -682,16 +717,35 @@ fn learned_and_triplets_are_listed_and_forgotten() {
     );
 
     let learned = expect(viewer.get("/api/v1/learned"), 200, "learned");
-    assert_eq!(learned["organisations"], json!([]));
+    let orgs = learned["organisations"].as_array().unwrap();
+    assert_eq!(orgs.len(), 1, "{learned}");
+    assert_eq!(
+        (
+            orgs[0]["org"].clone(),
+            orgs[0]["learned"].clone(),
+            orgs[0]["refused_now"].clone()
+        ),
+        (json!("example.org"), json!(false), json!(false)),
+        "followed, not yet learned: {learned}"
+    );
     expect(
         viewer.delete("/api/v1/learned/example.org"),
         403,
         "viewers cannot forget",
     );
+    // Any name under the organisation names it.
+    let removed = expect(
+        operator.delete("/api/v1/learned/mail.example.org"),
+        200,
+        "remove",
+    );
+    assert_eq!(removed["organisation"], "example.org", "{removed}");
+    let learned = expect(viewer.get("/api/v1/learned"), 200, "learned");
+    assert_eq!(learned["organisations"], json!([]));
     let gone = expect(
         operator.delete("/api/v1/learned/mail.example.org"),
         404,
-        "not followed",
+        "not followed any more",
     );
     assert!(
         gone["error"].as_str().unwrap().contains("example.org"),
@@ -703,5 +757,9 @@ fn learned_and_triplets_are_listed_and_forgotten() {
         .into_iter()
         .filter(|a| a.starts_with("learned."))
         .collect();
-    assert_eq!(actions, ["learned.clear"], "only the change is audited");
+    assert_eq!(
+        actions,
+        ["learned.remove", "learned.clear"],
+        "only the changes are audited"
+    );
 }
