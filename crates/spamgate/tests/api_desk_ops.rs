@@ -8,6 +8,8 @@
 mod api;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use api::{Client, Daemon, Response};
 use serde_json::{Value, json};
@@ -54,6 +56,11 @@ struct Desk {
 /// "CUSTOMER STEP" to hook.log — failing once first when `fail_first` (it leaves a
 /// flag file and exits 3), as a CoA server that was down would.
 fn desk(approval: bool, fail_first: bool) -> Desk {
+    desk_with(approval, fail_first, "")
+}
+
+/// [`desk`] with more `[desk]` keys.
+fn desk_with(approval: bool, fail_first: bool, desk_extra: &str) -> Desk {
     let dir = tempfile::tempdir().unwrap();
     let hook_log = dir.path().join("hook.log");
     let flag = dir.path().join("hook.failed-once");
@@ -69,7 +76,7 @@ fn desk(approval: bool, fail_first: bool) -> Desk {
     let more = format!(
         "[dnsbl]\nzones = []\n[desk]\nwarn_on_first = false\nsuspend_after = 1\n\
          suspension_requires_approval = {approval}\n\
-         hook_command = [\"sh\", \"-c\", \"{script}\", \"hook\"]\n"
+         hook_command = [\"sh\", \"-c\", \"{script}\", \"hook\"]\n{desk_extra}"
     );
     let config = dir.path().join("spamgate.toml");
     std::fs::write(&config, api::config_text(dir.path(), "", &more)).unwrap();
@@ -762,4 +769,89 @@ fn learned_and_triplets_are_listed_and_forgotten() {
         ["learned.remove", "learned.clear"],
         "only the changes are audited"
     );
+}
+
+struct Sink(Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Postfix's `smtp-sink` on a free loopback port, one file per message under `dir`.
+fn sink(dir: &Path) -> (Sink, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new("smtp-sink");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root {
+        // As root it insists on a user to drop to.
+        command.args(["-u", "root"]);
+    }
+    let child = command
+        .arg("-d")
+        .arg(format!("{}/%M.", dir.display()))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("10")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (package postfix) must be installed");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    (Sink(child), port)
+}
+
+#[test]
+fn a_suspension_over_the_api_mails_its_notice_before_the_answer() {
+    let mail = tempfile::tempdir().unwrap();
+    let (_sink, port) = sink(mail.path());
+    let d = desk_with(
+        false,
+        false,
+        &format!(
+            "notice_relay_host = \"127.0.0.1\"\nnotice_relay_port = {port}\n\
+             notice_from = \"abuse@isp.example.jp\"\nnotice_isp_name = \"Example ISP\"\n"
+        ),
+    );
+    alice(&d);
+    let suspended = expect(
+        d.operator.post_json(
+            "/api/v1/customers/C-ALICE/ladder",
+            &json!({"step": "suspend", "reason": "spam run"}),
+        ),
+        200,
+        "suspend",
+    );
+    let notices = runs_of(&suspended, "notify");
+    assert_eq!(notices.len(), 1, "{suspended}");
+    assert_eq!(
+        (
+            notices[0]["state"].clone(),
+            notices[0]["to"].clone(),
+            notices[0]["step"].clone()
+        ),
+        (json!("done"), json!("alice@example.jp"), json!("suspended")),
+        "{suspended}"
+    );
+    // The relay has it now, not after the timer.
+    let mails: Vec<String> = std::fs::read_dir(mail.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(mails.len(), 1, "one notice mailed");
+    assert!(mails[0].contains("alice@example.jp"), "{}", mails[0]);
+    let pending = expect(d.viewer.get("/api/v1/deliveries"), 200, "pending");
+    assert_eq!(pending["deliveries"], json!([]), "nothing left queued");
 }
