@@ -710,7 +710,16 @@ pub async fn customer_link_account(
     let desk = state.desk()?;
     desk.customer(id.clone()).await?;
     desk.link_account(body.account.clone(), id.clone()).await?;
-    let value = json!({ "customer": id, "account": body.account });
+    // As `customer link --account`: an account linked to a suspended customer is
+    // suspended with it.
+    let changed = desk
+        .reapply(id.clone(), who.user.clone(), desk_now(&state))
+        .await?;
+    let accounts: Vec<Value> = changed
+        .iter()
+        .map(|a| json!({"username": a.username, "from": a.from.id(), "to": a.to.id()}))
+        .collect();
+    let value = json!({ "customer": id, "account": body.account, "accounts": accounts });
     who.audit(&state, "customer.link_account", id, value.clone());
     ok(value)
 }
@@ -778,7 +787,8 @@ pub async fn ladder_step(
     let enforced = desk
         .decide(id.clone(), who.user.clone(), command, desk_now(&state))
         .await?;
-    let value = enforced_json(&enforced);
+    let mut value = enforced_json(&enforced);
+    crate::api_desk::run_queued(&desk, desk_now(&state), &mut value).await;
     who.audit(&state, &format!("ladder.{step}"), id, value.clone());
     ok(value)
 }
@@ -964,7 +974,8 @@ pub async fn case_confirm(
 ) -> ApiResult {
     let desk = state.desk()?;
     let enforced = desk.confirm(id, who.user.clone(), desk_now(&state)).await?;
-    let value = enforced_json(&enforced);
+    let mut value = enforced_json(&enforced);
+    crate::api_desk::run_queued(&desk, desk_now(&state), &mut value).await;
     who.audit(&state, "case.confirm", id.to_string(), value.clone());
     ok(value)
 }

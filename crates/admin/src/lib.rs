@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_desk;
 pub mod auth;
 pub mod error;
 pub mod listener;
@@ -77,7 +78,8 @@ pub fn router(state: AdminState, extra: Router<AdminState>) -> Router {
         .route("/api/v1/session", get(auth::session))
         // Like every endpoint but health, the document needs a caller (any role).
         .route("/api/v1/openapi.json", get(|_: Principal| openapi::serve()))
-        .merge(api::routes());
+        .merge(api::routes())
+        .merge(api_desk::routes());
     api.merge(extra)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(

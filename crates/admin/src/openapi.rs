@@ -56,7 +56,9 @@ pub struct ApiDoc;
 
 /// The document as JSON.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::api_desk::DeskOpsDoc::openapi());
+    doc
 }
 
 pub async fn serve() -> axum::response::Response {

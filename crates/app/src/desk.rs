@@ -1,5 +1,5 @@
 //! The abuse desk as a service of the application layer: what `spamgate abuse|customer|
-//! sessions ...` (and later the HTTP API) call. The desk's own rules live in
+//! sessions ...` and the HTTP API call. The desk's own rules live in
 //! `spamgate-desk`; this module runs its synchronous store off the async threads and
 //! carries out what a ladder transition asks for: a suspended or terminated customer's
 //! submission accounts get that status through [`AccountService`], so the running
@@ -235,6 +235,14 @@ pub struct NoticeRun {
     pub error: Option<String>,
     /// After this run: pending (to be retried), done, or failed (out of attempts).
     pub state: DeliveryState,
+}
+
+/// One run of the delivery queue: every delivery tried, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueRun {
+    pub op25b: Vec<Op25bRun>,
+    pub hooks: Vec<HookRun>,
+    pub notices: Vec<NoticeRun>,
 }
 
 /// The desk commands over the desk store and the account store.
@@ -593,6 +601,20 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
             .await
     }
 
+    /// Imports one whole address-history document (an upload) under `source`; see
+    /// [`desk::import_history_bytes`].
+    pub async fn import_session_bytes(
+        &self,
+        source: String,
+        bytes: Vec<u8>,
+        format: HistoryFormat,
+    ) -> Result<FileImport> {
+        self.blocking(move |store, s| {
+            desk::import_history_bytes(store, &source, &bytes, format, s.zone)
+        })
+        .await
+    }
+
     /// Removes what is past `retention` at `now` (see [`DeskStore::purge`]).
     pub async fn purge(
         &self,
@@ -614,13 +636,18 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
     /// with backoff, then shown as failed; never dropped. Without a hook command
     /// nothing runs and the deliveries stay queued.
     pub async fn run_due_hooks(&self, now: UnixTime, limit: usize) -> Result<Vec<HookRun>> {
-        let hook = self.settings.hook.clone();
-        if hook.command.is_empty() {
+        if self.settings.hook.command.is_empty() {
             return Ok(Vec::new());
         }
         let due = self
             .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Hook, now, limit))
             .await?;
+        self.run_hooks(due, now).await
+    }
+
+    /// Runs the hook for each of `due` (hook deliveries) and records the outcomes.
+    async fn run_hooks(&self, due: Vec<Delivery>, now: UnixTime) -> Result<Vec<HookRun>> {
+        let hook = self.settings.hook.clone();
         let mut runs = Vec::new();
         for delivery in due {
             let step = match serde_json::from_str::<Action>(&delivery.payload) {
@@ -633,13 +660,9 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
                 Err(e) => Some(e.clone()),
             };
             let id = delivery.id;
-            let retry = hook.retry;
             let recorded = error.clone();
             let state = self
-                .blocking(move |store, _| match recorded {
-                    None => store.delivery_done(id, now).map(|()| DeliveryState::Done),
-                    Some(error) => store.delivery_failed(id, now, &error, &retry),
-                })
+                .blocking(move |store, s| record_delivery(store, s, id, now, recorded.as_deref()))
                 .await?;
             runs.push(HookRun {
                 delivery_id: id,
@@ -650,6 +673,61 @@ impl<'a, S: AccountStore + AccountAdmin> DeskService<'a, S> {
             });
         }
         Ok(runs)
+    }
+
+    /// What a ladder step queued, carried out now, as the CLI's `abuse suspend|...`
+    /// and the API's ladder endpoints do after the step: every due OP25B sync, hook
+    /// and notice (at most `limit` of each kind). A failed run stays queued for
+    /// `abuse deliver` with the deliveries' backoff; hooks and notices without a hook
+    /// command or relay stay queued untouched.
+    pub async fn run_queued_now(&self, now: UnixTime, limit: usize) -> Result<QueueRun> {
+        Ok(QueueRun {
+            op25b: self.run_due_op25b(now, limit).await?,
+            hooks: self.run_due_hooks(now, limit).await?,
+            notices: self.run_due_notices(now, limit).await?,
+        })
+    }
+
+    /// Makes one pending or failed delivery due now and runs it at once (an
+    /// operator's "retry this one"): its outcome is recorded as any run's. Refused
+    /// (`Invalid`) when nothing here could run it (a hook without `hook_command`, a
+    /// notice without `notice_relay_host`), so it is not reset for nothing.
+    pub async fn retry_delivery(&self, id: i64, now: UnixTime) -> Result<QueueRun> {
+        let delivery = self
+            .blocking(move |store, _| {
+                store
+                    .deliveries(DeliveryState::Pending, usize::MAX)?
+                    .into_iter()
+                    .chain(store.deliveries(DeliveryState::Failed, usize::MAX)?)
+                    .find(|d| d.id == id)
+                    .ok_or(not_found("pending or failed delivery", id))
+            })
+            .await?;
+        let missing = match delivery.kind {
+            DeliveryKind::Hook if self.settings.hook.command.is_empty() => Some("hook_command"),
+            DeliveryKind::Notify if self.settings.notice.relay_host.is_empty() => {
+                Some("notice_relay_host")
+            }
+            _ => None,
+        };
+        if let Some(key) = missing {
+            return Err(DeskError::Invalid(format!(
+                "delivery {id} is a {}, and [desk] {key} is not configured: nothing can run it",
+                delivery.kind.as_str()
+            ))
+            .into());
+        }
+        let due = vec![
+            self.blocking(move |store, _| store.retry_delivery(id, now))
+                .await?,
+        ];
+        let mut run = QueueRun::default();
+        match delivery.kind {
+            DeliveryKind::Op25b => run.op25b = self.run_op25b_deliveries(due, now).await?,
+            DeliveryKind::Hook => run.hooks = self.run_hooks(due, now).await?,
+            DeliveryKind::Notify => run.notices = self.run_notices(due, now).await?,
+        }
+        Ok(run)
     }
 }
 
@@ -665,19 +743,23 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
         let due = self
             .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Op25b, now, limit))
             .await?;
+        self.run_op25b_deliveries(due, now).await
+    }
+
+    async fn run_op25b_deliveries(
+        &self,
+        due: Vec<Delivery>,
+        now: UnixTime,
+    ) -> Result<Vec<Op25bRun>> {
         let mut runs = Vec::new();
         for delivery in due {
             let id = delivery.id;
             let payload = delivery.payload.clone();
             let customer = delivery.customer.clone();
-            let retry = self.settings.hook.retry;
             let run = self
                 .blocking(move |store, s| {
                     let run = run_op25b(store, s.op25b.as_ref(), id, &customer, &payload, now)?;
-                    let state = match &run.error {
-                        None => store.delivery_done(id, now).map(|()| DeliveryState::Done)?,
-                        Some(error) => store.delivery_failed(id, now, error, &retry)?,
-                    };
+                    let state = record_delivery(store, s, id, now, run.error.as_deref())?;
                     Ok(Op25bRun { state, ..run })
                 })
                 .await?;
@@ -690,10 +772,17 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
     /// records each as done, or as failed to be retried with the deliveries' backoff
     /// (then shown as failed). Without a relay nothing is sent and notices stay queued.
     pub async fn run_due_notices(&self, now: UnixTime, limit: usize) -> Result<Vec<NoticeRun>> {
-        let notice = self.settings.notice.clone();
-        if notice.relay_host.is_empty() {
+        if self.settings.notice.relay_host.is_empty() {
             return Ok(Vec::new());
         }
+        let due = self
+            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Notify, now, limit))
+            .await?;
+        self.run_notices(due, now).await
+    }
+
+    async fn run_notices(&self, due: Vec<Delivery>, now: UnixTime) -> Result<Vec<NoticeRun>> {
+        let notice = self.settings.notice.clone();
         // Templates are read per run: an operator's edit needs no restart.
         let templates = match &notice.templates {
             Some(dir) => Templates::with_overrides(dir),
@@ -701,9 +790,6 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
         }
         .map_err(|e| DeskError::Invalid(format!("notice templates: {e}")))?;
         let templates = Arc::new(templates);
-        let due = self
-            .blocking(move |store, _| store.due_deliveries_of(DeliveryKind::Notify, now, limit))
-            .await?;
         let mut runs = Vec::new();
         for delivery in due {
             let id = delivery.id;
@@ -718,13 +804,9 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
                     ))
                 })
                 .await?;
-            let retry = self.settings.hook.retry;
             let recorded = error.clone();
             let state = self
-                .blocking(move |store, _| match recorded {
-                    None => store.delivery_done(id, now).map(|()| DeliveryState::Done),
-                    Some(error) => store.delivery_failed(id, now, &error, &retry),
-                })
+                .blocking(move |store, s| record_delivery(store, s, id, now, recorded.as_deref()))
                 .await?;
             runs.push(NoticeRun {
                 delivery_id: id,
@@ -736,6 +818,22 @@ impl<S: AccountStore + AccountAdmin> DeskService<'_, S> {
             });
         }
         Ok(runs)
+    }
+}
+
+/// Records one delivery's outcome: done, or (`error`) failed, to be retried with the
+/// deliveries' backoff (`[desk] hook_attempts`, `hook_first_retry`, `hook_max_retry`)
+/// and shown as failed once out of attempts.
+fn record_delivery(
+    store: &dyn DeskStore,
+    settings: &DeskSettings,
+    id: i64,
+    now: UnixTime,
+    error: Option<&str>,
+) -> spamgate_desk::store::Result<DeliveryState> {
+    match error {
+        None => store.delivery_done(id, now).map(|()| DeliveryState::Done),
+        Some(error) => store.delivery_failed(id, now, error, &settings.hook.retry),
     }
 }
 

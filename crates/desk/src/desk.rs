@@ -411,15 +411,72 @@ pub fn import_history_file(
     format: HistoryFormat,
     zone: crate::time::FixedOffset,
 ) -> Result<FileImport> {
-    use crate::history::{parse_cgnat, parse_kea_leases, parse_radius_detail, parse_static};
     let source = format!("{}:{}", format.as_str(), path.display());
     let bytes =
         std::fs::read(path).map_err(|e| DeskError::Invalid(format!("{}: {e}", path.display())))?;
     let stored = store.import_offset(&source)?;
     let restarted = stored > bytes.len() as u64;
     let from = if restarted { 0 } else { stored };
-    let chunk = &bytes[from as usize..];
-    let batch = match format {
+    let batch = parse_history(&bytes, from, format, zone);
+    let summary = store.import_batch(&source, &batch)?;
+    Ok(FileImport {
+        from_offset: from,
+        to_offset: batch.next_offset,
+        restarted,
+        summary,
+        rejected: batch.rejected,
+    })
+}
+
+/// Imports one whole history document given as bytes (an upload over the HTTP API),
+/// under `source`. Unlike [`import_history_file`] nothing is tailed: every call reads
+/// the document from its start (intervals are upserted by key, so the same document
+/// again changes nothing); an incomplete last RADIUS record is left out and shows as
+/// `to_offset` short of the document's length. A document with records but none
+/// readable writes nothing (`summary.upserted == 0`, `rejected` says why).
+pub fn import_history_bytes(
+    store: &dyn DeskStore,
+    source: &str,
+    bytes: &[u8],
+    format: HistoryFormat,
+    zone: crate::time::FixedOffset,
+) -> Result<FileImport> {
+    let batch = parse_history(bytes, 0, format, zone);
+    if batch.intervals.is_empty() && batch.nas_resets.is_empty() && !batch.rejected.is_empty() {
+        // Nothing readable: not the format named. Nothing is written, not even an offset.
+        return Ok(FileImport {
+            from_offset: 0,
+            to_offset: 0,
+            restarted: false,
+            summary: crate::store::ImportSummary {
+                upserted: 0,
+                sessions_closed_by_nas_reset: 0,
+                rejected: batch.rejected.len(),
+            },
+            rejected: batch.rejected,
+        });
+    }
+    let summary = store.import_batch(&format!("{}:{source}", format.as_str()), &batch)?;
+    Ok(FileImport {
+        from_offset: 0,
+        to_offset: batch.next_offset,
+        restarted: false,
+        summary,
+        rejected: batch.rejected,
+    })
+}
+
+/// The records of `bytes[from..]` (`bytes` is the whole file: a Kea lease file
+/// resumed mid-file needs its header line).
+fn parse_history(
+    bytes: &[u8],
+    from: u64,
+    format: HistoryFormat,
+    zone: crate::time::FixedOffset,
+) -> crate::history::ImportBatch {
+    use crate::history::{parse_cgnat, parse_kea_leases, parse_radius_detail, parse_static};
+    let chunk = &bytes[(from as usize).min(bytes.len())..];
+    match format {
         HistoryFormat::RadiusDetail => parse_radius_detail(chunk, from, zone),
         HistoryFormat::KeaCsv if from > 0 => {
             // Resuming mid-file: the parser needs the file's header line.
@@ -431,7 +488,7 @@ pub fn import_history_file(
         HistoryFormat::KeaCsv => parse_kea_leases(chunk, 0),
         HistoryFormat::Static | HistoryFormat::Cgnat => {
             // Small provisioning files: read whole each time (idempotent by key).
-            let text = String::from_utf8_lossy(&bytes);
+            let text = String::from_utf8_lossy(bytes);
             let mut batch = if format == HistoryFormat::Static {
                 parse_static(&text)
             } else {
@@ -440,13 +497,5 @@ pub fn import_history_file(
             batch.next_offset = bytes.len() as u64;
             batch
         }
-    };
-    let summary = store.import_batch(&source, &batch)?;
-    Ok(FileImport {
-        from_offset: from,
-        to_offset: batch.next_offset,
-        restarted,
-        summary,
-        rejected: batch.rejected,
-    })
+    }
 }

@@ -752,14 +752,15 @@ async fn run_hooks_now(
     at: UnixTime,
     as_json: bool,
 ) -> Result<(), Fatal> {
-    for run in desk.run_due_op25b(at, 100).await.map_err(failed)? {
-        print_op25b_run(&run, as_json);
+    let run = desk.run_queued_now(at, 100).await.map_err(failed)?;
+    for run in &run.op25b {
+        print_op25b_run(run, as_json);
     }
-    for run in desk.run_due_hooks(at, 100).await.map_err(failed)? {
-        print_hook_run(&run, as_json);
+    for run in &run.hooks {
+        print_hook_run(run, as_json);
     }
-    for run in desk.run_due_notices(at, 100).await.map_err(failed)? {
-        print_notice_run(&run, as_json);
+    for run in &run.notices {
+        print_notice_run(run, as_json);
     }
     Ok(())
 }

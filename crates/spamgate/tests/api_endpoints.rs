@@ -174,6 +174,30 @@ fn each_endpoint_refuses_roles_below_its_own() {
         ("DELETE", "/api/v1/tokens/9999", Value::Null, 3),
         ("GET", "/api/v1/audit", Value::Null, 0),
         ("GET", "/api/v1/session", Value::Null, 0),
+        // The CLI's remaining commands (api_desk.rs).
+        (
+            "POST",
+            "/api/v1/import/sessions?format=static",
+            Value::Null,
+            1,
+        ),
+        ("POST", "/api/v1/import/customers", Value::Null, 1),
+        (
+            "POST",
+            "/api/v1/customers/C-X/identities",
+            json!({"kind": "hwaddr", "value": "aa:bb:cc:dd:ee:ff"}),
+            1,
+        ),
+        ("POST", "/api/v1/customers/C-X/enforce", Value::Null, 1),
+        ("GET", "/api/v1/deliveries", Value::Null, 0),
+        ("POST", "/api/v1/deliveries/run", Value::Null, 1),
+        ("POST", "/api/v1/deliveries/9999/retry", Value::Null, 1),
+        ("POST", "/api/v1/signals", Value::Null, 1),
+        ("GET", "/api/v1/learned", Value::Null, 0),
+        ("DELETE", "/api/v1/learned/example.org", Value::Null, 1),
+        ("DELETE", "/api/v1/learned", Value::Null, 1),
+        ("GET", "/api/v1/greylist/triplets", Value::Null, 0),
+        ("GET", "/api/v1/events", Value::Null, 0),
     ];
     let clients = [&t.viewer, &t.operator, &t.approver, &t.admin];
     let stranger = daemon.client();
@@ -963,6 +987,18 @@ fn the_openapi_document_describes_every_route() {
         "/api/v1/claims",
         "/api/v1/tokens/{id}",
         "/api/v1/audit",
+        "/api/v1/import/sessions",
+        "/api/v1/import/customers",
+        "/api/v1/customers/{id}/identities",
+        "/api/v1/customers/{id}/enforce",
+        "/api/v1/deliveries",
+        "/api/v1/deliveries/run",
+        "/api/v1/deliveries/{id}/retry",
+        "/api/v1/signals",
+        "/api/v1/learned",
+        "/api/v1/learned/{domain}",
+        "/api/v1/greylist/triplets",
+        "/api/v1/events",
     ] {
         assert!(paths.contains_key(path), "{path} in {:?}", paths.keys());
     }

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{DeliveryKind, DeliveryState, DeskStore, ReportState, RetryPolicy};
+use super::{DeliveryKind, DeliveryState, DeskError, DeskStore, ReportState, RetryPolicy};
 use crate::attribution::{Attribution, AttributionPolicy, Query, TriageReason};
 use crate::case::{Case, CaseState, Customer, CustomerStatus, Language};
 use crate::desk::{self, DeskConfig};
@@ -658,6 +658,27 @@ pub fn deliveries_retry_then_fail_visibly(open: &Opener) {
         (failed[0].attempts, failed[0].last_error.as_deref()),
         (3, Some("exit 2: no route"))
     );
+    assert_eq!(store.deliveries(DeliveryState::Done, 10).unwrap().len(), 1);
+    // An operator's retry: the failed delivery is due again with its attempts kept,
+    // so one more failure makes it failed again; a done or unknown one is refused.
+    let again = store.retry_delivery(id, 40).unwrap();
+    assert_eq!(
+        (again.state, again.attempts, again.next_attempt),
+        (DeliveryState::Pending, 3, 40)
+    );
+    assert_eq!(store.due_deliveries(40, 10).unwrap()[0].id, id);
+    assert_eq!(
+        store.delivery_failed(id, 41, "exit 2", &retry).unwrap(),
+        DeliveryState::Failed
+    );
+    assert!(matches!(
+        store.retry_delivery(ok, 50),
+        Err(DeskError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.retry_delivery(9999, 50),
+        Err(DeskError::NotFound { .. })
+    ));
     assert_eq!(store.deliveries(DeliveryState::Done, 10).unwrap().len(), 1);
 }
 

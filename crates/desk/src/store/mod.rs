@@ -437,6 +437,10 @@ pub trait DeskStore: Send + Sync {
         retry: &RetryPolicy,
     ) -> Result<DeliveryState>;
     fn deliveries(&self, state: DeliveryState, limit: usize) -> Result<Vec<Delivery>>;
+    /// Makes one pending or failed delivery due at `now` again (an operator's "try it
+    /// now"), keeping its attempts: a failed one gets one more try. `NotFound` for an
+    /// unknown or done delivery.
+    fn retry_delivery(&self, id: i64, now: UnixTime) -> Result<Delivery>;
 }
 
 /// Lower-case hex SHA-256.

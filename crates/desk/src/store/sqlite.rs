@@ -1191,6 +1191,28 @@ impl DeskStore for SqliteDeskStore {
         })
     }
 
+    fn retry_delivery(&self, id: i64, now: UnixTime) -> Result<Delivery> {
+        self.with(|conn| {
+            let changed = conn.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt = ?2
+                 WHERE id = ?1 AND state IN ('pending', 'failed')",
+                params![id, now],
+            )?;
+            if changed == 0 {
+                return Err(DeskError::NotFound {
+                    kind: "pending or failed delivery",
+                    id: id.to_string(),
+                });
+            }
+            let row = conn.query_row(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"),
+                [id],
+                delivery_row,
+            )?;
+            delivery_from(row)
+        })
+    }
+
     fn deliveries(&self, state: DeliveryState, limit: usize) -> Result<Vec<Delivery>> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(

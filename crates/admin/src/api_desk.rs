@@ -1,0 +1,602 @@
+//! The `/api/v1` endpoints for what the CLI does beyond the first API: address history
+//! uploads (`spamgate sessions import`), identity links and customer imports
+//! (`spamgate customer link|import`), re-enforcement (`abuse enforce`), the delivery
+//! queue (`abuse deliveries|deliver`, and a retry of one), the desk's signals
+//! (`abuse signals`), learned exemptions (`spamgate learned`), every greylist triplet
+//! (`greylist list`) and every account's events (`account events`). Like `api.rs`,
+//! handlers only translate to `spamgate-app`, check the role and audit the change.
+//! Also [`run_queued`]: what a ladder step queued (OP25B sync, hook, notice), carried
+//! out at once after the step, as the CLI does.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spamgate_app::accounts::AccountService;
+use spamgate_app::desk::{AccountChange, DeskService, QueueRun};
+use spamgate_app::learned::LearnedService;
+use spamgate_desk::desk::HistoryFormat;
+use spamgate_desk::history::Identity;
+use spamgate_desk::store::DeliveryState;
+use spamgate_store::{GreylistAdmin, Recovering};
+
+use crate::api::ApiPath;
+use crate::auth::{RequireRole, roles};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::state::AdminState;
+
+type Viewer = RequireRole<roles::Viewer>;
+type Operator = RequireRole<roles::Operator>;
+type ApiResult = Result<Response, ApiError>;
+
+/// The largest listing one request returns (as in `api.rs`).
+const MAX_LIMIT: usize = 1000;
+
+/// How many due deliveries of each kind one run carries out (the CLI's number).
+const RUN_LIMIT: usize = 100;
+
+fn limit(given: Option<usize>) -> usize {
+    given.unwrap_or(100).clamp(1, MAX_LIMIT)
+}
+
+fn ok(value: Value) -> ApiResult {
+    Ok(ApiJson(value).into_response())
+}
+
+fn desk_now(state: &AdminState) -> i64 {
+    i64::try_from(state.service().now()).unwrap_or(i64::MAX)
+}
+
+fn store_error(e: spamgate_store::StoreError) -> ApiError {
+    ApiError::unavailable(format!("store: {e}"))
+}
+
+/// A raw body (not JSON): 413 over the body limit, 400 when empty.
+fn raw_body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    what: &str,
+) -> Result<axum::body::Bytes, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!("an empty {what}")));
+    }
+    Ok(body)
+}
+
+/// The routes, merged into [`crate::router`].
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/v1/import/sessions", post(sessions_import))
+        .route("/api/v1/import/customers", post(customers_import))
+        .route(
+            "/api/v1/customers/{id}/identities",
+            post(customer_link_identity),
+        )
+        .route("/api/v1/customers/{id}/enforce", post(customer_enforce))
+        .route("/api/v1/deliveries", get(deliveries_list))
+        .route("/api/v1/deliveries/run", post(deliveries_run))
+        .route("/api/v1/deliveries/{id}/retry", post(delivery_retry))
+        .route("/api/v1/signals", post(signals_file))
+        .route("/api/v1/learned", get(learned_list).delete(learned_clear))
+        .route("/api/v1/learned/{domain}", delete(learned_remove))
+        .route("/api/v1/greylist/triplets", get(greylist_triplets))
+        .route("/api/v1/events", get(events_list))
+}
+
+// --- what a step queued, at once
+
+/// Each run as JSON: `delivery_id`, `kind` (`op25b`, `hook`, `notify`), `customer`,
+/// `state` after the run (`done`, `pending`: retried later, `failed`: out of
+/// attempts), `error`, and what the kind says (`action`, `prefixes`, `in_force`,
+/// `note`; `step`; `to`).
+pub fn runs_json(run: &QueueRun) -> Vec<Value> {
+    let op25b = run.op25b.iter().map(|r| {
+        json!({
+            "delivery_id": r.delivery_id, "kind": "op25b", "customer": r.customer,
+            "state": r.state.as_str(), "error": r.error, "action": r.action,
+            "prefixes": r.prefixes, "in_force": r.in_force, "note": r.note,
+        })
+    });
+    let hooks = run.hooks.iter().map(|r| {
+        json!({
+            "delivery_id": r.delivery_id, "kind": "hook", "customer": r.customer,
+            "state": r.state.as_str(), "error": r.error, "step": r.step,
+        })
+    });
+    let notices = run.notices.iter().map(|r| {
+        json!({
+            "delivery_id": r.delivery_id, "kind": "notify", "customer": r.customer,
+            "state": r.state.as_str(), "error": r.error, "step": r.step, "to": r.to,
+        })
+    });
+    op25b.chain(hooks).chain(notices).collect()
+}
+
+/// After a ladder step (or a confirmation) through the API: carries out what it
+/// queued at once ([`DeskService::run_queued_now`]) and adds `runs` to `answer`. The
+/// step is recorded whatever happens here: a run that fails stays queued for
+/// `spamgate abuse deliver` (its error is in its entry), and should the queue itself
+/// be unreadable, `runs_error` says so and the timer carries them out.
+pub async fn run_queued(desk: &DeskService<'_, Recovering>, now: i64, answer: &mut Value) {
+    match desk.run_queued_now(now, RUN_LIMIT).await {
+        Ok(run) => answer["runs"] = json!(runs_json(&run)),
+        Err(e) => {
+            answer["runs"] = json!([]);
+            answer["runs_error"] = json!(format!(
+                "the step is recorded; its deliveries stay queued for `spamgate abuse deliver`: {e}"
+            ));
+        }
+    }
+}
+
+fn changes_json(changed: &[AccountChange]) -> Vec<Value> {
+    changed
+        .iter()
+        .map(|a| json!({"username": a.username, "from": a.from.id(), "to": a.to.id()}))
+        .collect()
+}
+
+// --- address history
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsQuery {
+    /// radius-detail, kea-csv, static or cgnat.
+    pub format: String,
+    /// A name for where the document came from (kept with the import), e.g. `nas1`.
+    pub source: Option<String>,
+}
+
+/// `POST /api/v1/import/sessions?format=&source=`: imports an address-history
+/// document (the body: a RADIUS detail file, a Kea lease CSV, a static or CGNAT
+/// table, as `spamgate sessions import` reads them). Operator. The whole body is read
+/// each time (no tailing): records are upserted by key. A body with no readable record
+/// is refused (400) and nothing is written.
+#[utoipa::path(post, path = "/api/v1/import/sessions", tag = "desk", params(SessionsQuery),
+    request_body(content = String, content_type = "text/plain"),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody)))]
+pub async fn sessions_import(
+    who: Operator,
+    State(state): State<AdminState>,
+    ApiQuery(q): ApiQuery<SessionsQuery>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult {
+    let format = HistoryFormat::parse(&q.format).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown format {:?}: radius-detail, kea-csv, static or cgnat",
+            q.format
+        ))
+    })?;
+    let source = q.source.unwrap_or_else(|| "api".into());
+    if source.trim().is_empty() || source.len() > 200 || source.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "source: a name of 1 to 200 printable characters",
+        ));
+    }
+    let body = raw_body(body, "history document")?;
+    let length = body.len();
+    let desk = state.desk()?;
+    let import = desk
+        .import_session_bytes(format!("api:{source}"), body.to_vec(), format)
+        .await?;
+    let rejected: Vec<Value> = import
+        .rejected
+        .iter()
+        .take(100)
+        .map(|(offset, why)| json!({"offset": offset, "why": why}))
+        .collect();
+    if import.summary.upserted == 0 && !import.rejected.is_empty() {
+        let first = &import.rejected[0];
+        return Err(ApiError::bad_request(format!(
+            "no readable {} record ({} refused; first at byte {}: {}); nothing imported",
+            format.as_str(),
+            import.rejected.len(),
+            first.0,
+            first.1
+        )));
+    }
+    let value = json!({
+        "format": format.as_str(), "source": source, "length": length,
+        "to_offset": import.to_offset, "upserted": import.summary.upserted,
+        "closed_by_nas_reset": import.summary.sessions_closed_by_nas_reset,
+        "rejected": rejected, "rejected_count": import.rejected.len(),
+    });
+    who.audit(&state, "sessions.import", source, value.clone());
+    ok(value)
+}
+
+// --- customers
+
+/// `POST /api/v1/import/customers`: imports customers from a CSV body
+/// (`id,name,contact,language,plan`, as `spamgate customer import`). Operator. Any
+/// refused line refuses the whole body (400, the lines named), nothing imported.
+#[utoipa::path(post, path = "/api/v1/import/customers", tag = "desk",
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody)))]
+pub async fn customers_import(
+    who: Operator,
+    State(state): State<AdminState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult {
+    let body = raw_body(body, "customer CSV")?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("the CSV is not UTF-8: {e}")))?;
+    let (customers, rejected) = spamgate_desk::case::parse_customers_csv(text);
+    if !rejected.is_empty() {
+        let lines: Vec<String> = rejected
+            .iter()
+            .take(20)
+            .map(|(line, why)| format!("line {line}: {why}"))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "{} lines refused, nothing imported: {}",
+            rejected.len(),
+            lines.join("; ")
+        )));
+    }
+    if customers.is_empty() {
+        return Err(ApiError::bad_request("no customer in the CSV"));
+    }
+    let ids: Vec<String> = customers.iter().take(100).map(|c| c.id.clone()).collect();
+    let count = state.desk()?.import_customers(customers).await?;
+    let value = json!({ "imported": count, "ids": ids });
+    who.audit(&state, "customer.import", count.to_string(), value.clone());
+    ok(value)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRequest {
+    /// radius-user (RADIUS User-Name), hwaddr (DHCP hardware address) or client-id
+    /// (DHCP client identifier).
+    pub kind: String,
+    pub value: String,
+}
+
+/// `POST /api/v1/customers/{id}/identities`: links an address-history identity to the
+/// customer (`spamgate customer link --radius-user|--hwaddr|--client-id`), so its
+/// sessions attribute to it. Operator. A link replaces the identity's earlier one.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/identities", tag = "desk",
+    params(("id" = String, Path)), request_body = IdentityRequest,
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 404, body = crate::ErrorBody)))]
+pub async fn customer_link_identity(
+    who: Operator,
+    State(state): State<AdminState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<IdentityRequest>,
+) -> ApiResult {
+    let value = body.value.trim();
+    let identity = match body.kind.as_str() {
+        "radius-user" | "hwaddr" | "client-id" if !value.is_empty() => {
+            Identity::from_parts(&body.kind, value)
+        }
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "kind {:?} with value {:?}: kind radius-user, hwaddr or client-id and a value",
+            body.kind, body.value
+        ))
+    })?;
+    state
+        .desk()?
+        .link_identity(identity.clone(), id.clone())
+        .await?;
+    let value = json!({ "customer": id, "kind": identity.kind(), "value": identity.value() });
+    who.audit(&state, "customer.link_identity", id, value.clone());
+    ok(value)
+}
+
+/// `POST /api/v1/customers/{id}/enforce`: sets the customer's linked accounts to its
+/// suspended or terminated step again (`spamgate abuse enforce`: after an enforcement
+/// that failed part-way, or an account linked later). Operator.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/enforce", tag = "desk",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+pub async fn customer_enforce(
+    who: Operator,
+    State(state): State<AdminState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    let changed = state
+        .desk()?
+        .reapply(id.clone(), who.user.clone(), desk_now(&state))
+        .await?;
+    let value = json!({ "customer": id, "accounts": changes_json(&changed) });
+    who.audit(&state, "customer.enforce", id, value.clone());
+    ok(value)
+}
+
+// --- the delivery queue
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    /// pending (default), done or failed.
+    pub state: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/deliveries?state=`: the delivery queue (OP25B syncs, hooks, notices;
+/// `spamgate abuse deliveries`). Viewer.
+#[utoipa::path(get, path = "/api/v1/deliveries", tag = "desk", params(DeliveriesQuery),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+pub async fn deliveries_list(
+    _: Viewer,
+    State(state): State<AdminState>,
+    ApiQuery(q): ApiQuery<DeliveriesQuery>,
+) -> ApiResult {
+    let wanted = match q.state.as_deref().unwrap_or("pending") {
+        "pending" => DeliveryState::Pending,
+        "done" => DeliveryState::Done,
+        "failed" => DeliveryState::Failed,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown delivery state {other:?}: pending, done or failed"
+            )));
+        }
+    };
+    let deliveries = state.desk()?.deliveries(wanted, limit(q.limit)).await?;
+    let list: Vec<Value> = deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id, "kind": d.kind.as_str(), "customer": d.customer,
+                "payload": serde_json::from_str::<Value>(&d.payload).unwrap_or(Value::Null),
+                "state": d.state.as_str(), "attempts": d.attempts,
+                "next_attempt": d.next_attempt, "last_error": d.last_error,
+            })
+        })
+        .collect();
+    ok(json!({ "deliveries": list }))
+}
+
+/// `POST /api/v1/deliveries/run`: carries out every due delivery now (`spamgate abuse
+/// deliver`, at most 100 of each kind): OP25B syncs always, hooks with `[desk]
+/// hook_command`, notices with `notice_relay_host` (the ones not configured stay
+/// queued; `unconfigured` names them). Operator.
+#[utoipa::path(post, path = "/api/v1/deliveries/run", tag = "desk",
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+pub async fn deliveries_run(who: Operator, State(state): State<AdminState>) -> ApiResult {
+    let desk = state.desk()?;
+    let run = desk.run_queued_now(desk_now(&state), RUN_LIMIT).await?;
+    let settings = desk.settings();
+    let mut unconfigured = Vec::new();
+    if settings.hook.command.is_empty() {
+        unconfigured.push("hook_command");
+    }
+    if settings.notice.relay_host.is_empty() {
+        unconfigured.push("notice_relay_host");
+    }
+    let runs = runs_json(&run);
+    let value = json!({ "runs": runs, "unconfigured": unconfigured });
+    who.audit(
+        &state,
+        "deliveries.run",
+        String::new(),
+        json!({ "runs": runs.len() }),
+    );
+    ok(value)
+}
+
+/// `POST /api/v1/deliveries/{id}/retry`: makes one pending or failed delivery due
+/// now and runs it (a failed one gets one more attempt). Operator. 404 for an unknown
+/// or done delivery; 409 when nothing here can run its kind (no hook command, no relay).
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "desk",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody),
+        (status = 409, body = crate::ErrorBody)))]
+pub async fn delivery_retry(
+    who: Operator,
+    State(state): State<AdminState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    let run = state.desk()?.retry_delivery(id, desk_now(&state)).await?;
+    let value = json!({ "runs": runs_json(&run) });
+    who.audit(&state, "delivery.retry", id.to_string(), value.clone());
+    ok(value)
+}
+
+// --- signals
+
+/// `POST /api/v1/signals`: files the submission account events of the ended windows
+/// (limit trips, refused sends of suspended accounts) and, where OP25B is managed
+/// here, the OP25B hits above `[desk] signal_op25b_hits`, as internal reports
+/// (`spamgate abuse signals`; idempotent). Operator.
+#[utoipa::path(post, path = "/api/v1/signals", tag = "desk",
+    responses((status = 200, body = Object), (status = 503, body = crate::ErrorBody)))]
+pub async fn signals_file(who: Operator, State(state): State<AdminState>) -> ApiResult {
+    let desk = state.desk()?;
+    let now = desk_now(&state);
+    let mut run = desk.file_account_signals(now).await?;
+    if let Some(hits) = desk.op25b_hits().await? {
+        let timeout = desk
+            .settings()
+            .op25b
+            .as_ref()
+            .map_or(86_400, |o| o.config.hits_timeout.as_secs() as i64);
+        let op25b = desk.file_op25b_signals(hits, timeout, now).await?;
+        run.filed.extend(op25b.filed);
+        run.already_filed += op25b.already_filed;
+        run.triaged.extend(op25b.triaged);
+    }
+    let filed: Vec<Value> = run
+        .filed
+        .iter()
+        .map(|(report, customer, case)| {
+            json!({ "report_id": report, "customer": customer, "case_id": case })
+        })
+        .collect();
+    let triaged: Vec<Value> = run
+        .triaged
+        .iter()
+        .map(|(report, source)| json!({ "report_id": report, "source": source }))
+        .collect();
+    let value = json!({
+        "filed": filed, "already_filed": run.already_filed, "unlinked": run.unlinked,
+        "triaged": triaged,
+    });
+    who.audit(&state, "signals.file", String::new(), value.clone());
+    ok(value)
+}
+
+// --- learned exemptions
+
+/// `GET /api/v1/learned`: the organisations followed, with `learned` and
+/// `refused_now` (`spamgate learned list`). Viewer.
+#[utoipa::path(get, path = "/api/v1/learned", tag = "filters",
+    responses((status = 200, body = Object)))]
+pub async fn learned_list(_: Viewer, State(state): State<AdminState>) -> ApiResult {
+    let service = state.service();
+    let now = service.now();
+    let records = LearnedService::new(service.store())
+        .list(now)
+        .await
+        .map_err(store_error)?;
+    let list: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let mut value = serde_json::to_value(r).unwrap_or_default();
+            value["learned"] = r.is_learned(now).into();
+            value["refused_now"] = r.is_refused(now).into();
+            value
+        })
+        .collect();
+    ok(json!({ "organisations": list }))
+}
+
+/// `DELETE /api/v1/learned/{domain}`: forgets an organisation (its exemption, what
+/// it earned, a refusal) by its domain or any name under it. Operator. 404 when it
+/// is not followed.
+#[utoipa::path(delete, path = "/api/v1/learned/{domain}", tag = "filters",
+    params(("domain" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+pub async fn learned_remove(
+    who: Operator,
+    State(state): State<AdminState>,
+    ApiPath(domain): ApiPath<String>,
+) -> ApiResult {
+    let (org, removed) = LearnedService::new(state.service().store())
+        .remove(&domain)
+        .await
+        .map_err(store_error)?;
+    if !removed {
+        return Err(ApiError::not_found(format!(
+            "{org}: not learned or followed"
+        )));
+    }
+    let value = json!({ "organisation": org, "removed": true });
+    who.audit(&state, "learned.remove", org, value.clone());
+    ok(value)
+}
+
+/// `DELETE /api/v1/learned`: forgets every organisation. Operator.
+#[utoipa::path(delete, path = "/api/v1/learned", tag = "filters",
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+pub async fn learned_clear(who: Operator, State(state): State<AdminState>) -> ApiResult {
+    let count = LearnedService::new(state.service().store())
+        .clear()
+        .await
+        .map_err(store_error)?;
+    let value = json!({ "removed": count });
+    who.audit(&state, "learned.clear", String::new(), value.clone());
+    ok(value)
+}
+
+// --- listings the CLI has
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/greylist/triplets?limit=`: triplets, the latest-expiring first
+/// (`spamgate greylist list`). Viewer.
+#[utoipa::path(get, path = "/api/v1/greylist/triplets", tag = "filters", params(ListQuery),
+    responses((status = 200, body = Object)))]
+pub async fn greylist_triplets(
+    _: Viewer,
+    State(state): State<AdminState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult {
+    let rows = state
+        .service()
+        .store()
+        .list_triplets(limit(q.limit))
+        .await
+        .map_err(store_error)?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            json!({
+                "network": t.network, "sender": t.sender, "recipient": t.recipient,
+                "first_seen": t.first_seen, "last_seen": t.last_seen, "attempts": t.attempts,
+                "passed_at": t.passed_at, "expires_at": t.expires_at,
+            })
+        })
+        .collect();
+    ok(json!({ "triplets": list }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AllEventsQuery {
+    /// Unix time: only events at or after it (default: 30 days ago).
+    pub since: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/events?since=`: every account's events (limit trips, refused sends,
+/// status changes), newest first (`spamgate account events` without an account).
+/// Viewer.
+#[utoipa::path(get, path = "/api/v1/events", tag = "accounts", params(AllEventsQuery),
+    responses((status = 200, body = Object)))]
+pub async fn events_list(
+    _: Viewer,
+    State(state): State<AdminState>,
+    ApiQuery(q): ApiQuery<AllEventsQuery>,
+) -> ApiResult {
+    let service = state.service();
+    let since = q
+        .since
+        .unwrap_or_else(|| service.now().saturating_sub(30 * 86_400));
+    let events = AccountService::new(service.store())
+        .events(None, since, limit(q.limit))
+        .await?;
+    ok(json!({ "events": events }))
+}
+
+/// The OpenAPI paths of this module, merged into [`crate::openapi::document`].
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        sessions_import,
+        customers_import,
+        customer_link_identity,
+        customer_enforce,
+        deliveries_list,
+        deliveries_run,
+        delivery_retry,
+        signals_file,
+        learned_list,
+        learned_remove,
+        learned_clear,
+        greylist_triplets,
+        events_list,
+    ),
+    components(schemas(IdentityRequest))
+)]
+pub struct DeskOpsDoc;
