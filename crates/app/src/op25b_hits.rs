@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn the_series_keeps_an_hour_of_minutes() {
-        let t0 = 1_796_175_000 - 1_796_175_000 % 60;
+        let t0 = 1_796_175_000; // 2026-12-02T01:30:00Z, a minute start
         let mut s = Series::default();
         s.record(t0 + 5, 2);
         s.record(t0 + 50, 3); // same minute
@@ -425,7 +425,7 @@ mod tests {
             nft: fake_nft(dir.path()),
         };
         let monitor = Op25bMonitor::new(Some(source));
-        let t0 = 1_796_175_000 - 1_796_175_000 % 60;
+        let t0 = 1_796_175_000; // 2026-12-02T01:30:00Z, a minute start
         let (reading, series) = monitor.current(t0).await;
         let Reading::Counts { hits, .. } = reading else {
             panic!("{reading:?}")
