@@ -175,6 +175,24 @@ class Session:
                     raise
                 time.sleep(0.1)
 
+    def click_and_load(self, element, css, timeout=10):
+        """Clicks element (a form's button) and returns the first css match of the page
+        that replaced this one: it waits until the old page is gone, so an element of
+        the old page (a flash message already there) is never mistaken for the new."""
+        old = self.find("html")
+        element.click()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                old.text  # noqa: B018 (raises once the old document is gone)
+            except WebDriverError as e:
+                if "stale" not in str(e):
+                    raise
+                return self.wait_for(css, timeout)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the page did not change after the click ({css})")
+            time.sleep(0.05)
+
     def execute(self, script, *args):
         return self._cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
 
