@@ -9,7 +9,7 @@
 #
 # Usage (as root):  bash scripts/e2e-console.sh
 #   SPAMGATE_BIN=/path/to/spamgate  use this binary instead of building one
-#   SHOTS=1                         write docs/console/{login,dashboard,filters,case}.png
+#   SHOTS=1                         write docs/console/{login,dashboard,filters,case,triage}.png
 #   KEEP=1                          keep the temporary directory (logs)
 #
 # Runs inside a private network + mount + PID namespace (unshare): loopback only, no DNS
@@ -54,6 +54,8 @@ setup() {
     cat >"$T/spamgate.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$POLICY_PORT"]
+# The console shows every time in this zone (a fixed offset needs no tzdata).
+display_timezone = "+09:00"
 [store]
 path = "$T/state/spamgate.db"
 [dns]

@@ -13,7 +13,9 @@
 # connects; the same over IPv6; the per-source hit table counts exactly the blocked
 # attempts; `op25b sync` adds an opt-out without reloading the chains (the table keeps its
 # handle and its counts) and removes it again; an opt-out with an expiry lapses by itself
-# in the kernel; an invalid configuration is refused and leaves the loaded rules alone.
+# in the kernel; an invalid configuration is refused and leaves the loaded rules alone;
+# a `spamgate serve` in the router namespace shows the same counts on its console
+# dashboard (the app layer's OP25B monitor reading nftables).
 # The abuse desk: `abuse suspend` of the customer an exemption names revokes it at once
 # (port 25 from the static block reset), a sync by hand keeps it revoked, `abuse resume`
 # restores it, the audit trail shows both; `abuse signals` files the pool customer's
@@ -264,6 +266,51 @@ check_hits() {
 }
 check_hits "per-source counts"
 op25b hits --config "$T/spamgate.toml" | sed 's/^/    /'
+
+# The daemon's dashboard shows the same counts: `spamgate serve` in sg-router (as root,
+# so it may read nftables) with [op25b] and the admin listener on the namespace's
+# loopback; its console page, fetched with an API token, carries the kernel's counts.
+SG=${OP25B_CMD% op25b}
+mkdir -p "$T/serve"
+{
+    printf '[server]\nlisten = ["127.0.0.1:10041"]\ndisplay_timezone = "+09:00"\n'
+    printf '[store]\npath = "%s"\n' "$T/serve/spamgate.db"
+    printf '[dns]\nnameservers = ["127.0.0.1:53"]\ntimeout = "1s"\nattempts = 1\n'
+    printf '[admin]\nlisten = "127.0.0.1:8025"\n'
+    sed -n '/^\[op25b\]/,$p' "$T/spamgate.toml"
+} >"$T/serve.toml"
+printf 'netns-viewer-password-1\n' | in_ns sg-router $SG admin user add vera --role viewer -c "$T/serve.toml" >/dev/null 2>&1 \
+    || fail "admin user add (serve)"
+TOKEN=$(in_ns sg-router $SG admin token add vera --label op25b-netns -c "$T/serve.toml" 2>/dev/null)
+in_ns sg-router $SG serve -c "$T/serve.toml" >"$T/serve.log" 2>&1 &
+LISTENER_PIDS+=($!)
+for _ in $(seq 100); do
+    in_ns sg-router bash -c 'exec 3<>/dev/tcp/127.0.0.1/8025' 2>/dev/null && break
+    sleep 0.1
+done
+DASH='
+import re, sys, urllib.request
+req = urllib.request.Request("http://127.0.0.1:8025/console/",
+                             headers={"Authorization": "Bearer " + sys.argv[1]})
+html = urllib.request.urlopen(req, timeout=15).read().decode()
+state = re.search(r"<section id=\"op25b\" data-state=\"([a-z-]+)\"", html)
+total = re.search(r"<td id=\"op25b-total\">(\d+)</td>", html)
+def bar(source):
+    m = re.search(r"data-series=\"" + re.escape(source) + r"\" data-value=\"(\d+)\"", html)
+    return m.group(1) if m else "absent"
+print(state.group(1) if state else "no-panel", total.group(1) if total else "-",
+      bar(sys.argv[2]), bar(sys.argv[3]))
+'
+if got=$(in_ns sg-router "$PYTHON" -c "$DASH" "$TOKEN" "$CUST4" "$CUST6" 2>"$T/dash.log"); then
+    want="counts $((BLOCKED4 + BLOCKED6)) $BLOCKED4 $BLOCKED6"
+    if [[ $got == "$want" ]]; then
+        pass "the daemon's dashboard shows the kernel's counts: $CUST4 x$BLOCKED4, $CUST6 x$BLOCKED6"
+    else
+        fail "dashboard OP25B panel: got '$got', want '$want'"
+    fi
+else
+    fail "dashboard fetch: $(cat "$T/dash.log") $(tail -n 5 "$T/serve.log")"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Opt-outs through sync: set elements only, no reload.

@@ -10,12 +10,14 @@ screenshots go; empty: none), PASSWORD (of every test user).
 Run: python3 -m unittest -v tests/console/test_console.py   (the script does)
 """
 
+import hashlib
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import tarfile
 import unittest
 import urllib.error
 import urllib.request
@@ -177,12 +179,21 @@ class Console(unittest.TestCase):
             self.assertIn("192.0.2.0/24", s.find("#top-networks").text)
             shot(s, "dashboard")
             # Japanese, and back.
-            s.find("#lang-switch").click()
-            s.wait_for("#chart-actions")
-            self.assertIn("ダッシュボード", s.find("h1").text)
-            s.find("#lang-switch").click()
-            s.wait_for("#chart-actions")
-            self.assertIn("Dashboard", s.find("h1").text)
+            self.assertIn("ダッシュボード", s.click_and_load(s.find("#lang-switch"), "h1").text)
+            self.assertIn("Dashboard", s.click_and_load(s.find("#lang-switch"), "h1").text)
+
+    def test_12_op25b_panel_says_it_is_not_configured(self):
+        # This daemon's configuration has no [op25b] pools: the panel says so plainly
+        # (scripts/op25b-netns.sh shows it with real kernel counters).
+        with driver.session() as s:
+            login(s, "olivia")
+            s.get(ADMIN + "/console/")
+            panel = s.wait_for("#op25b")
+            self.assertEqual(panel.attribute("data-state"), "not-configured")
+            self.assertIn("not configured", s.find("#op25b-note").text)
+            self.assertEqual(s.find_all("#chart-op25b"), [])
+            # The charts' minute labels are in the display zone, and say which.
+            self.assertEqual(s.find("#zone").text, "(UTC+09:00)")
 
     def test_20_allow_list_entry_changes_the_answer(self):
         client = "192.0.2.44"
@@ -281,6 +292,112 @@ class Console(unittest.TestCase):
                 return xhr.status;""")
             self.assertEqual(status, 403)
         self.assertEqual(allow_entries(), before)
+
+    def _open_case_of(self, s, customer):
+        s.get(ADMIN + "/console/desk")
+        s.wait_for("#case-table")
+        for row in s.find_all(".case-row"):
+            if customer in row.text:
+                row.find(".case-link").click()
+                s.wait_for("#case-heading")
+                return s.url
+        self.fail(f"no case of {customer} in {s.find('#case-table').text}")
+
+    def test_60_claim_on_a_terminated_case(self):
+        with driver.session() as s:
+            login(s, "olivia")
+            case_url = self._open_case_of(s, "C-ALICE")
+            self.assertEqual(len(s.find_all(".claim-row")), 0, "no claims yet")
+            s.find("#step-reason").send_keys("repeated spam after suspension")
+            s.find("#step-terminate").click()
+            self.assertIn("terminated", s.wait_for("#flash").text)
+            self.assertIn("terminated", s.find("#ladder-step").text)
+            # Times are shown in [server] display_timezone (+09:00 in this run).
+            times = [r.find("td").text for r in s.find_all(".audit-row")]
+            self.assertTrue(times and all(t.endswith("+09:00") for t in times), times)
+            s.find("#claim-amount").send_keys("12000")
+            s.find("#claim-basis").send_keys("blocklist removal and cleanup")
+            # This page already has the terminate step's flash: wait for the next page.
+            flash = s.click_and_load(s.find("#claim-submit"), "#flash").text
+            self.assertIn("claim", flash)
+            rows = [r.text for r in s.find_all(".claim-row")]
+            self.assertEqual(len(rows), 1, rows)
+            self.assertIn("12000 JPY", rows[0])
+            self.assertIn("blocklist removal", rows[0])
+            # A bad amount is refused and files nothing.
+            s.get(case_url)
+            s.wait_for("#claim-amount").send_keys("0")
+            s.find("#claim-basis").send_keys("nothing")
+            s.find("#claim-submit").click()
+            self.assertIn("positive", s.wait_for("#flash").text)
+            self.assertEqual(len(s.find_all(".claim-row")), 1)
+        # The suspended account is now terminated: still refused at submission.
+        self.assertTrue(policy("203.0.113.5", sasl=ACCOUNT).startswith("5"))
+
+    def test_70_export_downloads_the_case_with_its_evidence(self):
+        with open(os.environ["REPORT"], "rb") as f:
+            evidence = f.read()
+        with driver.session() as s:
+            login(s, "olivia")
+            self._open_case_of(s, "C-ALICE")
+            case_id = s.find("#case-heading").text.split()[1]
+            s.find("#export-submit").click()
+            path = s.wait_for_download(".tar")
+            self.assertIn(f"case-{case_id}", os.path.basename(path))
+            # Read before the session ends: the download folder is the profile's.
+            with tarfile.open(path, "r:") as tar:
+                names = tar.getnames()
+                files = {m.name.split("/", 1)[1]: tar.extractfile(m).read()
+                         for m in tar.getmembers() if m.isfile()}
+        raw = f"raw/{hashlib.sha256(evidence).hexdigest()}.eml"
+        self.assertIn(raw, files, names)
+        self.assertEqual(files[raw], evidence, "the report exactly as it arrived")
+        self.assertTrue(any(n.startswith("reports/") for n in files), names)
+        claims = json.loads(files["claims.json"])
+        self.assertEqual([c["claim"]["amount"] for c in claims], [12000])
+        # The manifest names every other file with its SHA-256.
+        manifest = dict(reversed(line.split("  ", 1))
+                        for line in files["MANIFEST.sha256"].decode().splitlines())
+        for name, data in files.items():
+            if name != "MANIFEST.sha256":
+                self.assertEqual(manifest.get(name), hashlib.sha256(data).hexdigest(), name)
+
+    def test_80_triage_assign_files_a_case(self):
+        sg("customer", "add", "C-BOB", "--name", "Bob", "--contact", "bob@example.jp")
+        # A report about an address nobody held: no session matches, so it waits in triage.
+        with open(os.environ["REPORT"], "rb") as f:
+            report = f.read().decode()
+        report = report.replace("192.0.2.10", "203.0.113.200").replace(
+            "fb-20261201-0001@", "fb-20261201-0002@")
+        sg("abuse", "ingest", stdin=report.encode())
+        with driver.session() as s:
+            login(s, "olivia")
+            s.get(ADMIN + "/console/desk")
+            s.wait_for("#triage")
+            rows = [r for r in s.find_all(".triage-row") if "203.0.113.200" in r.text]
+            self.assertEqual(len(rows), 1, s.find("#triage").text)
+            shot(s, "triage")
+            rows[0].find(".assign-customer").send_keys("C-BOB")
+            rows[0].find(".assign-submit").click()
+            flash = s.wait_for("#flash").text
+            self.assertRegex(flash, r"filed in case \d+")
+            self.assertNotIn("203.0.113.200", s.find("#triage").text)
+            self._open_case_of(s, "C-BOB")
+            self.assertIn("C-BOB", s.find("#case-customer").text)
+            self.assertIn("203.0.113.200", s.find("#reports").text)
+            # Nobody else's case: alice's has only her report.
+            self._open_case_of(s, "C-ALICE")
+            self.assertNotIn("203.0.113.200", s.find("#reports").text)
+            # Assigning to a customer nobody knows is refused.
+            sg("abuse", "ingest", stdin=report.replace(
+                "fb-20261201-0002@", "fb-20261201-0003@").encode())
+            s.get(ADMIN + "/console/desk")
+            row = [r for r in s.wait_for("#triage") and s.find_all(".triage-row")
+                   if "203.0.113.200" in r.text][0]
+            row.find(".assign-customer").send_keys("C-NOBODY")
+            row.find(".assign-submit").click()
+            self.assertNotIn("filed in case", s.wait_for("#flash").text)
+            self.assertIn("203.0.113.200", s.find("#triage").text)
 
 
 if __name__ == "__main__":

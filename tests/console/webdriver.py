@@ -9,6 +9,7 @@ protocol; every command here is one HTTP request to it on loopback, with a timeo
 
 import base64
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -96,12 +97,19 @@ class Session:
     def __init__(self, driver_url, width=1280, height=900):
         self.driver_url = driver_url.rstrip("/")
         self.profile = tempfile.TemporaryDirectory(prefix="spamgate-chromium-")
+        # Where the browser saves downloads (the case export), inside the profile.
+        self.downloads = os.path.join(self.profile.name, "downloads")
+        os.makedirs(self.downloads)
         caps = {
             "capabilities": {
                 "alwaysMatch": {
                     "browserName": "chrome",
                     "goog:chromeOptions": {
                         "binary": "/usr/bin/chromium",
+                        "prefs": {
+                            "download.default_directory": self.downloads,
+                            "download.prompt_for_download": False,
+                        },
                         "args": CHROMIUM_ARGS
                         + [
                             f"--user-data-dir={self.profile.name}",
@@ -114,6 +122,8 @@ class Session:
         }
         value = _request("POST", f"{self.driver_url}/session", caps, timeout=60)
         self.id = value["sessionId"]
+        self.cdp("Browser.setDownloadBehavior",
+                 behavior="allow", downloadPath=self.downloads)
 
     def __enter__(self):
         return self
@@ -165,6 +175,24 @@ class Session:
                     raise
                 time.sleep(0.1)
 
+    def click_and_load(self, element, css, timeout=10):
+        """Clicks element (a form's button) and returns the first css match of the page
+        that replaced this one: it waits until the old page is gone, so an element of
+        the old page (a flash message already there) is never mistaken for the new."""
+        old = self.find("html")
+        element.click()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                old.text  # noqa: B018 (raises once the old document is gone)
+            except WebDriverError as e:
+                if "stale" not in str(e):
+                    raise
+                return self.wait_for(css, timeout)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the page did not change after the click ({css})")
+            time.sleep(0.05)
+
     def execute(self, script, *args):
         return self._cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
 
@@ -174,11 +202,37 @@ class Session:
     def delete_cookies(self):
         self._cmd("DELETE", "/cookie")
 
-    def screenshot(self, path):
-        png = base64.b64decode(self._cmd("GET", "/screenshot"))
+    def cdp(self, cmd, **params):
+        """A Chrome DevTools Protocol command through chromedriver."""
+        return self._cmd("POST", "/goog/cdp/execute", {"cmd": cmd, "params": params})
+
+    def screenshot(self, path, max_height=4000):
+        """The whole page, not only the viewport: CDP's captureScreenshot beyond the
+        viewport, clipped to the window's width and the document's height (at most
+        max_height pixels, so the committed PNGs stay small)."""
+        metrics = self.cdp("Page.getLayoutMetrics")
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        width = self.execute("return document.documentElement.clientWidth;")
+        height = min(int(size["height"]), max_height)
+        shot = self.cdp("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                        clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1})
+        png = base64.b64decode(shot["data"])
         with open(path, "wb") as f:
             f.write(png)
         return len(png)
+
+    def wait_for_download(self, suffix, timeout=15):
+        """The path of the first finished download ending in suffix."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = [n for n in os.listdir(self.downloads)
+                    if n.endswith(suffix) and not n.endswith(".crdownload")]
+            if done:
+                return os.path.join(self.downloads, done[0])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {suffix} download in {self.downloads}: "
+                                   f"{os.listdir(self.downloads)}")
+            time.sleep(0.1)
 
 
 class Driver:

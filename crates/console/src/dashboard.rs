@@ -9,11 +9,16 @@ use serde::Serialize;
 use spamgate_desk::case::Case;
 use spamgate_store::{AccountEvent, EventKind, StoreCounts, TripletRow};
 
+use spamgate_app::display::DisplayZone;
+use spamgate_app::op25b_hits::{Reading, Series as Op25bSeries};
+
 use crate::chart::{self, Series};
 use crate::i18n::Lang;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Dashboard {
+    /// The display zone's offset now, for the charts' `HH:MM` labels (`UTC+09:00`).
+    pub zone: String,
     pub total: u64,
     pub actions_svg: String,
     pub reasons_svg: String,
@@ -24,6 +29,25 @@ pub struct Dashboard {
     pub limits_error: Option<String>,
     pub cases_svg: String,
     pub cases_error: Option<String>,
+    pub op25b: Op25bPanel,
+}
+
+/// OP25B blocked attempts, from the kernel's counters through the daemon's monitor.
+#[derive(Debug, Default, Serialize)]
+pub struct Op25bPanel {
+    /// `not-configured`, `unavailable` or `counts`.
+    pub state: &'static str,
+    /// Why the counts cannot be read (`unavailable`).
+    pub error: Option<String>,
+    /// When the counts were read (display zone).
+    pub read_at: String,
+    /// Blocked attempts in the hit tables now, and from how many sources.
+    pub total: u64,
+    pub sources: usize,
+    /// The sources with the most attempts.
+    pub top_svg: String,
+    /// New attempts per minute over the last hour, as sampled.
+    pub series_svg: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -48,19 +72,33 @@ pub struct ZoneRow {
     pub mean_ms: String,
 }
 
-/// Labels for bucket starts: `HH:MM` (UTC).
-pub fn minute_labels(starts: &[u64]) -> Vec<String> {
+/// `UTC`, `UTC+09:00`: the zone's offset at `now`, as the charts' labels need it said.
+pub fn zone_label(zone: &DisplayZone, now: u64) -> String {
+    let text = zone.time_u64(now);
+    match text.get(19..) {
+        Some("Z") | None | Some("") => "UTC".into(),
+        Some(offset) => format!("UTC{offset}"),
+    }
+}
+
+/// Labels for bucket starts: `HH:MM` in the display zone.
+pub fn minute_labels(starts: &[u64], zone: &DisplayZone) -> Vec<String> {
     starts
         .iter()
-        .map(|s| format!("{:02}:{:02}", s / 3600 % 24, s / 60 % 60))
+        .map(|s| {
+            // RFC 3339: `2026-12-02T10:30:00+09:00`, the wall clock at 11..16.
+            let text = zone.time_u64(*s);
+            text.get(11..16).unwrap_or_default().to_string()
+        })
         .collect()
 }
 
 pub fn timeline_charts(
     snapshot: &spamgate_app::timeline::TimelineSnapshot,
     lang: Lang,
+    zone: &DisplayZone,
 ) -> (String, String) {
-    let labels = minute_labels(&snapshot.starts);
+    let labels = minute_labels(&snapshot.starts, zone);
     let series = |map: &BTreeMap<String, Vec<u64>>| -> Vec<Series> {
         let mut all: Vec<Series> = map
             .iter()
@@ -86,6 +124,56 @@ pub fn timeline_charts(
             &series(&snapshot.by_reason),
         ),
     )
+}
+
+/// The OP25B panel of one reading: the top `n` sources and the last hour's series.
+pub fn op25b_panel(
+    reading: &Reading,
+    series: &Op25bSeries,
+    now: u64,
+    n: usize,
+    lang: Lang,
+    zone: &DisplayZone,
+) -> Op25bPanel {
+    match reading {
+        Reading::NotConfigured => Op25bPanel {
+            state: "not-configured",
+            ..Op25bPanel::default()
+        },
+        Reading::Unavailable { at, error } => Op25bPanel {
+            state: "unavailable",
+            error: Some(error.clone()),
+            read_at: zone.time_u64(*at),
+            ..Op25bPanel::default()
+        },
+        Reading::Counts { at, hits } => {
+            let top: Vec<(String, u64)> = hits
+                .iter()
+                .take(n)
+                .map(|h| (h.source.to_string(), h.packets))
+                .collect();
+            let window = series.window(now, 60);
+            let starts: Vec<u64> = window.iter().map(|(m, _)| *m).collect();
+            let values = window.iter().map(|(_, v)| v.unwrap_or(0)).collect();
+            Op25bPanel {
+                state: "counts",
+                error: None,
+                read_at: zone.time_u64(*at),
+                total: hits.iter().map(|h| h.packets).sum(),
+                sources: hits.len(),
+                top_svg: chart::hbars("chart-op25b-sources", lang.t("dash.op25b_top"), &top),
+                series_svg: chart::stacked_bars(
+                    "chart-op25b",
+                    lang.t("dash.op25b_series"),
+                    &minute_labels(&starts, zone),
+                    &[Series {
+                        name: "blocked".into(),
+                        values,
+                    }],
+                ),
+            }
+        }
+    }
 }
 
 /// Delay classes of passed triplets: first attempt → pass.
@@ -277,6 +365,73 @@ mod tests {
             passed_at,
             expires_at: first_seen + 86_400,
         }
+    }
+
+    #[test]
+    fn minute_labels_are_in_the_display_zone() {
+        // 2026-12-02T01:30:00Z
+        let at = 1_796_175_000;
+        assert_eq!(minute_labels(&[at], &DisplayZone::utc()), ["01:30"]);
+        assert_eq!(zone_label(&DisplayZone::utc(), at), "UTC");
+        assert_eq!(
+            zone_label(&DisplayZone::fixed_seconds(9 * 3600), at),
+            "UTC+09:00"
+        );
+        assert_eq!(
+            minute_labels(&[at], &DisplayZone::fixed_seconds(9 * 3600)),
+            ["10:30"]
+        );
+        assert_eq!(
+            minute_labels(&[at], &DisplayZone::fixed_seconds(-(5 * 3600 + 1800))),
+            ["20:00"]
+        );
+    }
+
+    #[test]
+    fn op25b_panel_shows_counts_or_says_why_not() {
+        use spamgate_app::op25b_hits::Hit;
+        let zone = DisplayZone::fixed_seconds(9 * 3600);
+        let now = 1_796_175_000;
+        let hit = |source: &str, packets| Hit {
+            source: source.parse().unwrap(),
+            packets,
+            bytes: 0,
+            expires_secs: None,
+        };
+        let mut series = Op25bSeries::default();
+        series.record(now - 60, 0);
+        series.record(now, 4);
+        let reading = Reading::Counts {
+            at: now,
+            hits: vec![hit("198.51.100.10", 4), hit("2001:db8:100:1::10", 1)],
+        };
+        let panel = op25b_panel(&reading, &series, now, 10, Lang::En, &zone);
+        assert_eq!((panel.state, panel.total, panel.sources), ("counts", 5, 2));
+        assert_eq!(panel.read_at, "2026-12-02T10:30:00+09:00");
+        assert!(
+            panel
+                .top_svg
+                .contains(r#"data-series="198.51.100.10" data-value="4""#),
+            "{}",
+            panel.top_svg
+        );
+        assert!(
+            panel.series_svg.contains(r#"data-value="4""#),
+            "{}",
+            panel.series_svg
+        );
+        let top1 = op25b_panel(&reading, &series, now, 1, Lang::En, &zone);
+        assert!(!top1.top_svg.contains("2001:db8:100:1::10"));
+        let na = op25b_panel(&Reading::NotConfigured, &series, now, 10, Lang::En, &zone);
+        assert_eq!((na.state, na.total), ("not-configured", 0));
+        let failed = Reading::Unavailable {
+            at: now,
+            error: "needs CAP_NET_ADMIN".into(),
+        };
+        let panel = op25b_panel(&failed, &series, now, 10, Lang::En, &zone);
+        assert_eq!(panel.state, "unavailable");
+        assert_eq!(panel.error.as_deref(), Some("needs CAP_NET_ADMIN"));
+        assert!(panel.top_svg.is_empty());
     }
 
     #[test]

@@ -163,9 +163,34 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
         "OP25B でブロックした接続",
     ),
     (
-        "dash.op25b_na",
-        "Not available here: the counts are in the kernel's nftables counters (spamgate op25b status), not in the daemon.",
-        "ここでは表示できません: 件数はデーモンではなくカーネルの nftables カウンタにあります (spamgate op25b status)。",
+        "dash.op25b_not_configured",
+        "OP25B is not configured here: [op25b] names no pools, so spamgate does not manage port 25 blocking on this host.",
+        "OP25B はここでは設定されていません: [op25b] に pools がないため、このホストでは spamgate は 25 番ポートのブロックを管理していません。",
+    ),
+    (
+        "dash.op25b_read",
+        "Read from the kernel's counters at",
+        "カーネルのカウンタを読んだ時刻",
+    ),
+    (
+        "dash.op25b_series",
+        "New blocked attempts per minute (sampled)",
+        "1 分ごとの新たなブロック件数 (サンプリング)",
+    ),
+    (
+        "dash.op25b_top",
+        "Sources with the most blocked attempts",
+        "ブロック件数の多い送信元",
+    ),
+    (
+        "dash.op25b_total",
+        "Blocked attempts in the hit tables",
+        "ヒットテーブル内のブロック件数",
+    ),
+    (
+        "dash.op25b_unavailable",
+        "The kernel's OP25B counters cannot be read (the daemon needs the nft command and CAP_NET_ADMIN)",
+        "カーネルの OP25B カウンタを読めません (デーモンには nft コマンドと CAP_NET_ADMIN が必要です)",
     ),
     (
         "dash.passed",
@@ -180,8 +205,8 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ),
     (
         "dash.since",
-        "Last hour, per minute, since the daemon started (UTC). Total:",
-        "直近 1 時間、1 分ごと、デーモン起動以降 (UTC)。合計:",
+        "Last hour, per minute, since the daemon started. Total:",
+        "直近 1 時間、1 分ごと、デーモン起動以降。合計:",
     ),
     ("dash.title", "Dashboard", "ダッシュボード"),
     (

@@ -22,6 +22,8 @@ pub mod views;
 use std::sync::Arc;
 
 use spamgate_app::Service;
+use spamgate_app::display::DisplayZone;
+use spamgate_app::op25b_hits::Op25bMonitor;
 use spamgate_store::FullStore;
 
 pub use i18n::Lang;
@@ -33,6 +35,31 @@ pub struct Console<S, R, C> {
     pub desk: Option<DeskParts>,
     /// The policy decoder's limits, so a check decodes exactly as the daemon would.
     pub codec_limits: spamgate_policy::Limits,
+    /// `[server] display_timezone`: every time on every page is shown in it.
+    pub zone: DisplayZone,
+    /// The daemon's reader of the kernel's OP25B counters (says "not configured"
+    /// without `[op25b]`).
+    pub op25b: Arc<Op25bMonitor>,
+}
+
+/// What the console needs beside the admin state, given by the daemon when it mounts
+/// [`routes::routes`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub codec_limits: spamgate_policy::Limits,
+    pub zone: DisplayZone,
+    pub op25b: Arc<Op25bMonitor>,
+}
+
+impl Options {
+    /// Default limits, UTC, no OP25B: for tests.
+    pub fn new(codec_limits: spamgate_policy::Limits) -> Options {
+        Options {
+            codec_limits,
+            zone: DisplayZone::utc(),
+            op25b: Arc::new(Op25bMonitor::new(None)),
+        }
+    }
 }
 
 pub use spamgate_admin::DeskParts;

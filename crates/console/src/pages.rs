@@ -67,29 +67,6 @@ fn desk_error(e: spamgate_app::desk::DeskServiceError) -> Refusal {
     }
 }
 
-/// Seconds as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc(at: i64) -> String {
-    let days = at.div_euclid(86_400);
-    let secs = at.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 /// The fields of the check form (what `spamgate check` takes).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -220,7 +197,7 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
         let service = &self.service;
         let now = service.now();
         let snapshot = service.metrics().timeline().snapshot(now, 3600, 60);
-        let (actions_svg, reasons_svg) = dashboard::timeline_charts(&snapshot, lang);
+        let (actions_svg, reasons_svg) = dashboard::timeline_charts(&snapshot, lang, &self.zone);
         let store = service.store();
         let counts = store.counts(now).await.map_err(|e| e.to_string());
         let triplets = store
@@ -261,6 +238,7 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
             },
         };
         Dashboard {
+            zone: dashboard::zone_label(&self.zone, now),
             total: snapshot.total,
             actions_svg,
             reasons_svg,
@@ -272,6 +250,10 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
             limits_error,
             cases_svg,
             cases_error,
+            op25b: {
+                let (reading, series) = self.op25b.current(now).await;
+                dashboard::op25b_panel(&reading, &series, now, 10, lang, &self.zone)
+            },
         }
     }
 
@@ -302,7 +284,7 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
                         "kind": e.kind.id(),
                         "value": e.value,
                         "comment": e.note,
-                        "expires": e.expires_at.map(|t| utc(t as i64)).unwrap_or_default(),
+                        "expires": e.expires_at.map(|t| self.zone.time_u64(t)).unwrap_or_default(),
                     })
                 })
                 .collect(),
@@ -318,10 +300,10 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
                         "done": true,
                         "triplets": entries.triplets.iter().map(|r| serde_json::json!({
                             "network": r.network, "sender": r.sender, "recipient": r.recipient,
-                            "first_seen": utc(r.first_seen as i64), "attempts": r.attempts,
-                            "passed": r.passed_at.map(|t| utc(t as i64)).unwrap_or_default(),
+                            "first_seen": self.zone.time_u64(r.first_seen), "attempts": r.attempts,
+                            "passed": r.passed_at.map(|t| self.zone.time_u64(t)).unwrap_or_default(),
                         })).collect::<Vec<_>>(),
-                        "awl": entries.awl.map(|a| format!("{} (last seen {})", a.client, utc(a.last_seen as i64))),
+                        "awl": entries.awl.map(|a| format!("{} (last seen {})", a.client, self.zone.time_u64(a.last_seen))),
                     }),
                 },
             };
@@ -513,10 +495,10 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
                     "proposals": proposals,
                     "cases": cases.iter().map(|c| serde_json::json!({
                         "id": c.id, "customer": c.customer, "category": c.category.as_str(),
-                        "state": c.state.as_str(), "reports": c.report_ids.len(), "opened": utc(c.opened_at),
+                        "state": c.state.as_str(), "reports": c.report_ids.len(), "opened": self.zone.time(c.opened_at),
                     })).collect::<Vec<_>>(),
                     "triage": triage.iter().map(|r| serde_json::json!({
-                        "id": r.id, "received": utc(r.received_at), "summary": report_summary(&r.report),
+                        "id": r.id, "received": self.zone.time(r.received_at), "summary": report_summary(&r.report),
                     })).collect::<Vec<_>>(),
                 }),
             ),
@@ -556,8 +538,8 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
                 Err(e) => format!("({e})"),
             };
             reports.push(serde_json::json!({
-                "id": r.id, "received": utc(r.received_at), "summary": report_summary(&r.report),
-"attribution": r.attribution.as_ref().map(attribution_summary).unwrap_or_default(),
+                "id": r.id, "received": self.zone.time(r.received_at), "summary": report_summary(&r.report),
+"attribution": r.attribution.as_ref().map(|a| attribution_summary(a, &self.zone)).unwrap_or_default(),
                 "attribution_json": r.attribution.as_ref().and_then(|a| serde_json::to_string_pretty(a).ok()),
                 "raw": raw,
             }));
@@ -600,7 +582,7 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
                 serde_json::json!({
                     "c": serde_json::json!({
                         "id": case.id, "customer": case.customer, "category": case.category.as_str(),
-                        "state": case.state.as_str(), "opened": utc(case.opened_at),
+                        "state": case.state.as_str(), "opened": self.zone.time(case.opened_at),
                     }),
                     "customer": serde_json::json!({ "name": customer.customer.name, "contact": customer.customer.contact }),
                     "ladder": serde_json::json!({
@@ -613,7 +595,7 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
                     "preview_error": preview_error,
                     "preview_step": preview_step.as_str(),
                     "audit": customer.audit.iter().map(|(_, a)| serde_json::json!({
-                        "at": utc(a.at), "command": a.action, "from": a.from.as_str(), "to": a.to.as_str(),
+                        "at": self.zone.time(a.at), "command": a.action, "from": a.from.as_str(), "to": a.to.as_str(),
                         "actor": a.actor, "approver": a.approver, "reason": a.reason,
                     })).collect::<Vec<_>>(),
                     "claims": claims.iter().map(|(cid, c)| serde_json::json!({
@@ -759,14 +741,17 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
 }
 
 /// One line for people: who, from which address and time, on how many sessions.
-fn attribution_summary(a: &spamgate_desk::attribution::Attribution) -> String {
+fn attribution_summary(
+    a: &spamgate_desk::attribution::Attribution,
+    zone: &spamgate_app::display::DisplayZone,
+) -> String {
     let v = serde_json::to_value(a).unwrap_or_default();
     let q = &v["query"];
     let address = match q["port"].as_u64() {
         Some(port) => format!("{}:{port}", q["address"].as_str().unwrap_or("?")),
         None => q["address"].as_str().unwrap_or("?").to_string(),
     };
-    let at = q["at"].as_i64().map(utc).unwrap_or_default();
+    let at = q["at"].as_i64().map(|t| zone.time(t)).unwrap_or_default();
     let sessions = v["evidence"].as_array().map_or(0, Vec::len);
     let who = match v["customer"].as_str() {
         Some(c) => c.to_string(),
@@ -810,20 +795,4 @@ fn enforced_text(done: &spamgate_app::desk::Enforced) -> String {
         ));
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        for (at, expected) in [
-            (0, "1970-01-01 00:00:00 UTC"),
-            (951_782_400, "2000-02-29 00:00:00 UTC"),
-            (1_798_761_599, "2026-12-31 23:59:59 UTC"),
-        ] {
-            assert_eq!(utc(at), expected);
-        }
-    }
 }

@@ -8,6 +8,8 @@
 //! crate's) and everything under `/console/`. `/` stays the admin crate's (401 to
 //! strangers: nothing but `/health` and the login answers them).
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -26,12 +28,13 @@ use crate::{Console, Viewer};
 /// The cookie that keeps the language a user switched to.
 pub const LANG_COOKIE: &str = "spamgate_lang";
 
-/// What the console needs beside the admin state: the policy decoder's limits.
-#[derive(Clone, Copy)]
-struct Limits(spamgate_policy::Limits);
+/// What the console needs beside the admin state (the policy decoder's limits, the
+/// display zone, the OP25B reader), as a request extension.
+#[derive(Clone)]
+struct Limits(Arc<crate::Options>);
 
 /// The console's routes, to be merged into the admin router.
-pub fn routes(codec_limits: spamgate_policy::Limits) -> Router<AdminState> {
+pub fn routes(options: crate::Options) -> Router<AdminState> {
     Router::new()
         .route("/login", get(login_page))
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -47,16 +50,18 @@ pub fn routes(codec_limits: spamgate_policy::Limits) -> Router<AdminState> {
         .route("/console/desk/cases/{id}/claim", post(claim))
         .route("/console/desk/cases/{id}/export", post(export))
         .route("/console/desk/reports/{id}/assign", post(assign))
-        .layer(Extension(Limits(codec_limits)))
+        .layer(Extension(Limits(Arc::new(options))))
 }
 
 type AppConsole = Console<spamgate_store::Recovering, spamgate_dns::Dns, spamgate_app::SystemClock>;
 
-fn console(state: &AdminState, limits: Limits) -> AppConsole {
+fn console(state: &AdminState, limits: &Limits) -> AppConsole {
     Console {
         service: state.service().clone(),
         desk: state.desk_parts().cloned(),
-        codec_limits: limits.0,
+        codec_limits: limits.0.codec_limits,
+        zone: limits.0.zone.clone(),
+        op25b: limits.0.op25b.clone(),
     }
 }
 
@@ -225,7 +230,7 @@ async fn dashboard(
         return to_login("/console/");
     };
     let (lang, set) = language(&headers, raw.as_deref());
-    let html = console(&state, limits).dashboard(&viewer(&p, lang)).await;
+    let html = console(&state, &limits).dashboard(&viewer(&p, lang)).await;
     page(StatusCode::OK, html, set)
 }
 
@@ -241,7 +246,7 @@ async fn filters(
         return to_login("/console/filters");
     };
     let (lang, set) = language(&headers, raw.as_deref());
-    let html = console(&state, limits)
+    let html = console(&state, &limits)
         .filters(&viewer(&p, lang), &search, &CheckForm::default(), None)
         .await;
     page(StatusCode::OK, html, set)
@@ -258,7 +263,7 @@ async fn check(
         return unauthorized();
     };
     let (lang, _) = language(&headers, None);
-    let console = console(&state, limits);
+    let console = console(&state, &limits);
     let (status, flash) = match console.check(&form).await {
         Ok(result) => {
             form.result = Some(result);
@@ -305,7 +310,7 @@ async fn filters_change(
         );
     }
     let flash = flash_of(&outcome, lang);
-    let html = console(&state, limits)
+    let html = console(&state, &limits)
         .filters(
             &viewer(&p, lang),
             &GreylistSearch::default(),
@@ -326,7 +331,7 @@ async fn allow_add(
     let Some(p) = principal else {
         return unauthorized();
     };
-    let c = console(&state, limits);
+    let c = console(&state, &limits);
     let v = viewer(&p, Lang::En);
     let target = format!("{} {}", form.kind, form.value);
     filters_change(
@@ -351,7 +356,7 @@ async fn allow_remove(
     let Some(p) = principal else {
         return unauthorized();
     };
-    let c = console(&state, limits);
+    let c = console(&state, &limits);
     let v = viewer(&p, Lang::En);
     let target = format!("{} {}", form.kind, form.value);
     filters_change(
@@ -376,7 +381,7 @@ async fn greylist_delete(
     let Some(p) = principal else {
         return unauthorized();
     };
-    let c = console(&state, limits);
+    let c = console(&state, &limits);
     let v = viewer(&p, Lang::En);
     let target = format!("{form:?}");
     filters_change(
@@ -402,7 +407,7 @@ async fn desk(
         return to_login("/console/desk");
     };
     let (lang, set) = language(&headers, raw.as_deref());
-    let html = console(&state, limits).desk(&viewer(&p, lang), None).await;
+    let html = console(&state, &limits).desk(&viewer(&p, lang), None).await;
     page(StatusCode::OK, html, set)
 }
 
@@ -415,7 +420,7 @@ async fn case_response(
     status: StatusCode,
     set: Option<HeaderValue>,
 ) -> Response {
-    match console(state, limits).case_page(v, id, flash).await {
+    match console(state, &limits).case_page(v, id, flash).await {
         Ok(html) => page(status, html, set),
         Err(r) => page(
             refusal_status(&r),
@@ -462,7 +467,7 @@ async fn case_step(
     };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
-    let outcome = console(&state, limits).case_step(&v, id, &form).await;
+    let outcome = console(&state, &limits).case_step(&v, id, &form).await;
     if let Ok(text) = &outcome {
         p.audit(
             &state,
@@ -497,7 +502,7 @@ async fn claim(
     };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
-    let outcome = console(&state, limits).claim(&v, id, &form).await;
+    let outcome = console(&state, &limits).claim(&v, id, &form).await;
     if let Ok(text) = &outcome {
         p.audit(
             &state,
@@ -531,7 +536,7 @@ async fn export(
     };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
-    match console(&state, limits).export(&v, id).await {
+    match console(&state, &limits).export(&v, id).await {
         Ok((name, bytes)) => {
             p.audit(
                 &state,
@@ -594,7 +599,7 @@ async fn assign(
     };
     let (lang, _) = language(&headers, None);
     let v = viewer(&p, lang);
-    let c = console(&state, limits);
+    let c = console(&state, &limits);
     let outcome = c.assign(&v, id, form.customer.trim()).await;
     if let Ok(text) = &outcome {
         p.audit(

@@ -90,9 +90,38 @@ pub fn state(config: &Config, service: Arc<AppService>) -> Result<AdminState, Fa
 }
 
 /// Routes mounted beside the API on the admin listener: the web console's pages, whose
-/// check form decodes requests under the policy listener's own limits.
-pub fn extra_routes(config: &Config) -> Router<AdminState> {
-    spamgate_console::routes::routes(crate::daemon::connection_limits(&config.server).codec)
+/// check form decodes requests under the policy listener's own limits, whose times are
+/// in `[server] display_timezone`, and whose dashboard reads the kernel's OP25B counters
+/// (when `[op25b]` names pools) through a monitor sampled here once a minute until
+/// `shutdown`.
+pub fn extra_routes(
+    config: &Config,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Router<AdminState> {
+    use spamgate_app::op25b_hits::{HitsSource, Op25bMonitor};
+    let source = (!config.op25b.pools.is_empty()).then(|| HitsSource {
+        table: config.op25b.table.clone(),
+        nft: config.desk.op25b_nft.clone(),
+    });
+    let monitor = Arc::new(Op25bMonitor::new(source));
+    if monitor.is_configured() {
+        let sampler = monitor.clone();
+        tokio::spawn(async move {
+            let now = || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            sampler
+                .run(std::time::Duration::from_secs(60), now, shutdown)
+                .await;
+        });
+    }
+    spamgate_console::routes::routes(spamgate_console::Options {
+        codec_limits: crate::daemon::connection_limits(&config.server).codec,
+        zone: config.server.display_zone().unwrap_or_default(),
+        op25b: monitor,
+    })
 }
 
 /// Serves the admin listener until `shutdown`.

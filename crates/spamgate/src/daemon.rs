@@ -280,7 +280,7 @@ pub async fn serve(config_path: Option<PathBuf>, config: Config) -> Result<(), F
             Some(tokio::spawn(crate::admin::serve(
                 bound,
                 state,
-                crate::admin::extra_routes(&config),
+                crate::admin::extra_routes(&config, shutdown_rx.clone()),
                 shutdown_rx.clone(),
             )))
         }
