@@ -3,7 +3,8 @@
 # a permissive licence: no GPL, LGPL or AGPL. Checked by cargo-deny against deny.toml (the
 # allowed licences and the banned crates), offline from the lock file; installs the pinned
 # cargo-deny first when it is missing or another version. Exits non-zero naming any crate
-# that fails. Advisories are not checked: see deny.toml.
+# that fails. Advisories are not checked: see deny.toml. `--install-only` installs and stops
+# (scripts/test-all.sh starts it early, in the background).
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,4 +18,5 @@ if [[ $(cargo deny --version 2>/dev/null) != "cargo-deny $CARGO_DENY_VERSION" ]]
     cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
 fi
 
+[[ ${1:-} == --install-only ]] && exit 0
 cargo deny --locked --color never check --show-stats licenses bans

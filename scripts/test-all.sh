@@ -51,6 +51,12 @@ install_packages() {
     [[ -z $own_policy ]] || rm -f /usr/sbin/policy-rc.d
 }
 
+# cargo-deny (for the licence check below) builds from source for minutes: start it now,
+# so that it overlaps the package installs (network-bound) and the first builds.
+DENY_LOG=$(mktemp)
+bash scripts/check-licenses.sh --install-only >"$DENY_LOG" 2>&1 &
+DENY_INSTALL=$!
+
 install_packages
 
 log "cargo fmt --check"
@@ -61,6 +67,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "dependency licences and bans: cargo-deny, deny.toml (no GPL/LGPL/AGPL)"
 # Installs the pinned cargo-deny when it is missing (about 4.5 min from source here).
+wait "$DENY_INSTALL" || { cat "$DENY_LOG"; exit 1; }
+cat "$DENY_LOG"
 bash scripts/check-licenses.sh
 
 log "cargo test"
