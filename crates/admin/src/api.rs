@@ -6,23 +6,22 @@
 
 use std::net::IpAddr;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use spamgate_app::Mode;
 use spamgate_app::accounts::{AccountError, AccountService, StatusChange};
 use spamgate_app::allow::{AllowCommandError, AllowService};
-use spamgate_app::desk::{DeskServiceError, Enforced};
-use spamgate_app::users::{AuditFilter, Role, TokenRecord, User};
-use spamgate_desk::store::{DeskError, StoredReport};
+use spamgate_app::desk::DeskServiceError;
+use spamgate_app::users::{AuditFilter, Role};
+use spamgate_desk::store::DeskError;
 use spamgate_engine::outbound::{AccountStatus, LimitOverrides};
 use spamgate_engine::verdict::AllowScope;
 use spamgate_store::{GreylistAdmin, GreylistFilter, StoreError};
 
+use crate::answers;
 use crate::auth::{RequireRole, roles};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::AdminState;
@@ -39,11 +38,11 @@ fn limit(given: Option<usize>) -> usize {
     given.unwrap_or(100).clamp(1, MAX_LIMIT)
 }
 
-fn ok(value: Value) -> ApiResult {
+fn ok<T: serde::Serialize>(value: T) -> ApiResult {
     Ok(ApiJson(value).into_response())
 }
 
-fn created(value: Value) -> ApiResult {
+fn created<T: serde::Serialize>(value: T) -> ApiResult {
     Ok((StatusCode::CREATED, ApiJson(value)).into_response())
 }
 
@@ -118,62 +117,63 @@ impl ApiError {
     }
 }
 
-/// The routes, for [`crate::router`].
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/api/v1/stats", get(stats))
-        .route("/api/v1/check", post(check))
-        .route(
-            "/api/v1/greylist",
-            get(greylist_find).delete(greylist_delete),
-        )
-        .route("/api/v1/allow", get(allow_list).post(allow_add))
-        .route("/api/v1/allow/{kind}/{value}", delete(allow_remove))
-        .route("/api/v1/accounts", get(accounts_list))
-        .route("/api/v1/accounts/{name}", get(account_show))
-        .route("/api/v1/accounts/{name}/limits", put(account_limits))
-        .route("/api/v1/accounts/{name}/status", post(account_status))
-        .route("/api/v1/accounts/{name}/events", get(account_events))
-        .route("/api/v1/customers", get(customers_list))
-        .route(
-            "/api/v1/customers/{id}",
-            get(customer_show).put(customer_put),
-        )
-        .route(
-            "/api/v1/customers/{id}/accounts",
-            post(customer_link_account),
-        )
-        .route("/api/v1/customers/{id}/ladder", post(ladder_step))
-        .route("/api/v1/who", get(who))
-        .route("/api/v1/reports", get(reports_list).post(report_ingest))
-        .route("/api/v1/reports/{id}/assign", post(report_assign))
-        .route("/api/v1/cases", get(cases_list))
-        .route("/api/v1/cases/{id}", get(case_show))
-        .route("/api/v1/cases/{id}/confirm", post(case_confirm))
-        .route("/api/v1/cases/{id}/export", post(case_export))
-        .route("/api/v1/claims", post(claim_add))
-        .route("/api/v1/users", get(users_list).post(user_add))
-        .route("/api/v1/users/{name}", axum::routing::patch(user_change))
-        .route("/api/v1/tokens", get(tokens_list).post(token_add))
-        .route("/api/v1/tokens/{id}", delete(token_revoke))
-        .route("/api/v1/audit", get(audit))
+crate::route_table! {
+    /// The routes, for [`crate::router`]; [`ROUTES`] lists them.
+    routes, ROUTES;
+    get "/api/v1/stats" => stats,
+    post "/api/v1/check" => check,
+    get "/api/v1/greylist" => greylist_find,
+    delete "/api/v1/greylist" => greylist_delete,
+    get "/api/v1/allow" => allow_list,
+    post "/api/v1/allow" => allow_add,
+    delete "/api/v1/allow/{kind}/{value}" => allow_remove,
+    get "/api/v1/accounts" => accounts_list,
+    get "/api/v1/accounts/{name}" => account_show,
+    put "/api/v1/accounts/{name}/limits" => account_limits,
+    post "/api/v1/accounts/{name}/status" => account_status,
+    get "/api/v1/accounts/{name}/events" => account_events,
+    get "/api/v1/customers" => customers_list,
+    get "/api/v1/customers/{id}" => customer_show,
+    put "/api/v1/customers/{id}" => customer_put,
+    post "/api/v1/customers/{id}/accounts" => customer_link_account,
+    post "/api/v1/customers/{id}/ladder" => ladder_step,
+    get "/api/v1/who" => who,
+    get "/api/v1/reports" => reports_list,
+    post "/api/v1/reports" => report_ingest,
+    post "/api/v1/reports/{id}/assign" => report_assign,
+    get "/api/v1/cases" => cases_list,
+    get "/api/v1/cases/{id}" => case_show,
+    post "/api/v1/cases/{id}/confirm" => case_confirm,
+    post "/api/v1/cases/{id}/export" => case_export,
+    post "/api/v1/claims" => claim_add,
+    get "/api/v1/users" => users_list,
+    post "/api/v1/users" => user_add,
+    patch "/api/v1/users/{name}" => user_change,
+    get "/api/v1/tokens" => tokens_list,
+    post "/api/v1/tokens" => token_add,
+    delete "/api/v1/tokens/{id}" => token_revoke,
+    get "/api/v1/audit" => audit,
 }
 
 // --- decisions and stats
 
 /// `GET /api/v1/stats`: live greylist entries and allow-list size.
 #[utoipa::path(get, path = "/api/v1/stats", tag = "filters",
-    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Stats)))]
 pub async fn stats(_: Viewer, State(state): State<AdminState>) -> ApiResult {
     let service = state.service();
     let now = service.now();
     let counts = service.store().counts(now).await.map_err(store_error)?;
     let allow = AllowService::new(service.store()).list().await?;
-    ok(json!({
-        "greylist": { "pending": counts.pending, "passed": counts.passed, "awl": counts.awl },
-        "allow_entries": allow.len(),
-        "now": now,
-    }))
+    ok(answers::Stats {
+        greylist: answers::GreylistCounts {
+            pending: counts.pending,
+            passed: counts.passed,
+            awl: counts.awl,
+        },
+        allow_entries: allow.len() as u64,
+        now,
+    })
 }
 
 /// A transaction as Postfix would send it, for a dry-run decision.
@@ -198,7 +198,7 @@ pub struct CheckRequest {
 /// `POST /api/v1/check`: what the daemon would answer, without changing any state
 /// (`spamgate check`). Read-only: a viewer may ask.
 #[utoipa::path(post, path = "/api/v1/check", tag = "filters", request_body = CheckRequest,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::CheckAnswer)))]
 pub async fn check(
     _: Viewer,
     State(state): State<AdminState>,
@@ -234,10 +234,10 @@ pub async fn check(
     let mut action = String::new();
     let answer =
         spamgate_postfix::answer(state.service(), request, Mode::DryRun, &mut action).await;
-    ok(json!({
-        "verdict": answer.as_ref().map(|a| &a.verdict),
-        "postfix_action": action,
-    }))
+    ok(answers::CheckAnswer {
+        verdict: answer.map(|a| a.verdict),
+        postfix_action: action,
+    })
 }
 
 // --- greylist
@@ -279,7 +279,7 @@ fn greylist_filter(state: &AdminState, q: &GreylistQuery) -> Result<GreylistFilt
 
 /// `GET /api/v1/greylist?client=&network=&sender=&recipient=`: the entries named.
 #[utoipa::path(get, path = "/api/v1/greylist", tag = "filters", params(GreylistQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::GreylistEntries)))]
 pub async fn greylist_find(
     _: Viewer,
     State(state): State<AdminState>,
@@ -292,29 +292,21 @@ pub async fn greylist_find(
         .find_greylist(&filter, limit(q.limit))
         .await
         .map_err(store_error)?;
-    let triplets: Vec<Value> = found
-        .triplets
-        .iter()
-        .map(|t| {
-            json!({
-                "network": t.network, "sender": t.sender, "recipient": t.recipient,
-                "first_seen": t.first_seen, "last_seen": t.last_seen, "attempts": t.attempts,
-                "passed_at": t.passed_at, "expires_at": t.expires_at,
-            })
-        })
-        .collect();
-    let awl = found.awl.as_ref().map(|a| {
-        json!({ "client": a.client, "first_seen": a.first_seen, "last_seen": a.last_seen,
-                "expires_at": a.expires_at })
-    });
-    ok(json!({ "triplets": triplets, "awl": awl }))
+    ok(answers::GreylistEntries {
+        triplets: found.triplets.iter().map(answers::Triplet::from).collect(),
+        awl: found.awl.as_ref().map(|a| answers::AwlEntry {
+            client: a.client.clone(),
+            first_seen: a.first_seen,
+            last_seen: a.last_seen,
+            expires_at: a.expires_at,
+        }),
+    })
 }
 
 /// `DELETE /api/v1/greylist?...`: deletes the entries named, so the next attempt
 /// starts over. Operator.
 #[utoipa::path(delete, path = "/api/v1/greylist", tag = "filters", params(GreylistQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
-        (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::GreylistDeleted), (status = 403, body = crate::ErrorBody)))]
 pub async fn greylist_delete(
     who: Operator,
     State(state): State<AdminState>,
@@ -327,31 +319,29 @@ pub async fn greylist_delete(
         .delete_greylist(&filter)
         .await
         .map_err(store_error)?;
-    let result = json!({ "triplets": deleted.triplets, "awl": deleted.awl });
+    let result = answers::GreylistDeleted {
+        triplets: deleted.triplets,
+        awl: deleted.awl,
+    };
     who.audit(
         &state,
         "greylist.delete",
         format!("{filter:?}"),
-        result.clone(),
+        answers::to_value(&result),
     );
     ok(result)
 }
 
 // --- allow-list
 
-fn allow_json(e: &spamgate_store::AllowEntry) -> Value {
-    json!({
-        "kind": e.kind.id(), "value": e.value, "note": e.note, "added_at": e.added_at,
-        "scope": e.scope.id(), "expires_at": e.expires_at,
-    })
-}
-
 /// `GET /api/v1/allow`: the runtime allow-list.
 #[utoipa::path(get, path = "/api/v1/allow", tag = "filters",
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::AllowEntries)))]
 pub async fn allow_list(_: Viewer, State(state): State<AdminState>) -> ApiResult {
     let entries = AllowService::new(state.service().store()).list().await?;
-    ok(json!({ "entries": entries.iter().map(allow_json).collect::<Vec<_>>() }))
+    ok(answers::AllowEntries {
+        entries: entries.iter().map(answers::AllowEntry::from).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -371,8 +361,7 @@ pub struct AllowRequest {
 /// `POST /api/v1/allow`: adds (or updates) an entry; in force at once on this daemon.
 /// Operator. 201 when new, 200 when it replaced one.
 #[utoipa::path(post, path = "/api/v1/allow", tag = "filters", request_body = AllowRequest,
-    responses((status = 201, body = Object), (status = 200, body = Object),
-        (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 201, description = "a new entry", body = answers::AllowEntry), (status = 200, description = "an entry replaced", body = answers::AllowEntry), (status = 403, body = crate::ErrorBody)))]
 pub async fn allow_add(
     who: Operator,
     State(state): State<AdminState>,
@@ -396,12 +385,12 @@ pub async fn allow_add(
         )
         .await?;
     refresh_allow(&state).await;
-    let value = allow_json(&entry);
+    let value = answers::AllowEntry::from(&entry);
     who.audit(
         &state,
         "allow.add",
         format!("{} {}", entry.kind.id(), entry.value),
-        value.clone(),
+        answers::to_value(&value),
     );
     if new { created(value) } else { ok(value) }
 }
@@ -415,7 +404,7 @@ async fn refresh_allow(state: &AdminState) {
 /// `DELETE /api/v1/allow/{kind}/{value}`: removes an entry; 404 when there is none.
 #[utoipa::path(delete, path = "/api/v1/allow/{kind}/{value}", tag = "filters",
     params(("kind" = String, Path), ("value" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::AllowRemoved), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn allow_remove(
     who: Operator,
     State(state): State<AdminState>,
@@ -425,12 +414,16 @@ pub async fn allow_remove(
         .remove(&kind, &value)
         .await?;
     refresh_allow(&state).await;
-    let result = json!({ "kind": kind.id(), "value": value, "removed": true });
+    let result = answers::AllowRemoved {
+        kind,
+        value,
+        removed: true,
+    };
     who.audit(
         &state,
         "allow.remove",
-        format!("{} {value}", kind.id()),
-        result.clone(),
+        format!("{} {}", kind.id(), result.value),
+        answers::to_value(&result),
     );
     ok(result)
 }
@@ -444,7 +437,7 @@ pub struct LimitQuery {
 
 /// `GET /api/v1/accounts`: submission accounts.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", params(LimitQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::Accounts)))]
 pub async fn accounts_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -453,13 +446,13 @@ pub async fn accounts_list(
     let accounts = AccountService::new(state.service().store())
         .list(limit(q.limit))
         .await?;
-    ok(json!({ "accounts": accounts }))
+    ok(answers::Accounts { accounts })
 }
 
 /// `GET /api/v1/accounts/{name}`.
 #[utoipa::path(get, path = "/api/v1/accounts/{name}", tag = "accounts",
     params(("name" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_engine::outbound::Account), (status = 404, body = crate::ErrorBody)))]
 pub async fn account_show(
     _: Viewer,
     State(state): State<AdminState>,
@@ -468,7 +461,7 @@ pub async fn account_show(
     let account = AccountService::new(state.service().store())
         .show(&name)
         .await?;
-    ok(json!(account))
+    ok(account)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -484,7 +477,7 @@ pub struct LimitsRequest {
 /// ones not given are kept). Operator.
 #[utoipa::path(put, path = "/api/v1/accounts/{name}/limits", tag = "accounts",
     params(("name" = String, Path)), request_body = LimitsRequest,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_engine::outbound::Account), (status = 403, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn account_limits(
     who: Operator,
     State(state): State<AdminState>,
@@ -499,14 +492,9 @@ pub async fn account_limits(
     let account = AccountService::new(service.store())
         .put_limits(&name, limits, body.note, service.now())
         .await?;
-    let value = json!(account);
-    who.audit(
-        &state,
-        "account.limits",
-        account.username.clone(),
-        value.clone(),
-    );
-    ok(value)
+    let value = answers::to_value(&account);
+    who.audit(&state, "account.limits", account.username.clone(), value);
+    ok(account)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -529,8 +517,7 @@ pub struct StatusRequest {
 /// without `force`.
 #[utoipa::path(post, path = "/api/v1/accounts/{name}/status", tag = "accounts",
     params(("name" = String, Path)), request_body = StatusRequest,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody),
-        (status = 409, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_engine::outbound::Account), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn account_status(
     who: Operator,
     State(state): State<AdminState>,
@@ -551,14 +538,14 @@ pub async fn account_status(
     let account = AccountService::new(service.store())
         .set_status(&name, to, body.note, change, service.now())
         .await?;
-    let value = json!(account);
+    let value = answers::to_value(&account);
     who.audit(
         &state,
         &format!("account.{}", to.id()),
         account.username.clone(),
-        value.clone(),
+        value,
     );
-    ok(value)
+    ok(account)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -570,7 +557,7 @@ pub struct EventsQuery {
 /// `GET /api/v1/accounts/{name}/events`: status changes and limit trips.
 #[utoipa::path(get, path = "/api/v1/accounts/{name}/events", tag = "accounts",
     params(("name" = String, Path), EventsQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::AccountEvents), (status = 404, body = crate::ErrorBody)))]
 pub async fn account_events(
     _: Viewer,
     State(state): State<AdminState>,
@@ -582,7 +569,7 @@ pub async fn account_events(
     let events = service
         .events(Some(&name), q.since.unwrap_or(0), limit(q.limit))
         .await?;
-    ok(json!({ "events": events }))
+    ok(answers::AccountEvents { events })
 }
 
 // --- the desk
@@ -590,27 +577,6 @@ pub async fn account_events(
 /// The desk's clock reading (it counts in signed seconds).
 fn desk_now(state: &AdminState) -> i64 {
     i64::try_from(state.service().now()).unwrap_or(i64::MAX)
-}
-
-fn report_json(r: &StoredReport) -> Value {
-    json!({
-        "id": r.id, "raw_id": r.raw_id, "received_at": r.received_at,
-        "state": r.state.as_str(), "report": r.report, "customer": r.customer,
-        "case_id": r.case_id, "attribution": r.attribution,
-    })
-}
-
-fn enforced_json(e: &Enforced) -> Value {
-    let t = &e.transition;
-    let accounts: Vec<Value> = e
-        .accounts
-        .iter()
-        .map(|a| json!({"username": a.username, "from": a.from.id(), "to": a.to.id()}))
-        .collect();
-    json!({
-        "ladder": t.ladder, "audit": t.audit, "actions": t.actions,
-        "accounts": accounts,
-    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -621,29 +587,31 @@ pub struct AfterQuery {
 
 /// `GET /api/v1/customers?after=&limit=`: customers by id.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "desk", params(AfterQuery),
-    responses((status = 200, body = Object), (status = 503, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Customers)))]
 pub async fn customers_list(
     _: Viewer,
     State(state): State<AdminState>,
     ApiQuery(q): ApiQuery<AfterQuery>,
 ) -> ApiResult {
     let customers = state.desk()?.customers(q.after, limit(q.limit)).await?;
-    ok(json!({ "customers": customers }))
+    ok(answers::Customers { customers })
 }
 
 /// `GET /api/v1/customers/{id}`: the customer, linked accounts, ladder and its audit.
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "desk", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::CustomerAnswer), (status = 404, body = crate::ErrorBody)))]
 pub async fn customer_show(
     _: Viewer,
     State(state): State<AdminState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
     let view = state.desk()?.customer(id).await?;
-    ok(json!({
-        "customer": view.customer, "accounts": view.accounts, "ladder": view.ladder,
-        "audit": view.audit,
-    }))
+    ok(answers::CustomerAnswer {
+        customer: view.customer,
+        accounts: view.accounts,
+        ladder: view.ladder,
+        audit: view.audit,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -666,7 +634,7 @@ fn default_language() -> String {
 /// ladder's). Operator.
 #[utoipa::path(put, path = "/api/v1/customers/{id}", tag = "desk", params(("id" = String, Path)),
     request_body = CustomerRequest,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_desk::case::Customer), (status = 403, body = crate::ErrorBody)))]
 pub async fn customer_put(
     who: Operator,
     State(state): State<AdminState>,
@@ -684,9 +652,13 @@ pub async fn customer_put(
     let desk = state.desk()?;
     desk.put_customer(customer.clone()).await?;
     let view = desk.customer(customer.id.clone()).await?;
-    let value = json!(view.customer);
-    who.audit(&state, "customer.put", customer.id, value.clone());
-    ok(value)
+    who.audit(
+        &state,
+        "customer.put",
+        customer.id,
+        answers::to_value(&view.customer),
+    );
+    ok(view.customer)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -700,7 +672,7 @@ pub struct LinkRequest {
 /// so ladder steps reach it. Operator.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/accounts", tag = "desk",
     params(("id" = String, Path)), request_body = LinkRequest,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Linked), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn customer_link_account(
     who: Operator,
     State(state): State<AdminState>,
@@ -710,8 +682,16 @@ pub async fn customer_link_account(
     let desk = state.desk()?;
     desk.customer(id.clone()).await?;
     desk.link_account(body.account.clone(), id.clone()).await?;
-    let value = json!({ "customer": id, "account": body.account });
-    who.audit(&state, "customer.link_account", id, value.clone());
+    let value = answers::Linked {
+        customer: id.clone(),
+        account: body.account,
+    };
+    who.audit(
+        &state,
+        "customer.link_account",
+        id,
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
@@ -733,8 +713,7 @@ pub struct LadderRequest {
 /// an approver approves (`approve`) or rejects; the approver must be another person.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/ladder", tag = "desk",
     params(("id" = String, Path)), request_body = LadderRequest,
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody),
-        (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::EnforcedAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn ladder_step(
     who: Operator,
     State(state): State<AdminState>,
@@ -778,8 +757,13 @@ pub async fn ladder_step(
     let enforced = desk
         .decide(id.clone(), who.user.clone(), command, desk_now(&state))
         .await?;
-    let value = enforced_json(&enforced);
-    who.audit(&state, &format!("ladder.{step}"), id, value.clone());
+    let value = answers::EnforcedAnswer::from(&enforced);
+    who.audit(
+        &state,
+        &format!("ladder.{step}"),
+        id,
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
@@ -794,7 +778,7 @@ pub struct WhoQuery {
 
 /// `GET /api/v1/who?address=ADDR[:PORT]&at=UNIX`: which customer held it then.
 #[utoipa::path(get, path = "/api/v1/who", tag = "desk", params(WhoQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_desk::attribution::Attribution)))]
 pub async fn who(
     _: Viewer,
     State(state): State<AdminState>,
@@ -815,7 +799,7 @@ pub async fn who(
         at: q.at,
     };
     let attribution = state.desk()?.who(query).await?;
-    ok(json!(attribution))
+    ok(attribution)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -826,7 +810,7 @@ pub struct StateQuery {
 
 /// `GET /api/v1/reports?state=`: reports, e.g. `state=triage` for the triage queue.
 #[utoipa::path(get, path = "/api/v1/reports", tag = "desk", params(StateQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Reports)))]
 pub async fn reports_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -840,14 +824,19 @@ pub async fn reports_list(
         ),
     };
     let reports = state.desk()?.reports(wanted, limit(q.limit)).await?;
-    ok(json!({ "reports": reports.iter().map(report_json).collect::<Vec<_>>() }))
+    ok(answers::Reports {
+        reports: reports
+            .iter()
+            .map(answers::StoredReportAnswer::from)
+            .collect(),
+    })
 }
 
 /// `POST /api/v1/reports`: ingests one abuse report (the raw message as the body,
 /// ARF, X-ARF or plain). Operator. 201 with what became of it.
 #[utoipa::path(post, path = "/api/v1/reports", tag = "desk",
     request_body(content = String, content_type = "message/rfc822"),
-    responses((status = 201, body = Object), (status = 413, body = crate::ErrorBody)))]
+    responses((status = 201, body = answers::Ingested), (status = 403, body = crate::ErrorBody)))]
 pub async fn report_ingest(
     who: Operator,
     State(state): State<AdminState>,
@@ -865,16 +854,19 @@ pub async fn report_ingest(
     }
     let desk = state.desk()?;
     let outcome = desk.ingest(body.to_vec(), desk_now(&state)).await?;
-    let value = json!({
-        "raw_id": outcome.raw.id, "duplicate": outcome.raw.duplicate,
-        "report_id": outcome.report_id, "state": outcome.state.as_str(),
-        "customer": outcome.customer, "case_id": outcome.case_id,
-    });
+    let value = answers::Ingested {
+        raw_id: outcome.raw.id,
+        duplicate: outcome.raw.duplicate,
+        report_id: outcome.report_id,
+        state: outcome.state.as_str().to_string(),
+        customer: outcome.customer,
+        case_id: outcome.case_id,
+    };
     who.audit(
         &state,
         "report.ingest",
-        outcome.report_id.to_string(),
-        value.clone(),
+        value.report_id.to_string(),
+        answers::to_value(&value),
     );
     created(value)
 }
@@ -890,7 +882,7 @@ pub struct AssignRequest {
 /// `POST /api/v1/reports/{id}/assign`: files a triage report to a customer. Operator.
 #[utoipa::path(post, path = "/api/v1/reports/{id}/assign", tag = "desk",
     params(("id" = i64, Path)), request_body = AssignRequest,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Assigned), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn report_assign(
     who: Operator,
     State(state): State<AdminState>,
@@ -914,14 +906,23 @@ pub async fn report_assign(
             desk_now(&state),
         )
         .await?;
-    let value = json!({ "report_id": id, "customer": body.customer, "case_id": case_id });
-    who.audit(&state, "report.assign", id.to_string(), value.clone());
+    let value = answers::Assigned {
+        report_id: id,
+        customer: body.customer,
+        case_id,
+    };
+    who.audit(
+        &state,
+        "report.assign",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
 /// `GET /api/v1/cases?state=`: cases.
 #[utoipa::path(get, path = "/api/v1/cases", tag = "desk", params(StateQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Cases)))]
 pub async fn cases_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -935,28 +936,32 @@ pub async fn cases_list(
         ),
     };
     let cases = state.desk()?.cases(wanted, limit(q.limit)).await?;
-    ok(json!({ "cases": cases }))
+    ok(answers::Cases { cases })
 }
 
 /// `GET /api/v1/cases/{id}`: the case with its reports (evidence and attribution).
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "desk", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::CaseAnswer), (status = 404, body = crate::ErrorBody)))]
 pub async fn case_show(
     _: Viewer,
     State(state): State<AdminState>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     let view = state.desk()?.case(id).await?;
-    ok(json!({
-        "case": view.case,
-        "reports": view.reports.iter().map(report_json).collect::<Vec<_>>(),
-    }))
+    ok(answers::CaseAnswer {
+        case: view.case,
+        reports: view
+            .reports
+            .iter()
+            .map(answers::StoredReportAnswer::from)
+            .collect(),
+    })
 }
 
 /// `POST /api/v1/cases/{id}/confirm`: confirms the case as abuse: a strike, and the
 /// ladder step the policy gives (a proposal where approval is needed). Operator.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/confirm", tag = "desk", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::EnforcedAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn case_confirm(
     who: Operator,
     State(state): State<AdminState>,
@@ -964,8 +969,13 @@ pub async fn case_confirm(
 ) -> ApiResult {
     let desk = state.desk()?;
     let enforced = desk.confirm(id, who.user.clone(), desk_now(&state)).await?;
-    let value = enforced_json(&enforced);
-    who.audit(&state, "case.confirm", id.to_string(), value.clone());
+    let value = answers::EnforcedAnswer::from(&enforced);
+    who.audit(
+        &state,
+        "case.confirm",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
@@ -973,7 +983,7 @@ pub async fn case_confirm(
 /// messages, manifest) as JSON: each file's name, SHA-256 and text. Viewer (it
 /// changes nothing but is audited: evidence leaves the desk).
 #[utoipa::path(post, path = "/api/v1/cases/{id}/export", tag = "desk", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Export), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn case_export(
     who: Viewer,
     State(state): State<AdminState>,
@@ -988,11 +998,13 @@ pub async fn case_export(
     for (name, sha256) in &export.files {
         let bytes = std::fs::read(export.folder.join(name))
             .map_err(|e| ApiError::unavailable(format!("cannot read the export: {e}")))?;
-        files.push(json!({
-            "name": name, "sha256": sha256, "text": String::from_utf8_lossy(&bytes),
-        }));
+        files.push(answers::ExportFile {
+            name: name.clone(),
+            sha256: sha256.clone(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        });
     }
-    let value = json!({ "case_id": id, "files": files });
+    let value = answers::Export { case_id: id, files };
     who.audit(
         &state,
         "case.export",
@@ -1007,9 +1019,8 @@ fn tempfile_dir() -> Result<tempfile::TempDir, ApiError> {
 }
 
 /// `POST /api/v1/claims`: records a claim (a counter-notice) against cases. Operator.
-#[utoipa::path(post, path = "/api/v1/claims", tag = "desk", request_body = Object,
-    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody),
-        (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/claims", tag = "desk", request_body = spamgate_desk::ladder::Claim,
+    responses((status = 201, body = answers::ClaimAdded), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn claim_add(
     who: Operator,
     State(state): State<AdminState>,
@@ -1019,23 +1030,17 @@ pub async fn claim_add(
     let id = desk
         .claim(claim.clone(), who.user.clone(), desk_now(&state))
         .await?;
-    let value = json!({ "id": id, "claim": claim });
-    who.audit(&state, "claim.add", id.to_string(), value.clone());
+    let value = answers::ClaimAdded { id, claim };
+    who.audit(
+        &state,
+        "claim.add",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     created(value)
 }
 
 // --- users and tokens (admin)
-
-fn user_json(u: &User) -> Value {
-    json!({ "name": u.name, "role": u.role, "created_at": u.created_at, "disabled": u.disabled })
-}
-
-fn token_json(t: &TokenRecord) -> Value {
-    json!({
-        "id": t.id, "user": t.user, "label": t.label, "created_at": t.created_at,
-        "expires_at": t.expires_at, "revoked_at": t.revoked_at, "last_used_at": t.last_used_at,
-    })
-}
 
 fn parse_role(text: &str) -> Result<Role, ApiError> {
     Role::parse(text).ok_or_else(|| {
@@ -1047,10 +1052,12 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
 
 /// `GET /api/v1/users`. Admin.
 #[utoipa::path(get, path = "/api/v1/users", tag = "admin",
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Users), (status = 403, body = crate::ErrorBody)))]
 pub async fn users_list(_: Admin, State(state): State<AdminState>) -> ApiResult {
     let users = state.users().users()?;
-    ok(json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }))
+    ok(answers::Users {
+        users: users.iter().map(answers::UserAnswer::from).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -1063,7 +1070,7 @@ pub struct UserRequest {
 
 /// `POST /api/v1/users`: adds a user. Admin. 409 when the name exists.
 #[utoipa::path(post, path = "/api/v1/users", tag = "admin", request_body = UserRequest,
-    responses((status = 201, body = Object), (status = 409, body = crate::ErrorBody)))]
+    responses((status = 201, body = answers::UserAnswer), (status = 403, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn user_add(
     who: Admin,
     State(state): State<AdminState>,
@@ -1074,8 +1081,13 @@ pub async fn user_add(
         .users()
         .add_user(&body.name, role, &body.password)
         .await?;
-    let value = user_json(&user);
-    who.audit(&state, "user.add", user.name.clone(), value.clone());
+    let value = answers::UserAnswer::from(&user);
+    who.audit(
+        &state,
+        "user.add",
+        user.name.clone(),
+        answers::to_value(&value),
+    );
     created(value)
 }
 
@@ -1090,7 +1102,7 @@ pub struct UserChange {
 /// `PATCH /api/v1/users/{name}`: role, disabled, password. Admin.
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "admin",
     params(("name" = String, Path)), request_body = UserChange,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::UserAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn user_change(
     who: Admin,
     State(state): State<AdminState>,
@@ -1110,10 +1122,11 @@ pub async fn user_change(
     if let Some(disabled) = body.disabled {
         user = users.set_disabled(&name, disabled)?;
     }
-    let mut detail = user_json(&user);
+    let value = answers::UserAnswer::from(&user);
+    let mut detail = answers::to_value(&value);
     detail["password_changed"] = json!(body.password.is_some());
     who.audit(&state, "user.change", user.name.clone(), detail);
-    ok(user_json(&user))
+    ok(value)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1123,14 +1136,16 @@ pub struct TokensQuery {
 
 /// `GET /api/v1/tokens?user=`: tokens, never their secrets. Admin.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "admin", params(TokensQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::Tokens), (status = 403, body = crate::ErrorBody)))]
 pub async fn tokens_list(
     _: Admin,
     State(state): State<AdminState>,
     ApiQuery(q): ApiQuery<TokensQuery>,
 ) -> ApiResult {
     let tokens = state.users().tokens(q.user.as_deref())?;
-    ok(json!({ "tokens": tokens.iter().map(token_json).collect::<Vec<_>>() }))
+    ok(answers::Tokens {
+        tokens: tokens.iter().map(answers::TokenAnswer::from).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -1144,7 +1159,7 @@ pub struct TokenRequest {
 
 /// `POST /api/v1/tokens`: creates a token; `secret` is in this answer only. Admin.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = TokenRequest,
-    responses((status = 201, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 201, body = answers::NewTokenAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn token_add(
     who: Admin,
     State(state): State<AdminState>,
@@ -1153,28 +1168,35 @@ pub async fn token_add(
     let token = state
         .users()
         .add_token(&body.user, &body.label, body.expires_at)?;
-    let mut value = token_json(&token.record);
+    let record = answers::TokenAnswer::from(&token.record);
     who.audit(
         &state,
         "token.add",
         token.record.id.to_string(),
-        value.clone(),
+        answers::to_value(&record),
     );
-    value["secret"] = json!(token.secret);
-    created(value)
+    created(answers::NewTokenAnswer {
+        token: record,
+        secret: token.secret,
+    })
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes a token. Admin.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "admin", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::TokenAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn token_revoke(
     who: Admin,
     State(state): State<AdminState>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     let token = state.users().revoke_token(id)?;
-    let value = token_json(&token);
-    who.audit(&state, "token.revoke", id.to_string(), value.clone());
+    let value = answers::TokenAnswer::from(&token);
+    who.audit(
+        &state,
+        "token.revoke",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
@@ -1191,7 +1213,7 @@ pub struct AuditQuery {
 
 /// `GET /api/v1/audit`: the audit trail, newest first. Viewer.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::AuditEntries)))]
 pub async fn audit(
     _: Viewer,
     State(state): State<AdminState>,
@@ -1203,5 +1225,5 @@ pub async fn audit(
         before: q.before,
         limit: limit(q.limit),
     })?;
-    ok(json!({ "entries": entries }))
+    ok(answers::AuditEntries { entries })
 }
