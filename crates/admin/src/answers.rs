@@ -385,6 +385,32 @@ pub struct AuditEntries {
     pub entries: Vec<ApiAuditRecord>,
 }
 
+/// The allow-list kinds an operator may add or remove at run time (the schema of the
+/// `kind` the handlers take as text).
+#[derive(ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum RuntimeAllowKind {
+    ClientAddress,
+    ClientName,
+    Sender,
+    Recipient,
+}
+
+/// A ladder step as `POST /api/v1/customers/{id}/ladder` takes it: warn, suspend,
+/// resume, terminate (operator); approve, reject (approver).
+#[derive(ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum LadderStep {
+    Warn,
+    Suspend,
+    Resume,
+    Terminate,
+    Approve,
+    Reject,
+}
+
 /// The JSON of an answer, for the audit trail's detail.
 pub fn to_value<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)

@@ -243,6 +243,7 @@ pub async fn check(
 // --- greylist
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GreylistQuery {
     /// A client address: its auto-whitelist entry and its network's triplets.
@@ -348,11 +349,13 @@ pub async fn allow_list(_: Viewer, State(state): State<AdminState>) -> ApiResult
 #[serde(deny_unknown_fields)]
 pub struct AllowRequest {
     /// client-address, client-name, sender or recipient.
+    #[schema(value_type = answers::RuntimeAllowKind)]
     pub kind: String,
     pub value: String,
     #[serde(default)]
     pub note: String,
     /// `greylist` or `all`; default: the kind's.
+    #[schema(value_type = Option<AllowScope>)]
     pub scope: Option<String>,
     /// Unix time the entry stops applying.
     pub expires_at: Option<u64>,
@@ -403,7 +406,7 @@ async fn refresh_allow(state: &AdminState) {
 
 /// `DELETE /api/v1/allow/{kind}/{value}`: removes an entry; 404 when there is none.
 #[utoipa::path(delete, path = "/api/v1/allow/{kind}/{value}", tag = "filters",
-    params(("kind" = String, Path), ("value" = String, Path)),
+    params(("kind" = answers::RuntimeAllowKind, Path), ("value" = String, Path)),
     responses((status = 200, body = answers::AllowRemoved), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn allow_remove(
     who: Operator,
@@ -431,6 +434,7 @@ pub async fn allow_remove(
 // --- accounts
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     pub limit: Option<usize>,
 }
@@ -501,6 +505,7 @@ pub async fn account_limits(
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     /// active, suspended or terminated.
+    #[schema(value_type = spamgate_engine::outbound::AccountStatus)]
     pub status: String,
     #[serde(default)]
     pub note: String,
@@ -549,6 +554,7 @@ pub async fn account_status(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     pub since: Option<u64>,
     pub limit: Option<usize>,
@@ -580,6 +586,7 @@ fn desk_now(state: &AdminState) -> i64 {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AfterQuery {
     pub after: Option<String>,
     pub limit: Option<usize>,
@@ -621,6 +628,7 @@ pub struct CustomerRequest {
     pub contact: String,
     /// `ja` or `en`.
     #[serde(default = "default_language")]
+    #[schema(value_type = spamgate_desk::case::Language)]
     pub language: String,
     #[serde(default)]
     pub plan: String,
@@ -699,6 +707,7 @@ pub async fn customer_link_account(
 #[serde(deny_unknown_fields)]
 pub struct LadderRequest {
     /// warn, suspend, resume, terminate (operator); approve, reject (approver).
+    #[schema(value_type = answers::LadderStep)]
     pub step: String,
     pub reason: String,
     #[serde(default)]
@@ -768,6 +777,7 @@ pub async fn ladder_step(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WhoQuery {
     /// `192.0.2.1`, `192.0.2.1:40000` or `[2001:db8::1]:40000`.
@@ -803,6 +813,7 @@ pub async fn who(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StateQuery {
     pub state: Option<String>,
     pub limit: Option<usize>,
@@ -876,6 +887,7 @@ pub async fn report_ingest(
 pub struct AssignRequest {
     pub customer: String,
     /// The category, when the report did not say (spam, phishing, malware, ...).
+    #[schema(value_type = Option<spamgate_desk::report::Category>)]
     pub category: Option<String>,
 }
 
@@ -1064,6 +1076,7 @@ pub async fn users_list(_: Admin, State(state): State<AdminState>) -> ApiResult 
 #[serde(deny_unknown_fields)]
 pub struct UserRequest {
     pub name: String,
+    #[schema(value_type = spamgate_store::users::Role)]
     pub role: String,
     pub password: String,
 }
@@ -1094,6 +1107,7 @@ pub async fn user_add(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
+    #[schema(value_type = Option<spamgate_store::users::Role>)]
     pub role: Option<String>,
     pub disabled: Option<bool>,
     pub password: Option<String>,
@@ -1130,6 +1144,7 @@ pub async fn user_change(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokensQuery {
     pub user: Option<String>,
 }
@@ -1201,6 +1216,7 @@ pub async fn token_revoke(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub user: Option<String>,

@@ -43,7 +43,8 @@ impl utoipa::Modify for Security {
 
 /// The error answers an endpoint gives for reasons common to its kind, added to every
 /// operation that does not already list them:
-/// - 401 without a caller (all but `/health`, the document and `POST /login`);
+/// - 401 without a caller (all but `/health`, the document and `POST /login`) and
+///   for a wrong credential (all);
 /// - 403 on a change made with a session cookie and no CSRF token;
 /// - 400 for a malformed parameter or body; 413 for a body over `body_limit`; 415
 ///   for a JSON body sent as another content type;
@@ -86,11 +87,17 @@ impl utoipa::Modify for CommonErrors {
             ];
             for (method, op) in methods {
                 let Some(op) = op else { continue };
+                // A credential that is there but wrong is refused even where none is
+                // needed (it is never silently ignored).
+                add_error(
+                    op,
+                    401,
+                    "no caller, or a wrong, expired or revoked credential",
+                );
                 if open {
                     continue;
                 }
                 if path != "/login" {
-                    add_error(op, 401, "no caller: a session cookie or a bearer token");
                     if method != "get" {
                         add_error(
                             op,

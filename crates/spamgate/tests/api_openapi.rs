@@ -313,6 +313,7 @@ impl Conformance {
     ) -> Value {
         let what = format!("{method} {path}");
         let op = self.operation(method, template).clone();
+        self.check_parameters(&op, template, path, (200..300).contains(&status));
         let response: Response = match body {
             Body::None => client.send(method, path, &[("Accept", "application/json")], b""),
             Body::Json(v) => {
@@ -387,6 +388,74 @@ impl Conformance {
             panic!("{what} {status}: the answer does not match the document: {e}\n{value}");
         }
         value
+    }
+
+    /// The template's `{segments}` are documented path parameters, each query
+    /// parameter sent is a documented query parameter and, when the server is
+    /// expected to take the request, its value fits the parameter's schema and every
+    /// required one is there.
+    fn check_parameters(&self, op: &Value, template: &str, path: &str, accepted: bool) {
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let param = |name: &str, place: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == place)
+                .cloned()
+        };
+        for segment in template.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                assert!(
+                    param(name, "path").is_some(),
+                    "{template}: path parameter {name} is not documented as one: {params:?}"
+                );
+            }
+        }
+        for p in &params {
+            let name = p["name"].as_str().unwrap();
+            match p["in"].as_str() {
+                Some("path") => assert!(
+                    template.contains(&format!("{{{name}}}")),
+                    "{template}: {name} is documented as a path parameter"
+                ),
+                Some("query") => {}
+                other => panic!("{template}: parameter {name} in {other:?}"),
+            }
+        }
+        let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut sent = BTreeSet::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(p) = param(name, "query") else {
+                panic!("{path}: query parameter {name} is not in the document");
+            };
+            sent.insert(name.to_string());
+            if accepted {
+                // A query value is text; read it as a number where the schema has one.
+                let typed = value
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::String(value.to_string()));
+                let text = Value::String(value.to_string());
+                let v = self.validator();
+                if v.check(&p["schema"], &typed, name).is_err() {
+                    if let Err(e) = v.check(&p["schema"], &text, name) {
+                        panic!("{path}: the server took {name}={value}, the document not: {e}");
+                    }
+                }
+            }
+        }
+        if accepted {
+            for p in params
+                .iter()
+                .filter(|p| p["in"] == "query" && p["required"] == true)
+            {
+                let name = p["name"].as_str().unwrap();
+                assert!(
+                    sent.contains(name),
+                    "{path}: the server took it without {name}, the document requires it"
+                );
+            }
+        }
     }
 
     fn get(&self, client: &Client, template: &str, path: &str, status: u16) -> Value {
