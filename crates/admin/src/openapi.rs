@@ -97,14 +97,12 @@ impl utoipa::Modify for CommonErrors {
                 if open {
                     continue;
                 }
-                if path != "/login" {
-                    if method != "get" {
-                        add_error(
-                            op,
-                            403,
-                            "a session without its CSRF token, or a role too low",
-                        );
-                    }
+                if path != "/login" && method != "get" {
+                    add_error(
+                        op,
+                        403,
+                        "a session without its CSRF token, or a role too low",
+                    );
                 }
                 let has_params = op.parameters.as_ref().is_some_and(|p| {
                     p.iter()
