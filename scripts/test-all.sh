@@ -68,7 +68,8 @@ log "cargo test"
 cargo test --workspace --locked
 
 log "API fuzzing: schemathesis against spamgate serve, driven by its OpenAPI document"
-bash scripts/api-fuzz.sh
+# The debug binary `cargo test` just built (CARGO_BIN_EXE); run alone, the script builds it.
+SPAMGATE_BIN=target/debug/spamgate bash scripts/api-fuzz.sh
 
 log "end-to-end: Postfix + rbldnsd + dnsmasq + spamgate"
 bash scripts/e2e.sh
