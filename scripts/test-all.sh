@@ -6,7 +6,8 @@
 # Dovecot SASL (scripts/e2e-submission.sh), the abuse desk's intake through a Postfix
 # alias pipe (scripts/e2e-desk.sh), the web console in a real chromium
 # (scripts/e2e-console.sh), a real kernel nftables in network namespaces
-# (scripts/op25b-netns.sh), and the Debian package built, installed and purged
+# (scripts/op25b-netns.sh), schemathesis against the admin API's OpenAPI document
+# (scripts/api-fuzz.sh), and the Debian package built, installed and purged
 # (scripts/test-deb.sh). Needs root for the installs and namespaces.
 #
 # Usage: bash scripts/test-all.sh        (CI runs exactly this: .ci/run)
@@ -73,6 +74,10 @@ bash scripts/check-licenses.sh
 
 log "cargo test"
 cargo test --workspace --locked
+
+log "API fuzzing: schemathesis against spamgate serve, driven by its OpenAPI document"
+# The debug binary `cargo test` just built (CARGO_BIN_EXE); run alone, the script builds it.
+SPAMGATE_BIN=target/debug/spamgate bash scripts/api-fuzz.sh
 
 log "end-to-end: Postfix + rbldnsd + dnsmasq + spamgate"
 bash scripts/e2e.sh

@@ -6,23 +6,22 @@
 
 use std::net::IpAddr;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use spamgate_app::Mode;
 use spamgate_app::accounts::{AccountError, AccountService, StatusChange};
 use spamgate_app::allow::{AllowCommandError, AllowService};
-use spamgate_app::desk::{DeskServiceError, Enforced};
-use spamgate_app::users::{AuditFilter, Role, TokenRecord, User};
-use spamgate_desk::store::{DeskError, StoredReport};
+use spamgate_app::desk::DeskServiceError;
+use spamgate_app::users::{AuditFilter, Role};
+use spamgate_desk::store::DeskError;
 use spamgate_engine::outbound::{AccountStatus, LimitOverrides};
 use spamgate_engine::verdict::AllowScope;
 use spamgate_store::{GreylistAdmin, GreylistFilter, StoreError};
 
+use crate::answers;
 use crate::auth::{RequireRole, roles};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::AdminState;
@@ -39,11 +38,11 @@ fn limit(given: Option<usize>) -> usize {
     given.unwrap_or(100).clamp(1, MAX_LIMIT)
 }
 
-fn ok(value: Value) -> ApiResult {
+fn ok<T: serde::Serialize>(value: T) -> ApiResult {
     Ok(ApiJson(value).into_response())
 }
 
-fn created(value: Value) -> ApiResult {
+fn created<T: serde::Serialize>(value: T) -> ApiResult {
     Ok((StatusCode::CREATED, ApiJson(value)).into_response())
 }
 
@@ -118,62 +117,63 @@ impl ApiError {
     }
 }
 
-/// The routes, for [`crate::router`].
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/api/v1/stats", get(stats))
-        .route("/api/v1/check", post(check))
-        .route(
-            "/api/v1/greylist",
-            get(greylist_find).delete(greylist_delete),
-        )
-        .route("/api/v1/allow", get(allow_list).post(allow_add))
-        .route("/api/v1/allow/{kind}/{value}", delete(allow_remove))
-        .route("/api/v1/accounts", get(accounts_list))
-        .route("/api/v1/accounts/{name}", get(account_show))
-        .route("/api/v1/accounts/{name}/limits", put(account_limits))
-        .route("/api/v1/accounts/{name}/status", post(account_status))
-        .route("/api/v1/accounts/{name}/events", get(account_events))
-        .route("/api/v1/customers", get(customers_list))
-        .route(
-            "/api/v1/customers/{id}",
-            get(customer_show).put(customer_put),
-        )
-        .route(
-            "/api/v1/customers/{id}/accounts",
-            post(customer_link_account),
-        )
-        .route("/api/v1/customers/{id}/ladder", post(ladder_step))
-        .route("/api/v1/who", get(who))
-        .route("/api/v1/reports", get(reports_list).post(report_ingest))
-        .route("/api/v1/reports/{id}/assign", post(report_assign))
-        .route("/api/v1/cases", get(cases_list))
-        .route("/api/v1/cases/{id}", get(case_show))
-        .route("/api/v1/cases/{id}/confirm", post(case_confirm))
-        .route("/api/v1/cases/{id}/export", post(case_export))
-        .route("/api/v1/claims", post(claim_add))
-        .route("/api/v1/users", get(users_list).post(user_add))
-        .route("/api/v1/users/{name}", axum::routing::patch(user_change))
-        .route("/api/v1/tokens", get(tokens_list).post(token_add))
-        .route("/api/v1/tokens/{id}", delete(token_revoke))
-        .route("/api/v1/audit", get(audit))
+crate::route_table! {
+    /// The routes, for [`crate::router`]; [`ROUTES`] lists them.
+    routes, ROUTES;
+    get "/api/v1/stats" => stats,
+    post "/api/v1/check" => check,
+    get "/api/v1/greylist" => greylist_find,
+    delete "/api/v1/greylist" => greylist_delete,
+    get "/api/v1/allow" => allow_list,
+    post "/api/v1/allow" => allow_add,
+    delete "/api/v1/allow/{kind}/{value}" => allow_remove,
+    get "/api/v1/accounts" => accounts_list,
+    get "/api/v1/accounts/{name}" => account_show,
+    put "/api/v1/accounts/{name}/limits" => account_limits,
+    post "/api/v1/accounts/{name}/status" => account_status,
+    get "/api/v1/accounts/{name}/events" => account_events,
+    get "/api/v1/customers" => customers_list,
+    get "/api/v1/customers/{id}" => customer_show,
+    put "/api/v1/customers/{id}" => customer_put,
+    post "/api/v1/customers/{id}/accounts" => customer_link_account,
+    post "/api/v1/customers/{id}/ladder" => ladder_step,
+    get "/api/v1/who" => who,
+    get "/api/v1/reports" => reports_list,
+    post "/api/v1/reports" => report_ingest,
+    post "/api/v1/reports/{id}/assign" => report_assign,
+    get "/api/v1/cases" => cases_list,
+    get "/api/v1/cases/{id}" => case_show,
+    post "/api/v1/cases/{id}/confirm" => case_confirm,
+    post "/api/v1/cases/{id}/export" => case_export,
+    post "/api/v1/claims" => claim_add,
+    get "/api/v1/users" => users_list,
+    post "/api/v1/users" => user_add,
+    patch "/api/v1/users/{name}" => user_change,
+    get "/api/v1/tokens" => tokens_list,
+    post "/api/v1/tokens" => token_add,
+    delete "/api/v1/tokens/{id}" => token_revoke,
+    get "/api/v1/audit" => audit,
 }
 
 // --- decisions and stats
 
 /// `GET /api/v1/stats`: live greylist entries and allow-list size.
 #[utoipa::path(get, path = "/api/v1/stats", tag = "filters",
-    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Stats)))]
 pub async fn stats(_: Viewer, State(state): State<AdminState>) -> ApiResult {
     let service = state.service();
     let now = service.now();
     let counts = service.store().counts(now).await.map_err(store_error)?;
     let allow = AllowService::new(service.store()).list().await?;
-    ok(json!({
-        "greylist": { "pending": counts.pending, "passed": counts.passed, "awl": counts.awl },
-        "allow_entries": allow.len(),
-        "now": now,
-    }))
+    ok(answers::Stats {
+        greylist: answers::GreylistCounts {
+            pending: counts.pending,
+            passed: counts.passed,
+            awl: counts.awl,
+        },
+        allow_entries: allow.len() as u64,
+        now,
+    })
 }
 
 /// A transaction as Postfix would send it, for a dry-run decision.
@@ -198,7 +198,7 @@ pub struct CheckRequest {
 /// `POST /api/v1/check`: what the daemon would answer, without changing any state
 /// (`spamgate check`). Read-only: a viewer may ask.
 #[utoipa::path(post, path = "/api/v1/check", tag = "filters", request_body = CheckRequest,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::CheckAnswer)))]
 pub async fn check(
     _: Viewer,
     State(state): State<AdminState>,
@@ -234,15 +234,16 @@ pub async fn check(
     let mut action = String::new();
     let answer =
         spamgate_postfix::answer(state.service(), request, Mode::DryRun, &mut action).await;
-    ok(json!({
-        "verdict": answer.as_ref().map(|a| &a.verdict),
-        "postfix_action": action,
-    }))
+    ok(answers::CheckAnswer {
+        verdict: answer.map(|a| a.verdict),
+        postfix_action: action,
+    })
 }
 
 // --- greylist
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GreylistQuery {
     /// A client address: its auto-whitelist entry and its network's triplets.
@@ -279,7 +280,7 @@ fn greylist_filter(state: &AdminState, q: &GreylistQuery) -> Result<GreylistFilt
 
 /// `GET /api/v1/greylist?client=&network=&sender=&recipient=`: the entries named.
 #[utoipa::path(get, path = "/api/v1/greylist", tag = "filters", params(GreylistQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::GreylistEntries)))]
 pub async fn greylist_find(
     _: Viewer,
     State(state): State<AdminState>,
@@ -292,29 +293,21 @@ pub async fn greylist_find(
         .find_greylist(&filter, limit(q.limit))
         .await
         .map_err(store_error)?;
-    let triplets: Vec<Value> = found
-        .triplets
-        .iter()
-        .map(|t| {
-            json!({
-                "network": t.network, "sender": t.sender, "recipient": t.recipient,
-                "first_seen": t.first_seen, "last_seen": t.last_seen, "attempts": t.attempts,
-                "passed_at": t.passed_at, "expires_at": t.expires_at,
-            })
-        })
-        .collect();
-    let awl = found.awl.as_ref().map(|a| {
-        json!({ "client": a.client, "first_seen": a.first_seen, "last_seen": a.last_seen,
-                "expires_at": a.expires_at })
-    });
-    ok(json!({ "triplets": triplets, "awl": awl }))
+    ok(answers::GreylistEntries {
+        triplets: found.triplets.iter().map(answers::Triplet::from).collect(),
+        awl: found.awl.as_ref().map(|a| answers::AwlEntry {
+            client: a.client.clone(),
+            first_seen: a.first_seen,
+            last_seen: a.last_seen,
+            expires_at: a.expires_at,
+        }),
+    })
 }
 
 /// `DELETE /api/v1/greylist?...`: deletes the entries named, so the next attempt
 /// starts over. Operator.
 #[utoipa::path(delete, path = "/api/v1/greylist", tag = "filters", params(GreylistQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
-        (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::GreylistDeleted), (status = 403, body = crate::ErrorBody)))]
 pub async fn greylist_delete(
     who: Operator,
     State(state): State<AdminState>,
@@ -327,42 +320,42 @@ pub async fn greylist_delete(
         .delete_greylist(&filter)
         .await
         .map_err(store_error)?;
-    let result = json!({ "triplets": deleted.triplets, "awl": deleted.awl });
+    let result = answers::GreylistDeleted {
+        triplets: deleted.triplets,
+        awl: deleted.awl,
+    };
     who.audit(
         &state,
         "greylist.delete",
         format!("{filter:?}"),
-        result.clone(),
+        answers::to_value(&result),
     );
     ok(result)
 }
 
 // --- allow-list
 
-fn allow_json(e: &spamgate_store::AllowEntry) -> Value {
-    json!({
-        "kind": e.kind.id(), "value": e.value, "note": e.note, "added_at": e.added_at,
-        "scope": e.scope.id(), "expires_at": e.expires_at,
-    })
-}
-
 /// `GET /api/v1/allow`: the runtime allow-list.
 #[utoipa::path(get, path = "/api/v1/allow", tag = "filters",
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::AllowEntries)))]
 pub async fn allow_list(_: Viewer, State(state): State<AdminState>) -> ApiResult {
     let entries = AllowService::new(state.service().store()).list().await?;
-    ok(json!({ "entries": entries.iter().map(allow_json).collect::<Vec<_>>() }))
+    ok(answers::AllowEntries {
+        entries: entries.iter().map(answers::AllowEntry::from).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllowRequest {
     /// client-address, client-name, sender or recipient.
+    #[schema(value_type = answers::RuntimeAllowKind)]
     pub kind: String,
     pub value: String,
     #[serde(default)]
     pub note: String,
     /// `greylist` or `all`; default: the kind's.
+    #[schema(value_type = Option<AllowScope>)]
     pub scope: Option<String>,
     /// Unix time the entry stops applying.
     pub expires_at: Option<u64>,
@@ -371,8 +364,7 @@ pub struct AllowRequest {
 /// `POST /api/v1/allow`: adds (or updates) an entry; in force at once on this daemon.
 /// Operator. 201 when new, 200 when it replaced one.
 #[utoipa::path(post, path = "/api/v1/allow", tag = "filters", request_body = AllowRequest,
-    responses((status = 201, body = Object), (status = 200, body = Object),
-        (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 201, description = "a new entry", body = answers::AllowEntry), (status = 200, description = "an entry replaced", body = answers::AllowEntry), (status = 403, body = crate::ErrorBody)))]
 pub async fn allow_add(
     who: Operator,
     State(state): State<AdminState>,
@@ -396,12 +388,12 @@ pub async fn allow_add(
         )
         .await?;
     refresh_allow(&state).await;
-    let value = allow_json(&entry);
+    let value = answers::AllowEntry::from(&entry);
     who.audit(
         &state,
         "allow.add",
         format!("{} {}", entry.kind.id(), entry.value),
-        value.clone(),
+        answers::to_value(&value),
     );
     if new { created(value) } else { ok(value) }
 }
@@ -414,8 +406,8 @@ async fn refresh_allow(state: &AdminState) {
 
 /// `DELETE /api/v1/allow/{kind}/{value}`: removes an entry; 404 when there is none.
 #[utoipa::path(delete, path = "/api/v1/allow/{kind}/{value}", tag = "filters",
-    params(("kind" = String, Path), ("value" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    params(("kind" = answers::RuntimeAllowKind, Path), ("value" = String, Path)),
+    responses((status = 200, body = answers::AllowRemoved), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn allow_remove(
     who: Operator,
     State(state): State<AdminState>,
@@ -425,12 +417,16 @@ pub async fn allow_remove(
         .remove(&kind, &value)
         .await?;
     refresh_allow(&state).await;
-    let result = json!({ "kind": kind.id(), "value": value, "removed": true });
+    let result = answers::AllowRemoved {
+        kind,
+        value,
+        removed: true,
+    };
     who.audit(
         &state,
         "allow.remove",
-        format!("{} {value}", kind.id()),
-        result.clone(),
+        format!("{} {}", kind.id(), result.value),
+        answers::to_value(&result),
     );
     ok(result)
 }
@@ -438,13 +434,14 @@ pub async fn allow_remove(
 // --- accounts
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     pub limit: Option<usize>,
 }
 
 /// `GET /api/v1/accounts`: submission accounts.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", params(LimitQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::Accounts)))]
 pub async fn accounts_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -453,13 +450,13 @@ pub async fn accounts_list(
     let accounts = AccountService::new(state.service().store())
         .list(limit(q.limit))
         .await?;
-    ok(json!({ "accounts": accounts }))
+    ok(answers::Accounts { accounts })
 }
 
 /// `GET /api/v1/accounts/{name}`.
 #[utoipa::path(get, path = "/api/v1/accounts/{name}", tag = "accounts",
     params(("name" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_engine::outbound::Account), (status = 404, body = crate::ErrorBody)))]
 pub async fn account_show(
     _: Viewer,
     State(state): State<AdminState>,
@@ -468,7 +465,7 @@ pub async fn account_show(
     let account = AccountService::new(state.service().store())
         .show(&name)
         .await?;
-    ok(json!(account))
+    ok(account)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -484,7 +481,7 @@ pub struct LimitsRequest {
 /// ones not given are kept). Operator.
 #[utoipa::path(put, path = "/api/v1/accounts/{name}/limits", tag = "accounts",
     params(("name" = String, Path)), request_body = LimitsRequest,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_engine::outbound::Account), (status = 403, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn account_limits(
     who: Operator,
     State(state): State<AdminState>,
@@ -499,20 +496,16 @@ pub async fn account_limits(
     let account = AccountService::new(service.store())
         .put_limits(&name, limits, body.note, service.now())
         .await?;
-    let value = json!(account);
-    who.audit(
-        &state,
-        "account.limits",
-        account.username.clone(),
-        value.clone(),
-    );
-    ok(value)
+    let value = answers::to_value(&account);
+    who.audit(&state, "account.limits", account.username.clone(), value);
+    ok(account)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     /// active, suspended or terminated.
+    #[schema(value_type = spamgate_engine::outbound::AccountStatus)]
     pub status: String,
     #[serde(default)]
     pub note: String,
@@ -529,8 +522,7 @@ pub struct StatusRequest {
 /// without `force`.
 #[utoipa::path(post, path = "/api/v1/accounts/{name}/status", tag = "accounts",
     params(("name" = String, Path)), request_body = StatusRequest,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody),
-        (status = 409, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_engine::outbound::Account), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn account_status(
     who: Operator,
     State(state): State<AdminState>,
@@ -551,17 +543,18 @@ pub async fn account_status(
     let account = AccountService::new(service.store())
         .set_status(&name, to, body.note, change, service.now())
         .await?;
-    let value = json!(account);
+    let value = answers::to_value(&account);
     who.audit(
         &state,
         &format!("account.{}", to.id()),
         account.username.clone(),
-        value.clone(),
+        value,
     );
-    ok(value)
+    ok(account)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     pub since: Option<u64>,
     pub limit: Option<usize>,
@@ -570,7 +563,7 @@ pub struct EventsQuery {
 /// `GET /api/v1/accounts/{name}/events`: status changes and limit trips.
 #[utoipa::path(get, path = "/api/v1/accounts/{name}/events", tag = "accounts",
     params(("name" = String, Path), EventsQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::AccountEvents), (status = 404, body = crate::ErrorBody)))]
 pub async fn account_events(
     _: Viewer,
     State(state): State<AdminState>,
@@ -582,7 +575,7 @@ pub async fn account_events(
     let events = service
         .events(Some(&name), q.since.unwrap_or(0), limit(q.limit))
         .await?;
-    ok(json!({ "events": events }))
+    ok(answers::AccountEvents { events })
 }
 
 // --- the desk
@@ -592,28 +585,8 @@ fn desk_now(state: &AdminState) -> i64 {
     i64::try_from(state.service().now()).unwrap_or(i64::MAX)
 }
 
-fn report_json(r: &StoredReport) -> Value {
-    json!({
-        "id": r.id, "raw_id": r.raw_id, "received_at": r.received_at,
-        "state": r.state.as_str(), "report": r.report, "customer": r.customer,
-        "case_id": r.case_id, "attribution": r.attribution,
-    })
-}
-
-fn enforced_json(e: &Enforced) -> Value {
-    let t = &e.transition;
-    let accounts: Vec<Value> = e
-        .accounts
-        .iter()
-        .map(|a| json!({"username": a.username, "from": a.from.id(), "to": a.to.id()}))
-        .collect();
-    json!({
-        "ladder": t.ladder, "audit": t.audit, "actions": t.actions,
-        "accounts": accounts,
-    })
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AfterQuery {
     pub after: Option<String>,
     pub limit: Option<usize>,
@@ -621,29 +594,31 @@ pub struct AfterQuery {
 
 /// `GET /api/v1/customers?after=&limit=`: customers by id.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "desk", params(AfterQuery),
-    responses((status = 200, body = Object), (status = 503, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Customers)))]
 pub async fn customers_list(
     _: Viewer,
     State(state): State<AdminState>,
     ApiQuery(q): ApiQuery<AfterQuery>,
 ) -> ApiResult {
     let customers = state.desk()?.customers(q.after, limit(q.limit)).await?;
-    ok(json!({ "customers": customers }))
+    ok(answers::Customers { customers })
 }
 
 /// `GET /api/v1/customers/{id}`: the customer, linked accounts, ladder and its audit.
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "desk", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::CustomerAnswer), (status = 404, body = crate::ErrorBody)))]
 pub async fn customer_show(
     _: Viewer,
     State(state): State<AdminState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
     let view = state.desk()?.customer(id).await?;
-    ok(json!({
-        "customer": view.customer, "accounts": view.accounts, "ladder": view.ladder,
-        "audit": view.audit,
-    }))
+    ok(answers::CustomerAnswer {
+        customer: view.customer,
+        accounts: view.accounts,
+        ladder: view.ladder,
+        audit: view.audit,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -653,6 +628,7 @@ pub struct CustomerRequest {
     pub contact: String,
     /// `ja` or `en`.
     #[serde(default = "default_language")]
+    #[schema(value_type = spamgate_desk::case::Language)]
     pub language: String,
     #[serde(default)]
     pub plan: String,
@@ -666,7 +642,7 @@ fn default_language() -> String {
 /// ladder's). Operator.
 #[utoipa::path(put, path = "/api/v1/customers/{id}", tag = "desk", params(("id" = String, Path)),
     request_body = CustomerRequest,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_desk::case::Customer), (status = 403, body = crate::ErrorBody)))]
 pub async fn customer_put(
     who: Operator,
     State(state): State<AdminState>,
@@ -684,9 +660,13 @@ pub async fn customer_put(
     let desk = state.desk()?;
     desk.put_customer(customer.clone()).await?;
     let view = desk.customer(customer.id.clone()).await?;
-    let value = json!(view.customer);
-    who.audit(&state, "customer.put", customer.id, value.clone());
-    ok(value)
+    who.audit(
+        &state,
+        "customer.put",
+        customer.id,
+        answers::to_value(&view.customer),
+    );
+    ok(view.customer)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -700,7 +680,7 @@ pub struct LinkRequest {
 /// so ladder steps reach it. Operator.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/accounts", tag = "desk",
     params(("id" = String, Path)), request_body = LinkRequest,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Linked), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn customer_link_account(
     who: Operator,
     State(state): State<AdminState>,
@@ -715,12 +695,17 @@ pub async fn customer_link_account(
     let changed = desk
         .reapply(id.clone(), who.user.clone(), desk_now(&state))
         .await?;
-    let accounts: Vec<Value> = changed
-        .iter()
-        .map(|a| json!({"username": a.username, "from": a.from.id(), "to": a.to.id()}))
-        .collect();
-    let value = json!({ "customer": id, "account": body.account, "accounts": accounts });
-    who.audit(&state, "customer.link_account", id, value.clone());
+    let value = answers::Linked {
+        customer: id.clone(),
+        account: body.account,
+        accounts: answers::account_changes(&changed),
+    };
+    who.audit(
+        &state,
+        "customer.link_account",
+        id,
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
@@ -728,6 +713,7 @@ pub async fn customer_link_account(
 #[serde(deny_unknown_fields)]
 pub struct LadderRequest {
     /// warn, suspend, resume, terminate (operator); approve, reject (approver).
+    #[schema(value_type = answers::LadderStep)]
     pub step: String,
     pub reason: String,
     #[serde(default)]
@@ -742,8 +728,7 @@ pub struct LadderRequest {
 /// an approver approves (`approve`) or rejects; the approver must be another person.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/ladder", tag = "desk",
     params(("id" = String, Path)), request_body = LadderRequest,
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody),
-        (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::EnforcedAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn ladder_step(
     who: Operator,
     State(state): State<AdminState>,
@@ -787,13 +772,19 @@ pub async fn ladder_step(
     let enforced = desk
         .decide(id.clone(), who.user.clone(), command, desk_now(&state))
         .await?;
-    let mut value = enforced_json(&enforced);
-    crate::api_desk::run_queued(&desk, desk_now(&state), &mut value).await;
-    who.audit(&state, &format!("ladder.{step}"), id, value.clone());
+    let mut value = answers::EnforcedAnswer::from(&enforced);
+    (value.runs, value.runs_error) = crate::api_desk::run_queued(&desk, desk_now(&state)).await;
+    who.audit(
+        &state,
+        &format!("ladder.{step}"),
+        id,
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WhoQuery {
     /// `192.0.2.1`, `192.0.2.1:40000` or `[2001:db8::1]:40000`.
@@ -804,7 +795,7 @@ pub struct WhoQuery {
 
 /// `GET /api/v1/who?address=ADDR[:PORT]&at=UNIX`: which customer held it then.
 #[utoipa::path(get, path = "/api/v1/who", tag = "desk", params(WhoQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = spamgate_desk::attribution::Attribution)))]
 pub async fn who(
     _: Viewer,
     State(state): State<AdminState>,
@@ -825,10 +816,11 @@ pub async fn who(
         at: q.at,
     };
     let attribution = state.desk()?.who(query).await?;
-    ok(json!(attribution))
+    ok(attribution)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StateQuery {
     pub state: Option<String>,
     pub limit: Option<usize>,
@@ -836,7 +828,7 @@ pub struct StateQuery {
 
 /// `GET /api/v1/reports?state=`: reports, e.g. `state=triage` for the triage queue.
 #[utoipa::path(get, path = "/api/v1/reports", tag = "desk", params(StateQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Reports)))]
 pub async fn reports_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -850,14 +842,19 @@ pub async fn reports_list(
         ),
     };
     let reports = state.desk()?.reports(wanted, limit(q.limit)).await?;
-    ok(json!({ "reports": reports.iter().map(report_json).collect::<Vec<_>>() }))
+    ok(answers::Reports {
+        reports: reports
+            .iter()
+            .map(answers::StoredReportAnswer::from)
+            .collect(),
+    })
 }
 
 /// `POST /api/v1/reports`: ingests one abuse report (the raw message as the body,
 /// ARF, X-ARF or plain). Operator. 201 with what became of it.
 #[utoipa::path(post, path = "/api/v1/reports", tag = "desk",
     request_body(content = String, content_type = "message/rfc822"),
-    responses((status = 201, body = Object), (status = 413, body = crate::ErrorBody)))]
+    responses((status = 201, body = answers::Ingested), (status = 403, body = crate::ErrorBody)))]
 pub async fn report_ingest(
     who: Operator,
     State(state): State<AdminState>,
@@ -875,16 +872,19 @@ pub async fn report_ingest(
     }
     let desk = state.desk()?;
     let outcome = desk.ingest(body.to_vec(), desk_now(&state)).await?;
-    let value = json!({
-        "raw_id": outcome.raw.id, "duplicate": outcome.raw.duplicate,
-        "report_id": outcome.report_id, "state": outcome.state.as_str(),
-        "customer": outcome.customer, "case_id": outcome.case_id,
-    });
+    let value = answers::Ingested {
+        raw_id: outcome.raw.id,
+        duplicate: outcome.raw.duplicate,
+        report_id: outcome.report_id,
+        state: outcome.state.as_str().to_string(),
+        customer: outcome.customer,
+        case_id: outcome.case_id,
+    };
     who.audit(
         &state,
         "report.ingest",
-        outcome.report_id.to_string(),
-        value.clone(),
+        value.report_id.to_string(),
+        answers::to_value(&value),
     );
     created(value)
 }
@@ -894,13 +894,14 @@ pub async fn report_ingest(
 pub struct AssignRequest {
     pub customer: String,
     /// The category, when the report did not say (spam, phishing, malware, ...).
+    #[schema(value_type = Option<spamgate_desk::report::Category>)]
     pub category: Option<String>,
 }
 
 /// `POST /api/v1/reports/{id}/assign`: files a triage report to a customer. Operator.
 #[utoipa::path(post, path = "/api/v1/reports/{id}/assign", tag = "desk",
     params(("id" = i64, Path)), request_body = AssignRequest,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Assigned), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn report_assign(
     who: Operator,
     State(state): State<AdminState>,
@@ -924,14 +925,23 @@ pub async fn report_assign(
             desk_now(&state),
         )
         .await?;
-    let value = json!({ "report_id": id, "customer": body.customer, "case_id": case_id });
-    who.audit(&state, "report.assign", id.to_string(), value.clone());
+    let value = answers::Assigned {
+        report_id: id,
+        customer: body.customer,
+        case_id,
+    };
+    who.audit(
+        &state,
+        "report.assign",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
 /// `GET /api/v1/cases?state=`: cases.
 #[utoipa::path(get, path = "/api/v1/cases", tag = "desk", params(StateQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Cases)))]
 pub async fn cases_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -945,28 +955,32 @@ pub async fn cases_list(
         ),
     };
     let cases = state.desk()?.cases(wanted, limit(q.limit)).await?;
-    ok(json!({ "cases": cases }))
+    ok(answers::Cases { cases })
 }
 
 /// `GET /api/v1/cases/{id}`: the case with its reports (evidence and attribution).
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "desk", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::CaseAnswer), (status = 404, body = crate::ErrorBody)))]
 pub async fn case_show(
     _: Viewer,
     State(state): State<AdminState>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     let view = state.desk()?.case(id).await?;
-    ok(json!({
-        "case": view.case,
-        "reports": view.reports.iter().map(report_json).collect::<Vec<_>>(),
-    }))
+    ok(answers::CaseAnswer {
+        case: view.case,
+        reports: view
+            .reports
+            .iter()
+            .map(answers::StoredReportAnswer::from)
+            .collect(),
+    })
 }
 
 /// `POST /api/v1/cases/{id}/confirm`: confirms the case as abuse: a strike, and the
 /// ladder step the policy gives (a proposal where approval is needed). Operator.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/confirm", tag = "desk", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::EnforcedAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn case_confirm(
     who: Operator,
     State(state): State<AdminState>,
@@ -974,9 +988,14 @@ pub async fn case_confirm(
 ) -> ApiResult {
     let desk = state.desk()?;
     let enforced = desk.confirm(id, who.user.clone(), desk_now(&state)).await?;
-    let mut value = enforced_json(&enforced);
-    crate::api_desk::run_queued(&desk, desk_now(&state), &mut value).await;
-    who.audit(&state, "case.confirm", id.to_string(), value.clone());
+    let mut value = answers::EnforcedAnswer::from(&enforced);
+    (value.runs, value.runs_error) = crate::api_desk::run_queued(&desk, desk_now(&state)).await;
+    who.audit(
+        &state,
+        "case.confirm",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
@@ -984,7 +1003,7 @@ pub async fn case_confirm(
 /// messages, manifest) as JSON: each file's name, SHA-256 and text. Viewer (it
 /// changes nothing but is audited: evidence leaves the desk).
 #[utoipa::path(post, path = "/api/v1/cases/{id}/export", tag = "desk", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Export), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn case_export(
     who: Viewer,
     State(state): State<AdminState>,
@@ -999,11 +1018,13 @@ pub async fn case_export(
     for (name, sha256) in &export.files {
         let bytes = std::fs::read(export.folder.join(name))
             .map_err(|e| ApiError::unavailable(format!("cannot read the export: {e}")))?;
-        files.push(json!({
-            "name": name, "sha256": sha256, "text": String::from_utf8_lossy(&bytes),
-        }));
+        files.push(answers::ExportFile {
+            name: name.clone(),
+            sha256: sha256.clone(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        });
     }
-    let value = json!({ "case_id": id, "files": files });
+    let value = answers::Export { case_id: id, files };
     who.audit(
         &state,
         "case.export",
@@ -1018,9 +1039,8 @@ fn tempfile_dir() -> Result<tempfile::TempDir, ApiError> {
 }
 
 /// `POST /api/v1/claims`: records a claim (a counter-notice) against cases. Operator.
-#[utoipa::path(post, path = "/api/v1/claims", tag = "desk", request_body = Object,
-    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody),
-        (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/claims", tag = "desk", request_body = spamgate_desk::ladder::Claim,
+    responses((status = 201, body = answers::ClaimAdded), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn claim_add(
     who: Operator,
     State(state): State<AdminState>,
@@ -1030,23 +1050,17 @@ pub async fn claim_add(
     let id = desk
         .claim(claim.clone(), who.user.clone(), desk_now(&state))
         .await?;
-    let value = json!({ "id": id, "claim": claim });
-    who.audit(&state, "claim.add", id.to_string(), value.clone());
+    let value = answers::ClaimAdded { id, claim };
+    who.audit(
+        &state,
+        "claim.add",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     created(value)
 }
 
 // --- users and tokens (admin)
-
-fn user_json(u: &User) -> Value {
-    json!({ "name": u.name, "role": u.role, "created_at": u.created_at, "disabled": u.disabled })
-}
-
-fn token_json(t: &TokenRecord) -> Value {
-    json!({
-        "id": t.id, "user": t.user, "label": t.label, "created_at": t.created_at,
-        "expires_at": t.expires_at, "revoked_at": t.revoked_at, "last_used_at": t.last_used_at,
-    })
-}
 
 fn parse_role(text: &str) -> Result<Role, ApiError> {
     Role::parse(text).ok_or_else(|| {
@@ -1058,23 +1072,26 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
 
 /// `GET /api/v1/users`. Admin.
 #[utoipa::path(get, path = "/api/v1/users", tag = "admin",
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::Users), (status = 403, body = crate::ErrorBody)))]
 pub async fn users_list(_: Admin, State(state): State<AdminState>) -> ApiResult {
     let users = state.users().users()?;
-    ok(json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }))
+    ok(answers::Users {
+        users: users.iter().map(answers::UserAnswer::from).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRequest {
     pub name: String,
+    #[schema(value_type = spamgate_store::users::Role)]
     pub role: String,
     pub password: String,
 }
 
 /// `POST /api/v1/users`: adds a user. Admin. 409 when the name exists.
 #[utoipa::path(post, path = "/api/v1/users", tag = "admin", request_body = UserRequest,
-    responses((status = 201, body = Object), (status = 409, body = crate::ErrorBody)))]
+    responses((status = 201, body = answers::UserAnswer), (status = 403, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn user_add(
     who: Admin,
     State(state): State<AdminState>,
@@ -1085,14 +1102,20 @@ pub async fn user_add(
         .users()
         .add_user(&body.name, role, &body.password)
         .await?;
-    let value = user_json(&user);
-    who.audit(&state, "user.add", user.name.clone(), value.clone());
+    let value = answers::UserAnswer::from(&user);
+    who.audit(
+        &state,
+        "user.add",
+        user.name.clone(),
+        answers::to_value(&value),
+    );
     created(value)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
+    #[schema(value_type = Option<spamgate_store::users::Role>)]
     pub role: Option<String>,
     pub disabled: Option<bool>,
     pub password: Option<String>,
@@ -1101,7 +1124,7 @@ pub struct UserChange {
 /// `PATCH /api/v1/users/{name}`: role, disabled, password. Admin.
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "admin",
     params(("name" = String, Path)), request_body = UserChange,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::UserAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn user_change(
     who: Admin,
     State(state): State<AdminState>,
@@ -1121,27 +1144,31 @@ pub async fn user_change(
     if let Some(disabled) = body.disabled {
         user = users.set_disabled(&name, disabled)?;
     }
-    let mut detail = user_json(&user);
+    let value = answers::UserAnswer::from(&user);
+    let mut detail = answers::to_value(&value);
     detail["password_changed"] = json!(body.password.is_some());
     who.audit(&state, "user.change", user.name.clone(), detail);
-    ok(user_json(&user))
+    ok(value)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokensQuery {
     pub user: Option<String>,
 }
 
 /// `GET /api/v1/tokens?user=`: tokens, never their secrets. Admin.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "admin", params(TokensQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::Tokens), (status = 403, body = crate::ErrorBody)))]
 pub async fn tokens_list(
     _: Admin,
     State(state): State<AdminState>,
     ApiQuery(q): ApiQuery<TokensQuery>,
 ) -> ApiResult {
     let tokens = state.users().tokens(q.user.as_deref())?;
-    ok(json!({ "tokens": tokens.iter().map(token_json).collect::<Vec<_>>() }))
+    ok(answers::Tokens {
+        tokens: tokens.iter().map(answers::TokenAnswer::from).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -1155,7 +1182,7 @@ pub struct TokenRequest {
 
 /// `POST /api/v1/tokens`: creates a token; `secret` is in this answer only. Admin.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = TokenRequest,
-    responses((status = 201, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 201, body = answers::NewTokenAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn token_add(
     who: Admin,
     State(state): State<AdminState>,
@@ -1164,32 +1191,40 @@ pub async fn token_add(
     let token = state
         .users()
         .add_token(&body.user, &body.label, body.expires_at)?;
-    let mut value = token_json(&token.record);
+    let record = answers::TokenAnswer::from(&token.record);
     who.audit(
         &state,
         "token.add",
         token.record.id.to_string(),
-        value.clone(),
+        answers::to_value(&record),
     );
-    value["secret"] = json!(token.secret);
-    created(value)
+    created(answers::NewTokenAnswer {
+        token: record,
+        secret: token.secret,
+    })
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes a token. Admin.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "admin", params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = answers::TokenAnswer), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn token_revoke(
     who: Admin,
     State(state): State<AdminState>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     let token = state.users().revoke_token(id)?;
-    let value = token_json(&token);
-    who.audit(&state, "token.revoke", id.to_string(), value.clone());
+    let value = answers::TokenAnswer::from(&token);
+    who.audit(
+        &state,
+        "token.revoke",
+        id.to_string(),
+        answers::to_value(&value),
+    );
     ok(value)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub user: Option<String>,
@@ -1202,7 +1237,7 @@ pub struct AuditQuery {
 
 /// `GET /api/v1/audit`: the audit trail, newest first. Viewer.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = answers::AuditEntries)))]
 pub async fn audit(
     _: Viewer,
     State(state): State<AdminState>,
@@ -1214,5 +1249,5 @@ pub async fn audit(
         before: q.before,
         limit: limit(q.limit),
     })?;
-    ok(json!({ "entries": entries }))
+    ok(answers::AuditEntries { entries })
 }

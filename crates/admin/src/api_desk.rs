@@ -8,11 +8,9 @@
 //! Also [`run_queued`]: what a ladder step queued (OP25B sync, hook, notice), carried
 //! out at once after the step, as the CLI does.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spamgate_app::accounts::AccountService;
@@ -72,24 +70,22 @@ fn raw_body(
     Ok(body)
 }
 
-/// The routes, merged into [`crate::router`].
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/api/v1/import/sessions", post(sessions_import))
-        .route("/api/v1/import/customers", post(customers_import))
-        .route(
-            "/api/v1/customers/{id}/identities",
-            post(customer_link_identity),
-        )
-        .route("/api/v1/customers/{id}/enforce", post(customer_enforce))
-        .route("/api/v1/deliveries", get(deliveries_list))
-        .route("/api/v1/deliveries/run", post(deliveries_run))
-        .route("/api/v1/deliveries/{id}/retry", post(delivery_retry))
-        .route("/api/v1/signals", post(signals_file))
-        .route("/api/v1/learned", get(learned_list).delete(learned_clear))
-        .route("/api/v1/learned/{domain}", delete(learned_remove))
-        .route("/api/v1/greylist/triplets", get(greylist_triplets))
-        .route("/api/v1/events", get(events_list))
+crate::route_table! {
+    /// The routes of this file, merged into the router beside [`crate::api::routes`].
+    routes, ROUTES;
+    post "/api/v1/import/sessions" => sessions_import,
+    post "/api/v1/import/customers" => customers_import,
+    post "/api/v1/customers/{id}/identities" => customer_link_identity,
+    post "/api/v1/customers/{id}/enforce" => customer_enforce,
+    get "/api/v1/deliveries" => deliveries_list,
+    post "/api/v1/deliveries/run" => deliveries_run,
+    post "/api/v1/deliveries/{id}/retry" => delivery_retry,
+    post "/api/v1/signals" => signals_file,
+    get "/api/v1/learned" => learned_list,
+    delete "/api/v1/learned" => learned_clear,
+    delete "/api/v1/learned/{domain}" => learned_remove,
+    get "/api/v1/greylist/triplets" => greylist_triplets,
+    get "/api/v1/events" => events_list,
 }
 
 // --- what a step queued, at once
@@ -98,43 +94,27 @@ pub fn routes() -> Router<AdminState> {
 /// `state` after the run (`done`, `pending`: retried later, `failed`: out of
 /// attempts), `error`, and what the kind says (`action`, `prefixes`, `in_force`,
 /// `note`; `step`; `to`).
-pub fn runs_json(run: &QueueRun) -> Vec<Value> {
-    let op25b = run.op25b.iter().map(|r| {
-        json!({
-            "delivery_id": r.delivery_id, "kind": "op25b", "customer": r.customer,
-            "state": r.state.as_str(), "error": r.error, "action": r.action,
-            "prefixes": r.prefixes, "in_force": r.in_force, "note": r.note,
-        })
-    });
-    let hooks = run.hooks.iter().map(|r| {
-        json!({
-            "delivery_id": r.delivery_id, "kind": "hook", "customer": r.customer,
-            "state": r.state.as_str(), "error": r.error, "step": r.step,
-        })
-    });
-    let notices = run.notices.iter().map(|r| {
-        json!({
-            "delivery_id": r.delivery_id, "kind": "notify", "customer": r.customer,
-            "state": r.state.as_str(), "error": r.error, "step": r.step, "to": r.to,
-        })
-    });
-    op25b.chain(hooks).chain(notices).collect()
+pub fn runs_json(run: &QueueRun) -> Vec<crate::answers::DeliveryRun> {
+    crate::answers::delivery_runs(run)
 }
 
 /// After a ladder step (or a confirmation) through the API: carries out what it
-/// queued at once ([`DeskService::run_queued_now`]) and adds `runs` to `answer`. The
+/// queued at once ([`DeskService::run_queued_now`]): the runs, and an error. The
 /// step is recorded whatever happens here: a run that fails stays queued for
 /// `spamgate abuse deliver` (its error is in its entry), and should the queue itself
 /// be unreadable, `runs_error` says so and the timer carries them out.
-pub async fn run_queued(desk: &DeskService<'_, Recovering>, now: i64, answer: &mut Value) {
+pub async fn run_queued(
+    desk: &DeskService<'_, Recovering>,
+    now: i64,
+) -> (Vec<crate::answers::DeliveryRun>, Option<String>) {
     match desk.run_queued_now(now, RUN_LIMIT).await {
-        Ok(run) => answer["runs"] = json!(runs_json(&run)),
-        Err(e) => {
-            answer["runs"] = json!([]);
-            answer["runs_error"] = json!(format!(
+        Ok(run) => (runs_json(&run), None),
+        Err(e) => (
+            Vec::new(),
+            Some(format!(
                 "the step is recorded; its deliveries stay queued for `spamgate abuse deliver`: {e}"
-            ));
-        }
+            )),
+        ),
     }
 }
 

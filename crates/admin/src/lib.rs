@@ -43,6 +43,7 @@
 //!   header, body and idle timeouts: [`listener`]).
 #![forbid(unsafe_code)]
 
+pub mod answers;
 pub mod api;
 pub mod api_desk;
 pub mod auth;
@@ -58,7 +59,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -68,18 +68,56 @@ pub use error::{ApiError, ApiForm, ApiJson, ApiQuery, ErrorBody};
 pub use listener::ListenerLimits;
 pub use state::{AdminSettings, AdminState, AppService, DeskParts};
 
+/// Declares routes once, as `METHOD "path" => handler` lines: the function building the
+/// `Router<AdminState>` and a `&[(method, path)]` table come from the same lines, so
+/// the table is the router. The OpenAPI conformance test
+/// (`crates/spamgate/tests/api_openapi.rs`) compares [`route_table`] with the
+/// document both ways: a route added here and not to the document fails it.
+#[macro_export]
+macro_rules! route_table {
+    ($(#[$meta:meta])* $routes:ident, $table:ident; $($method:ident $path:literal => $handler:path),* $(,)?) => {
+        #[doc = concat!("`(method, path)` of every route [`", stringify!($routes), "`] builds.")]
+        pub const $table: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        $(#[$meta])*
+        pub fn $routes() -> axum::Router<$crate::AdminState> {
+            axum::Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+route_table! {
+    /// The routes outside [`api`]: health, sessions, the document.
+    base_routes, BASE_ROUTES;
+    get "/health" => health,
+    post "/login" => auth::login,
+    post "/logout" => auth::logout,
+    get "/api/v1/session" => auth::session,
+    get "/api/v1/openapi.json" => openapi::serve,
+}
+
+/// Every `(method, path)` the API answers ([`router`] without its `extra`), for
+/// comparing with the OpenAPI document.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    BASE_ROUTES
+        .iter()
+        .chain(api::ROUTES)
+        .chain(api_desk::ROUTES)
+        .copied()
+        .collect()
+}
+
+/// `GET /health`: `ok`, without authentication (for load balancers and probes).
+#[utoipa::path(get, path = "/health", tag = "meta", security(()),
+    responses((status = 200, description = "the daemon answers", body = String, content_type = "text/plain")))]
+pub async fn health() -> &'static str {
+    "ok\n"
+}
+
 /// The API's routes and `extra` (the console's), behind the body limit and the
 /// authentication middleware, with `state` applied.
 pub fn router(state: AdminState, extra: Router<AdminState>) -> Router {
-    let api = Router::new()
-        .route("/health", get(|| async { "ok\n" }))
-        .route("/login", post(auth::login))
-        .route("/logout", post(auth::logout))
-        .route("/api/v1/session", get(auth::session))
-        // Like every endpoint but health, the document needs a caller (any role).
-        .route("/api/v1/openapi.json", get(|_: Principal| openapi::serve()))
-        .merge(api::routes())
-        .merge(api_desk::routes());
+    let api = base_routes().merge(api::routes()).merge(api_desk::routes());
     api.merge(extra)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(

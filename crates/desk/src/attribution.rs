@@ -12,7 +12,10 @@ use crate::time::UnixTime;
 
 /// The question a report asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = AttributionQuery))]
 pub struct Query {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub address: IpAddr,
     pub port: Option<u16>,
     pub at: UnixTime,
@@ -38,6 +41,7 @@ impl Default for AttributionPolicy {
 
 /// One interval that matched, with the customer its holder maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Candidate {
     pub interval: Interval,
     /// `None` when no mapping names a customer for the identity.
@@ -47,6 +51,7 @@ pub struct Candidate {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TriageReason {
     /// No record covers the address at that time.
@@ -61,6 +66,7 @@ pub enum TriageReason {
 
 /// The answer, with its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum Attribution {
     Customer {

@@ -6,6 +6,7 @@ use crate::report::Category;
 use crate::time::UnixTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Ja,
@@ -31,6 +32,7 @@ impl Language {
 
 /// Service status, mirrored from the customer's ladder step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CustomerStatus {
     Active,
@@ -58,6 +60,7 @@ impl CustomerStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Customer {
     pub id: String,
     pub name: String,
@@ -108,6 +111,7 @@ pub fn parse_customers_csv(text: &str) -> (Vec<Customer>, Vec<(usize, String)>) 
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CaseState {
     /// Collecting reports; nobody has looked yet.
@@ -148,6 +152,7 @@ impl CaseState {
 pub type CaseId = i64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Case {
     pub id: CaseId,
     pub customer: String,

@@ -15,6 +15,7 @@ use crate::time::{FixedOffset, UnixTime, find_datetime};
 
 /// How a record names its holder before it is mapped to a customer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum Identity {
     /// The customer id itself (static and CGNAT data name customers directly).
@@ -60,6 +61,7 @@ impl Identity {
 
 /// Where an interval came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     Radius,
@@ -87,12 +89,14 @@ impl Source {
 
 /// One holding of an address or prefix (and port range) over time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Interval {
     pub source: Source,
     /// Idempotency key: the same key imported again updates, never duplicates.
     pub key: String,
     pub identity: Identity,
     /// The address (`/32`, `/128`) or the prefix held.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub network: IpNet,
     /// Inclusive port range for CGNAT / MAP-E; `None` means the whole address.
     pub ports: Option<(u16, u16)>,

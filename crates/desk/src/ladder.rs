@@ -12,6 +12,7 @@ use crate::report::Category;
 use crate::time::UnixTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
     None,
@@ -56,6 +57,7 @@ impl Step {
 
 /// A confirmed case counted against the customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Strike {
     pub case_id: CaseId,
     pub category: Category,
@@ -63,6 +65,7 @@ pub struct Strike {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProposalKind {
     Suspend,
@@ -71,6 +74,7 @@ pub enum ProposalKind {
 
 /// A step the policy wants and a person must approve.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Proposal {
     pub kind: ProposalKind,
     pub case_id: Option<CaseId>,
@@ -79,6 +83,7 @@ pub struct Proposal {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ladder {
     pub customer: String,
     pub step: Step,
@@ -184,6 +189,8 @@ pub enum Command {
 
 /// Work for the application layer; each is idempotent on its side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = LadderAction))]
 #[serde(rename_all = "kebab-case", tag = "action")]
 pub enum Action {
     /// Refuse the customer's submission accounts.
@@ -214,6 +221,8 @@ pub enum Action {
 
 /// One line of the audit trail: who, when, why, on which evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = LadderAuditRecord))]
 pub struct AuditRecord {
     pub customer: String,
     pub at: UnixTime,
@@ -233,6 +242,7 @@ pub struct AuditRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     pub ladder: Ladder,
     pub audit: AuditRecord,
@@ -654,6 +664,7 @@ fn confirm(
 
 /// One line of a claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimItem {
     pub description: String,
     /// In the currency's minor unit (yen have none: 1 = ¥1).
@@ -662,6 +673,7 @@ pub struct ClaimItem {
 
 /// A claim for the actual damage, attached to one or more cases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Claim {
     pub customer: String,
     pub case_ids: Vec<CaseId>,

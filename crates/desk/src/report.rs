@@ -16,6 +16,7 @@ use crate::time::{FixedOffset, UnixTime, find_datetime};
 
 /// The four kinds of abusive act the ISP's policy names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Spam,
@@ -53,6 +54,7 @@ impl Category {
 
 /// Which parser understood the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ReportKind {
     /// RFC 5965 feedback report (including big providers' redacted feedback loops).
@@ -73,6 +75,7 @@ pub enum ReportKind {
 
 /// Where the report's time came from, weakest last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TimeSource {
     /// `Arrival-Date` / `Received-Date` of an ARF report, or XARF `Date`.
@@ -87,6 +90,7 @@ pub enum TimeSource {
 
 /// A time as read: UTC, and the text it was read from (kept for evidence).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportTime {
     pub utc: UnixTime,
     pub original: String,
@@ -95,14 +99,17 @@ pub struct ReportTime {
 
 /// One parsed report. Every field is optional because real feeds omit anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     pub kind: ReportKind,
     pub category: Option<Category>,
     /// `Feedback-Type` (ARF), `ReportType` (XARF) or `Report-Type` (X-ARF), as written.
     pub feedback_type: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub source_ip: Option<IpAddr>,
     pub source_port: Option<u16>,
     /// Other addresses seen in the report, for a person in triage.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub other_ips: Vec<IpAddr>,
     pub time: Option<ReportTime>,
     pub reported_domains: Vec<String>,

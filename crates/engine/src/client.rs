@@ -9,6 +9,7 @@ use crate::facts::RdnsFact;
 /// The client's class. Everything but [`ClientClass::Proper`] is "suspicious" in the
 /// seed's sense and may be greylisted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "class", rename_all = "kebab-case")]
 pub enum ClientClass {
     /// No PTR record (S25R rule 0).
@@ -29,6 +30,7 @@ pub enum ClientClass {
 
 /// A generic rule matched but an exception overrode it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Exception {
     pub rule: String,
     pub exception: String,

@@ -104,6 +104,7 @@ impl Default for KeyScheme {
 
 /// The keys of one greylist check, with their readable forms (for listings and logs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GreylistKeys {
     /// Readable network part: `192.0.2.0/24`, `2001:db8::/64` or `domain:example.net`.
     pub network: String,
@@ -111,6 +112,7 @@ pub struct GreylistKeys {
     pub recipient: String,
     /// The client's own address: the auto-whitelist is per address, never per network, so
     /// one bot in a dynamic pool that retries cannot open the pool.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub client: IpAddr,
     #[serde(skip)]
     pub triplet_key: Key,
@@ -281,6 +283,7 @@ pub struct GreylistWrites {
 
 /// The result of a greylist check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum GreylistOutcome {
     /// The client address retried correctly before and is still remembered.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// An account's standing, set by the abuse desk (`spamgate account suspend ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AccountStatus {
     #[default]
@@ -59,6 +60,7 @@ fn canonical_username_of(name: &str) -> Option<Cow<'_, str>> {
 
 /// Per-account overrides of the configured limits; `None` keeps the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitOverrides {
     pub messages_per_hour: Option<u32>,
     pub recipients_per_day: Option<u32>,
@@ -66,6 +68,7 @@ pub struct LimitOverrides {
 
 /// A submission account (the SASL user name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     pub username: String,
     pub status: AccountStatus,
@@ -89,6 +92,7 @@ impl Account {
 
 /// Which limit a charge is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum LimitKind {
     MessagesPerHour,

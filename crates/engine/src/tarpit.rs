@@ -104,6 +104,7 @@ pub struct TarpitFacts {
 
 /// What the tarpit did, for the decision log and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "tarpit", rename_all = "kebab-case")]
 pub enum TarpitOutcome {
     /// The reply is held this long, then the client passes.

@@ -13,6 +13,8 @@ use crate::tarpit::TarpitOutcome;
 
 /// What to do with the transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = VerdictAction))]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// No objection: later restrictions still run (Postfix `DUNNO`).
@@ -48,6 +50,7 @@ impl Action {
 
 /// Why a transaction is refused for good. The reply template follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Refusal {
     /// Inbound: the client's DNSBL score reached the threshold.
@@ -73,6 +76,7 @@ impl Refusal {
 
 /// What an allow-list entry lets a transaction skip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AllowScope {
     /// Greylisting only: the DNS lists still apply (a sender or recipient can be forged,
@@ -121,6 +125,7 @@ impl AllowScope {
 
 /// Which allow-list let the transaction through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AllowListKind {
     ClientAddress,
@@ -164,6 +169,7 @@ impl AllowListKind {
 
 /// One step of the decision, machine-readable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Reason {
     /// spamgate only decides at RCPT unless configured otherwise.
@@ -177,11 +183,13 @@ pub enum Reason {
     },
     Dnswl {
         zone: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
         answers: Vec<Ipv4Addr>,
     },
     Dnsbl {
         zone: String,
         weight: i32,
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
         answers: Vec<Ipv4Addr>,
         #[serde(skip_serializing_if = "Option::is_none")]
         txt: Option<String>,
@@ -327,6 +335,7 @@ fn join(answers: &[Ipv4Addr]) -> String {
 
 /// The decision and every reason behind it, in the order the steps ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verdict {
     #[serde(flatten)]
     pub action: Action,

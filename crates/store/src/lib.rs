@@ -251,6 +251,7 @@ pub trait AllowAdmin: Send + Sync + 'static {
 /// JSON: `{"at":..,"username":..,"kind":"limit-exceeded","limit":..,"used":..,
 /// "limit_value":..,"detail":..}` (the kind's fields sit beside the others).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountEvent {
     pub at: UnixTime,
     pub username: String,
@@ -262,6 +263,7 @@ pub struct AccountEvent {
 
 /// What happened to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EventKind {
     /// A charge was refused: `used` units of `limit_value` were already used.

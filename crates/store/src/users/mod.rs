@@ -15,6 +15,7 @@ pub use sqlite::SqliteUserStore;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything.
@@ -89,6 +90,7 @@ pub struct SessionRecord {
 
 /// One audited change: who, when, from where, what, with what outcome.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     /// Assigned by the store (0 when writing).
     pub id: i64,

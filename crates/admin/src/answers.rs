@@ -1,0 +1,524 @@
+//! The JSON answers of the `/api/v1` endpoints as types: what a handler serializes is
+//! what the OpenAPI document describes (both come from these structs, and from the
+//! application layer's own values where a handler sends one as it is).
+//! `crates/spamgate/tests/api_openapi.rs` validates every answer of a real daemon
+//! against the document.
+
+use serde::Serialize;
+use spamgate_desk::attribution::Attribution;
+use spamgate_desk::case::{Case, Customer};
+use spamgate_desk::ladder::{Action as LadderAction, AuditRecord, Claim, Ladder};
+use spamgate_desk::report::Report;
+use spamgate_desk::store::StoredReport;
+use spamgate_engine::outbound::{Account, AccountStatus};
+use spamgate_engine::verdict::{AllowListKind, AllowScope, Verdict};
+use spamgate_store::AccountEvent;
+use spamgate_store::users::{AuditRecord as ApiAuditRecord, Role, TokenRecord, User};
+use utoipa::ToSchema;
+
+/// Greylist store counts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GreylistCounts {
+    /// Triplets waiting for their retry.
+    pub pending: u64,
+    /// Triplets that passed and are still remembered.
+    pub passed: u64,
+    /// Auto-whitelisted client addresses.
+    pub awl: u64,
+}
+
+/// `GET /api/v1/stats`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Stats {
+    pub greylist: GreylistCounts,
+    /// Runtime allow-list entries.
+    pub allow_entries: u64,
+    /// The daemon's clock (Unix time).
+    pub now: u64,
+}
+
+/// `POST /api/v1/check`: the verdict and the line Postfix would get.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckAnswer {
+    /// `null` when the daemon would answer nothing of its own (not a decision stage).
+    pub verdict: Option<Verdict>,
+    /// The `action=` text for Postfix (`DUNNO`, `DEFER_IF_PERMIT ...`, `REJECT ...`).
+    pub postfix_action: String,
+}
+
+/// One greylist triplet.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Triplet {
+    pub network: String,
+    pub sender: String,
+    pub recipient: String,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub attempts: u32,
+    pub passed_at: Option<u64>,
+    pub expires_at: u64,
+}
+
+impl From<&spamgate_store::TripletRow> for Triplet {
+    fn from(t: &spamgate_store::TripletRow) -> Self {
+        Triplet {
+            network: t.network.clone(),
+            sender: t.sender.clone(),
+            recipient: t.recipient.clone(),
+            first_seen: t.first_seen,
+            last_seen: t.last_seen,
+            attempts: t.attempts,
+            passed_at: t.passed_at,
+            expires_at: t.expires_at,
+        }
+    }
+}
+
+/// One auto-whitelisted client address.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AwlEntry {
+    pub client: String,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub expires_at: u64,
+}
+
+/// `GET /api/v1/greylist`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GreylistEntries {
+    pub triplets: Vec<Triplet>,
+    /// The client's auto-whitelist entry (only when `client` was given and it has one).
+    pub awl: Option<AwlEntry>,
+}
+
+/// `DELETE /api/v1/greylist`: how many entries went.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GreylistDeleted {
+    pub triplets: u64,
+    pub awl: u64,
+}
+
+/// One runtime allow-list entry.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AllowEntry {
+    pub kind: AllowListKind,
+    pub value: String,
+    pub note: String,
+    pub added_at: u64,
+    pub scope: AllowScope,
+    /// `null`: until removed.
+    pub expires_at: Option<u64>,
+}
+
+impl From<&spamgate_store::AllowEntry> for AllowEntry {
+    fn from(e: &spamgate_store::AllowEntry) -> Self {
+        AllowEntry {
+            kind: e.kind,
+            value: e.value.clone(),
+            note: e.note.clone(),
+            added_at: e.added_at,
+            scope: e.scope,
+            expires_at: e.expires_at,
+        }
+    }
+}
+
+/// `GET /api/v1/allow`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AllowEntries {
+    pub entries: Vec<AllowEntry>,
+}
+
+/// `DELETE /api/v1/allow/{kind}/{value}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AllowRemoved {
+    pub kind: AllowListKind,
+    pub value: String,
+    /// Always `true` (a missing entry is a 404).
+    pub removed: bool,
+}
+
+/// `GET /api/v1/accounts`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accounts {
+    pub accounts: Vec<Account>,
+}
+
+/// `GET /api/v1/accounts/{name}/events`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountEvents {
+    pub events: Vec<AccountEvent>,
+}
+
+/// One stored abuse report, with what the desk made of it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StoredReportAnswer {
+    pub id: i64,
+    pub raw_id: i64,
+    pub received_at: i64,
+    /// new, triage, attached, duplicate or closed.
+    pub state: String,
+    pub report: Report,
+    pub customer: Option<String>,
+    pub case_id: Option<i64>,
+    /// The attribution made for it, kept as evidence.
+    pub attribution: Option<Attribution>,
+}
+
+impl From<&StoredReport> for StoredReportAnswer {
+    fn from(r: &StoredReport) -> Self {
+        StoredReportAnswer {
+            id: r.id,
+            raw_id: r.raw_id,
+            received_at: r.received_at,
+            state: r.state.as_str().to_string(),
+            report: r.report.clone(),
+            customer: r.customer.clone(),
+            case_id: r.case_id,
+            attribution: r.attribution.clone(),
+        }
+    }
+}
+
+/// `GET /api/v1/reports`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reports {
+    pub reports: Vec<StoredReportAnswer>,
+}
+
+/// `POST /api/v1/reports`: what became of the report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Ingested {
+    pub raw_id: i64,
+    /// The same bytes were stored before (counted, not parsed again).
+    pub duplicate: bool,
+    pub report_id: i64,
+    /// new, triage, attached, duplicate or closed.
+    pub state: String,
+    pub customer: Option<String>,
+    pub case_id: Option<i64>,
+}
+
+/// `POST /api/v1/reports/{id}/assign`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Assigned {
+    pub report_id: i64,
+    pub customer: String,
+    pub case_id: i64,
+}
+
+/// `GET /api/v1/cases`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Cases {
+    pub cases: Vec<Case>,
+}
+
+/// `GET /api/v1/cases/{id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CaseAnswer {
+    pub case: Case,
+    pub reports: Vec<StoredReportAnswer>,
+}
+
+/// A submission account a ladder step changed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountChange {
+    pub username: String,
+    pub from: AccountStatus,
+    pub to: AccountStatus,
+}
+
+/// A committed ladder transition and what was done to carry it out.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EnforcedAnswer {
+    pub ladder: Ladder,
+    pub audit: AuditRecord,
+    pub actions: Vec<LadderAction>,
+    pub accounts: Vec<AccountChange>,
+    /// The deliveries carried out at once after the step (OP25B syncs, hooks,
+    /// notices; every due one, not only this step's). One that failed stays queued
+    /// for `spamgate abuse deliver`.
+    pub runs: Vec<DeliveryRun>,
+    /// Set when the queue could not be run at all: the step is recorded and its
+    /// deliveries are left to `spamgate abuse deliver`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_error: Option<String>,
+}
+
+/// What a delivery kind is.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryKind {
+    Op25b,
+    Hook,
+    Notify,
+}
+
+/// One delivery run: an OP25B sync, a hook command or a customer notice.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryRun {
+    pub delivery_id: i64,
+    pub kind: DeliveryKind,
+    pub customer: String,
+    /// The delivery's state after the run (`done`, `pending` for a retry, `failed`).
+    pub state: String,
+    pub error: Option<String>,
+    /// op25b: what the sync did (`revoke`, `restore`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// op25b: the customer's prefixes it concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefixes: Option<Vec<String>>,
+    /// op25b: whether the change is in force in the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_force: Option<bool>,
+    /// op25b: why nothing was changed, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// hook, notify: the ladder step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// notify: the address it was sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// The runs of a queue run, OP25B first, then hooks, then notices.
+pub fn delivery_runs(run: &spamgate_app::desk::QueueRun) -> Vec<DeliveryRun> {
+    let base =
+        |delivery_id, kind, customer: &str, state: &str, error: &Option<String>| DeliveryRun {
+            delivery_id,
+            kind,
+            customer: customer.to_string(),
+            state: state.to_string(),
+            error: error.clone(),
+            action: None,
+            prefixes: None,
+            in_force: None,
+            note: None,
+            step: None,
+            to: None,
+        };
+    let op25b = run.op25b.iter().map(|r| DeliveryRun {
+        action: Some(r.action.clone()),
+        prefixes: Some(r.prefixes.clone()),
+        in_force: Some(r.in_force),
+        note: r.note.clone(),
+        ..base(
+            r.delivery_id,
+            DeliveryKind::Op25b,
+            &r.customer,
+            r.state.as_str(),
+            &r.error,
+        )
+    });
+    let hooks = run.hooks.iter().map(|r| DeliveryRun {
+        step: Some(r.step.clone()),
+        ..base(
+            r.delivery_id,
+            DeliveryKind::Hook,
+            &r.customer,
+            r.state.as_str(),
+            &r.error,
+        )
+    });
+    let notices = run.notices.iter().map(|r| DeliveryRun {
+        step: Some(r.step.clone()),
+        to: r.to.clone(),
+        ..base(
+            r.delivery_id,
+            DeliveryKind::Notify,
+            &r.customer,
+            r.state.as_str(),
+            &r.error,
+        )
+    });
+    op25b.chain(hooks).chain(notices).collect()
+}
+
+/// The account changes a step or a link made.
+pub fn account_changes(changed: &[spamgate_app::desk::AccountChange]) -> Vec<AccountChange> {
+    changed
+        .iter()
+        .map(|a| AccountChange {
+            username: a.username.clone(),
+            from: a.from,
+            to: a.to,
+        })
+        .collect()
+}
+
+impl From<&spamgate_app::desk::Enforced> for EnforcedAnswer {
+    fn from(e: &spamgate_app::desk::Enforced) -> Self {
+        let t = &e.transition;
+        EnforcedAnswer {
+            ladder: t.ladder.clone(),
+            audit: t.audit.clone(),
+            actions: t.actions.clone(),
+            accounts: account_changes(&e.accounts),
+            runs: Vec::new(),
+            runs_error: None,
+        }
+    }
+}
+
+/// One file of an evidence bundle.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExportFile {
+    pub name: String,
+    /// Lower-case hex SHA-256 of the file.
+    pub sha256: String,
+    /// The file's text (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// `POST /api/v1/cases/{id}/export`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Export {
+    pub case_id: i64,
+    pub files: Vec<ExportFile>,
+}
+
+/// `POST /api/v1/claims`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClaimAdded {
+    pub id: i64,
+    pub claim: Claim,
+}
+
+/// `GET /api/v1/customers`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Customers {
+    pub customers: Vec<Customer>,
+}
+
+/// `GET /api/v1/customers/{id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerAnswer {
+    pub customer: Customer,
+    /// Linked submission accounts.
+    pub accounts: Vec<String>,
+    pub ladder: Ladder,
+    /// The customer's audit trail: `[id, record]` pairs, oldest first.
+    #[schema(value_type = Vec<CustomerAuditLine>)]
+    pub audit: Vec<(i64, AuditRecord)>,
+}
+
+/// One line of a customer's audit trail: `[id, record]`.
+#[derive(ToSchema)]
+#[schema(as = CustomerAuditLine)]
+#[allow(dead_code)]
+struct CustomerAuditLine((i64, AuditRecord));
+
+/// `POST /api/v1/customers/{id}/accounts`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Linked {
+    pub customer: String,
+    pub account: String,
+    /// Accounts the link changed (linked to a suspended customer: suspended with it).
+    pub accounts: Vec<AccountChange>,
+}
+
+/// A console/API user (never the password hash).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserAnswer {
+    pub name: String,
+    pub role: Role,
+    pub created_at: u64,
+    pub disabled: bool,
+}
+
+impl From<&User> for UserAnswer {
+    fn from(u: &User) -> Self {
+        UserAnswer {
+            name: u.name.clone(),
+            role: u.role,
+            created_at: u.created_at,
+            disabled: u.disabled,
+        }
+    }
+}
+
+/// `GET /api/v1/users`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Users {
+    pub users: Vec<UserAnswer>,
+}
+
+/// An API token (never its secret or hash).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenAnswer {
+    pub id: i64,
+    pub user: String,
+    pub label: String,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+    pub last_used_at: Option<u64>,
+}
+
+impl From<&TokenRecord> for TokenAnswer {
+    fn from(t: &TokenRecord) -> Self {
+        TokenAnswer {
+            id: t.id,
+            user: t.user.clone(),
+            label: t.label.clone(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
+/// `POST /api/v1/tokens`: the token and, in this answer only, its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NewTokenAnswer {
+    #[serde(flatten)]
+    pub token: TokenAnswer,
+    /// The bearer secret; it is shown once and never stored in clear.
+    pub secret: String,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Tokens {
+    pub tokens: Vec<TokenAnswer>,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntries {
+    pub entries: Vec<ApiAuditRecord>,
+}
+
+/// The allow-list kinds an operator may add or remove at run time (the schema of the
+/// `kind` the handlers take as text).
+#[derive(ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum RuntimeAllowKind {
+    ClientAddress,
+    ClientName,
+    Sender,
+    Recipient,
+}
+
+/// A ladder step as `POST /api/v1/customers/{id}/ladder` takes it: warn, suspend,
+/// resume, terminate (operator); approve, reject (approver).
+#[derive(ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum LadderStep {
+    Warn,
+    Suspend,
+    Resume,
+    Terminate,
+    Approve,
+    Reject,
+}
+
+/// The JSON of an answer, for the audit trail's detail.
+pub fn to_value<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
