@@ -878,7 +878,9 @@ impl Config {
         }
         Some(spamgate_app::op25b::Op25bSettings {
             config: self.op25b.clone(),
-            nft: spamgate_op25b::NftRunner::new(self.desk.op25b_nft.clone()).unwrap_or_default(),
+            nft: spamgate_op25b::NftRunner::new(self.desk.op25b_nft.clone())
+                .unwrap_or_default()
+                .with_timeout(self.op25b.nft_timeout),
         })
     }
 

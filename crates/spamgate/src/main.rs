@@ -297,7 +297,8 @@ fn op25b(
     };
     let config = load(config.as_ref())?;
     let nft = spamgate_op25b::NftRunner::from_command_line(nft)
-        .ok_or_else(|| usage("--nft is empty".into()))?;
+        .ok_or_else(|| usage("--nft is empty".into()))?
+        .with_timeout(config.op25b.nft_timeout);
     let now = match now {
         None => std::time::SystemTime::now(),
         Some(text) => {

@@ -813,3 +813,42 @@ fn config_check_warns_when_postfix_never_asks_at_the_charge_stage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{out:?}");
 }
+
+/// `[op25b] nft_timeout` reaches the nft calls of `op25b apply` and of the desk's sync: a
+/// load that hangs fails naming the configured limit, and is not reported as loaded.
+#[test]
+fn op25b_apply_with_a_hung_nft_fails_naming_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("policy.sock"),
+        "[op25b]\npools = [\"198.51.100.0/24\"]\nnft_timeout = \"1s\"\n",
+    );
+    let parsed = Config::load(&config).unwrap();
+    assert_eq!(
+        parsed.op25b_settings().unwrap().nft.timeout(),
+        Duration::from_secs(1)
+    );
+    let nft = dir.path().join("nft");
+    std::fs::write(
+        &nft,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{calls}\ncase \"$*\" in\n  \"-c -f -\") cat >/dev/null ;;\n  \"-f -\") sleep 30 ;;\nesac\n",
+            calls = dir.path().join("calls").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, stdout, stderr) =
+        run_with_config(&config, &["op25b", "apply", "--nft", nft.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nft -f -` did not finish within nft_timeout (1s)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("loaded;"), "{stderr}");
+    assert_eq!(stdout, "");
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    assert_eq!(calls, "-c -f -\n-f -\n");
+}
