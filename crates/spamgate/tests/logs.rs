@@ -92,6 +92,28 @@ fn json_lines_on_stderr_one_object_per_line() {
         .collect();
     assert_eq!(decisions.len(), 1, "{text}");
     check_decision(decisions[0]);
+    // `spamgate stats` counts the JSON decision line this daemon really wrote, and
+    // nothing else in the log.
+    let out = spamgate()
+        .args(["stats", "--json", "-c"])
+        .arg(&config)
+        .arg(dir.path().join("stderr"))
+        .output()
+        .unwrap();
+    let counted: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(counted["decisions"], 1, "{counted}");
+    assert_eq!(
+        counted["by_action"],
+        serde_json::json!({"pass": 1}),
+        "{counted}"
+    );
+    assert_eq!(
+        counted["by_reason"],
+        serde_json::json!({"allow:client-address": 1}),
+        "{counted}"
+    );
+    assert_eq!(counted["unreadable"], 0, "{counted}");
     // Other events: level, target, message and their own fields as members.
     assert!(
         lines.iter().any(|l| l["level"] == "INFO"
