@@ -81,7 +81,7 @@ fn serve_to(config: &Path, socket: &Path, stderr: Stdio) -> Killed {
 pub fn run_with_config_stdin(
     config: &Path,
     args: &[&str],
-    input: &str,
+    input: impl AsRef<[u8]>,
 ) -> (Option<i32>, String, String) {
     let mut child = spamgate()
         .args(args)
@@ -94,9 +94,9 @@ pub fn run_with_config_stdin(
         .unwrap();
     // On its own thread: a child that answers before reading all of stdin cannot stall us.
     let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_owned();
+    let input = input.as_ref().to_vec();
     let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
+        let _ = stdin.write_all(&input);
     });
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
