@@ -2,7 +2,8 @@
 # Builds the Debian packages (scripts/build-deb.sh), installs them on this machine with
 # apt-get, checks what an operator relies on, then removes and purges them again:
 #   - `spamgate --version` from /usr/bin, stripped, its debug info in the -dbgsym package;
-#   - `systemd-analyze verify` on the installed unit; the sysusers user exists;
+#   - `systemd-analyze verify` on the installed unit and on dist/'s abuse desk units
+#     (deliver, purge) and timers; the sysusers user exists;
 #   - /etc/spamgate/spamgate.toml is a conffile, valid (`spamgate config check`), kept
 #     with the operator's edit over remove + reinstall, gone after purge;
 #   - the man pages and bash/zsh/fish completions are where man and the shells look;
@@ -76,6 +77,27 @@ out=$(systemd-analyze verify "$unit" 2>&1) || die "systemd-analyze verify: $out"
 # verify exits 0 on some warnings; anything it says about our unit is a failure.
 if grep -i 'spamgate' <<<"$out"; then die "systemd-analyze verify complained"; fi
 ok "systemd-analyze verify $unit"
+
+# The abuse desk's oneshot units and timers in dist/ (installed by hand, docs/operations.md):
+# each verifies against the installed binary, each timer has its service, and every
+# ExecStart names a command the binary has.
+units=$(mktemp -d)
+for f in dist/spamgate-abuse-*.service dist/spamgate-abuse-*.timer; do
+    sed 's|/usr/local/bin/spamgate|/usr/bin/spamgate|' "$f" >"$units/$(basename "$f")"
+done
+for timer in "$units"/*.timer; do
+    [[ -f ${timer%.timer}.service ]] || die "$(basename "$timer") has no service"
+done
+out=$(cd "$units" && systemd-analyze verify ./*.service ./*.timer 2>&1) \
+    || die "systemd-analyze verify: $out"
+if grep -i 'spamgate' <<<"$out"; then die "systemd-analyze verify complained about the abuse units"; fi
+while read -r line; do
+    read -r -a words <<<"${line#ExecStart=}"
+    "${words[0]}" "${words[1]}" "${words[2]}" --help >/dev/null \
+        || die "$line: ${words[1]} ${words[2]} is not a spamgate command"
+done < <(grep -h '^ExecStart=' "$units"/*.service)
+ok "systemd-analyze verify $(cd "$units" && echo *)"
+rm -rf "$units"
 
 getent passwd spamgate >/dev/null || die "postinst did not create the spamgate user"
 [[ $(stat -c %U /var/lib/spamgate) == spamgate ]] || die "/var/lib/spamgate not owned by spamgate"

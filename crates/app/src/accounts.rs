@@ -139,8 +139,23 @@ impl<'a, S: AccountStore + AccountAdmin> AccountService<'a, S> {
         since: UnixTime,
         limit: usize,
     ) -> Result<Vec<AccountEvent>, AccountError> {
+        self.events_between(username, since, None, limit).await
+    }
+
+    /// [`Self::events`] at or before `until` too: the store applies both bounds before
+    /// `limit`, so the newest `limit` events of the range come back.
+    pub async fn events_between(
+        &self,
+        username: Option<&str>,
+        since: UnixTime,
+        until: Option<UnixTime>,
+        limit: usize,
+    ) -> Result<Vec<AccountEvent>, AccountError> {
         let username = username.map(canonical).transpose()?;
-        Ok(self.store.events(username.as_deref(), since, limit).await?)
+        Ok(self
+            .store
+            .events(username.as_deref(), since, until, limit)
+            .await?)
     }
 }
 

@@ -16,6 +16,7 @@
 //! of through tracing's event machinery (the line is formatted straight into the sink's
 //! buffer); without one the line is a tracing event.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -161,12 +162,14 @@ fn json_opt(out: &mut String, value: Option<&str>) {
     }
 }
 
-/// What `spamgate stats` reads back from a decision line.
+/// What `spamgate stats` reads back from a decision line, text or JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionRecord<'a> {
-    pub action: &'a str,
+    pub action: Cow<'a, str>,
     /// The reasons' short forms, space-separated.
-    pub reasons: &'a str,
+    pub reasons: Cow<'a, str>,
+    /// A JSON line's own `timestamp` (RFC 3339); a text line's time is its prefix.
+    pub timestamp: Option<String>,
 }
 
 /// How a log line relates to decisions.
@@ -180,13 +183,24 @@ pub enum LogLine<'a> {
 }
 
 /// Reads a decision line from a log, whatever the log prefixes it with (timestamps,
-/// journald fields), as long as the tracing target is there.
+/// journald fields, a syslog priority), as long as the tracing target is there: a text
+/// line (`spamgate::decision: action=...`) or a JSON one (`log_format = "json"`: an
+/// object whose `target` is [`TARGET`]). Which one is decided by what comes first, the
+/// object's `{` or the text target (a sender or reply quoted inside one cannot pass for
+/// the other).
 pub fn parse(line: &str) -> LogLine<'_> {
     let marker = "spamgate::decision: ";
-    let Some(at) = line.find(marker) else {
-        return LogLine::Other;
-    };
-    let record = &line[at + marker.len()..];
+    let text_at = line.find(marker);
+    match line.find('{') {
+        Some(brace) if text_at.is_none_or(|at| brace < at) => parse_json(&line[brace..]),
+        _ => match text_at {
+            Some(at) => parse_text(&line[at + marker.len()..]),
+            None => LogLine::Other,
+        },
+    }
+}
+
+fn parse_text(record: &str) -> LogLine<'_> {
     let action = record
         .strip_prefix("action=")
         .and_then(|rest| rest.split(' ').next());
@@ -195,9 +209,39 @@ pub fn parse(line: &str) -> LogLine<'_> {
         rest.find('"').map(|end| &rest[..end])
     });
     match (action, reasons) {
-        (Some(action), Some(reasons)) if !action.is_empty() => {
-            LogLine::Decision(DecisionRecord { action, reasons })
-        }
+        (Some(action), Some(reasons)) if !action.is_empty() => LogLine::Decision(DecisionRecord {
+            action: Cow::Borrowed(action),
+            reasons: Cow::Borrowed(reasons),
+            timestamp: None,
+        }),
+        _ => LogLine::Unreadable,
+    }
+}
+
+fn parse_json(object: &str) -> LogLine<'static> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        target: Option<String>,
+        timestamp: Option<String>,
+        action: Option<String>,
+        reasons: Option<Vec<String>>,
+    }
+    // Only lines that name the target are decisions; a cut-short one still names it.
+    if !object.contains(&format!("\"target\":\"{TARGET}\"")) {
+        return LogLine::Other;
+    }
+    let Ok(line) = serde_json::from_str::<Line>(object.trim_end()) else {
+        return LogLine::Unreadable;
+    };
+    if line.target.as_deref() != Some(TARGET) {
+        return LogLine::Other;
+    }
+    match (line.action, line.reasons) {
+        (Some(action), Some(reasons)) if !action.is_empty() => LogLine::Decision(DecisionRecord {
+            action: Cow::Owned(action),
+            reasons: Cow::Owned(reasons.join(" ")),
+            timestamp: line.timestamp,
+        }),
         _ => LogLine::Unreadable,
     }
 }
@@ -272,8 +316,9 @@ mod tests {
         assert_eq!(
             parse(&logged),
             LogLine::Decision(DecisionRecord {
-                action: "pass",
-                reasons: "greylist:disabled"
+                action: "pass".into(),
+                reasons: "greylist:disabled".into(),
+                timestamp: None,
             })
         );
         for (text, want) in [

@@ -49,7 +49,7 @@ async fn check(
     let case = format!("{before:?} -> {to:?} with {change:?}");
     assert_eq!(outcome, expected, "{case}");
     let stored = store.account(USER).await.unwrap();
-    let events = store.events(Some(USER), 0, 10).await.unwrap();
+    let events = store.events(Some(USER), 0, None, 10).await.unwrap();
     match expected {
         Outcome::Now(status) => {
             let stored = stored.expect("stored");

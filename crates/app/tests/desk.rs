@@ -211,7 +211,7 @@ async fn a_confirmed_overload_case_suspends_at_once_without_approval() {
     for name in ACCOUNTS {
         let account = s.accounts.account(name).await.unwrap().unwrap();
         assert_eq!(account.status, AccountStatus::Suspended, "{name}");
-        let events = s.accounts.events(Some(name), 0, 10).await.unwrap();
+        let events = s.accounts.events(Some(name), 0, None, 10).await.unwrap();
         assert_eq!(events.len(), 1, "one status event per account: {events:?}");
     }
 }

@@ -34,6 +34,10 @@ pub struct Op25bConfig {
     pub hits_timeout: Duration,
     /// Most sources the per-source hit table holds (blocking never depends on it).
     pub hits_size: u32,
+    /// How long one nft call (check, load, list) may take before it is killed and the
+    /// command fails.
+    #[serde(with = "humantime_serde")]
+    pub nft_timeout: Duration,
 }
 
 pub const DEFAULT_TABLE: &str = "spamgate_op25b";
@@ -88,6 +92,7 @@ impl Default for Op25bConfig {
             interfaces: Vec::new(),
             hits_timeout: Duration::from_secs(86_400),
             hits_size: 65_536,
+            nft_timeout: crate::nft::DEFAULT_NFT_TIMEOUT,
         }
     }
 }

@@ -17,6 +17,14 @@ pub enum Op25bError {
         status: String,
         stderr: String,
     },
+    /// nft did not finish in time and was killed. A load (`nft -f`) is one kernel
+    /// transaction: killed, it is either wholly in force or not at all, so the caller
+    /// reports failure and the operator looks or runs it again.
+    #[error(
+        "`{command}` did not finish within nft_timeout ({timeout}) and was killed; \
+         a killed load is all or nothing: check with `nft list table` or run it again"
+    )]
+    Timeout { command: String, timeout: String },
     #[error("`{command}` wrote more than {limit} bytes; output refused")]
     OutputTooLarge { command: String, limit: usize },
     #[error("table inet {table} is not loaded: run `op25b apply` first")]

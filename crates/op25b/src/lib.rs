@@ -26,7 +26,9 @@ use std::time::SystemTime;
 
 pub use config::{DEFAULT_TABLE, Exemption, LogRate, Op25bConfig, RateUnit};
 pub use error::Op25bError;
-pub use nft::{Hit, NftRunner, apply, format_hits, hits, parse_hits, sync_plan};
+pub use nft::{
+    DEFAULT_NFT_TIMEOUT, Hit, NftRunner, apply, format_hits, hits, parse_hits, sync_plan,
+};
 pub use plan::{Element, ExpiredExemption, NEVER_BLOCKED, Plan, plan};
 pub use prefix::Prefix;
 pub use render::LOG_PREFIX;

@@ -3,8 +3,12 @@
 use std::cmp::Reverse;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,17 +21,22 @@ use crate::render;
 const STDOUT_LIMIT: usize = 256 << 20;
 const STDERR_LIMIT: usize = 64 * 1024;
 
+/// How long one nft call may take by default (`[op25b] nft_timeout`).
+pub const DEFAULT_NFT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How to invoke nft: `["nft"]`, or with a prefix such as
-/// `["ip", "netns", "exec", "sg-router", "nft"]`.
+/// `["ip", "netns", "exec", "sg-router", "nft"]`, and how long one call may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftRunner {
     argv: Vec<String>,
+    timeout: Duration,
 }
 
 impl Default for NftRunner {
     fn default() -> Self {
         NftRunner {
             argv: vec!["nft".to_owned()],
+            timeout: DEFAULT_NFT_TIMEOUT,
         }
     }
 }
@@ -35,7 +44,21 @@ impl Default for NftRunner {
 impl NftRunner {
     /// The command words that run nft; `None` if empty.
     pub fn new(argv: Vec<String>) -> Option<NftRunner> {
-        (!argv.is_empty()).then_some(NftRunner { argv })
+        (!argv.is_empty()).then_some(NftRunner {
+            argv,
+            timeout: DEFAULT_NFT_TIMEOUT,
+        })
+    }
+
+    /// The same runner with each call limited to `timeout` (then nft and whatever it
+    /// started are killed and the call fails with [`Op25bError::Timeout`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> NftRunner {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Splits a command line on whitespace (no quoting): `"ip netns exec sg-router nft"`.
@@ -50,9 +73,13 @@ impl NftRunner {
     }
 
     /// Runs nft with `args`, feeding `stdin`; returns its standard output, or an error
-    /// carrying its standard error when it exits non-zero.
+    /// carrying its standard error when it exits non-zero. A call that has not finished
+    /// within the runner's timeout is killed (with its process group: a wrapper such as
+    /// `ip netns exec` or a script and everything it started) and fails with
+    /// [`Op25bError::Timeout`].
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, Op25bError> {
         let command = self.describe(args);
+        let deadline = Instant::now() + self.timeout;
         let mut child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
             .args(args)
@@ -63,12 +90,15 @@ impl NftRunner {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so that a timeout can kill all of it.
+            .process_group(0)
             .spawn()
             .map_err(|source| Op25bError::Spawn {
                 program: self.argv[0].clone(),
                 source,
             })?;
-        // Feed and drain on their own threads so neither pipe can fill up and stall nft.
+        // Feed and drain on their own threads so neither pipe can fill up and stall nft,
+        // and this thread can watch the clock.
         let writer = match (child.stdin.take(), stdin) {
             (Some(mut pipe), Some(text)) => {
                 let text = text.to_owned();
@@ -86,25 +116,52 @@ impl NftRunner {
                 kept
             })
         });
-        let mut stdout = Vec::new();
-        if let Some(pipe) = child.stdout.take() {
-            let _ = pipe.take(STDOUT_LIMIT as u64 + 1).read_to_end(&mut stdout);
-        }
-        let too_large = stdout.len() > STDOUT_LIMIT;
-        if too_large {
-            let _ = child.kill();
-        }
-        let status = child.wait().map_err(|source| Op25bError::Spawn {
-            program: self.argv[0].clone(),
-            source,
-        })?;
+        let too_large = Arc::new(AtomicBool::new(false));
+        let stdout_reader = child.stdout.take().map(|pipe| {
+            let too_large = Arc::clone(&too_large);
+            thread::spawn(move || {
+                let mut kept = Vec::new();
+                let _ = pipe.take(STDOUT_LIMIT as u64 + 1).read_to_end(&mut kept);
+                if kept.len() > STDOUT_LIMIT {
+                    too_large.store(true, Ordering::Release);
+                }
+                kept
+            })
+        });
+        let status = match wait_until(&mut child, deadline, &too_large) {
+            Ok(Waited::Exited(status)) => status,
+            Ok(Waited::TooLarge) => {
+                return Err(Op25bError::OutputTooLarge {
+                    command,
+                    limit: STDOUT_LIMIT,
+                });
+            }
+            Ok(Waited::TimedOut) => {
+                // The pipe threads end when the last process holding the pipes is gone;
+                // they are not waited for, so nothing here can hang.
+                return Err(Op25bError::Timeout {
+                    command,
+                    timeout: humantime::format_duration(self.timeout).to_string(),
+                });
+            }
+            Err(source) => {
+                kill_group(&mut child);
+                return Err(Op25bError::Spawn {
+                    program: self.argv[0].clone(),
+                    source,
+                });
+            }
+        };
         if let Some(writer) = writer {
             let _ = writer.join();
         }
+        let stdout = stdout_reader
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
         let stderr = stderr_reader
             .and_then(|reader| reader.join().ok())
             .unwrap_or_default();
-        if too_large {
+        if too_large.load(Ordering::Acquire) {
             return Err(Op25bError::OutputTooLarge {
                 command,
                 limit: STDOUT_LIMIT,
@@ -119,6 +176,43 @@ impl NftRunner {
         }
         Ok(String::from_utf8_lossy(&stdout).into_owned())
     }
+}
+
+enum Waited {
+    Exited(ExitStatus),
+    TooLarge,
+    TimedOut,
+}
+
+/// Waits for `child` to exit, polling, until `deadline`; kills its process group when
+/// the deadline passes or its output is too large.
+fn wait_until(child: &mut Child, deadline: Instant, too_large: &AtomicBool) -> io::Result<Waited> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Waited::Exited(status));
+        }
+        if too_large.load(Ordering::Acquire) {
+            kill_group(child);
+            return Ok(Waited::TooLarge);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            kill_group(child);
+            return Ok(Waited::TimedOut);
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// SIGKILL to the child's process group (it leads one: `process_group(0)`), then reaps it.
+fn kill_group(child: &mut Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    if rustix::process::kill_process_group(pid, rustix::process::Signal::KILL).is_err() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 /// Loads a rendered ruleset: checked first (`nft -c -f -`), then loaded (`nft -f -`), one

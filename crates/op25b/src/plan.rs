@@ -2,7 +2,7 @@
 //! exemptions left out), or every problem found at once.
 
 use std::collections::HashSet;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::config::Op25bConfig;
 use crate::error::Op25bError;
@@ -18,6 +18,7 @@ const COMMENT_MAX: usize = 128;
 /// The kernel refuses element timeouts somewhere past 200000 days; stay well inside.
 const MAX_EXPIRY_DAYS: i64 = 36_500;
 const MAX_HITS_TIMEOUT_SECS: u64 = 3650 * 86_400;
+const MAX_NFT_TIMEOUT: Duration = Duration::from_secs(3600);
 const MAX_HITS_SIZE: u32 = 1 << 20;
 /// Enough to fix a file in one go without drowning the message.
 const MAX_PROBLEMS: usize = 50;
@@ -106,6 +107,9 @@ pub fn plan(config: &Op25bConfig, now: SystemTime) -> Result<Plan, Op25bError> {
     let hits_timeout_secs = config.hits_timeout.as_secs();
     if !(1..=MAX_HITS_TIMEOUT_SECS).contains(&hits_timeout_secs) {
         problems.push("hits_timeout must be between 1s and 3650 days".to_owned());
+    }
+    if !(Duration::from_secs(1)..=MAX_NFT_TIMEOUT).contains(&config.nft_timeout) {
+        problems.push("nft_timeout must be between 1s and 1h".to_owned());
     }
     if !(1..=MAX_HITS_SIZE).contains(&config.hits_size) {
         problems.push(format!("hits_size must be between 1 and {MAX_HITS_SIZE}"));

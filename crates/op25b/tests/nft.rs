@@ -50,6 +50,104 @@ fn runner_reports_failures_with_stderr() {
     );
 }
 
+/// A fake nft that logs each call's arguments to `calls` and hangs (a `sleep` it starts,
+/// its pid in `sleeper`) on the call whose arguments are `hang_on`; other calls answer
+/// like nft with the table loaded.
+fn hanging_nft(dir: &std::path::Path, hang_on: &str) -> NftRunner {
+    let path = dir.join("nft");
+    let script = format!(
+        r#"#!/bin/sh
+dir={dir}
+echo "$*" >>"$dir/calls"
+if [ "$*" = "{hang_on}" ]; then sleep 30 & echo $! >"$dir/sleeper"; wait; exit 0; fi
+case "$*" in
+  "list tables") echo "table inet spamgate_op25b" ;;
+  "-j list set inet spamgate_op25b "*) echo '{{"nftables": []}}' ;;
+  *) cat >/dev/null ;;
+esac
+"#,
+        dir = dir.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    runner(&[path.to_str().unwrap()]).with_timeout(Duration::from_secs(1))
+}
+
+/// Whether process `pid` is gone (or a zombie: killed, not yet reaped by its new parent).
+/// Waits up to 5 s for it: the kill is sent, its delivery is the kernel's.
+fn gone(pid: &str) -> bool {
+    for _ in 0..100 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    false
+}
+
+/// One hung nft call: the operation fails with the timeout named, the calls after the
+/// hung one never run (a check that hangs loads nothing), and the hung nft's children are
+/// killed with it.
+fn check_hung(hang_on: &str, operation: &str, calls_made: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let nft = hanging_nft(dir.path(), hang_on);
+    let now = at("2026-12-01T00:00:00Z");
+    let base = config(ISP);
+    let result = match operation {
+        "apply" => apply(&render(&base, now).unwrap(), &nft),
+        "sync" => sync(&base, now, &nft).map(|_| ()),
+        "hits" => hits("spamgate_op25b", &nft).map(|_| ()),
+        other => panic!("{other}"),
+    };
+    match result {
+        Err(err @ Op25bError::Timeout { .. }) => {
+            let text = err.to_string();
+            assert!(text.contains("within nft_timeout (1s)"), "{text}");
+            assert!(text.contains(hang_on), "{text}");
+        }
+        other => panic!("{operation} with `{hang_on}` hung: {other:?}"),
+    }
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    assert_eq!(calls.lines().collect::<Vec<_>>(), calls_made, "{operation}");
+    let sleeper = std::fs::read_to_string(dir.path().join("sleeper")).unwrap();
+    assert!(
+        gone(sleeper.trim()),
+        "the hung nft's child {sleeper} still runs"
+    );
+}
+
+#[test]
+fn hung_nft_calls_time_out() {
+    check_hung("-c -f -", "apply", &["-c -f -"]);
+    check_hung("-f -", "apply", &["-c -f -", "-f -"]);
+    check_hung("list tables", "sync", &["list tables"]);
+    check_hung("-c -f -", "sync", &["list tables", "-c -f -"]);
+    check_hung("-f -", "sync", &["list tables", "-c -f -", "-f -"]);
+    check_hung(
+        "-j list set inet spamgate_op25b blocked6",
+        "hits",
+        &[
+            "list tables",
+            "-j list set inet spamgate_op25b blocked4",
+            "-j list set inet spamgate_op25b blocked6",
+        ],
+    );
+    // A call that finishes in time is unaffected by the limit.
+    let dir = tempfile::tempdir().unwrap();
+    let nft = hanging_nft(dir.path(), "never");
+    assert_eq!(nft.timeout(), Duration::from_secs(1));
+    assert_eq!(hits("spamgate_op25b", &nft).unwrap(), vec![]);
+}
+
 fn hit(source: &str, packets: u64, bytes: u64, expires_secs: Option<u64>) -> Hit {
     Hit {
         source: source.parse().unwrap(),

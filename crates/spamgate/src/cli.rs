@@ -73,7 +73,7 @@ pub enum Command {
     /// Count decisions per action and reason from decision log lines (stdin or files), e.g.
     /// `journalctl -u spamgate --since -1h | spamgate stats`.
     Stats {
-        /// Log files to read; none: stdin.
+        /// Log files to read (text or JSON decision lines, in any mix); none: stdin.
         files: Vec<PathBuf>,
         /// The counts as one JSON document.
         #[arg(long)]
@@ -81,7 +81,8 @@ pub enum Command {
         /// Greylisting effectiveness instead: per day of the first attempt, client class
         /// and rule, first attempts greylisted, retries that passed and their delays,
         /// and those not passed (never came back once the day is settled). Needs lines
-        /// with a timestamp first: `journalctl -u spamgate -o short-iso`.
+        /// with a timestamp first (`journalctl -u spamgate -o short-iso`), or JSON lines
+        /// (`log_format = "json"`), which carry their own.
         #[arg(long)]
         effectiveness: bool,
         /// Configuration file (`[server] display_timezone` for the days, `[greylist]

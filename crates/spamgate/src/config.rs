@@ -38,7 +38,9 @@ pub struct Config {
     pub replies: Replies,
     pub metrics: MetricsSection,
     pub submission: SubmissionSection,
-    /// Outbound Port 25 Blocking (`spamgate op25b ...`); see docs/op25b.md.
+    /// Outbound Port 25 Blocking (`spamgate op25b ...`); see docs/op25b.md. Its
+    /// durations are written like every other (`crate::display::duration`).
+    #[serde(serialize_with = "crate::display::serialize_op25b")]
     pub op25b: spamgate_op25b::Op25bConfig,
     /// The abuse desk (`spamgate abuse|customer|sessions ...`); see docs/abuse-desk.md.
     pub desk: DeskSection,
@@ -129,11 +131,11 @@ pub struct AdminSection {
     /// `admin.db` next to `[store] path`.
     pub users_path: Option<PathBuf>,
     /// How long a browser session lasts after login.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub session_ttl: Duration,
     /// Failed logins allowed per `login_window`, per client address and per user name.
     pub login_failures: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub login_window: Duration,
     /// Reverse proxies (CIDRs) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<String>,
@@ -725,7 +727,7 @@ pub struct SpfSection {
     /// Smallest IPv6 prefix length that counts as narrow.
     pub min_ipv6_prefix: u8,
     /// Bound on one whole evaluation; past it SPF has no effect.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub timeout: Duration,
 }
 
@@ -787,13 +789,13 @@ pub struct LearnSection {
     pub min_networks: usize,
     pub ipv4_prefix: u8,
     pub ipv6_prefix: u8,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub min_span: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub window: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub refuse_for: Duration,
     pub max_entries: usize,
     pub max_tracked: usize,
@@ -925,7 +927,9 @@ impl Config {
         }
         Some(spamgate_app::op25b::Op25bSettings {
             config: self.op25b.clone(),
-            nft: spamgate_op25b::NftRunner::new(self.desk.op25b_nft.clone()).unwrap_or_default(),
+            nft: spamgate_op25b::NftRunner::new(self.desk.op25b_nft.clone())
+                .unwrap_or_default()
+                .with_timeout(self.op25b.nft_timeout),
         })
     }
 
@@ -1237,15 +1241,15 @@ pub struct DeskSection {
     /// `["ip", "netns", "exec", "router", "nft"]`.
     pub op25b_nft: Vec<String>,
     /// `abuse purge`: address history (sessions) that ended longer ago is removed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub retention_sessions: Duration,
     /// `abuse purge`: reports in no case (triage, dismissed) received longer ago, and
     /// finished deliveries, are removed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub retention_reports: Duration,
     /// `abuse purge`: closed or dismissed cases without a claim whose last report is
     /// older are removed with their reports and raw messages.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::display::serde_duration")]
     pub retention_cases: Duration,
 }
 

@@ -297,7 +297,8 @@ fn op25b(
     };
     let config = load(config.as_ref())?;
     let nft = spamgate_op25b::NftRunner::from_command_line(nft)
-        .ok_or_else(|| usage("--nft is empty".into()))?;
+        .ok_or_else(|| usage("--nft is empty".into()))?
+        .with_timeout(config.op25b.nft_timeout);
     let now = match now {
         None => std::time::SystemTime::now(),
         Some(text) => {
@@ -1011,14 +1012,12 @@ fn account(
                     };
                     let since = when(&since)?;
                     let until = until.as_deref().map(when).transpose()?;
+                    // Both bounds before the limit: the newest `limit` events of the range.
                     let events = accounts
-                        .events(username.as_deref(), since, limit)
+                        .events_between(username.as_deref(), since, until, limit)
                         .await
                         .map_err(failed)?;
-                    for e in events
-                        .into_iter()
-                        .filter(|e| until.is_none_or(|u| e.at <= u))
-                    {
+                    for e in events {
                         if json {
                             println!("{}", serde_json::to_string(&e).unwrap_or_default());
                         } else {

@@ -1,6 +1,7 @@
 //! `spamgate stats`: decisions per action and per reason, counted from the decision log
-//! lines (`spamgate::decision: action=... reasons="..."`), so any period the logs cover
-//! can be asked about (`journalctl -u spamgate --since ...`), on any host.
+//! lines (`spamgate::decision: action=... reasons="..."`, or the JSON objects of
+//! `log_format = "json"`, in any mix), so any period the logs cover can be asked about
+//! (`journalctl -u spamgate --since ...`), on any host.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -172,7 +173,13 @@ impl Effectiveness {
         let Some(waited) = outcome else {
             return;
         };
-        let Some(at) = line_time(line) else {
+        // A JSON line carries its time; a text line starts with it.
+        let Some(at) = record
+            .timestamp
+            .as_deref()
+            .and_then(line_time)
+            .or_else(|| line_time(line))
+        else {
             self.undated += 1;
             return;
         };
@@ -428,6 +435,192 @@ mod effectiveness_tests {
             ("", None),
         ] {
             assert_eq!(line_time(line), want, "{line:?}");
+        }
+    }
+}
+
+/// Text and JSON decision lines (`[server] log_format`) of the same decisions give the
+/// same figures, in `stats` and in `stats --effectiveness`.
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::display::DisplayZone;
+    use spamgate_app::decision_log::json_str;
+
+    /// One decision: (time, action, reasons, sender).
+    type Decision = (
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static str,
+    );
+
+    /// The daemon's text line, as journald or a file holds it.
+    fn text((at, action, reasons, sender): Decision) -> String {
+        format!(
+            "{at}  INFO spamgate::decision: action={action} client=203.0.113.7 name=x helo=- \
+             sender=<{sender}> recipient=<u@example.net> state=RCPT queue_id=- \
+             reasons=\"{}\" reply=\"DUNNO\"\n",
+            reasons.join(" ")
+        )
+    }
+
+    /// The same decision as a `log_format = "json"` line (docs/operations.md, "JSON
+    /// lines"), optionally behind a syslog-style prefix.
+    fn json((at, action, reasons, sender): Decision, prefix: &str) -> String {
+        let mut out = format!(
+            "{prefix}{{\"timestamp\":\"{at}\",\"level\":\"INFO\",\"target\":\"spamgate::decision\",\"action\":"
+        );
+        json_str(&mut out, action);
+        out.push_str(",\"client\":\"203.0.113.7\",\"name\":\"x\",\"helo\":null,\"sender\":");
+        json_str(&mut out, sender);
+        out.push_str(
+            ",\"recipient\":\"u@example.net\",\"state\":\"RCPT\",\"queue_id\":null,\"reasons\":[",
+        );
+        for (i, reason) in reasons.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_str(&mut out, reason);
+        }
+        out.push_str("],\"reply\":\"DUNNO\"}\n");
+        out
+    }
+
+    /// Both formats of `decisions` (and the text lines mixed with other log lines) count
+    /// `expected` decisions, with the same figures.
+    fn check(decisions: &[Decision], other_lines: &str, expected: u64) {
+        let zone = DisplayZone::parse("+09:00").unwrap();
+        let figures = |log: &str| {
+            let mut counts = DecisionCounts::default();
+            counts.read(log.as_bytes());
+            let mut effect = Effectiveness::default();
+            effect.read(log.as_bytes(), &zone);
+            let report = effect.report(&zone, std::time::Duration::from_secs(86_400));
+            (
+                serde_json::to_value(&counts).unwrap(),
+                serde_json::to_value(&report).unwrap(),
+            )
+        };
+        let text_log: String = decisions.iter().map(|d| text(*d)).collect::<String>() + other_lines;
+        let json_log: String =
+            decisions.iter().map(|d| json(*d, "")).collect::<String>() + other_lines;
+        let syslog_log: String = decisions
+            .iter()
+            .map(|d| json(*d, "<22>spamgate[7]: "))
+            .collect();
+        let want = figures(&text_log);
+        assert_eq!(want.0["decisions"], expected, "{text_log}");
+        assert_eq!(figures(&json_log), want, "{json_log}");
+        assert_eq!(figures(&syslog_log).0["by_reason"], want.0["by_reason"]);
+        // Half and half: one figure for the log, whichever format each line has.
+        let mixed: String = decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| if i % 2 == 0 { text(*d) } else { json(*d, "") })
+            .collect::<String>()
+            + other_lines;
+        assert_eq!(figures(&mixed), want, "{mixed}");
+    }
+
+    const S25R: &str = "client:generic(s25r-1)";
+
+    #[test]
+    fn text_and_json_lines_give_the_same_figures() {
+        check(&[], "", 0);
+        check(
+            &[
+                (
+                    "2026-12-01T01:00:00Z",
+                    "greylist",
+                    &[S25R, "greylist:new(retry_in=300s)"],
+                    "a@example.org",
+                ),
+                (
+                    "2026-12-01T01:10:00Z",
+                    "pass",
+                    &[S25R, "greylist:passed(waited=600s)"],
+                    "a@example.org",
+                ),
+                (
+                    "2026-12-01T02:00:00Z",
+                    "greylist",
+                    &["client:no-ptr", "greylist:new(retry_in=300s)"],
+                    "",
+                ),
+                (
+                    "2026-12-01T03:00:00Z",
+                    "reject",
+                    &[
+                        "dnsbl:bl.example=127.0.0.2*1",
+                        "dnsbl-score:1/1",
+                        "client:proper",
+                    ],
+                    "x@example.com",
+                ),
+                (
+                    "2026-12-02T03:00:00Z",
+                    "pass",
+                    &["allow:client-address=198.51.100.0/28(scope=all)"],
+                    "b@example.net",
+                ),
+                (
+                    "2026-12-03T04:00:00Z",
+                    "greylist",
+                    &[S25R, "greylist:new(retry_in=300s)"],
+                    "c@example.org",
+                ),
+            ],
+            "2026-12-01T00:00:00Z  INFO spamgate: listening on 127.0.0.1:10023\n\
+             {\"timestamp\":\"2026-12-01T00:00:00Z\",\"level\":\"INFO\",\"target\":\"spamgate::daemon\",\"message\":\"spamgate starting\"}\n",
+            6,
+        );
+        // A sender that quotes the other format is only a sender. (A text line's sender
+        // holding ` reasons="` can still fool the text reader: not a JSON matter.)
+        check(
+            &[(
+                "2026-12-01T05:00:00Z",
+                "pass",
+                &["client:proper"],
+                "\"spamgate::decision: action=reject\" {\"target\":\"spamgate::decision\",\"action\":\"reject\",\"reasons\":[]}@example.org",
+            )],
+            "",
+            1,
+        );
+    }
+
+    #[test]
+    fn broken_json_decision_lines_are_unreadable_not_counted() {
+        for (line, unreadable) in [
+            (
+                r#"{"timestamp":"2026-12-01T00:00:00Z","level":"INFO","target":"spamgate::decision","action":"pass","rea"#,
+                1,
+            ),
+            (
+                r#"{"timestamp":"2026-12-01T00:00:00Z","level":"INFO","target":"spamgate::decision","action":"pass"}"#,
+                1,
+            ),
+            (
+                r#"{"target":"spamgate::decision","action":"","reasons":[]}"#,
+                1,
+            ),
+            (
+                r#"{"target":"spamgate::decision","action":"pass","reasons":"client:proper"}"#,
+                1,
+            ),
+            (
+                r#"{"target":"spamgate::daemon","message":"spamgate::decision: action=pass"}"#,
+                0,
+            ),
+            (r#"{"not":"a decision"}"#, 0),
+        ] {
+            let mut counts = DecisionCounts::default();
+            counts.add_line(line);
+            assert_eq!(
+                (counts.decisions, counts.unreadable),
+                (0, unreadable),
+                "{line}"
+            );
         }
     }
 }

@@ -813,3 +813,102 @@ fn config_check_warns_when_postfix_never_asks_at_the_charge_stage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{out:?}");
 }
+
+/// `[op25b] nft_timeout` reaches the nft calls of `op25b apply` and of the desk's sync: a
+/// load that hangs fails naming the configured limit, and is not reported as loaded.
+#[test]
+fn op25b_apply_with_a_hung_nft_fails_naming_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("policy.sock"),
+        "[op25b]\npools = [\"198.51.100.0/24\"]\nnft_timeout = \"1s\"\n",
+    );
+    let parsed = Config::load(&config).unwrap();
+    assert_eq!(
+        parsed.op25b_settings().unwrap().nft.timeout(),
+        Duration::from_secs(1)
+    );
+    let nft = dir.path().join("nft");
+    std::fs::write(
+        &nft,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{calls}\ncase \"$*\" in\n  \"-c -f -\") cat >/dev/null ;;\n  \"-f -\") sleep 30 ;;\nesac\n",
+            calls = dir.path().join("calls").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, stdout, stderr) =
+        run_with_config(&config, &["op25b", "apply", "--nft", nft.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nft -f -` did not finish within nft_timeout (1s)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("loaded;"), "{stderr}");
+    assert_eq!(stdout, "");
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    assert_eq!(calls, "-c -f -\n-f -\n");
+}
+
+/// `config check` writes every duration as an operator writes it (`365days`, `1m 30s`),
+/// never humantime's `11months 30days 3h 50m 24s`, and what it prints reads back as the
+/// same configuration.
+#[test]
+fn config_check_prints_every_duration_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("policy.sock"),
+        "[spf]\ntimeout = \"90s\"\n\
+         [learn]\nmin_span = \"2days\"\nwindow = \"45days\"\nttl = \"31days\"\nrefuse_for = \"400days\"\n\
+         [op25b]\npools = [\"198.51.100.0/24\"]\nhits_timeout = \"3650days\"\nnft_timeout = \"90s\"\n\
+         exempt = [{ prefix = \"198.51.100.7\", reason = \"opt-out #1\" }]\n\
+         [desk]\nretention_sessions = \"183days\"\nretention_reports = \"365days\"\nretention_cases = \"1095days\"\n\
+         [admin]\nsession_ttl = \"36h\"\nlogin_window = \"90m\"\n",
+    );
+    let (code, stdout, stderr) = run_with_config(&config, &["config", "check"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let printed = |section: &str, key: &str| -> Option<String> {
+        let mut current = "";
+        for line in stdout.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = name;
+            } else if current == section
+                && let Some(value) = line.strip_prefix(&format!("{key} = "))
+            {
+                return Some(value.to_owned());
+            }
+        }
+        None
+    };
+    let check = |section: &str, key: &str, expected: &str| {
+        assert_eq!(
+            printed(section, key).as_deref(),
+            Some(expected),
+            "[{section}] {key}"
+        );
+    };
+    check("spf", "timeout", "\"1m 30s\"");
+    check("learn", "min_span", "\"2days\"");
+    check("learn", "window", "\"45days\"");
+    check("learn", "ttl", "\"31days\"");
+    check("learn", "refuse_for", "\"400days\"");
+    check("op25b", "hits_timeout", "\"3650days\"");
+    check("op25b", "nft_timeout", "\"1m 30s\"");
+    check("desk", "retention_sessions", "\"183days\"");
+    check("desk", "retention_reports", "\"365days\"");
+    check("desk", "retention_cases", "\"1095days\"");
+    check("admin", "session_ttl", "\"1day 12h\"");
+    check("admin", "login_window", "\"1h 30m\"");
+    for word in ["month", "year", "us\"", "ns\""] {
+        assert!(!stdout.contains(word), "{word} in:\n{stdout}");
+    }
+    assert_eq!(
+        Config::parse(&stdout).unwrap(),
+        Config::load(&config).unwrap(),
+        "{stdout}"
+    );
+}

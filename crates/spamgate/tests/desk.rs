@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 mod process;
-use process::{ask, run_with_config, serve, spamgate};
+use process::{ask, run_with_config, run_with_config_stdin, serve, spamgate};
 
 const ALICE_ACCOUNT: &str = "alice-smtp@isp.example.jp";
 
@@ -60,21 +60,7 @@ zones = []
 
 /// `spamgate abuse ingest -c CONFIG` with `message` on stdin: (exit code, stdout, stderr).
 fn ingest(config: &Path, message: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = spamgate()
-        .args(["abuse", "ingest", "-c"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_with_config_stdin(config, &["abuse", "ingest"], message)
 }
 
 /// Runs a command that must succeed; its stdout.

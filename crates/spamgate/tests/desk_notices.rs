@@ -3,59 +3,17 @@
 //! failure shows in `abuse deliveries` with its error, and `abuse deliver` (the timer's
 //! command) sends it once the relay is up. `abuse signals` is wired and idempotent.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 mod process;
 use process::{run_with_config, spamgate};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Sink(Child);
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `smtp-sink` on 127.0.0.1:`port`, one file per message under `dir`.
-fn sink(port: u16, dir: &Path) -> Sink {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut command = Command::new("smtp-sink");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if root {
-        // As root it insists on a user to drop to.
-        command.args(["-u", "root"]);
-    }
-    let child = command
-        .arg("-d")
-        .arg(format!("{}/%M.", dir.display()))
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("10")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("smtp-sink (package postfix) must be installed");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Sink(child)
-}
+// The same `smtp-sink` fixture as the app crate's notice tests.
+#[path = "../../app/tests/smtp_sink/mod.rs"]
+mod smtp_sink;
+use smtp_sink::{Sink, free_port};
 
 fn write_config(dir: &Path, relay_port: u16) -> PathBuf {
     let path = dir.join("spamgate.toml");
@@ -151,7 +109,7 @@ fn a_notice_failed_at_the_relay_is_shown_and_sent_by_a_later_deliver() {
 
     // The relay is up: the timer's command sends it once its retry is due.
     let mail = dir.path().join("mail");
-    let _sink = sink(port, &mail);
+    let _sink = Sink::start(port, &mail);
     let mut sent = false;
     for _ in 0..40 {
         let out = ok(&config, &["abuse", "deliver"]);

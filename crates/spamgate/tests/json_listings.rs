@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 mod process;
-use process::run_with_config;
+use process::{run_with_config, run_with_config_stdin};
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     // No DNS server at this address: lookups fail fast and decide nothing.
@@ -29,6 +29,29 @@ fn run(config: &Path, args: &[&str]) -> String {
     let (code, stdout, stderr) = run_with_config(config, args);
     assert_eq!(code, Some(0), "{args:?}: {stderr}");
     stdout
+}
+
+/// `spamgate check --record` of a dynamic-looking client (203.0.113.7): greylisted, one
+/// pending triplet.
+fn record_greylisted(config: &Path) {
+    let name = "203-0-113-7.dyn.example.net";
+    run(
+        config,
+        &[
+            "check",
+            "--client-address",
+            "203.0.113.7",
+            "--client-name",
+            name,
+            "--reverse-client-name",
+            name,
+            "--sender",
+            "a@example.org",
+            "--recipient",
+            "user@example.net",
+            "--record",
+        ],
+    );
 }
 
 /// Each stdout line as JSON, with `added_at` (the clock's) checked and taken out.
@@ -101,52 +124,15 @@ fn greylist_stats_json_counts() {
     };
     assert_eq!(stats(&config), json!({"pending": 0, "passed": 0, "awl": 0}));
     // A dynamic-looking client is greylisted: one pending triplet.
-    let name = "203-0-113-7.dyn.example.net";
-    run(
-        &config,
-        &[
-            "check",
-            "--client-address",
-            "203.0.113.7",
-            "--client-name",
-            name,
-            "--reverse-client-name",
-            name,
-            "--sender",
-            "a@example.org",
-            "--recipient",
-            "user@example.net",
-            "--record",
-        ],
-    );
+    record_greylisted(&config);
     assert_eq!(stats(&config), json!({"pending": 1, "passed": 0, "awl": 0}));
 }
 
 /// `spamgate ARGS -c CONFIG` with `input` on stdin: its stdout, which must succeed.
 fn run_stdin(config: &Path, args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spamgate"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let (code, stdout, stderr) = run_with_config_stdin(config, args, input);
+    assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    stdout
 }
 
 #[test]
@@ -334,24 +320,7 @@ fn text_listings_show_times_in_the_display_zone() {
         ),
     )
     .unwrap();
-    let name = "203-0-113-7.dyn.example.net";
-    run(
-        &config,
-        &[
-            "check",
-            "--client-address",
-            "203.0.113.7",
-            "--client-name",
-            name,
-            "--reverse-client-name",
-            name,
-            "--sender",
-            "a@example.org",
-            "--recipient",
-            "user@example.net",
-            "--record",
-        ],
-    );
+    record_greylisted(&config);
     run(
         &config,
         &[

@@ -5,10 +5,9 @@ mod process;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use process::{Killed, ask, spamgate, wait_for};
+use process::{ask, serve, serve_logging_to, spamgate};
 
 /// From an allow-listed client: answered without DNS.
 const ALLOWED: &str = "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=198.51.100.3\nclient_name=mx.example.org\nhelo_name=mx \"quoted\"\nsender=a@example.org\nrecipient=b@example.net\nqueue_id=4XyZ1\n\n";
@@ -71,17 +70,8 @@ fn check_decision(value: &serde_json::Value) {
 fn json_lines_on_stderr_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), r#"log_format = "json""#, "info");
-    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-    let child = spamgate()
-        .args(["serve", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let daemon = Killed(child);
     let socket = dir.path().join("policy.sock");
-    wait_for(&socket);
+    let daemon = serve_logging_to(&config, &socket, &dir.path().join("stderr"));
     assert_eq!(ask(&socket, ALLOWED), "action=DUNNO\n\n");
     daemon.stop();
     let text = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
@@ -92,6 +82,28 @@ fn json_lines_on_stderr_one_object_per_line() {
         .collect();
     assert_eq!(decisions.len(), 1, "{text}");
     check_decision(decisions[0]);
+    // `spamgate stats` counts the JSON decision line this daemon really wrote, and
+    // nothing else in the log.
+    let out = spamgate()
+        .args(["stats", "--json", "-c"])
+        .arg(&config)
+        .arg(dir.path().join("stderr"))
+        .output()
+        .unwrap();
+    let counted: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(counted["decisions"], 1, "{counted}");
+    assert_eq!(
+        counted["by_action"],
+        serde_json::json!({"pass": 1}),
+        "{counted}"
+    );
+    assert_eq!(
+        counted["by_reason"],
+        serde_json::json!({"allow:client-address": 1}),
+        "{counted}"
+    );
+    assert_eq!(counted["unreadable"], 0, "{counted}");
     // Other events: level, target, message and their own fields as members.
     assert!(
         lines.iter().any(|l| l["level"] == "INFO"
@@ -120,17 +132,9 @@ fn syslog_datagrams_at_facility_mail() {
             ),
             log_level,
         );
-        let child = spamgate()
-            .args(["serve", "-c"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let daemon = Killed(child);
         let socket = dir.path().join("policy.sock");
-        wait_for(&socket);
+        let daemon = serve(&config, &socket);
+        let pid = daemon.0.id();
         assert_eq!(ask(&socket, ALLOWED), "action=DUNNO\n\n");
         daemon.stop();
         let mut datagrams = Vec::new();
@@ -192,17 +196,8 @@ fn a_filtered_decision_target_writes_no_decision_line() {
         r#"log_format = "json""#,
         "info,spamgate::decision=warn",
     );
-    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-    let child = spamgate()
-        .args(["serve", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let daemon = Killed(child);
     let socket = dir.path().join("policy.sock");
-    wait_for(&socket);
+    let daemon = serve_logging_to(&config, &socket, &dir.path().join("stderr"));
     assert_eq!(ask(&socket, ALLOWED), "action=DUNNO\n\n");
     daemon.stop();
     let text = std::fs::read_to_string(dir.path().join("stderr")).unwrap();

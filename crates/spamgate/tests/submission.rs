@@ -74,7 +74,7 @@ async fn a_normal_account_sends_until_its_hourly_limit() {
     let events = h
         .service
         .store()
-        .events(Some("taro@example.jp"), 0, 10)
+        .events(Some("taro@example.jp"), 0, None, 10)
         .await
         .unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
@@ -165,7 +165,7 @@ async fn suspension_takes_effect_on_the_next_request() {
     let events = h
         .service
         .store()
-        .events(Some("saburo@example.jp"), 0, 10)
+        .events(Some("saburo@example.jp"), 0, None, 10)
         .await
         .unwrap();
     assert_eq!(events.len(), 2);

@@ -166,6 +166,6 @@ forward! {
     AccountAdmin {
         put_account(account: &Account) -> ();
         list_accounts(limit: usize) -> Vec<Account>;
-        events(username: Option<&str>, since: UnixTime, limit: usize) -> Vec<AccountEvent>;
+        events(username: Option<&str>, since: UnixTime, until: Option<UnixTime>, limit: usize) -> Vec<AccountEvent>;
     }
 }

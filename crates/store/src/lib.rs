@@ -330,11 +330,13 @@ pub trait AccountAdmin: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
 
-    /// Newest first; `username` None = all accounts; only events at or after `since`.
+    /// Newest first; `username` None = all accounts; only events at or after `since` and
+    /// (with `until`) at or before `until`; at most `limit` of those.
     fn events(
         &self,
         username: Option<&str>,
         since: UnixTime,
+        until: Option<UnixTime>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<AccountEvent>, StoreError>> + Send;
 }

@@ -161,7 +161,7 @@ async fn expire_removes_idle_rate_states_and_old_events() {
 
     // Events older than 10 days go; the newer one stays.
     assert_eq!(store.expire(T0 + 10 * DAY + 1).await.unwrap(), 1 + 1 + 2);
-    let left = store.events(None, 0, 10).await.unwrap();
+    let left = store.events(None, 0, None, 10).await.unwrap();
     assert_eq!(left, [event(T0 + 5 * DAY, "h1@example.jp", exceeded(10))]);
     assert_eq!(rate_rows(&fixture), 0);
     store.close().await;

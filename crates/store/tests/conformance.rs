@@ -1090,21 +1090,36 @@ async fn events_newest_first_filtered_and_bounded(backend: impl Backend) {
     for event in &recorded {
         store.record_event(event).await.unwrap();
     }
-    let check = async |username: Option<&str>, since: u64, limit: usize, expected: &[usize]| {
-        let got = store.events(username, since, limit).await.unwrap();
+    let check = async |username: Option<&str>,
+                       (since, until): (u64, Option<u64>),
+                       limit: usize,
+                       expected: &[usize]| {
+        let got = store.events(username, since, until, limit).await.unwrap();
         let wanted: Vec<AccountEvent> = expected.iter().map(|&i| recorded[i].clone()).collect();
-        assert_eq!(got, wanted, "{username:?} since {since} limit {limit}");
+        assert_eq!(
+            got, wanted,
+            "{username:?} since {since} until {until:?} limit {limit}"
+        );
     };
     // Same second: the later recorded comes first.
-    check(None, 0, 100, &[5, 4, 3, 2, 1, 0]).await;
-    check(None, 0, 2, &[5, 4]).await;
-    check(None, 0, 0, &[]).await;
-    check(None, T0 + 10, 100, &[5, 4, 3, 2, 1]).await;
-    check(Some("a@example.jp"), 0, 100, &[3, 2, 0]).await;
-    check(Some("a@example.jp"), T0 + 1, 100, &[3, 2]).await;
-    check(Some("a@example.jp"), T0 + 1, 1, &[3]).await;
-    check(Some("b@example.jp"), T0 + 31, 100, &[]).await;
-    check(Some("nobody@example.jp"), 0, 100, &[]).await;
+    check(None, (0, None), 100, &[5, 4, 3, 2, 1, 0]).await;
+    check(None, (0, None), 2, &[5, 4]).await;
+    check(None, (0, None), 0, &[]).await;
+    check(None, (T0 + 10, None), 100, &[5, 4, 3, 2, 1]).await;
+    check(Some("a@example.jp"), (0, None), 100, &[3, 2, 0]).await;
+    check(Some("a@example.jp"), (T0 + 1, None), 100, &[3, 2]).await;
+    check(Some("a@example.jp"), (T0 + 1, None), 1, &[3]).await;
+    check(Some("b@example.jp"), (T0 + 31, None), 100, &[]).await;
+    check(Some("nobody@example.jp"), (0, None), 100, &[]).await;
+    // `until` bounds the range before `limit` picks the newest of it (not the newest
+    // overall, then filtered: that would leave nothing here).
+    check(None, (0, Some(T0 + 20)), 2, &[3, 2]).await;
+    check(None, (0, Some(T0 + 20)), 100, &[3, 2, 1, 0]).await;
+    check(None, (0, Some(T0 + 9)), 1, &[0]).await;
+    check(None, (T0 + 10, Some(T0 + 10)), 100, &[1]).await;
+    check(Some("b@example.jp"), (0, Some(T0 + 29)), 1, &[1]).await;
+    check(Some("a@example.jp"), (T0 + 1, Some(T0 + 19)), 100, &[]).await;
+    check(None, (T0 + 30, Some(T0 + 20)), 100, &[]).await;
     backend.close(store).await;
 }
 
@@ -1155,17 +1170,20 @@ async fn expiry_drops_old_events_and_idle_rate_states(backend: impl Backend) {
 
     // Events older than the retention (10 days) go; the newer one stays, in both
     // listings.
-    assert_eq!(store.events(None, 0, 10).await.unwrap().len(), 3);
+    assert_eq!(store.events(None, 0, None, 10).await.unwrap().len(), 3);
     store.expire(T0 + 10 * DAY + 1).await.unwrap();
     let kept = [event(T0 + 5 * DAY, "h1@example.jp", exceeded(10))];
-    assert_eq!(store.events(None, 0, 10).await.unwrap(), kept);
+    assert_eq!(store.events(None, 0, None, 10).await.unwrap(), kept);
     assert_eq!(
-        store.events(Some("h1@example.jp"), 0, 10).await.unwrap(),
+        store
+            .events(Some("h1@example.jp"), 0, None, 10)
+            .await
+            .unwrap(),
         kept
     );
     assert!(
         store
-            .events(Some("h2@example.jp"), 0, 10)
+            .events(Some("h2@example.jp"), 0, None, 10)
             .await
             .unwrap()
             .is_empty()

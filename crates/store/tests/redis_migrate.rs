@@ -119,7 +119,10 @@ async fn goes_on(store: &impl FullStore) {
         .unwrap();
     assert!(!charged[0].1.allowed, "7 of 10 were used before the move");
     assert_eq!(store.allow_list().await.unwrap().len(), 2);
-    let events = store.events(Some("bob@example.jp"), 0, 10).await.unwrap();
+    let events = store
+        .events(Some("bob@example.jp"), 0, None, 10)
+        .await
+        .unwrap();
     let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(details, ["third", "second", "first"]);
 }

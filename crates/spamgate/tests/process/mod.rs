@@ -1,5 +1,5 @@
 //! Helpers for tests that run the real `spamgate` binary as a process and talk to it over
-//! a UNIX socket (shared by cli.rs and cluster.rs).
+//! a UNIX socket (shared by cli.rs, cluster.rs, logs.rs, json_listings.rs and others).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -51,16 +51,60 @@ impl Drop for Killed {
 
 /// `spamgate serve -c CONFIG`, once its socket exists.
 pub fn serve(config: &Path, socket: &Path) -> Killed {
+    serve_to(config, socket, Stdio::null())
+}
+
+/// [`serve`] with the daemon's stderr (its log, by default) written to `stderr`.
+pub fn serve_logging_to(config: &Path, socket: &Path, stderr: &Path) -> Killed {
+    serve_to(
+        config,
+        socket,
+        std::fs::File::create(stderr).unwrap().into(),
+    )
+}
+
+fn serve_to(config: &Path, socket: &Path, stderr: Stdio) -> Killed {
     let child = spamgate()
         .args(["serve", "-c"])
         .arg(config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let daemon = Killed(child);
     wait_for(socket);
     daemon
+}
+
+/// `spamgate ARGS... -c CONFIG` with `input` on stdin, to its end: (exit code, stdout,
+/// stderr).
+pub fn run_with_config_stdin(
+    config: &Path,
+    args: &[&str],
+    input: impl AsRef<[u8]>,
+) -> (Option<i32>, String, String) {
+    let mut child = spamgate()
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // On its own thread: a child that answers before reading all of stdin cannot stall us.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.as_ref().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn wait_for(path: &Path) {

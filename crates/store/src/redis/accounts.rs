@@ -309,9 +309,10 @@ impl AccountAdmin for RedisStore {
         &self,
         username: Option<&str>,
         since: UnixTime,
+        until: Option<UnixTime>,
         limit: usize,
     ) -> Result<Vec<AccountEvent>, StoreError> {
-        if limit == 0 {
+        if limit == 0 || until.is_some_and(|u| u < since) {
             return Ok(Vec::new());
         }
         let key = self.events_key(username);
@@ -320,7 +321,7 @@ impl AccountAdmin for RedisStore {
             .bounded(
                 redis::cmd("ZREVRANGEBYSCORE")
                     .arg(&key)
-                    .arg("+inf")
+                    .arg(until.map_or_else(|| "+inf".to_owned(), |u| u.to_string()))
                     .arg(since)
                     .arg("LIMIT")
                     .arg(0)

@@ -52,10 +52,11 @@ impl AccountAdmin for SqliteStore {
         &self,
         username: Option<&str>,
         since: UnixTime,
+        until: Option<UnixTime>,
         limit: usize,
     ) -> Result<Vec<AccountEvent>, StoreError> {
         let username = username.map(str::to_string);
-        self.read(move |conn| list_events(conn, username.as_deref(), since, limit))
+        self.read(move |conn| list_events(conn, username.as_deref(), since, until, limit))
             .await
     }
 }
@@ -198,9 +199,11 @@ pub(super) fn list_events(
     conn: &mut Connection,
     username: Option<&str>,
     since: UnixTime,
+    until: Option<UnixTime>,
     limit: usize,
 ) -> rusqlite::Result<Vec<AccountEvent>> {
     let since = sql_int(since);
+    let until = until.map_or(i64::MAX, sql_int);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let from_row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<AccountEvent> {
         let data: String = row.get(2)?;
@@ -219,16 +222,17 @@ pub(super) fn list_events(
         Some(username) => conn
             .prepare_cached(
                 "SELECT at, username, data, detail FROM account_events
-                 WHERE username = ?1 AND at >= ?2 ORDER BY at DESC, id DESC LIMIT ?3",
+                 WHERE username = ?1 AND at >= ?2 AND at <= ?3
+                 ORDER BY at DESC, id DESC LIMIT ?4",
             )?
-            .query_map(params![username, since, limit], from_row)?
+            .query_map(params![username, since, until, limit], from_row)?
             .collect(),
         None => conn
             .prepare_cached(
                 "SELECT at, username, data, detail FROM account_events
-                 WHERE at >= ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+                 WHERE at >= ?1 AND at <= ?2 ORDER BY at DESC, id DESC LIMIT ?3",
             )?
-            .query_map(params![since, limit], from_row)?
+            .query_map(params![since, until, limit], from_row)?
             .collect(),
     }
 }
