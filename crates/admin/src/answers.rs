@@ -522,3 +522,200 @@ pub enum LadderStep {
 pub fn to_value<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
+
+// --- the desk endpoints of `api_desk.rs`
+
+/// A line of an address-history document that was refused.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RejectedRecord {
+    /// Its byte offset in the body.
+    pub offset: u64,
+    pub why: String,
+}
+
+/// `POST /api/v1/import/sessions`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionsImported {
+    /// radius-detail, kea-csv, static or cgnat.
+    pub format: String,
+    pub source: String,
+    /// The body's length in bytes.
+    pub length: u64,
+    /// How far the document was read (the whole body: its length).
+    pub to_offset: u64,
+    /// Session records written (inserted or updated).
+    pub upserted: u64,
+    /// Sessions closed because their NAS restarted.
+    pub closed_by_nas_reset: u64,
+    /// The first 100 refused records.
+    pub rejected: Vec<RejectedRecord>,
+    pub rejected_count: u64,
+}
+
+/// `POST /api/v1/import/customers`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomersImported {
+    pub imported: u64,
+    /// The first 100 customer ids of the body.
+    pub ids: Vec<String>,
+}
+
+/// `POST /api/v1/customers/{id}/identities`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IdentityLinked {
+    pub customer: String,
+    /// radius-user, hwaddr or client-id.
+    pub kind: String,
+    pub value: String,
+}
+
+/// `POST /api/v1/customers/{id}/enforce`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reenforced {
+    pub customer: String,
+    /// The accounts whose status changed.
+    pub accounts: Vec<AccountChange>,
+}
+
+/// One entry of the delivery queue.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: i64,
+    /// op25b, hook or notify.
+    pub kind: String,
+    pub customer: String,
+    /// The ladder action it carries out; `null` if the stored one is unreadable.
+    pub payload: Option<LadderAction>,
+    /// pending, done or failed.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+}
+
+/// `GET /api/v1/deliveries`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Deliveries {
+    pub deliveries: Vec<Delivery>,
+}
+
+/// `POST /api/v1/deliveries/run`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveriesRun {
+    pub runs: Vec<DeliveryRun>,
+    /// The settings missing for some kinds (`hook_command`, `notice_relay_host`):
+    /// those deliveries stay queued.
+    pub unconfigured: Vec<String>,
+}
+
+/// `POST /api/v1/deliveries/{id}/retry`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryRetried {
+    pub runs: Vec<DeliveryRun>,
+}
+
+/// An internal report filed by `POST /api/v1/signals`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SignalFiled {
+    pub report_id: i64,
+    pub customer: String,
+    /// The case it was attached to, if any.
+    pub case_id: Option<i64>,
+}
+
+/// A signal filed for triage (no customer found for it).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SignalTriaged {
+    pub report_id: i64,
+    /// The OP25B source address.
+    pub source: String,
+}
+
+/// `POST /api/v1/signals`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SignalsFiled {
+    pub filed: Vec<SignalFiled>,
+    /// Signals already filed by an earlier run.
+    pub already_filed: u64,
+    /// Accounts with signals but linked to no customer: not filed.
+    pub unlinked: Vec<String>,
+    pub triaged: Vec<SignalTriaged>,
+}
+
+/// A network an organisation's mail came from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LearnedNetwork {
+    pub network: String,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub passes: u32,
+}
+
+/// One organisation followed for learned exemptions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LearnedOrg {
+    pub org: String,
+    pub networks: Vec<LearnedNetwork>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_until: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_until: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// Exempted now.
+    pub learned: bool,
+    /// Evidence against it blocks learning now.
+    pub refused_now: bool,
+}
+
+impl LearnedOrg {
+    pub fn new(r: &spamgate_engine::learn::LearnRecord, now: u64) -> Self {
+        LearnedOrg {
+            org: r.org.clone(),
+            networks: r
+                .networks
+                .iter()
+                .map(|n| LearnedNetwork {
+                    network: n.network.clone(),
+                    first_seen: n.first_seen,
+                    last_seen: n.last_seen,
+                    passes: n.passes,
+                })
+                .collect(),
+            learned_at: r.learned_at,
+            learned_until: r.learned_until,
+            refused_until: r.refused_until,
+            refused: r.refused.clone(),
+            learned: r.is_learned(now),
+            refused_now: r.is_refused(now),
+        }
+    }
+}
+
+/// `GET /api/v1/learned`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LearnedOrgs {
+    pub organisations: Vec<LearnedOrg>,
+}
+
+/// `DELETE /api/v1/learned/{domain}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LearnedRemoved {
+    pub organisation: String,
+    pub removed: bool,
+}
+
+/// `DELETE /api/v1/learned`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LearnedCleared {
+    /// How many organisations were forgotten.
+    pub removed: u64,
+}
+
+/// `GET /api/v1/greylist/triplets`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Triplets {
+    pub triplets: Vec<Triplet>,
+}

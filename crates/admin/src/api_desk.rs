@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::answers as a;
 use spamgate_app::accounts::AccountService;
 use spamgate_app::desk::{AccountChange, DeskService, QueueRun};
 use spamgate_app::learned::LearnedService;
@@ -40,7 +42,7 @@ fn limit(given: Option<usize>) -> usize {
     given.unwrap_or(100).clamp(1, MAX_LIMIT)
 }
 
-fn ok(value: Value) -> ApiResult {
+fn ok<T: serde::Serialize>(value: T) -> ApiResult {
     Ok(ApiJson(value).into_response())
 }
 
@@ -118,16 +120,25 @@ pub async fn run_queued(
     }
 }
 
-fn changes_json(changed: &[AccountChange]) -> Vec<Value> {
+fn changes_json(changed: &[AccountChange]) -> Vec<a::AccountChange> {
     changed
         .iter()
-        .map(|a| json!({"username": a.username, "from": a.from.id(), "to": a.to.id()}))
+        .map(|c| a::AccountChange {
+            username: c.username.clone(),
+            from: c.from,
+            to: c.to,
+        })
         .collect()
+}
+
+fn audit_value<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 // --- address history
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsQuery {
     /// radius-detail, kea-csv, static or cgnat.
@@ -143,7 +154,7 @@ pub struct SessionsQuery {
 /// is refused (400) and nothing is written.
 #[utoipa::path(post, path = "/api/v1/import/sessions", tag = "desk", params(SessionsQuery),
     request_body(content = String, content_type = "text/plain"),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = a::SessionsImported), (status = 400, body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody)))]
 pub async fn sessions_import(
     who: Operator,
@@ -169,11 +180,14 @@ pub async fn sessions_import(
     let import = desk
         .import_session_bytes(format!("api:{source}"), body.to_vec(), format)
         .await?;
-    let rejected: Vec<Value> = import
+    let rejected: Vec<a::RejectedRecord> = import
         .rejected
         .iter()
         .take(100)
-        .map(|(offset, why)| json!({"offset": offset, "why": why}))
+        .map(|(offset, why)| a::RejectedRecord {
+            offset: *offset,
+            why: why.clone(),
+        })
         .collect();
     if import.summary.upserted == 0 && !import.rejected.is_empty() {
         let first = &import.rejected[0];
@@ -185,13 +199,17 @@ pub async fn sessions_import(
             first.1
         )));
     }
-    let value = json!({
-        "format": format.as_str(), "source": source, "length": length,
-        "to_offset": import.to_offset, "upserted": import.summary.upserted,
-        "closed_by_nas_reset": import.summary.sessions_closed_by_nas_reset,
-        "rejected": rejected, "rejected_count": import.rejected.len(),
-    });
-    who.audit(&state, "sessions.import", source, value.clone());
+    let value = a::SessionsImported {
+        format: format.as_str().to_string(),
+        source: source.clone(),
+        length: length as u64,
+        to_offset: import.to_offset,
+        upserted: import.summary.upserted as u64,
+        closed_by_nas_reset: import.summary.sessions_closed_by_nas_reset as u64,
+        rejected,
+        rejected_count: import.rejected.len() as u64,
+    };
+    who.audit(&state, "sessions.import", source, audit_value(&value));
     ok(value)
 }
 
@@ -202,7 +220,7 @@ pub async fn sessions_import(
 /// refused line refuses the whole body (400, the lines named), nothing imported.
 #[utoipa::path(post, path = "/api/v1/import/customers", tag = "desk",
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = a::CustomersImported), (status = 400, body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody)))]
 pub async fn customers_import(
     who: Operator,
@@ -230,8 +248,16 @@ pub async fn customers_import(
     }
     let ids: Vec<String> = customers.iter().take(100).map(|c| c.id.clone()).collect();
     let count = state.desk()?.import_customers(customers).await?;
-    let value = json!({ "imported": count, "ids": ids });
-    who.audit(&state, "customer.import", count.to_string(), value.clone());
+    let value = a::CustomersImported {
+        imported: count as u64,
+        ids,
+    };
+    who.audit(
+        &state,
+        "customer.import",
+        count.to_string(),
+        audit_value(&value),
+    );
     ok(value)
 }
 
@@ -248,8 +274,8 @@ pub struct IdentityRequest {
 /// customer (`spamgate customer link --radius-user|--hwaddr|--client-id`), so its
 /// sessions attribute to it. Operator. A link replaces the identity's earlier one.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/identities", tag = "desk",
-    params(("id" = String, Path)), request_body = IdentityRequest,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    params(("id" = String, Path, description = "the customer id")), request_body = IdentityRequest,
+    responses((status = 200, body = a::IdentityLinked), (status = 403, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody),
         (status = 404, body = crate::ErrorBody)))]
 pub async fn customer_link_identity(
     who: Operator,
@@ -274,8 +300,12 @@ pub async fn customer_link_identity(
         .desk()?
         .link_identity(identity.clone(), id.clone())
         .await?;
-    let value = json!({ "customer": id, "kind": identity.kind(), "value": identity.value() });
-    who.audit(&state, "customer.link_identity", id, value.clone());
+    let value = a::IdentityLinked {
+        customer: id.clone(),
+        kind: identity.kind().to_string(),
+        value: identity.value().to_string(),
+    };
+    who.audit(&state, "customer.link_identity", id, audit_value(&value));
     ok(value)
 }
 
@@ -283,8 +313,8 @@ pub async fn customer_link_identity(
 /// suspended or terminated step again (`spamgate abuse enforce`: after an enforcement
 /// that failed part-way, or an account linked later). Operator.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/enforce", tag = "desk",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    params(("id" = String, Path, description = "the customer id")),
+    responses((status = 200, body = a::Reenforced), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn customer_enforce(
     who: Operator,
     State(state): State<AdminState>,
@@ -294,14 +324,18 @@ pub async fn customer_enforce(
         .desk()?
         .reapply(id.clone(), who.user.clone(), desk_now(&state))
         .await?;
-    let value = json!({ "customer": id, "accounts": changes_json(&changed) });
-    who.audit(&state, "customer.enforce", id, value.clone());
+    let value = a::Reenforced {
+        customer: id.clone(),
+        accounts: changes_json(&changed),
+    };
+    who.audit(&state, "customer.enforce", id, audit_value(&value));
     ok(value)
 }
 
 // --- the delivery queue
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// pending (default), done or failed.
@@ -312,7 +346,7 @@ pub struct DeliveriesQuery {
 /// `GET /api/v1/deliveries?state=`: the delivery queue (OP25B syncs, hooks, notices;
 /// `spamgate abuse deliveries`). Viewer.
 #[utoipa::path(get, path = "/api/v1/deliveries", tag = "desk", params(DeliveriesQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = a::Deliveries), (status = 400, body = crate::ErrorBody)))]
 pub async fn deliveries_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -329,18 +363,20 @@ pub async fn deliveries_list(
         }
     };
     let deliveries = state.desk()?.deliveries(wanted, limit(q.limit)).await?;
-    let list: Vec<Value> = deliveries
+    let deliveries = deliveries
         .iter()
-        .map(|d| {
-            json!({
-                "id": d.id, "kind": d.kind.as_str(), "customer": d.customer,
-                "payload": serde_json::from_str::<Value>(&d.payload).unwrap_or(Value::Null),
-                "state": d.state.as_str(), "attempts": d.attempts,
-                "next_attempt": d.next_attempt, "last_error": d.last_error,
-            })
+        .map(|d| a::Delivery {
+            id: d.id,
+            kind: d.kind.as_str().to_string(),
+            customer: d.customer.clone(),
+            payload: serde_json::from_str(&d.payload).ok(),
+            state: d.state.as_str().to_string(),
+            attempts: d.attempts,
+            next_attempt: d.next_attempt,
+            last_error: d.last_error.clone(),
         })
         .collect();
-    ok(json!({ "deliveries": list }))
+    ok(a::Deliveries { deliveries })
 }
 
 /// `POST /api/v1/deliveries/run`: carries out every due delivery now (`spamgate abuse
@@ -348,7 +384,7 @@ pub async fn deliveries_list(
 /// hook_command`, notices with `notice_relay_host` (the ones not configured stay
 /// queued; `unconfigured` names them). Operator.
 #[utoipa::path(post, path = "/api/v1/deliveries/run", tag = "desk",
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = a::DeliveriesRun), (status = 403, body = crate::ErrorBody)))]
 pub async fn deliveries_run(who: Operator, State(state): State<AdminState>) -> ApiResult {
     let desk = state.desk()?;
     let run = desk.run_queued_now(desk_now(&state), RUN_LIMIT).await?;
@@ -361,12 +397,16 @@ pub async fn deliveries_run(who: Operator, State(state): State<AdminState>) -> A
         unconfigured.push("notice_relay_host");
     }
     let runs = runs_json(&run);
-    let value = json!({ "runs": runs, "unconfigured": unconfigured });
+    let count = runs.len();
+    let value = a::DeliveriesRun {
+        runs,
+        unconfigured: unconfigured.into_iter().map(String::from).collect(),
+    };
     who.audit(
         &state,
         "deliveries.run",
         String::new(),
-        json!({ "runs": runs.len() }),
+        json!({ "runs": count }),
     );
     ok(value)
 }
@@ -376,7 +416,7 @@ pub async fn deliveries_run(who: Operator, State(state): State<AdminState>) -> A
 /// or done delivery; 409 when nothing here can run its kind (no hook command, no relay).
 #[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "desk",
     params(("id" = i64, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody),
+    responses((status = 200, body = a::DeliveryRetried), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
         (status = 409, body = crate::ErrorBody)))]
 pub async fn delivery_retry(
     who: Operator,
@@ -384,8 +424,15 @@ pub async fn delivery_retry(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     let run = state.desk()?.retry_delivery(id, desk_now(&state)).await?;
-    let value = json!({ "runs": runs_json(&run) });
-    who.audit(&state, "delivery.retry", id.to_string(), value.clone());
+    let value = a::DeliveryRetried {
+        runs: runs_json(&run),
+    };
+    who.audit(
+        &state,
+        "delivery.retry",
+        id.to_string(),
+        audit_value(&value),
+    );
     ok(value)
 }
 
@@ -396,7 +443,7 @@ pub async fn delivery_retry(
 /// here, the OP25B hits above `[desk] signal_op25b_hits`, as internal reports
 /// (`spamgate abuse signals`; idempotent). Operator.
 #[utoipa::path(post, path = "/api/v1/signals", tag = "desk",
-    responses((status = 200, body = Object), (status = 503, body = crate::ErrorBody)))]
+    responses((status = 200, body = a::SignalsFiled), (status = 403, body = crate::ErrorBody), (status = 503, body = crate::ErrorBody)))]
 pub async fn signals_file(who: Operator, State(state): State<AdminState>) -> ApiResult {
     let desk = state.desk()?;
     let now = desk_now(&state);
@@ -412,23 +459,28 @@ pub async fn signals_file(who: Operator, State(state): State<AdminState>) -> Api
         run.already_filed += op25b.already_filed;
         run.triaged.extend(op25b.triaged);
     }
-    let filed: Vec<Value> = run
-        .filed
-        .iter()
-        .map(|(report, customer, case)| {
-            json!({ "report_id": report, "customer": customer, "case_id": case })
-        })
-        .collect();
-    let triaged: Vec<Value> = run
-        .triaged
-        .iter()
-        .map(|(report, source)| json!({ "report_id": report, "source": source }))
-        .collect();
-    let value = json!({
-        "filed": filed, "already_filed": run.already_filed, "unlinked": run.unlinked,
-        "triaged": triaged,
-    });
-    who.audit(&state, "signals.file", String::new(), value.clone());
+    let value = a::SignalsFiled {
+        filed: run
+            .filed
+            .iter()
+            .map(|(report, customer, case)| a::SignalFiled {
+                report_id: *report,
+                customer: customer.clone(),
+                case_id: *case,
+            })
+            .collect(),
+        already_filed: run.already_filed as u64,
+        unlinked: run.unlinked.clone(),
+        triaged: run
+            .triaged
+            .iter()
+            .map(|(report, source)| a::SignalTriaged {
+                report_id: *report,
+                source: source.to_string(),
+            })
+            .collect(),
+    };
+    who.audit(&state, "signals.file", String::new(), audit_value(&value));
     ok(value)
 }
 
@@ -437,7 +489,7 @@ pub async fn signals_file(who: Operator, State(state): State<AdminState>) -> Api
 /// `GET /api/v1/learned`: the organisations followed, with `learned` and
 /// `refused_now` (`spamgate learned list`). Viewer.
 #[utoipa::path(get, path = "/api/v1/learned", tag = "filters",
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = a::LearnedOrgs)))]
 pub async fn learned_list(_: Viewer, State(state): State<AdminState>) -> ApiResult {
     let service = state.service();
     let now = service.now();
@@ -445,16 +497,8 @@ pub async fn learned_list(_: Viewer, State(state): State<AdminState>) -> ApiResu
         .list(now)
         .await
         .map_err(store_error)?;
-    let list: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let mut value = serde_json::to_value(r).unwrap_or_default();
-            value["learned"] = r.is_learned(now).into();
-            value["refused_now"] = r.is_refused(now).into();
-            value
-        })
-        .collect();
-    ok(json!({ "organisations": list }))
+    let organisations = records.iter().map(|r| a::LearnedOrg::new(r, now)).collect();
+    ok(a::LearnedOrgs { organisations })
 }
 
 /// `DELETE /api/v1/learned/{domain}`: forgets an organisation (its exemption, what
@@ -462,7 +506,7 @@ pub async fn learned_list(_: Viewer, State(state): State<AdminState>) -> ApiResu
 /// is not followed.
 #[utoipa::path(delete, path = "/api/v1/learned/{domain}", tag = "filters",
     params(("domain" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = a::LearnedRemoved), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn learned_remove(
     who: Operator,
     State(state): State<AdminState>,
@@ -477,27 +521,33 @@ pub async fn learned_remove(
             "{org}: not learned or followed"
         )));
     }
-    let value = json!({ "organisation": org, "removed": true });
-    who.audit(&state, "learned.remove", org, value.clone());
+    let value = a::LearnedRemoved {
+        organisation: org.clone(),
+        removed: true,
+    };
+    who.audit(&state, "learned.remove", org, audit_value(&value));
     ok(value)
 }
 
 /// `DELETE /api/v1/learned`: forgets every organisation. Operator.
 #[utoipa::path(delete, path = "/api/v1/learned", tag = "filters",
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = a::LearnedCleared), (status = 403, body = crate::ErrorBody)))]
 pub async fn learned_clear(who: Operator, State(state): State<AdminState>) -> ApiResult {
     let count = LearnedService::new(state.service().store())
         .clear()
         .await
         .map_err(store_error)?;
-    let value = json!({ "removed": count });
-    who.audit(&state, "learned.clear", String::new(), value.clone());
+    let value = a::LearnedCleared {
+        removed: count as u64,
+    };
+    who.audit(&state, "learned.clear", String::new(), audit_value(&value));
     ok(value)
 }
 
 // --- listings the CLI has
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub limit: Option<usize>,
@@ -506,7 +556,7 @@ pub struct ListQuery {
 /// `GET /api/v1/greylist/triplets?limit=`: triplets, the latest-expiring first
 /// (`spamgate greylist list`). Viewer.
 #[utoipa::path(get, path = "/api/v1/greylist/triplets", tag = "filters", params(ListQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = a::Triplets)))]
 pub async fn greylist_triplets(
     _: Viewer,
     State(state): State<AdminState>,
@@ -518,20 +568,13 @@ pub async fn greylist_triplets(
         .list_triplets(limit(q.limit))
         .await
         .map_err(store_error)?;
-    let list: Vec<Value> = rows
-        .iter()
-        .map(|t| {
-            json!({
-                "network": t.network, "sender": t.sender, "recipient": t.recipient,
-                "first_seen": t.first_seen, "last_seen": t.last_seen, "attempts": t.attempts,
-                "passed_at": t.passed_at, "expires_at": t.expires_at,
-            })
-        })
-        .collect();
-    ok(json!({ "triplets": list }))
+    ok(a::Triplets {
+        triplets: rows.iter().map(a::Triplet::from).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AllEventsQuery {
     /// Unix time: only events at or after it (default: 30 days ago).
@@ -543,7 +586,7 @@ pub struct AllEventsQuery {
 /// status changes), newest first (`spamgate account events` without an account).
 /// Viewer.
 #[utoipa::path(get, path = "/api/v1/events", tag = "accounts", params(AllEventsQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = a::AccountEvents)))]
 pub async fn events_list(
     _: Viewer,
     State(state): State<AdminState>,
@@ -556,7 +599,7 @@ pub async fn events_list(
     let events = AccountService::new(service.store())
         .events(None, since, limit(q.limit))
         .await?;
-    ok(json!({ "events": events }))
+    ok(a::AccountEvents { events })
 }
 
 /// The OpenAPI paths of this module, merged into [`crate::openapi::document`].

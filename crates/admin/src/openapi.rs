@@ -149,6 +149,9 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::api_desk::DeskOpsDoc::openapi());
+    // The modifier ran on `ApiDoc` alone: once more over the merged paths, so the
+    // desk operations list the common errors too (it only adds what is missing).
+    utoipa::Modify::modify(&CommonErrors, &mut doc);
     doc
 }
 

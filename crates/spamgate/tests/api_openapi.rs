@@ -24,7 +24,43 @@ use std::path::Path;
 use api::{Client, Daemon, Response};
 use serde_json::{Value, json};
 
-const DESK: &str = "[dnsbl]\nzones = []\n[desk]\nwarn_on_first = false\nsuspend_after = 1\n";
+// A hook that always fails: its deliveries stay pending, so a retry has one to run.
+const DESK: &str = "[dnsbl]\nzones = []\n[desk]\nwarn_on_first = false\nsuspend_after = 1\n\
+                    hook_command = [\"/bin/false\"]\n";
+
+/// A daemon whose store already follows one organisation (`example.org`, a server of
+/// it passed greylisting once), written as its request path would write it.
+fn daemon_following_an_organisation(more: &str) -> Daemon {
+    use spamgate_engine::learn::{LearnParams, Observation, ObservationKind};
+    use spamgate_store::{LearnStore, SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spamgate.toml");
+    std::fs::write(&config, api::config_text(dir.path(), "", more)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store =
+                SqliteStore::open(&dir.path().join("spamgate.db"), SqliteOptions::default())
+                    .unwrap();
+            let seen = Observation {
+                org: "example.org".into(),
+                network: "192.0.2.0/24".into(),
+                kind: ObservationKind::Passed,
+            };
+            store
+                .learn_observe(&seen, &LearnParams::default(), now)
+                .await
+                .unwrap();
+            store.close().await;
+        });
+    Daemon::start_in(dir, config)
+}
 
 fn desk_fixture(kind: &str, name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -617,7 +653,7 @@ fn policy_attempt(daemon: &Daemon, client: &str) -> String {
 
 #[test]
 fn every_answer_of_a_real_daemon_matches_the_document() {
-    let daemon = Daemon::start_with("", DESK);
+    let daemon = daemon_following_an_organisation(DESK);
     for (name, role) in [
         ("vera", "viewer"),
         ("otto", "operator"),
@@ -1229,6 +1265,243 @@ fn every_answer_of_a_real_daemon_matches_the_document() {
         Body::None,
         404,
     );
+    // The desk operations of api_desk.rs, while C-ALICE is suspended.
+    let op = |client: &Client, method: &str, template: &str, path: &str, status: u16| {
+        c.call(client, method, template, path, Body::None, status)
+    };
+    let csv = "id,name,contact,language,plan\nC-OAPI-1,One,one@example.jp,ja,fiber\n";
+    let imported = c.call(
+        &operator,
+        "POST",
+        "/api/v1/import/customers",
+        "/api/v1/import/customers",
+        Body::Raw("text/csv", csv.as_bytes()),
+        200,
+    );
+    assert_eq!(imported["ids"], json!(["C-OAPI-1"]), "{imported}");
+    for (client, body, status) in [
+        (&viewer, csv.as_bytes(), 403),
+        (&operator, b"id,name\nC-X\n".as_slice(), 400),
+        (&operator, b"  \n".as_slice(), 400),
+    ] {
+        c.call(
+            client,
+            "POST",
+            "/api/v1/import/customers",
+            "/api/v1/import/customers",
+            Body::Raw("text/csv", body),
+            status,
+        );
+    }
+    let detail = std::fs::read(desk_fixture("history", "radius-detail")).unwrap();
+    let sessions = c.call(
+        &operator,
+        "POST",
+        "/api/v1/import/sessions",
+        "/api/v1/import/sessions?format=radius-detail&source=nas1",
+        Body::Raw("text/plain", &detail),
+        200,
+    );
+    assert!(sessions["upserted"].as_u64().unwrap() > 0, "{sessions}");
+    for (client, path, status) in [
+        (&operator, "/api/v1/import/sessions?format=nope", 400),
+        (&operator, "/api/v1/import/sessions?format=static", 400),
+        (&viewer, "/api/v1/import/sessions?format=static", 403),
+    ] {
+        c.call(
+            client,
+            "POST",
+            "/api/v1/import/sessions",
+            path,
+            Body::Raw("text/plain", b"not a table at all\n"),
+            status,
+        );
+    }
+    let identity = json!({"kind": "radius-user", "value": "alice@isp.example.jp"});
+    for (path, body, status) in [
+        (
+            "/api/v1/customers/C-ALICE/identities",
+            identity.clone(),
+            200,
+        ),
+        (
+            "/api/v1/customers/C-ALICE/identities",
+            json!({"kind": "ssn", "value": "1"}),
+            400,
+        ),
+        (
+            "/api/v1/customers/C-NOBODY/identities",
+            identity.clone(),
+            404,
+        ),
+    ] {
+        c.call(
+            &operator,
+            "POST",
+            "/api/v1/customers/{id}/identities",
+            path,
+            j(&body),
+            status,
+        );
+    }
+    let enforced = op(
+        &operator,
+        "POST",
+        "/api/v1/customers/{id}/enforce",
+        "/api/v1/customers/C-ALICE/enforce",
+        200,
+    );
+    assert_eq!(enforced["customer"], "C-ALICE", "{enforced}");
+    op(
+        &operator,
+        "POST",
+        "/api/v1/customers/{id}/enforce",
+        "/api/v1/customers/C-NOBODY/enforce",
+        404,
+    );
+    op(
+        &viewer,
+        "POST",
+        "/api/v1/customers/{id}/enforce",
+        "/api/v1/customers/C-ALICE/enforce",
+        403,
+    );
+    // The suspension queued a hook (that failed: pending) and a notice (no relay).
+    let pending = c.get(&viewer, "/api/v1/deliveries", "/api/v1/deliveries", 200);
+    let id_of = |kind: &str| {
+        pending["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("a pending {kind}: {pending}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (hook, notice) = (id_of("hook"), id_of("notify"));
+    c.get(
+        &viewer,
+        "/api/v1/deliveries",
+        "/api/v1/deliveries?state=done&limit=10",
+        200,
+    );
+    c.get(
+        &viewer,
+        "/api/v1/deliveries",
+        "/api/v1/deliveries?state=stuck",
+        400,
+    );
+    let run = op(
+        &operator,
+        "POST",
+        "/api/v1/deliveries/run",
+        "/api/v1/deliveries/run",
+        200,
+    );
+    assert_eq!(run["unconfigured"], json!(["notice_relay_host"]), "{run}");
+    op(
+        &viewer,
+        "POST",
+        "/api/v1/deliveries/run",
+        "/api/v1/deliveries/run",
+        403,
+    );
+    let retry = "/api/v1/deliveries/{id}/retry";
+    let retried = op(
+        &operator,
+        "POST",
+        retry,
+        &format!("/api/v1/deliveries/{hook}/retry"),
+        200,
+    );
+    assert_eq!(retried["runs"][0]["delivery_id"], hook, "{retried}");
+    assert!(retried["runs"][0]["error"].is_string(), "{retried}");
+    op(
+        &operator,
+        "POST",
+        retry,
+        &format!("/api/v1/deliveries/{notice}/retry"),
+        409,
+    );
+    op(
+        &operator,
+        "POST",
+        retry,
+        "/api/v1/deliveries/424242/retry",
+        404,
+    );
+    op(
+        &operator,
+        "POST",
+        retry,
+        "/api/v1/deliveries/abc/retry",
+        400,
+    );
+    op(&viewer, "POST", "/api/v1/signals", "/api/v1/signals", 403);
+    let signals = op(&operator, "POST", "/api/v1/signals", "/api/v1/signals", 200);
+    assert!(signals["filed"].is_array(), "{signals}");
+    assert!(policy_attempt(&daemon, "192.0.2.41").starts_with("action=DEFER_IF_PERMIT"));
+    let triplets = c.get(
+        &viewer,
+        "/api/v1/greylist/triplets",
+        "/api/v1/greylist/triplets?limit=10",
+        200,
+    );
+    assert!(
+        !triplets["triplets"].as_array().unwrap().is_empty(),
+        "{triplets}"
+    );
+    c.get(
+        &viewer,
+        "/api/v1/greylist/triplets",
+        "/api/v1/greylist/triplets?limit=many",
+        400,
+    );
+    let events = c.get(
+        &viewer,
+        "/api/v1/events",
+        "/api/v1/events?since=0&limit=50",
+        200,
+    );
+    assert!(!events["events"].as_array().unwrap().is_empty(), "{events}");
+    c.get(&viewer, "/api/v1/events", "/api/v1/events?since=soon", 400);
+    let learned = c.get(&viewer, "/api/v1/learned", "/api/v1/learned", 200);
+    assert_eq!(
+        learned["organisations"][0]["org"], "example.org",
+        "{learned}"
+    );
+    let forget = "/api/v1/learned/{domain}";
+    op(
+        &viewer,
+        "DELETE",
+        forget,
+        "/api/v1/learned/example.org",
+        403,
+    );
+    op(
+        &operator,
+        "DELETE",
+        forget,
+        "/api/v1/learned/example.org",
+        200,
+    );
+    op(
+        &operator,
+        "DELETE",
+        forget,
+        "/api/v1/learned/example.org",
+        404,
+    );
+    op(&viewer, "DELETE", "/api/v1/learned", "/api/v1/learned", 403);
+    let cleared = op(
+        &operator,
+        "DELETE",
+        "/api/v1/learned",
+        "/api/v1/learned",
+        200,
+    );
+    assert_eq!(cleared["removed"], 0, "{cleared}");
+
     c.call(
         &operator,
         "POST",
