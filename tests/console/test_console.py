@@ -219,6 +219,25 @@ class Console(unittest.TestCase):
         self.assertFalse(answer.startswith("DEFER"), answer)
         self.assertTrue(policy("192.0.2.45").startswith("DEFER"), "only that client")
 
+    def test_25_classify_form_says_what_the_cli_says(self):
+        names = ["203-0-113-5.adsl.example.net", "mail.example.org",
+                 "dhcp-198-51-100-7.pool.example.com"]
+        with driver.session() as s:
+            login(s, "vera")  # read-only: a viewer may classify
+            s.get(ADMIN + "/console/filters")
+            s.wait_for("#classify-names").send_keys("\n".join(names))
+            s.click_and_load(s.find("#classify-submit"), "#classify-table")
+            rows = s.find_all(".classify-row")
+            self.assertEqual(len(rows), len(names))
+            for name, row in zip(names, rows):
+                cli = json.loads(sg("classify", "--json", "--explain", name))
+                self.assertIn(name, row.text)
+                self.assertEqual(row.attribute("data-class"), cli["class"]["class"], name)
+                for rule in cli["matched_rules"]:
+                    self.assertIn(rule, row.text, name)
+            self.assertEqual(rows[0].attribute("data-class"), "generic")
+            self.assertEqual(rows[1].attribute("data-class"), "proper")
+
     def test_30_report_case_suspension_refuses_submission(self):
         self.assertFalse(policy("203.0.113.5", sasl=ACCOUNT).startswith("5"))
         with open(os.environ["REPORT"], "rb") as f:

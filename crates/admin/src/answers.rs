@@ -37,6 +37,66 @@ pub struct Stats {
     pub now: u64,
 }
 
+/// How the reverse-DNS rules see a name.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NameClassAnswer {
+    /// Looks like an end-user line (greylisted as such).
+    Generic,
+    /// A generic rule matched, an exception or a mail-server rule overrode it.
+    Excepted,
+    /// Does not look generic.
+    Proper,
+}
+
+/// `POST /api/v1/classify`: one name's class and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClassifyAnswer {
+    pub name: String,
+    pub class: NameClassAnswer,
+    /// generic, excepted: the generic rule that matched first.
+    pub rule: Option<String>,
+    /// excepted: the exception entry (as written) or the mail-server rule that
+    /// overrode `rule`.
+    pub exception: Option<String>,
+    /// What decided, in words: `rule s25r-1`, `no rule`, `exception E over rule R`,
+    /// `mail-server rule M over rule R`, `not a host name`.
+    pub decided_by: String,
+    /// Every active rule that matched, generic rules in table order, then mail-server
+    /// rules.
+    pub matched_rules: Vec<String>,
+}
+
+impl ClassifyAnswer {
+    pub fn new(name: &str, explanation: spamgate_rdns::Explanation) -> Self {
+        use spamgate_rdns::{Decision, NameClass};
+        let (class, rule, exception) = match explanation.class {
+            NameClass::Generic { rule } => (NameClassAnswer::Generic, Some(rule), None),
+            NameClass::Excepted { rule, exception } => {
+                (NameClassAnswer::Excepted, Some(rule), Some(exception))
+            }
+            NameClass::Proper => (NameClassAnswer::Proper, None, None),
+        };
+        let decided_by = match explanation.decision {
+            Decision::InvalidName => "not a host name".to_string(),
+            Decision::NoRule => "no rule".to_string(),
+            Decision::Rule { id } => format!("rule {id}"),
+            Decision::Exception { rule, entry } => format!("exception {entry} over rule {rule}"),
+            Decision::MailServerRule { rule, id } => {
+                format!("mail-server rule {id} over rule {rule}")
+            }
+        };
+        ClassifyAnswer {
+            name: name.to_string(),
+            class,
+            rule,
+            exception,
+            decided_by,
+            matched_rules: explanation.matched_rules,
+        }
+    }
+}
+
 /// `POST /api/v1/check`: the verdict and the line Postfix would get.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CheckAnswer {

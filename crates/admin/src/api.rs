@@ -122,6 +122,7 @@ crate::route_table! {
     routes, ROUTES;
     get "/api/v1/stats" => stats,
     post "/api/v1/check" => check,
+    post "/api/v1/classify" => classify,
     get "/api/v1/greylist" => greylist_find,
     delete "/api/v1/greylist" => greylist_delete,
     get "/api/v1/allow" => allow_list,
@@ -193,6 +194,43 @@ pub struct CheckRequest {
     pub recipient_count: Option<u64>,
     /// `RCPT` by default.
     pub protocol_state: Option<String>,
+}
+
+/// The most names one classify request may carry.
+pub const MAX_CLASSIFY_NAMES: usize = 1000;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRequest {
+    /// Host names (at most 1000), as a PTR record or Postfix's `client_name` has them.
+    pub names: Vec<String>,
+}
+
+/// `POST /api/v1/classify`: how the daemon's reverse-DNS rules see each name, and
+/// why (`spamgate classify --explain --json`). Read-only: a viewer may ask.
+#[utoipa::path(post, path = "/api/v1/classify", tag = "filters", request_body = ClassifyRequest,
+    responses((status = 200, body = Vec<answers::ClassifyAnswer>),
+        (status = 400, body = crate::ErrorBody)))]
+pub async fn classify(
+    _: Viewer,
+    State(state): State<AdminState>,
+    ApiJson(body): ApiJson<ClassifyRequest>,
+) -> ApiResult {
+    if body.names.is_empty() || body.names.len() > MAX_CLASSIFY_NAMES {
+        return Err(ApiError::bad_request(format!(
+            "names: give 1 to {MAX_CLASSIFY_NAMES} host names"
+        )));
+    }
+    let service = state.service();
+    let answers: Vec<answers::ClassifyAnswer> = body
+        .names
+        .iter()
+        .map(|name| {
+            let name = name.trim().trim_end_matches('.');
+            answers::ClassifyAnswer::new(name, service.classify(name))
+        })
+        .collect();
+    ok(answers)
 }
 
 /// `POST /api/v1/check`: what the daemon would answer, without changing any state

@@ -131,7 +131,7 @@ impl utoipa::Modify for CommonErrors {
     security(("token" = []), ("session" = [])),
     paths(
         crate::health, serve, auth::login, auth::logout, auth::session,
-        api::stats, api::check, api::greylist_find, api::greylist_delete,
+        api::stats, api::check, api::classify, api::greylist_find, api::greylist_delete,
         api::allow_list, api::allow_add, api::allow_remove,
         api::accounts_list, api::account_show, api::account_limits, api::account_status,
         api::account_events,

@@ -103,6 +103,12 @@ impl<S: Backend, R: Resolver, C: Clock> Service<S, R, C> {
         self.charge_watch.reset();
     }
 
+    /// How the daemon's reverse-DNS rules (as now loaded: a reload changes them) see
+    /// `name` (`spamgate classify --explain`).
+    pub fn classify(&self, name: &str) -> spamgate_rdns::Explanation {
+        self.settings.load().engine.classifier().explain(name)
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }

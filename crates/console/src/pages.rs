@@ -327,6 +327,37 @@ impl<S: ConsoleStore, R: Resolver, C: Clock> Console<S, R, C> {
         )
     }
 
+    /// The classify form: how the daemon's reverse-DNS rules (as now loaded) see each
+    /// name, one per line or separated by spaces, at most
+    /// [`spamgate_admin::api::MAX_CLASSIFY_NAMES`]; the rest is said to be left out.
+    pub fn classify(&self, v: &Viewer, names: &str) -> String {
+        let all: Vec<&str> = names
+            .split_whitespace()
+            .map(|n| n.trim_end_matches('.'))
+            .filter(|n| !n.is_empty())
+            .collect();
+        let max = spamgate_admin::api::MAX_CLASSIFY_NAMES;
+        let rows: Vec<_> = all
+            .iter()
+            .take(max)
+            .map(|name| {
+                spamgate_admin::answers::ClassifyAnswer::new(name, self.service.classify(name))
+            })
+            .collect();
+        render(
+            "classify.html",
+            v.lang,
+            with_base(
+                self.base(v, None),
+                serde_json::json!({
+                    "names": names,
+                    "rows": rows,
+                    "left_out": all.len().saturating_sub(max),
+                }),
+            ),
+        )
+    }
+
     /// The check form: the request Postfix would send, decoded by the daemon's decoder
     /// and answered by the daemon's `answer`, in dry-run mode (nothing recorded).
     pub async fn check(&self, form: &CheckForm) -> Result<String, Refusal> {

@@ -41,6 +41,7 @@ pub fn routes(options: crate::Options) -> Router<AdminState> {
         .route("/console/", get(dashboard))
         .route("/console/filters", get(filters))
         .route("/console/filters/check", post(check))
+        .route("/console/filters/classify", get(classify))
         .route("/console/filters/allow/add", post(allow_add))
         .route("/console/filters/allow/remove", post(allow_remove))
         .route("/console/filters/greylist/delete", post(greylist_delete))
@@ -249,6 +250,29 @@ async fn filters(
     let html = console(&state, &limits)
         .filters(&viewer(&p, lang), &search, &CheckForm::default(), None)
         .await;
+    page(StatusCode::OK, html, set)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ClassifyQuery {
+    names: String,
+}
+
+/// The classify form: a GET (it changes nothing), `names` one per line.
+async fn classify(
+    State(state): State<AdminState>,
+    Extension(limits): Extension<Limits>,
+    principal: Option<Principal>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    Query(query): Query<ClassifyQuery>,
+) -> Response {
+    let Some(p) = principal else {
+        return to_login("/console/filters");
+    };
+    let (lang, set) = language(&headers, raw.as_deref());
+    let html = console(&state, &limits).classify(&viewer(&p, lang), &query.names);
     page(StatusCode::OK, html, set)
 }
 

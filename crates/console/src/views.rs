@@ -17,6 +17,11 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/dashboard.html"),
     ),
     ("filters.html", include_str!("../templates/filters.html")),
+    ("classify.html", include_str!("../templates/classify.html")),
+    (
+        "classify_form.html",
+        include_str!("../templates/classify_form.html"),
+    ),
     ("desk.html", include_str!("../templates/desk.html")),
     ("case.html", include_str!("../templates/case.html")),
 ];

@@ -71,6 +71,12 @@ fn each_endpoint_refuses_roles_below_its_own() {
             json!({"client_address": "192.0.2.1", "recipient": "a@example.net"}),
             0,
         ),
+        (
+            "POST",
+            "/api/v1/classify",
+            json!({"names": ["mx1.example.org"]}),
+            0,
+        ),
         ("GET", "/api/v1/greylist?client=192.0.2.1", Value::Null, 0),
         (
             "DELETE",
@@ -1003,4 +1009,51 @@ fn the_openapi_document_describes_every_route() {
         assert!(paths.contains_key(path), "{path} in {:?}", paths.keys());
     }
     assert!(doc["components"]["securitySchemes"]["token"].is_object());
+}
+
+/// `POST /api/v1/classify` answers what `spamgate classify --explain` answers for the
+/// same configuration: its own exceptions and disabled rules included.
+#[test]
+fn classify_uses_the_daemons_rules_and_agrees_with_the_cli() {
+    let daemon = Daemon::start_with(
+        "",
+        "[dnsbl]\nzones = []\n[rdns]\nexceptions = [\".mx.example.net\"]\n",
+    );
+    let t = team(&daemon);
+    // (name, class the API must give)
+    let table = [
+        ("203-0-113-5.adsl.example.net", "generic"),
+        ("p203-0-113-5.mx.example.net", "excepted"),
+        ("mail.example.org", "proper"),
+        ("  DHCP-198-51-100-7.pool.example.com.  ", "generic"),
+        ("not a host name", "generic"),
+    ];
+    let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+    let answers = expect(
+        t.viewer
+            .post_json("/api/v1/classify", &json!({ "names": names })),
+        200,
+        "classify",
+    );
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), table.len());
+    for ((name, class), answer) in table.iter().zip(answers) {
+        assert_eq!(answer["class"], *class, "{name}: {answer}");
+        // The CLI, on the same configuration, says the same rule and reason.
+        let (code, out, err) = daemon.cli(&["classify", "--explain", "--json", name.trim()], "");
+        assert_eq!(code, Some(0), "{err}");
+        let cli: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(cli["class"]["class"], *class, "{name}: cli {cli}");
+        assert_eq!(cli["class"]["rule"], answer["rule"], "{name}");
+        assert_eq!(cli["matched_rules"], answer["matched_rules"], "{name}");
+    }
+    // Bounded: none, or more than the limit, is a 400.
+    let too_many: Vec<String> = (0..1001).map(|i| format!("h{i}.example.net")).collect();
+    for body in [json!({"names": []}), json!({ "names": too_many })] {
+        expect(
+            t.viewer.post_json("/api/v1/classify", &body),
+            400,
+            "classify bounds",
+        );
+    }
 }

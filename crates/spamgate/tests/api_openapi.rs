@@ -731,6 +731,24 @@ fn every_answer_of_a_real_daemon_matches_the_document() {
         200,
     );
     assert_eq!(answer["verdict"]["action"], "greylist", "{answer}");
+    // classify: the daemon's reverse-DNS rules, with the reason.
+    let classified = c.call(
+        &viewer,
+        "POST",
+        "/api/v1/classify",
+        "/api/v1/classify",
+        j(&json!({"names": ["203-0-113-5.adsl.example.net", "mx1.example.org", "not a name"]})),
+        200,
+    );
+    assert_eq!(classified[0]["class"], "generic", "{classified}");
+    c.call(
+        &viewer,
+        "POST",
+        "/api/v1/classify",
+        "/api/v1/classify",
+        j(&json!({"names": []})),
+        400,
+    );
     let submission = json!({"client_address": "198.51.100.7", "sender": "s@example.jp",
         "recipient": "x@example.org", "sasl_username": "s@example.jp", "server_port": 587});
     c.call(
