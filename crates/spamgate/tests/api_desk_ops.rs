@@ -660,42 +660,7 @@ fn uploads_import_customers_and_history_and_bad_ones_change_nothing() {
 
 #[test]
 fn learned_and_triplets_are_listed_and_forgotten() {
-    use spamgate_engine::learn::{LearnParams, Observation, ObservationKind};
-    use spamgate_store::LearnStore;
-    use spamgate_store::{SqliteOptions, SqliteStore};
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("spamgate.toml");
-    std::fs::write(
-        &config,
-        api::config_text(dir.path(), "", "[dnsbl]\nzones = []\n"),
-    )
-    .unwrap();
-    // One organisation followed (a server of it passed greylisting once), written
-    // into the store the daemon then opens, as its request path would.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let store =
-                SqliteStore::open(&dir.path().join("spamgate.db"), SqliteOptions::default())
-                    .unwrap();
-            let seen = Observation {
-                org: "example.org".into(),
-                network: "192.0.2.0/24".into(),
-                kind: ObservationKind::Passed,
-            };
-            store
-                .learn_observe(&seen, &LearnParams::default(), now)
-                .await
-                .unwrap();
-            store.close().await;
-        });
-    let daemon = Daemon::start_in(dir, config);
+    let daemon = api::daemon_following_an_organisation("[dnsbl]\nzones = []\n");
     daemon.add_user("vera", "viewer");
     daemon.add_user("otto", "operator");
     let viewer = daemon.bearer("vera");

@@ -28,40 +28,6 @@ use serde_json::{Value, json};
 const DESK: &str = "[dnsbl]\nzones = []\n[desk]\nwarn_on_first = false\nsuspend_after = 1\n\
                     hook_command = [\"/bin/false\"]\n";
 
-/// A daemon whose store already follows one organisation (`example.org`, a server of
-/// it passed greylisting once), written as its request path would write it.
-fn daemon_following_an_organisation(more: &str) -> Daemon {
-    use spamgate_engine::learn::{LearnParams, Observation, ObservationKind};
-    use spamgate_store::{LearnStore, SqliteOptions, SqliteStore};
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("spamgate.toml");
-    std::fs::write(&config, api::config_text(dir.path(), "", more)).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let store =
-                SqliteStore::open(&dir.path().join("spamgate.db"), SqliteOptions::default())
-                    .unwrap();
-            let seen = Observation {
-                org: "example.org".into(),
-                network: "192.0.2.0/24".into(),
-                kind: ObservationKind::Passed,
-            };
-            store
-                .learn_observe(&seen, &LearnParams::default(), now)
-                .await
-                .unwrap();
-            store.close().await;
-        });
-    Daemon::start_in(dir, config)
-}
-
 fn desk_fixture(kind: &str, name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../desk/tests")
@@ -653,7 +619,7 @@ fn policy_attempt(daemon: &Daemon, client: &str) -> String {
 
 #[test]
 fn every_answer_of_a_real_daemon_matches_the_document() {
-    let daemon = daemon_following_an_organisation(DESK);
+    let daemon = api::daemon_following_an_organisation(DESK);
     for (name, role) in [
         ("vera", "viewer"),
         ("otto", "operator"),

@@ -345,3 +345,38 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Starts a daemon whose store already follows one organisation (`example.org`: a
+/// server of it passed greylisting once), written into the store before the daemon
+/// opens it, as its request path would write it.
+pub fn daemon_following_an_organisation(more: &str) -> Daemon {
+    use spamgate_engine::learn::{LearnParams, Observation, ObservationKind};
+    use spamgate_store::{LearnStore, SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spamgate.toml");
+    std::fs::write(&config, config_text(dir.path(), "", more)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store =
+                SqliteStore::open(&dir.path().join("spamgate.db"), SqliteOptions::default())
+                    .unwrap();
+            let seen = Observation {
+                org: "example.org".into(),
+                network: "192.0.2.0/24".into(),
+                kind: ObservationKind::Passed,
+            };
+            store
+                .learn_observe(&seen, &LearnParams::default(), now)
+                .await
+                .unwrap();
+            store.close().await;
+        });
+    Daemon::start_in(dir, config)
+}
